@@ -1,0 +1,171 @@
+//! Who is in which group, user and system — for the connections of one core.
+//!
+//! Membership lives with the core that owns the connections (shard per
+//! core), so a group send walks this core's members without any lock; a
+//! cluster-wide view is a scatter-gather over cores. Sets hold slots: the
+//! owner removes a connection from every set before its slot is freed, so a
+//! slot found here is always the live member.
+
+use std::rc::Rc;
+
+use hashbrown::{HashMap, HashSet};
+
+#[derive(Default)]
+struct Members {
+    all: HashSet<u32>,
+    groups: HashMap<Rc<str>, HashSet<u32>>,
+    users: HashMap<Rc<str>, HashSet<u32>>,
+}
+
+#[derive(Default)]
+pub struct GroupIndex {
+    systems: HashMap<Rc<str>, Members>,
+}
+
+fn remove_from(map: &mut HashMap<Rc<str>, HashSet<u32>>, key: &str, slot: u32) -> bool {
+    let Some(set) = map.get_mut(key) else {
+        return false;
+    };
+    let removed = set.remove(&slot);
+    if set.is_empty() {
+        map.remove(key);
+    }
+    removed
+}
+
+impl GroupIndex {
+    pub fn add_conn(&mut self, system: &Rc<str>, slot: u32) {
+        self.systems
+            .entry_ref(system.as_ref())
+            .or_insert_with(Members::default)
+            .all
+            .insert(slot);
+    }
+
+    /// Forgets the connection everywhere; `groups` and `user` are what the
+    /// connection recorded of itself.
+    pub fn remove_conn(&mut self, system: &str, slot: u32, groups: &[Rc<str>], user: &str) {
+        let Some(m) = self.systems.get_mut(system) else {
+            return;
+        };
+        m.all.remove(&slot);
+        for g in groups {
+            remove_from(&mut m.groups, g, slot);
+        }
+        if !user.is_empty() {
+            remove_from(&mut m.users, user, slot);
+        }
+        if m.all.is_empty() {
+            self.systems.remove(system);
+        }
+    }
+
+    /// Returns true when the connection was not yet a member.
+    pub fn join(&mut self, system: &str, group: &Rc<str>, slot: u32) -> bool {
+        let Some(m) = self.systems.get_mut(system) else {
+            return false;
+        };
+        m.groups.entry(group.clone()).or_default().insert(slot)
+    }
+
+    pub fn leave(&mut self, system: &str, group: &str, slot: u32) -> bool {
+        self.systems
+            .get_mut(system)
+            .is_some_and(|m| remove_from(&mut m.groups, group, slot))
+    }
+
+    pub fn set_user(&mut self, system: &str, old: &str, new: &Rc<str>, slot: u32) {
+        let Some(m) = self.systems.get_mut(system) else {
+            return;
+        };
+        if !old.is_empty() {
+            remove_from(&mut m.users, old, slot);
+        }
+        if !new.is_empty() {
+            m.users.entry(new.clone()).or_default().insert(slot);
+        }
+    }
+
+    pub fn group(&self, system: &str, group: &str) -> impl Iterator<Item = u32> + '_ {
+        self.systems
+            .get(system)
+            .and_then(|m| m.groups.get(group))
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    pub fn user(&self, system: &str, user: &str) -> impl Iterator<Item = u32> + '_ {
+        self.systems
+            .get(system)
+            .and_then(|m| m.users.get(user))
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    pub fn system(&self, system: &str) -> impl Iterator<Item = u32> + '_ {
+        self.systems
+            .get(system)
+            .map(|m| &m.all)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    /// (group name, members on this core) for every group of the system.
+    pub fn group_counts(&self, system: &str) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.systems
+            .get(system)
+            .into_iter()
+            .flat_map(|m| m.groups.iter().map(|(g, s)| (g.as_ref(), s.len())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rc(s: &str) -> Rc<str> {
+        Rc::from(s)
+    }
+
+    #[test]
+    fn membership_is_per_system() {
+        let mut ix = GroupIndex::default();
+        let (a, b) = (rc("sys-a"), rc("sys-b"));
+        ix.add_conn(&a, 1);
+        ix.add_conn(&b, 2);
+        assert!(ix.join("sys-a", &rc("room"), 1));
+        assert!(!ix.join("sys-a", &rc("room"), 1), "second join is not new");
+        assert!(ix.join("sys-b", &rc("room"), 2));
+        assert_eq!(ix.group("sys-a", "room").collect::<Vec<_>>(), vec![1]);
+        assert_eq!(ix.system("sys-b").collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn removal_cleans_every_set() {
+        let mut ix = GroupIndex::default();
+        let s = rc("s");
+        ix.add_conn(&s, 7);
+        ix.join("s", &rc("g1"), 7);
+        ix.join("s", &rc("g2"), 7);
+        ix.set_user("s", "", &rc("alice"), 7);
+        ix.remove_conn("s", 7, &[rc("g1"), rc("g2")], "alice");
+        assert_eq!(ix.group("s", "g1").count(), 0);
+        assert_eq!(ix.user("s", "alice").count(), 0);
+        assert_eq!(ix.group_counts("s").count(), 0);
+        assert_eq!(ix.system("s").count(), 0);
+    }
+
+    #[test]
+    fn user_change_moves_the_slot() {
+        let mut ix = GroupIndex::default();
+        let s = rc("s");
+        ix.add_conn(&s, 3);
+        ix.set_user("s", "", &rc("u1"), 3);
+        ix.set_user("s", "u1", &rc("u2"), 3);
+        assert_eq!(ix.user("s", "u1").count(), 0);
+        assert_eq!(ix.user("s", "u2").collect::<Vec<_>>(), vec![3]);
+    }
+}

@@ -1,0 +1,116 @@
+//! Starting and running one worker thread.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::mailbox::CoreMsg;
+use super::{Core, CoreRef, BATCH};
+use crate::node::Node;
+
+/// Backlog of each worker's listener.
+const BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` that other workers may bind too
+/// (SO_REUSEPORT: the kernel spreads connections across them).
+pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The worker thread's body: builds the runtime (io_uring, or epoll where
+/// io_uring is unavailable) and serves until shutdown has drained.
+pub fn run_worker(
+    node: Arc<Node>,
+    id: u8,
+    mailbox: flume::Receiver<CoreMsg>,
+    listener: std::net::TcpListener,
+) -> io::Result<()> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(4096)
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        let core = Core::new(node.clone(), id);
+        let shutdown = core.borrow().shutdown.clone();
+        monoio::spawn(drain_mailbox(core.clone(), mailbox));
+        monoio::spawn(heartbeat(core.clone()));
+        node.worker_started();
+        accept_loop(&core, listener).await;
+        drain(&core).await;
+        drop(shutdown);
+        Ok(())
+    })
+}
+
+async fn accept_loop(core: &CoreRef, listener: TcpListener) {
+    let shutdown = core.borrow().shutdown.clone();
+    loop {
+        monoio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    monoio::spawn(crate::http::server::serve(core.clone(), stream));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Graceful shutdown of this core: the listener is already closed; every
+/// connection gets close 1001, then we wait (bounded) for them to go.
+async fn drain(core: &CoreRef) {
+    core.borrow_mut().close_all();
+    let deadline = Instant::now() + core.borrow().node.config.server.shutdown_timeout;
+    while core.borrow().ws_tasks > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn drain_mailbox(core: CoreRef, mailbox: flume::Receiver<CoreMsg>) {
+    while let Ok(first) = mailbox.recv_async().await {
+        let mut c = core.borrow_mut();
+        c.handle(first);
+        for msg in mailbox.try_iter().take(BATCH) {
+            c.handle(msg);
+        }
+        c.flush();
+    }
+}
+
+/// Pings every connection each `ping_interval` and closes those silent for
+/// `idle_timeout`, checking often enough that neither is late by more than a
+/// quarter of the shorter period.
+async fn heartbeat(core: CoreRef) {
+    let (ping, idle) = {
+        let ws = &core.borrow().node.config.ws;
+        (ws.ping_interval, ws.idle_timeout)
+    };
+    let tick = (ping.min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut next_ping = Instant::now() + ping;
+    loop {
+        monoio::time::sleep(tick).await;
+        let now = Instant::now();
+        let ping_due = now >= next_ping;
+        if ping_due {
+            next_ping = now + ping;
+        }
+        core.borrow_mut().sweep(ping_due);
+    }
+}

@@ -1,0 +1,166 @@
+//! One accepted TCP connection on the shared port: HTTP/1.1 requests with
+//! keep-alive and pipelining, until it upgrades to a WebSocket or closes.
+//!
+//! Responses to pipelined requests are collected and written together.
+//! Limits protect everyone else: a head over 16 KiB (431), a body over
+//! `api.max_body` (413, answered without reading the body), garbage (400)
+//! and a request not complete within `api.request_timeout` of its first
+//! byte (408) each get an answer and a closed connection.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+
+use super::request::{parse_request, Limits, Method, Parsed, Request};
+use super::response::{write_json, write_response};
+use crate::api::error::ApiError;
+use crate::core::CoreRef;
+use crate::push::error_envelope;
+use crate::socket;
+
+pub async fn serve(core: CoreRef, stream: TcpStream) {
+    let stream = Rc::new(stream);
+    let (limits, request_timeout, keepalive_timeout) = {
+        let api = &core.borrow().node.config.api;
+        let limits = Limits {
+            max_head: super::request::DEFAULT_MAX_HEAD,
+            max_body: api.max_body,
+        };
+        (limits, api.request_timeout, api.keepalive_timeout)
+    };
+    let mut buf = BytesMut::new();
+    let mut out = BytesMut::new();
+    let mut started: Option<Instant> = None;
+    loop {
+        loop {
+            match parse_request(&buf, &limits) {
+                Ok(Parsed::Complete { request, consumed }) => {
+                    let _ = buf.split_to(consumed);
+                    started = None;
+                    if request.websocket.is_some() {
+                        if flush(&stream, &mut out).await {
+                            crate::ws::session::serve(core, stream, request, buf).await;
+                        }
+                        return;
+                    }
+                    let keep = request.keep_alive && !core.borrow().node.is_draining();
+                    respond(&core, &request, &mut out, keep).await;
+                    if !keep {
+                        flush(&stream, &mut out).await;
+                        return;
+                    }
+                }
+                Ok(Parsed::Incomplete) => break,
+                Err(e) => {
+                    refuse(&core, &mut out, e.status(), &e);
+                    flush(&stream, &mut out).await;
+                    return;
+                }
+            }
+        }
+        if !flush(&stream, &mut out).await {
+            return;
+        }
+        let wait = match started {
+            None if buf.is_empty() => keepalive_timeout,
+            _ => request_timeout
+                .saturating_sub(started.map_or_else(Default::default, |s| s.elapsed())),
+        };
+        match monoio::time::timeout(wait, socket::read_some(&stream, &mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {
+                started.get_or_insert_with(Instant::now);
+            }
+            Err(_) => {
+                if !buf.is_empty() || started.is_some() {
+                    refuse(&core, &mut out, 408, &"request not complete in time");
+                    flush(&stream, &mut out).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Answers a request the codec or the clock refused; the caller closes.
+fn refuse(core: &CoreRef, out: &mut BytesMut, status: u16, why: &dyn std::fmt::Display) {
+    let c = core.borrow();
+    c.metrics().http_error(status);
+    let lang = c.node.config.api.lang;
+    match status {
+        413 => write_json(
+            out,
+            413,
+            &error_envelope(&ApiError::BodyTooLarge, lang),
+            false,
+            false,
+        ),
+        400 => write_json(
+            out,
+            400,
+            &error_envelope(&ApiError::BadRequest, lang),
+            false,
+            false,
+        ),
+        _ => write_response(
+            out,
+            status,
+            "text/plain; charset=utf-8",
+            why.to_string().as_bytes(),
+            false,
+            false,
+        ),
+    }
+}
+
+async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) {
+    let text = "text/plain; charset=utf-8";
+    let ops_get = req.method == Method::Get;
+    match req.path.as_str() {
+        "/healthz" if ops_get => write_response(out, 200, text, b"ok", keep, req.http10),
+        "/readyz" if ops_get => {
+            let ready = core.borrow().node.is_ready();
+            let (status, body): (u16, &[u8]) = if ready {
+                (200, b"ready")
+            } else {
+                (503, b"not ready")
+            };
+            write_response(out, status, text, body, keep, req.http10);
+        }
+        "/metrics" if ops_get => {
+            let body = core.borrow().node.metrics.render();
+            write_response(
+                out,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body.as_bytes(),
+                keep,
+                req.http10,
+            );
+        }
+        "/ws" => write_response(
+            out,
+            426,
+            text,
+            b"WebSocket upgrade required",
+            keep,
+            req.http10,
+        ),
+        _ => {
+            let (status, body) = crate::api::handle(core, req).await;
+            write_json(out, status, &body, keep, req.http10);
+        }
+    }
+}
+
+/// Writes and empties `out`; false when the peer is gone.
+async fn flush(stream: &TcpStream, out: &mut BytesMut) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    socket::write_all(stream, out.split().freeze())
+        .await
+        .is_ok()
+}

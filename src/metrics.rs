@@ -1,0 +1,171 @@
+//! Counters for `/metrics`, one cache-line-aligned block per core.
+//!
+//! Each core writes only its own block (relaxed atomics, no sharing on the
+//! hot path); `/metrics` sums or lists the blocks when it is read.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::api::route::Route;
+use crate::core::conn::CloseReason;
+
+/// HTTP statuses counted as protocol-level refusals.
+pub const HTTP_ERRORS: [u16; 4] = [400, 408, 413, 431];
+
+#[repr(align(128))]
+#[derive(Default)]
+pub struct CoreMetrics {
+    pub connections: AtomicU64,
+    pub accepted: AtomicU64,
+    pub pushed: AtomicU64,
+    pub dropped: AtomicU64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    api: [[AtomicU64; 2]; Route::ALL.len()],
+    http_errors: [AtomicU64; HTTP_ERRORS.len()],
+}
+
+impl CoreMetrics {
+    pub fn closed(&self, reason: CloseReason) {
+        let i = CloseReason::ALL.iter().position(|r| *r == reason);
+        if let Some(i) = i {
+            self.closed[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn api(&self, route: Route, ok: bool) {
+        self.api[route as usize][usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    pub fn http_error(&self, status: u16) {
+        if let Some(i) = HTTP_ERRORS.iter().position(|s| *s == status) {
+            self.http_errors[i].fetch_add(1, Relaxed);
+        }
+    }
+}
+
+pub struct Metrics {
+    cores: Box<[CoreMetrics]>,
+}
+
+impl Metrics {
+    pub fn new(workers: usize) -> Self {
+        Self {
+            cores: (0..workers).map(|_| CoreMetrics::default()).collect(),
+        }
+    }
+
+    pub fn core(&self, id: usize) -> &CoreMetrics {
+        &self.cores[id]
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.cores.iter().map(|c| c.connections.load(Relaxed)).sum()
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.per_worker(
+            &mut out,
+            "shardcast_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            |c| &c.connections,
+        );
+        self.per_worker(
+            &mut out,
+            "shardcast_connections_accepted_total",
+            "counter",
+            "WebSocket connections accepted.",
+            |c| &c.accepted,
+        );
+        self.per_worker(
+            &mut out,
+            "shardcast_messages_pushed_total",
+            "counter",
+            "Frames queued to WebSocket clients.",
+            |c| &c.pushed,
+        );
+        self.per_worker(
+            &mut out,
+            "shardcast_messages_dropped_total",
+            "counter",
+            "Frames not delivered because their connection was closed as a slow consumer.",
+            |c| &c.dropped,
+        );
+        header(
+            &mut out,
+            "shardcast_connections_closed_total",
+            "counter",
+            "WebSocket connections closed, by reason.",
+        );
+        for (i, reason) in CloseReason::ALL.iter().enumerate() {
+            let n = self.sum(|c| &c.closed[i]);
+            let _ = writeln!(
+                out,
+                "shardcast_connections_closed_total{{reason=\"{}\"}} {n}",
+                reason.as_str()
+            );
+        }
+        let slow = self.sum(|c| &c.closed[CloseReason::SlowConsumer as usize]);
+        header(
+            &mut out,
+            "shardcast_slow_consumers_closed_total",
+            "counter",
+            "Connections closed because their send queue passed ws.send_queue_bytes.",
+        );
+        let _ = writeln!(out, "shardcast_slow_consumers_closed_total {slow}");
+        header(
+            &mut out,
+            "shardcast_api_requests_total",
+            "counter",
+            "API requests by route and result.",
+        );
+        for route in Route::ALL {
+            for (j, result) in ["ok", "error"].iter().enumerate() {
+                let n = self.sum(|c| &c.api[route as usize][j]);
+                let _ = writeln!(
+                    out,
+                    "shardcast_api_requests_total{{route=\"{}\",result=\"{result}\"}} {n}",
+                    route.name()
+                );
+            }
+        }
+        header(
+            &mut out,
+            "shardcast_http_errors_total",
+            "counter",
+            "Malformed, stalled or oversized HTTP requests refused, by status.",
+        );
+        for (i, status) in HTTP_ERRORS.iter().enumerate() {
+            let n = self.sum(|c| &c.http_errors[i]);
+            let _ = writeln!(
+                out,
+                "shardcast_http_errors_total{{status=\"{status}\"}} {n}"
+            );
+        }
+        out
+    }
+
+    fn sum(&self, f: impl Fn(&CoreMetrics) -> &AtomicU64) -> u64 {
+        self.cores.iter().map(|c| f(c).load(Relaxed)).sum()
+    }
+
+    fn per_worker(
+        &self,
+        out: &mut String,
+        name: &str,
+        kind: &str,
+        help: &str,
+        f: impl Fn(&CoreMetrics) -> &AtomicU64,
+    ) {
+        header(out, name, kind, help);
+        for (i, c) in self.cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", f(c).load(Relaxed));
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}

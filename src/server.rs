@@ -1,0 +1,202 @@
+//! Starting a node: registry, listeners, one pinned worker thread per core,
+//! and the graceful shutdown on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::client_id::ClientIdCodec;
+use crate::config::{AuthMode, Config};
+use crate::core::mailbox::CoreMsg;
+use crate::core::{bind_listener, run_worker};
+use crate::node::Node;
+use crate::registry::{new_secret, Registry, RegistryError, SystemEntry};
+
+/// Open-file limit below which the startup log warns that the node is not
+/// tuned for production.
+const PRODUCTION_NOFILE: u64 = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("worker {0} failed: {1}")]
+    Worker(usize, String),
+}
+
+type Mailbox = flume::Receiver<CoreMsg>;
+
+/// Runs the node until a signal has drained it. Returns when every worker
+/// has stopped (or `server.shutdown_timeout` passed).
+pub fn run(config: Config) -> Result<(), StartError> {
+    let workers = config.worker_count();
+    let addr = config.server.http_addr;
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        listeners.push(bind_listener(addr).map_err(|source| StartError::Listen { addr, source })?);
+    }
+    let (node, mailboxes) = build_node(config, workers)?;
+    log_startup(&node, workers);
+    let signals = Signals::new([SIGTERM, SIGINT])?;
+    let (done_tx, done_rx) = flume::unbounded();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (id, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
+        let node = node.clone();
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("shardcast-w{id}"))
+            .spawn(move || {
+                if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
+                    tracing::warn!(worker = id, error = ?e, "cannot pin worker to a core");
+                }
+                let result = run_worker(node, id as u8, mailbox, listener);
+                let _ = done.send((id, result.map_err(|e| e.to_string())));
+            })?;
+    }
+    let watcher = node.clone();
+    let signals_handle = signals.handle();
+    std::thread::spawn(move || {
+        let mut signals = signals;
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "shutting down: draining connections");
+            watcher.begin_shutdown();
+        }
+    });
+    let result = wait(&node, workers, &done_rx);
+    signals_handle.close();
+    result
+}
+
+/// Waits for the workers. A worker that stops before shutdown was asked
+/// for is a failure; after it, we give them `shutdown_timeout` (+1 s).
+fn wait(
+    node: &Node,
+    workers: usize,
+    done: &flume::Receiver<(usize, Result<(), String>)>,
+) -> Result<(), StartError> {
+    let mut finished = 0;
+    let mut deadline: Option<Instant> = None;
+    while finished < workers {
+        let received = match deadline {
+            Some(d) => done.recv_deadline(d).ok(),
+            None => done.recv_timeout(Duration::from_millis(100)).ok(),
+        };
+        if deadline.is_none() && node.is_draining() {
+            deadline =
+                Some(Instant::now() + node.config.server.shutdown_timeout + Duration::from_secs(1));
+        }
+        match received {
+            Some((id, Err(e))) => return Err(StartError::Worker(id, e)),
+            Some((id, Ok(()))) if !node.is_draining() => {
+                return Err(StartError::Worker(id, "stopped unexpectedly".into()))
+            }
+            Some(_) => finished += 1,
+            None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                tracing::warn!("shutdown timeout passed with workers still draining");
+                break;
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn build_node(config: Config, workers: usize) -> Result<(Arc<Node>, Vec<Mailbox>), StartError> {
+    let key = match config.crypto_key_bytes() {
+        Some(k) => k,
+        None => random_bytes(16)?,
+    };
+    let codec = ClientIdCodec::new(&key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let registry = open_registry(&config)?;
+    let (senders, receivers) = (0..workers).map(|_| flume::unbounded()).unzip();
+    let seed = random_bytes(8)?;
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&seed);
+    let node = Node::new(config, codec, registry, senders, u64::from_le_bytes(key));
+    Ok((Arc::new(node), receivers))
+}
+
+fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
+    let mut b = vec![0u8; n];
+    getrandom::getrandom(&mut b).map_err(std::io::Error::other)?;
+    Ok(b)
+}
+
+/// Loads the registry and registers the systems of `api.systems` that it
+/// does not hold yet (in token mode with a fresh secret, kept in the data
+/// directory where the operator can read it).
+fn open_registry(config: &Config) -> Result<Registry, StartError> {
+    let mut registry = Registry::open(&config.server.data_dir)?;
+    for id in &config.api.systems {
+        if registry.systems().contains_key(id) {
+            continue;
+        }
+        let secret = match config.api.auth {
+            AuthMode::Token => Some(new_secret()?),
+            AuthMode::Open => None,
+        };
+        let entry = SystemEntry {
+            secret,
+            webhook_url: None,
+        };
+        match registry.register(id, entry) {
+            Ok(()) | Err(RegistryError::Taken) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(registry)
+}
+
+fn log_startup(node: &Node, workers: usize) {
+    let driver = if monoio::utils::detect_uring() {
+        "io_uring"
+    } else {
+        "epoll"
+    };
+    let nofile = open_file_limit();
+    let cfg = &node.config.server;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        addr = %cfg.http_addr,
+        driver,
+        workers,
+        open_file_limit = nofile,
+        node = node.node_id,
+        "shardcast listening"
+    );
+    let max = cfg.max_connections as u64;
+    if max > 0 && nofile < max {
+        tracing::warn!(
+            open_file_limit = nofile,
+            max_connections = max,
+            "open-file limit is below server.max_connections: raise LimitNOFILE / ulimit -n"
+        );
+    } else if nofile < PRODUCTION_NOFILE {
+        tracing::warn!(
+            open_file_limit = nofile,
+            "open-file limit is low for production (see conf/ for tuning)"
+        );
+    }
+}
+
+fn open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
+    }
+}

@@ -1,0 +1,137 @@
+//! Readiness-based socket I/O on top of monoio.
+//!
+//! monoio's completion-based `read` needs a buffer owned by every pending
+//! read, so an idle WebSocket would pin a read buffer for its whole life.
+//! Instead we wait for readiness (`readable`/`writable`, a poll op with no
+//! buffer) and then do the non-blocking syscall ourselves into a buffer the
+//! caller lends for that moment only — the per-core scratch buffer for
+//! WebSockets. The same works under io_uring and the epoll fallback, and a
+//! dropped wait loses no data (the poll consumes nothing).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::net::TcpStream;
+
+/// Largest number of buffers handed to one `sendmsg`.
+const MAX_IOVECS: usize = 64;
+
+/// One non-blocking `recv` into `buf`. `Ok(0)` is end of stream;
+/// `WouldBlock` means wait for readiness.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes as much of `queue` as the socket takes in one `sendmsg`, removing
+/// what was written. Returns the bytes written; `WouldBlock` when none fit.
+pub fn send_queue(fd: RawFd, queue: &mut std::collections::VecDeque<Bytes>) -> io::Result<usize> {
+    let mut iov: [libc::iovec; MAX_IOVECS] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOVECS];
+    let mut count = 0;
+    for (slot, chunk) in iov.iter_mut().zip(queue.iter()) {
+        slot.iov_base = chunk.as_ptr() as *mut libc::c_void;
+        slot.iov_len = chunk.len();
+        count += 1;
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    // SAFETY: an all-zero msghdr is valid; iov points at `count` live iovecs
+    // whose buffers are kept alive by `queue` for the duration of the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = count as _;
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    consume(queue, n as usize);
+    Ok(n as usize)
+}
+
+fn consume(queue: &mut std::collections::VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = queue.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            queue.pop_front();
+        } else {
+            front.advance(n);
+            return;
+        }
+    }
+}
+
+/// Reads whatever is available into the spare capacity of `buf`, waiting
+/// for readiness when nothing is. `Ok(0)` is end of stream.
+pub async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    loop {
+        let len = buf.len();
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: recv writes only initialised bytes, and we only extend the
+        // length by what it reports written.
+        let spare =
+            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+        match recv(stream.as_raw_fd(), spare) {
+            Ok(n) => {
+                unsafe { buf.set_len(len + n) };
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable(false).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes all of `data`, waiting for writability as needed.
+pub async fn write_all(stream: &TcpStream, data: Bytes) -> io::Result<()> {
+    let mut queue = std::collections::VecDeque::from([data]);
+    while !queue.is_empty() {
+        match send_queue(stream.as_raw_fd(), &mut queue) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable(false).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `shutdown(2)`; errors (an already reset socket) are of no interest.
+pub fn shutdown(fd: RawFd, how: libc::c_int) {
+    // SAFETY: plain syscall on a descriptor we own.
+    unsafe { libc::shutdown(fd, how) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    #[test]
+    fn consume_advances_across_chunks() {
+        let mut q: VecDeque<Bytes> = [Bytes::from_static(b"abc"), Bytes::from_static(b"defg")]
+            .into_iter()
+            .collect();
+        consume(&mut q, 5);
+        assert_eq!(q.len(), 1);
+        assert_eq!(&q[0][..], b"fg");
+        consume(&mut q, 2);
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,237 @@
+//! The life of one WebSocket connection after its upgrade request.
+//!
+//! The session task is the connection's only task. It owns no buffer: it
+//! waits for readability (or for its core to detach it), then the core reads
+//! into its scratch buffer and feeds the connection's codec. When the core
+//! closes the connection it detaches the task, which lingers briefly to let
+//! the close handshake finish and then drops the socket.
+
+use std::future::{poll_fn, Future};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use monoio::net::TcpStream;
+
+use crate::api::connect_token;
+use crate::api::error::ApiError;
+use crate::config::{AuthMode, ConnectTokenMode};
+use crate::core::conn::{close_frame, CloseReason, ConnSignal};
+use crate::core::CoreRef;
+use crate::http::request::{query_param, Method, Request};
+use crate::http::response::{write_json, write_response, write_switching_protocols};
+use crate::node::unix_seconds;
+use crate::push;
+use crate::socket;
+
+/// Who may connect: the system and the userId a connect token binds.
+struct Admission {
+    system: String,
+    user_id: String,
+}
+
+/// Serves an upgrade request: answers 101 (or an HTTP error), admits or
+/// refuses the client, then runs the session until the connection ends.
+pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: BytesMut) {
+    let prepared = prepare(&core, &req);
+    drop(req);
+    let admitted = match prepared {
+        Err(response) => {
+            let _ = socket::write_all(&stream, response).await;
+            return;
+        }
+        Ok(admitted) => admitted,
+    };
+    let lang = core.borrow().node.config.api.lang;
+    let (answer, admission) = admitted;
+    if socket::write_all(&stream, answer).await.is_err() {
+        return;
+    }
+    match admission {
+        Ok(a) => session(core, stream, a, rest).await,
+        Err(e) => refuse(&core, &stream, &e.message(lang)).await,
+    }
+}
+
+type Prepared = Result<(Bytes, Result<Admission, ApiError>), Bytes>;
+
+/// Checks the handshake and capacity (HTTP errors), then admission
+/// (refused after the upgrade, with a -1001 frame as go-websocket does).
+fn prepare(core: &CoreRef, req: &Request) -> Prepared {
+    let c = core.borrow();
+    let mut out = BytesMut::new();
+    let upgrade = req.websocket.as_ref();
+    let key = upgrade.and_then(|u| u.key.as_deref());
+    let version_ok = upgrade.and_then(|u| u.version.as_deref()) == Some("13");
+    if req.path != "/ws" {
+        let body = push::error_envelope(&ApiError::NotFound, c.node.config.api.lang);
+        write_json(&mut out, 404, &body, false, false);
+        return Err(out.freeze());
+    }
+    let Some(key) = key.filter(|_| req.method == Method::Get && version_ok) else {
+        let text = b"bad WebSocket handshake: GET with Sec-WebSocket-Key and Sec-WebSocket-Version: 13 required";
+        write_response(
+            &mut out,
+            400,
+            "text/plain; charset=utf-8",
+            text,
+            false,
+            false,
+        );
+        return Err(out.freeze());
+    };
+    let max = c.node.config.server.max_connections;
+    if c.node.is_draining() || (max > 0 && c.node.metrics.connections() >= max as u64) {
+        let body = push::error_envelope(&ApiError::Busy, c.node.config.api.lang);
+        write_json(&mut out, 503, &body, false, false);
+        return Err(out.freeze());
+    }
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    write_switching_protocols(&mut out, &accept);
+    Ok((out.freeze(), admit(core, req)))
+}
+
+fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
+    let c = core.borrow();
+    let query = req.query.as_deref().unwrap_or("");
+    let system = query_param(query, "systemId").unwrap_or_default();
+    if system.is_empty() {
+        return Err(ApiError::SystemIdRequired);
+    }
+    let entry = c.system(&system).ok_or(ApiError::SystemIdInvalid)?;
+    let api = &c.node.config.api;
+    let mut user_id = String::new();
+    if api.auth == AuthMode::Token {
+        let token = query_param(query, "token").filter(|t| !t.is_empty());
+        let secret = entry.secret.as_deref().unwrap_or("");
+        match token {
+            Some(t) => {
+                user_id =
+                    connect_token::verify(&t, secret, unix_seconds()).ok_or(ApiError::BadToken)?;
+            }
+            None if api.connect_token == ConnectTokenMode::Required => {
+                return Err(ApiError::BadToken)
+            }
+            None => {}
+        }
+    }
+    Ok(Admission {
+        system: system.into_owned(),
+        user_id,
+    })
+}
+
+/// The -1001 refusal frame, close 1008, and a short linger.
+async fn refuse(core: &CoreRef, stream: &Rc<TcpStream>, msg: &str) {
+    let mut frames = BytesMut::new();
+    frames.extend_from_slice(&push::refusal_frame(msg));
+    frames.extend_from_slice(&close_frame(1008));
+    if socket::write_all(stream, frames.freeze()).await.is_ok() {
+        socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
+        linger(core, stream).await;
+    }
+}
+
+/// Keeps the core's count of live WebSocket tasks (graceful shutdown waits
+/// for it to reach zero).
+struct TaskGuard(CoreRef);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.0.try_borrow_mut() {
+            c.ws_tasks -= 1;
+        }
+    }
+}
+
+async fn session(core: CoreRef, stream: Rc<TcpStream>, a: Admission, rest: BytesMut) {
+    let opened = core
+        .borrow_mut()
+        .open_conn(stream.clone(), &a.system, &a.user_id);
+    drop(a);
+    let Some((slot, gen, signal)) = opened else {
+        let lang = core.borrow().node.config.api.lang;
+        refuse(&core, &stream, &ApiError::Busy.message(lang)).await;
+        return;
+    };
+
+    core.borrow_mut().ws_tasks += 1;
+    let _guard = TaskGuard(core.clone());
+    {
+        let mut c = core.borrow_mut();
+        if !rest.is_empty() {
+            c.feed(slot, gen, &rest);
+        }
+        c.flush();
+    }
+    drop(rest);
+    let fd = stream.as_raw_fd();
+    loop {
+        match readable_or_detached(&stream, &signal).await {
+            Wake::Detached => break,
+            Wake::Failed => core
+                .borrow_mut()
+                .close_conn(slot, gen, CloseReason::Error, None),
+            Wake::Readable => {
+                let mut c = core.borrow_mut();
+                match c.recv(fd) {
+                    Ok(0) => c.close_conn(slot, gen, CloseReason::ClientClosed, None),
+                    Ok(n) => c.on_ws_input(slot, gen, n),
+                    Err(e) if would_block(&e) => {}
+                    Err(_) => c.close_conn(slot, gen, CloseReason::Error, None),
+                }
+                c.flush();
+            }
+        }
+    }
+    linger(&core, &stream).await;
+}
+
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
+}
+
+enum Wake {
+    Readable,
+    Detached,
+    Failed,
+}
+
+async fn readable_or_detached(stream: &TcpStream, signal: &ConnSignal) -> Wake {
+    let mut readable = std::pin::pin!(stream.readable(false));
+    poll_fn(|cx| {
+        if signal.is_detached() {
+            return Poll::Ready(Wake::Detached);
+        }
+        signal.register(cx.waker());
+        match readable.as_mut().poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Wake::Readable),
+            Poll::Ready(Err(_)) => Poll::Ready(Wake::Failed),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Reads and discards until the client closes or `LINGER` passes, so that
+/// the close handshake completes and our last bytes are not reset away.
+async fn linger(core: &CoreRef, stream: &TcpStream) {
+    let fd = stream.as_raw_fd();
+    let drain = async {
+        loop {
+            if stream.readable(false).await.is_err() {
+                return;
+            }
+            match core.borrow_mut().recv(fd) {
+                Ok(0) => return,
+                Err(e) if !would_block(&e) => return,
+                _ => {}
+            }
+        }
+    };
+    let _ = monoio::time::timeout(crate::core::LINGER, drain).await;
+}
