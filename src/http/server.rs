@@ -40,8 +40,10 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                     let _ = buf.split_to(consumed);
                     started = None;
                     if request.websocket.is_some() {
+                        // The session is a task of its own so that it does
+                        // not carry this task's HTTP state for its lifetime.
                         if flush(&stream, &mut out).await {
-                            crate::ws::session::serve(core, stream, request, buf).await;
+                            monoio::spawn(crate::ws::session::serve(core, stream, request, buf));
                         }
                         return;
                     }

@@ -32,24 +32,39 @@ struct Admission {
 }
 
 /// Serves an upgrade request: answers 101 (or an HTTP error), admits or
-/// refuses the client, then runs the session until the connection ends.
+/// refuses the client, registers the connection and spawns its session.
 pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: BytesMut) {
     let prepared = prepare(&core, &req);
     drop(req);
-    let admitted = match prepared {
+    let (answer, admission) = match prepared {
+        Ok(admitted) => admitted,
         Err(response) => {
             let _ = socket::write_all(&stream, response).await;
             return;
         }
-        Ok(admitted) => admitted,
     };
-    let lang = core.borrow().node.config.api.lang;
-    let (answer, admission) = admitted;
     if socket::write_all(&stream, answer).await.is_err() {
         return;
     }
-    match admission {
-        Ok(a) => session(core, stream, a, rest).await,
+    let lang = core.borrow().node.config.api.lang;
+    let opened = admission.and_then(|a| {
+        let opened = core
+            .borrow_mut()
+            .open_conn(stream.clone(), &a.system, &a.user_id);
+        opened.ok_or(ApiError::Busy)
+    });
+    match opened {
+        Ok((slot, gen, signal)) => {
+            {
+                let mut c = core.borrow_mut();
+                if !rest.is_empty() {
+                    c.feed(slot, gen, &rest);
+                }
+                c.flush();
+                c.ws_tasks += 1;
+            }
+            monoio::spawn(session(core, stream, slot, gen, signal));
+        }
         Err(e) => refuse(&core, &stream, &e.message(lang)).await,
     }
 }
@@ -145,27 +160,17 @@ impl Drop for TaskGuard {
     }
 }
 
-async fn session(core: CoreRef, stream: Rc<TcpStream>, a: Admission, rest: BytesMut) {
-    let opened = core
-        .borrow_mut()
-        .open_conn(stream.clone(), &a.system, &a.user_id);
-    drop(a);
-    let Some((slot, gen, signal)) = opened else {
-        let lang = core.borrow().node.config.api.lang;
-        refuse(&core, &stream, &ApiError::Busy.message(lang)).await;
-        return;
-    };
-
-    core.borrow_mut().ws_tasks += 1;
+/// The connection's steady state, for as long as it lives: wait, read,
+/// feed. Kept small (it is most of an idle connection's memory): everything
+/// it needs only at the end is boxed.
+async fn session(
+    core: CoreRef,
+    stream: Rc<TcpStream>,
+    slot: u32,
+    gen: u32,
+    signal: Rc<ConnSignal>,
+) {
     let _guard = TaskGuard(core.clone());
-    {
-        let mut c = core.borrow_mut();
-        if !rest.is_empty() {
-            c.feed(slot, gen, &rest);
-        }
-        c.flush();
-    }
-    drop(rest);
     let fd = stream.as_raw_fd();
     loop {
         match readable_or_detached(&stream, &signal).await {
@@ -185,7 +190,7 @@ async fn session(core: CoreRef, stream: Rc<TcpStream>, a: Admission, rest: Bytes
             }
         }
     }
-    linger(&core, &stream).await;
+    Box::pin(linger(&core, &stream)).await;
 }
 
 fn would_block(e: &std::io::Error) -> bool {
