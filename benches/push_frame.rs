@@ -17,7 +17,7 @@ use shardcast::push::{notice_frame, push_frame, MessageIdGen};
 
 /// A send_to_group body as the PHP SDK sends it, with a 64-byte string `data`.
 fn string_body() -> String {
-    let data = "Hello from the order service: your parcel #4711 has shipped!!!!";
+    let data = "Hello from the order service: your parcel #4711 has shipped!!!!!";
     assert_eq!(data.len(), 64);
     format!(
         r#"{{"sendUserId":"order-service","groupName":"room-42","code":0,"msg":"notice","data":"{data}"}}"#

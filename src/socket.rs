@@ -112,6 +112,25 @@ pub async fn write_all(stream: &TcpStream, data: Bytes) -> io::Result<()> {
     Ok(())
 }
 
+/// Reads and discards until the peer closes, `limit` bytes have passed or
+/// `timeout` expires. Closing a socket with unread input makes the kernel
+/// send a reset, which can destroy the last answer we wrote (a 413, a close
+/// frame) before the peer reads it; lingering lets it arrive.
+pub async fn linger(stream: &TcpStream, limit: usize, timeout: std::time::Duration) {
+    let mut buf = BytesMut::with_capacity(4096);
+    let drain = async {
+        let mut seen = 0;
+        while seen < limit {
+            match read_some(stream, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen += n,
+            }
+            buf.clear();
+        }
+    };
+    let _ = monoio::time::timeout(timeout, drain).await;
+}
+
 /// `shutdown(2)`; errors (an already reset socket) are of no interest.
 pub fn shutdown(fd: RawFd, how: libc::c_int) {
     // SAFETY: plain syscall on a descriptor we own.

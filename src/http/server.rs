@@ -7,8 +7,9 @@
 //! and a request not complete within `api.request_timeout` of its first
 //! byte (408) each get an answer and a closed connection.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::net::TcpStream;
@@ -19,6 +20,10 @@ use crate::api::error::ApiError;
 use crate::core::CoreRef;
 use crate::push::error_envelope;
 use crate::socket;
+
+/// How long, and how much, a refused connection is read before it closes.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+const REFUSAL_LINGER_BYTES: usize = 256 * 1024;
 
 pub async fn serve(core: CoreRef, stream: TcpStream) {
     let stream = Rc::new(stream);
@@ -57,7 +62,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
                     refuse(&core, &mut out, e.status(), &e);
-                    flush(&stream, &mut out).await;
+                    close_after_refusal(&stream, &mut out).await;
                     return;
                 }
             }
@@ -78,7 +83,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
             Err(_) => {
                 if !buf.is_empty() || started.is_some() {
                     refuse(&core, &mut out, 408, &"request not complete in time");
-                    flush(&stream, &mut out).await;
+                    close_after_refusal(&stream, &mut out).await;
                 }
                 return;
             }
@@ -154,6 +159,15 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
             let (status, body) = crate::api::handle(core, req).await;
             write_json(out, status, &body, keep, req.http10);
         }
+    }
+}
+
+/// Sends the refusal, half-closes and lingers briefly so the refusal is not
+/// lost to a reset caused by the input we will not read.
+async fn close_after_refusal(stream: &TcpStream, out: &mut BytesMut) {
+    if flush(stream, out).await {
+        socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
+        socket::linger(stream, REFUSAL_LINGER_BYTES, REFUSAL_LINGER).await;
     }
 }
 

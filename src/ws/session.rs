@@ -18,12 +18,15 @@ use crate::api::connect_token;
 use crate::api::error::ApiError;
 use crate::config::{AuthMode, ConnectTokenMode};
 use crate::core::conn::{close_frame, CloseReason, ConnSignal};
-use crate::core::CoreRef;
+use crate::core::{CoreRef, LINGER};
 use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{write_json, write_response, write_switching_protocols};
 use crate::node::unix_seconds;
 use crate::push;
 use crate::socket;
+
+/// Most a closing connection reads (and discards) while it lingers.
+const LINGER_BYTES: usize = 1 << 20;
 
 /// Who may connect: the system and the userId a connect token binds.
 struct Admission {
@@ -65,7 +68,7 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
             }
             monoio::spawn(session(core, stream, slot, gen, signal));
         }
-        Err(e) => refuse(&core, &stream, &e.message(lang)).await,
+        Err(e) => refuse(&stream, &e.message(lang)).await,
     }
 }
 
@@ -138,13 +141,13 @@ fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
 }
 
 /// The -1001 refusal frame, close 1008, and a short linger.
-async fn refuse(core: &CoreRef, stream: &Rc<TcpStream>, msg: &str) {
+async fn refuse(stream: &Rc<TcpStream>, msg: &str) {
     let mut frames = BytesMut::new();
     frames.extend_from_slice(&push::refusal_frame(msg));
     frames.extend_from_slice(&close_frame(1008));
     if socket::write_all(stream, frames.freeze()).await.is_ok() {
         socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
-        linger(core, stream).await;
+        socket::linger(stream, LINGER_BYTES, LINGER).await;
     }
 }
 
@@ -190,7 +193,7 @@ async fn session(
             }
         }
     }
-    Box::pin(linger(&core, &stream)).await;
+    Box::pin(socket::linger(&stream, LINGER_BYTES, LINGER)).await;
 }
 
 fn would_block(e: &std::io::Error) -> bool {
@@ -220,23 +223,4 @@ async fn readable_or_detached(stream: &TcpStream, signal: &ConnSignal) -> Wake {
         }
     })
     .await
-}
-
-/// Reads and discards until the client closes or `LINGER` passes, so that
-/// the close handshake completes and our last bytes are not reset away.
-async fn linger(core: &CoreRef, stream: &TcpStream) {
-    let fd = stream.as_raw_fd();
-    let drain = async {
-        loop {
-            if stream.readable(false).await.is_err() {
-                return;
-            }
-            match core.borrow_mut().recv(fd) {
-                Ok(0) => return,
-                Err(e) if !would_block(&e) => return,
-                _ => {}
-            }
-        }
-    };
-    let _ = monoio::time::timeout(crate::core::LINGER, drain).await;
 }
