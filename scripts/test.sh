@@ -4,7 +4,7 @@
 # processes (and, for the cluster tests, a real etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh etcd-server
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

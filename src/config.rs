@@ -727,7 +727,10 @@ mod tests {
         let (c, warnings) = Config::from_toml_str("", Vec::new()).unwrap();
         assert!(warnings.is_empty());
         assert_eq!(c, Config::default());
-        assert_eq!(c.server.http_addr, "0.0.0.0:7800".parse().unwrap());
+        assert_eq!(
+            c.server.http_addr,
+            "0.0.0.0:7800".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.server.workers, 0);
         assert_eq!(c.server.data_dir, PathBuf::from("data"));
         assert_eq!(c.server.crypto_key, "");
@@ -758,7 +761,10 @@ mod tests {
         assert!(!c.cluster.enabled);
         assert_eq!(c.cluster.name, "default");
         assert_eq!(c.cluster.node_id, 0);
-        assert_eq!(c.cluster.listen_addr, "0.0.0.0:7900".parse().unwrap());
+        assert_eq!(
+            c.cluster.listen_addr,
+            "0.0.0.0:7900".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.cluster.advertise_addr, "");
         assert_eq!(c.cluster.etcd_endpoints, ["http://127.0.0.1:2379"]);
         assert_eq!(c.cluster.etcd_prefix, "/shardcast");
@@ -822,7 +828,10 @@ mod tests {
     #[test]
     fn full_file_round_trip() {
         let c = parse(FULL).unwrap();
-        assert_eq!(c.server.http_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            c.server.http_addr,
+            "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.server.workers, 4);
         assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/shardcast"));
         assert_eq!(c.server.shutdown_timeout, secs(30));
@@ -861,7 +870,10 @@ mod tests {
         ]);
         let (c, warnings) = Config::from_toml_str(file, vars).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(c.server.http_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            c.server.http_addr,
+            "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.server.workers, 8, "the environment wins over the file");
         assert!(c.ws.echo);
         assert_eq!(c.api.systems, ["a", "b"]);
@@ -1093,7 +1105,10 @@ mod tests {
         let (loaded, _) = Config::load(Some(&path)).unwrap();
         let (c, warnings) = Config::from_toml_str(shipped, Vec::new()).unwrap();
         assert!(warnings.is_empty());
-        assert_eq!(c.server.http_addr, "0.0.0.0:7800".parse().unwrap());
+        assert_eq!(
+            c.server.http_addr,
+            "0.0.0.0:7800".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(c.api.systems, ["demo"]);
         assert!(c.console.enabled && !c.cluster.enabled);
         let mut expected = Config::default();

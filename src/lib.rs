@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client_id;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod http;

@@ -19,6 +19,13 @@ pub struct CoreMetrics {
     pub accepted: AtomicU64,
     pub pushed: AtomicU64,
     pub dropped: AtomicU64,
+    link_frames_in: AtomicU64,
+    link_bytes_in: AtomicU64,
+    link_frames_out: AtomicU64,
+    link_bytes_out: AtomicU64,
+    link_reconnects: AtomicU64,
+    link_drops: AtomicU64,
+    link_timeouts: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     api: [[AtomicU64; 2]; Route::ALL.len()],
     http_errors: [AtomicU64; HTTP_ERRORS.len()],
@@ -36,12 +43,106 @@ impl CoreMetrics {
         self.api[route as usize][usize::from(!ok)].fetch_add(1, Relaxed);
     }
 
+    pub fn link_in(&self, bytes: usize) {
+        self.link_frames_in.fetch_add(1, Relaxed);
+        self.link_bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub fn link_out(&self, bytes: usize) {
+        self.link_frames_out.fetch_add(1, Relaxed);
+        self.link_bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub fn link_reconnect(&self) {
+        self.link_reconnects.fetch_add(1, Relaxed);
+    }
+
+    pub fn link_drop(&self) {
+        self.link_drops.fetch_add(1, Relaxed);
+    }
+
+    pub fn link_timeout(&self) {
+        self.link_timeouts.fetch_add(1, Relaxed);
+    }
+
     pub fn http_error(&self, status: u16) {
         if let Some(i) = HTTP_ERRORS.iter().position(|s| *s == status) {
             self.http_errors[i].fetch_add(1, Relaxed);
         }
     }
 }
+
+type Field = fn(&CoreMetrics) -> &AtomicU64;
+
+/// The counters exposed per worker: name, type, help, field.
+const PER_WORKER: [(&str, &str, &str, Field); 11] = [
+    (
+        "shardcast_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        |c| &c.connections,
+    ),
+    (
+        "shardcast_connections_accepted_total",
+        "counter",
+        "WebSocket connections accepted.",
+        |c| &c.accepted,
+    ),
+    (
+        "shardcast_messages_pushed_total",
+        "counter",
+        "Frames queued to WebSocket clients.",
+        |c| &c.pushed,
+    ),
+    (
+        "shardcast_messages_dropped_total",
+        "counter",
+        "Frames not delivered because their connection was closed as a slow consumer.",
+        |c| &c.dropped,
+    ),
+    (
+        "shardcast_link_frames_in_total",
+        "counter",
+        "Frames received on links from other nodes.",
+        |c| &c.link_frames_in,
+    ),
+    (
+        "shardcast_link_bytes_in_total",
+        "counter",
+        "Bytes received on links from other nodes.",
+        |c| &c.link_bytes_in,
+    ),
+    (
+        "shardcast_link_frames_out_total",
+        "counter",
+        "Frames queued on links to other nodes.",
+        |c| &c.link_frames_out,
+    ),
+    (
+        "shardcast_link_bytes_out_total",
+        "counter",
+        "Bytes queued on links to other nodes.",
+        |c| &c.link_bytes_out,
+    ),
+    (
+        "shardcast_link_reconnects_total",
+        "counter",
+        "Link dial attempts that ended (link lost or refused).",
+        |c| &c.link_reconnects,
+    ),
+    (
+        "shardcast_link_queue_drops_total",
+        "counter",
+        "Frames dropped because a link's queue was full.",
+        |c| &c.link_drops,
+    ),
+    (
+        "shardcast_link_request_timeouts_total",
+        "counter",
+        "Requests to other nodes not answered within cluster.request_timeout.",
+        |c| &c.link_timeouts,
+    ),
+];
 
 pub struct Metrics {
     cores: Box<[CoreMetrics]>,
@@ -64,35 +165,13 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        self.per_worker(
-            &mut out,
-            "shardcast_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            |c| &c.connections,
-        );
-        self.per_worker(
-            &mut out,
-            "shardcast_connections_accepted_total",
-            "counter",
-            "WebSocket connections accepted.",
-            |c| &c.accepted,
-        );
-        self.per_worker(
-            &mut out,
-            "shardcast_messages_pushed_total",
-            "counter",
-            "Frames queued to WebSocket clients.",
-            |c| &c.pushed,
-        );
-        self.per_worker(
-            &mut out,
-            "shardcast_messages_dropped_total",
-            "counter",
-            "Frames not delivered because their connection was closed as a slow consumer.",
-            |c| &c.dropped,
-        );
+        let mut out = String::with_capacity(8192);
+        for (name, kind, help, field) in PER_WORKER {
+            header(&mut out, name, kind, help);
+            for (i, c) in self.cores.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", field(c).load(Relaxed));
+            }
+        }
         header(
             &mut out,
             "shardcast_connections_closed_total",
@@ -149,20 +228,6 @@ impl Metrics {
 
     fn sum(&self, f: impl Fn(&CoreMetrics) -> &AtomicU64) -> u64 {
         self.cores.iter().map(|c| f(c).load(Relaxed)).sum()
-    }
-
-    fn per_worker(
-        &self,
-        out: &mut String,
-        name: &str,
-        kind: &str,
-        help: &str,
-        f: impl Fn(&CoreMetrics) -> &AtomicU64,
-    ) {
-        header(out, name, kind, help);
-        for (i, c) in self.cores.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", f(c).load(Relaxed));
-        }
     }
 }
 

@@ -5,14 +5,17 @@
 //! `/api/register` alone.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::client_id::ClientIdCodec;
+use crate::cluster::membership::MembershipHandle;
+use crate::cluster::{ClusterView, PeerTable};
 use crate::config::Config;
 use crate::core::mailbox::CoreMsg;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::registry::SystemEntry;
 
 pub struct Node {
     pub config: Config,
@@ -23,30 +26,75 @@ pub struct Node {
     pub codec: ClientIdCodec,
     pub mailboxes: Vec<flume::Sender<CoreMsg>>,
     pub metrics: Metrics,
-    pub registry: Mutex<Registry>,
+    /// The standalone registry file (None in cluster mode: etcd holds it).
+    pub registry: Option<Mutex<Registry>>,
+    /// The systems known at start; cores copy them.
+    pub systems: Vec<(String, SystemEntry)>,
     /// Random key of the messageId generators of this run.
     pub message_key: u64,
+    /// The etcd thread (cluster mode).
+    pub membership: Option<MembershipHandle>,
+    /// Peers and lease state (standalone: no peers, always in).
+    pub view: Arc<ClusterView>,
     started: AtomicUsize,
     draining: AtomicBool,
 }
 
+/// What a node learned when it joined the cluster.
+pub struct ClusterJoin {
+    pub node_id: u16,
+    pub epoch: u32,
+    pub membership: MembershipHandle,
+}
+
+/// Where the registry of systems lives.
+pub enum Systems {
+    /// Standalone: the data-dir file.
+    File(Registry),
+    /// Cluster: etcd, as read when joining.
+    Etcd(Vec<(String, SystemEntry)>),
+}
+
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         codec: ClientIdCodec,
-        registry: Registry,
+        systems: Systems,
         mailboxes: Vec<flume::Sender<CoreMsg>>,
+        view: Arc<ClusterView>,
         message_key: u64,
+        join: Option<ClusterJoin>,
     ) -> Self {
         let workers = mailboxes.len();
+        let (node_id, epoch) = join
+            .as_ref()
+            .map_or((config.cluster.node_id, unix_seconds() as u32), |j| {
+                (j.node_id, j.epoch)
+            });
+        let membership = join.map(|j| j.membership);
+        let (registry, systems) = match systems {
+            Systems::File(r) => {
+                let list = r
+                    .systems()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (Some(Mutex::new(r)), list)
+            }
+            Systems::Etcd(list) => (None, list),
+        };
         Self {
-            node_id: config.cluster.node_id,
-            epoch: unix_seconds() as u32,
+            node_id,
+            epoch,
             codec,
             mailboxes,
             metrics: Metrics::new(workers),
-            registry: Mutex::new(registry),
+            registry,
+            systems,
             message_key,
+            membership,
+            view,
             started: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             config,
@@ -62,9 +110,16 @@ impl Node {
         self.started.fetch_add(1, Ordering::Release);
     }
 
-    /// Every worker listens and the node is not draining.
+    /// Every worker listens, the node is in the cluster (when clustered)
+    /// and not draining.
     pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::Acquire) == self.workers() && !self.is_draining()
+        self.started.load(Ordering::Acquire) == self.workers()
+            && self.view.is_ready()
+            && !self.is_draining()
+    }
+
+    pub fn peers(&self) -> Arc<PeerTable> {
+        self.view.peers()
     }
 
     pub fn is_draining(&self) -> bool {

@@ -8,10 +8,12 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::client_id::ClientIdCodec;
+use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
+use crate::cluster::ClusterView;
 use crate::config::{AuthMode, Config};
 use crate::core::mailbox::CoreMsg;
 use crate::core::{bind_listener, run_worker};
-use crate::node::Node;
+use crate::node::{ClusterJoin, Node, Systems};
 use crate::registry::{new_secret, Registry, RegistryError, SystemEntry};
 
 /// Open-file limit below which the startup log warns that the node is not
@@ -31,6 +33,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("worker {0} failed: {1}")]
     Worker(usize, String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] MembershipError),
 }
 
 type Mailbox = flume::Receiver<CoreMsg>;
@@ -39,17 +43,21 @@ type Mailbox = flume::Receiver<CoreMsg>;
 /// has stopped (or `server.shutdown_timeout` passed).
 pub fn run(config: Config) -> Result<(), StartError> {
     let workers = config.worker_count();
-    let addr = config.server.http_addr;
-    let mut listeners = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        listeners.push(bind_listener(addr).map_err(|source| StartError::Listen { addr, source })?);
-    }
+    let listeners = bind_all(config.server.http_addr, workers)?;
+    let links: Vec<Option<std::net::TcpListener>> = match config.cluster.enabled {
+        true => bind_all(config.cluster.listen_addr, workers)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        false => (0..workers).map(|_| None).collect(),
+    };
     let (node, mailboxes) = build_node(config, workers)?;
     log_startup(&node, workers);
     let signals = Signals::new([SIGTERM, SIGINT])?;
     let (done_tx, done_rx) = flume::unbounded();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for (id, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
+    let sockets = listeners.into_iter().zip(links);
+    for (id, ((listener, links), mailbox)) in sockets.zip(mailboxes).enumerate() {
         let node = node.clone();
         let done = done_tx.clone();
         std::thread::Builder::new()
@@ -58,7 +66,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
                     tracing::warn!(worker = id, error = ?e, "cannot pin worker to a core");
                 }
-                let result = run_worker(node, id as u8, mailbox, listener);
+                let result = run_worker(node, id as u8, mailbox, listener, links);
                 let _ = done.send((id, result.map_err(|e| e.to_string())));
             })?;
     }
@@ -69,6 +77,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         if let Some(sig) = signals.forever().next() {
             tracing::info!(signal = sig, "shutting down: draining connections");
             watcher.begin_shutdown();
+            if let Some(m) = &watcher.membership {
+                // Revoking the lease tells the peers at once that we are gone.
+                m.shutdown();
+            }
         }
     });
     let result = wait(&node, workers, &done_rx);
@@ -110,19 +122,81 @@ fn wait(
     Ok(())
 }
 
+fn bind_all(
+    addr: std::net::SocketAddr,
+    workers: usize,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    (0..workers)
+        .map(|_| bind_listener(addr).map_err(|source| StartError::Listen { addr, source }))
+        .collect()
+}
+
 fn build_node(config: Config, workers: usize) -> Result<(Arc<Node>, Vec<Mailbox>), StartError> {
     let key = match config.crypto_key_bytes() {
         Some(k) => k,
         None => random_bytes(16)?,
     };
     let codec = ClientIdCodec::new(&key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let registry = open_registry(&config)?;
-    let (senders, receivers) = (0..workers).map(|_| flume::unbounded()).unzip();
-    let seed = random_bytes(8)?;
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded()).unzip();
+    let view = Arc::new(ClusterView::new(senders.clone(), !config.cluster.enabled));
+    let (systems, join) = if config.cluster.enabled {
+        let (systems, join) = join_cluster(&config, workers, &view)?;
+        (Systems::Etcd(systems), Some(join))
+    } else {
+        (Systems::File(open_registry(&config)?), None)
+    };
     let mut key = [0u8; 8];
-    key.copy_from_slice(&seed);
-    let node = Node::new(config, codec, registry, senders, u64::from_le_bytes(key));
+    key.copy_from_slice(&random_bytes(8)?);
+    let message_key = u64::from_le_bytes(key);
+    let node = Node::new(config, codec, systems, senders, view, message_key, join);
     Ok((Arc::new(node), receivers))
+}
+
+/// Joins the cluster before any worker starts: the node id goes into every
+/// clientId. Events from etcd flow into `view` from then on.
+fn join_cluster(
+    config: &Config,
+    workers: usize,
+    view: &Arc<ClusterView>,
+) -> Result<(Vec<(String, SystemEntry)>, ClusterJoin), StartError> {
+    let epoch = crate::node::unix_seconds() as u32;
+    let me = NodeInfo {
+        addr: config.cluster.advertise_addr.clone(),
+        cores: workers as u8,
+        version: env!("CARGO_PKG_VERSION").into(),
+        started: u64::from(epoch),
+    };
+    let mut systems = Vec::with_capacity(config.api.systems.len());
+    for id in &config.api.systems {
+        systems.push((id.clone(), fresh_entry(config)?));
+    }
+    let sink = view.clone();
+    let joined = membership::join(
+        &config.cluster,
+        me,
+        systems,
+        Box::new(move |e| sink.apply(e)),
+    )?;
+    view.apply(ClusterEvent::Peers(Arc::new(joined.peers)));
+    view.apply(ClusterEvent::Ready(true));
+    let join = ClusterJoin {
+        node_id: joined.node_id,
+        epoch,
+        membership: joined.handle,
+    };
+    Ok((joined.systems, join))
+}
+
+/// A new system's entry: a fresh secret in token mode.
+fn fresh_entry(config: &Config) -> std::io::Result<SystemEntry> {
+    let secret = match config.api.auth {
+        AuthMode::Token => Some(new_secret()?),
+        AuthMode::Open => None,
+    };
+    Ok(SystemEntry {
+        secret,
+        webhook_url: None,
+    })
 }
 
 fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
@@ -140,15 +214,7 @@ fn open_registry(config: &Config) -> Result<Registry, StartError> {
         if registry.systems().contains_key(id) {
             continue;
         }
-        let secret = match config.api.auth {
-            AuthMode::Token => Some(new_secret()?),
-            AuthMode::Open => None,
-        };
-        let entry = SystemEntry {
-            secret,
-            webhook_url: None,
-        };
-        match registry.register(id, entry) {
+        match registry.register(id, fresh_entry(config)?) {
             Ok(()) | Err(RegistryError::Taken) => {}
             Err(e) => return Err(e.into()),
         }

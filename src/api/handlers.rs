@@ -1,30 +1,33 @@
-//! One function per route. Each turns a validated body into messages to
-//! the cores that own the connections and shapes their answers (API.md §4).
-//! A push is encoded once here and the same `Bytes` travels to every core.
+//! One function per route. Each turns a validated body into work for the
+//! cores and nodes that own the connections (`remote`) and shapes the
+//! answer (API.md §4). A push is encoded once here; the same `Bytes`
+//! travels to every core, and one copy of it to every peer node.
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::body::{
     BindToGroup, Body, ClientRef, GetGroupList, GetOnlineList, Register, SendToClient,
     SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
 };
 use super::error::ApiError;
+use super::remote::{self, Outcome, Target};
 use super::route::Route;
 use super::{limits, prepare, secret_matches};
+use crate::cluster::frame::Frame;
+use crate::cluster::membership::RegisterError;
+use crate::cluster::Answer;
 use crate::config::AuthMode;
-use crate::core::mailbox::{
-    reply_channel, ClientInfo, ConnError, ConnOp, ConnResult, CoreMsg, Reply,
-};
+use crate::core::mailbox::{ClientInfo, ConnOp, CoreMsg};
 use crate::core::{Core, CoreRef};
 use crate::http::request::Request;
 use crate::push::{self, MessageId};
 use crate::registry::{new_secret, RegistryError, SystemEntry};
 
-type Answer = Result<String, ApiError>;
+type Answered = Result<String, ApiError>;
 
-pub async fn dispatch(core: &CoreRef, route: Route, req: &Request) -> Answer {
+pub async fn dispatch(core: &CoreRef, route: Route, req: &Request) -> Answered {
     match route {
         Route::Register => register(core, req).await,
         Route::SendToClient => send_to_client(core, prepare(core, req)?).await,
@@ -42,66 +45,18 @@ pub async fn dispatch(core: &CoreRef, route: Route, req: &Request) -> Answer {
     }
 }
 
-/// Where a clientId of this system lives, or that it cannot be live.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Target {
-    At {
-        core: u8,
-        slot: u32,
-        gen: u32,
-    },
-    /// Well-formed and of this system, but from an earlier run of this node
-    /// or a node that is not this one: offline.
-    Gone,
-}
-
-fn resolve(core: &CoreRef, system: &str, text: &str) -> Result<Target, ApiError> {
-    let c = core.borrow();
-    let id = c
-        .node
-        .codec
-        .decode(text, system)
-        .map_err(|_| ApiError::InvalidClientId)?;
-    let here = id.node == c.node.node_id && id.epoch == c.node.epoch;
-    if !here || id.core as usize >= c.node.workers() {
-        return Ok(Target::Gone);
+/// `data` as JSON text, with `"partial":true` added when a node was left out.
+fn shaped(mut data: Value, partial: bool) -> String {
+    if partial {
+        if let Value::Object(map) = &mut data {
+            map.insert("partial".into(), Value::Bool(true));
+        }
     }
-    Ok(Target::At {
-        core: id.core,
-        slot: id.slot,
-        gen: id.generation,
-    })
+    data.to_string()
 }
 
-async fn recv<T>(rx: flume::Receiver<T>) -> Result<T, ApiError> {
-    rx.recv_async().await.map_err(|_| ApiError::Busy)
-}
-
-/// Runs `op` on the connection's owning core.
-async fn conn_op(
-    core: &CoreRef,
-    system: &Arc<str>,
-    target: Target,
-    op: ConnOp,
-) -> Result<ConnResult, ApiError> {
-    let Target::At {
-        core: owner,
-        slot,
-        gen,
-    } = target
-    else {
-        return Ok(Err(ConnError::Offline));
-    };
-    let (tx, rx) = reply_channel();
-    let msg = CoreMsg::Conn {
-        slot,
-        generation: gen,
-        system: system.clone(),
-        op,
-        reply: Some(tx),
-    };
-    Core::route(core, owner, msg).map_err(|_| ApiError::Busy)?;
-    recv(rx).await
+fn next_id(core: &CoreRef) -> MessageId {
+    core.borrow_mut().ids.next()
 }
 
 /// A per-connection operation that needs the connection online.
@@ -111,125 +66,118 @@ async fn live_op(
     client_id: &str,
     op: ConnOp,
 ) -> Result<Option<ClientInfo>, ApiError> {
-    let target = resolve(core, system, client_id)?;
-    match conn_op(core, system, target, op).await? {
-        Ok(info) => Ok(info),
-        Err(ConnError::Offline) => Err(ApiError::ClientOffline),
-        Err(ConnError::Invalid) => Err(ApiError::InvalidClientId),
+    let target = remote::resolve(core, system, client_id).await?;
+    match remote::conn_op(core, system, target, op).await? {
+        Outcome::Done(info) => Ok(info),
+        Outcome::Offline => Err(ApiError::ClientOffline),
+        Outcome::Invalid => Err(ApiError::InvalidClientId),
+        Outcome::Unreachable => Err(ApiError::Busy),
     }
 }
 
-/// Asks every core and collects their answers.
-async fn gather<T>(core: &CoreRef, make: impl Fn(Reply<T>) -> CoreMsg) -> Result<Vec<T>, ApiError> {
-    let workers = core.borrow().node.workers();
-    let mut pending = Vec::with_capacity(workers);
-    for c in 0..workers {
-        let (tx, rx) = reply_channel();
-        Core::route(core, c as u8, make(tx)).map_err(|_| ApiError::Busy)?;
-        pending.push(rx);
+/// Whether a connection is online: (online, partial).
+async fn reach(
+    core: &CoreRef,
+    system: &Arc<str>,
+    client_id: &str,
+    op: ConnOp,
+) -> Result<(bool, bool), ApiError> {
+    let target = remote::resolve(core, system, client_id).await?;
+    match remote::conn_op(core, system, target, op).await? {
+        Outcome::Done(_) => Ok((true, false)),
+        Outcome::Offline => Ok((false, false)),
+        Outcome::Unreachable => Ok((false, true)),
+        Outcome::Invalid => Err(ApiError::InvalidClientId),
     }
-    let mut answers = Vec::with_capacity(workers);
-    for rx in pending {
-        answers.push(recv(rx).await?);
-    }
-    Ok(answers)
 }
 
-fn next_id(core: &CoreRef) -> MessageId {
-    core.borrow_mut().ids.next()
-}
-
-async fn send_to_client(core: &CoreRef, (system, b): (Arc<str>, SendToClient)) -> Answer {
-    let target = resolve(core, &system, &b.client_id)?;
+async fn send_to_client(core: &CoreRef, (system, b): (Arc<str>, SendToClient)) -> Answered {
     let id = next_id(core);
     let frame = push::push_frame(id, &b.message);
-    let online = match conn_op(core, &system, target, ConnOp::Deliver(frame)).await? {
-        Ok(_) => true,
-        Err(ConnError::Offline) => false,
-        Err(ConnError::Invalid) => return Err(ApiError::InvalidClientId),
-    };
-    Ok(json!({ "messageId": id.to_string(), "online": online }).to_string())
+    let (online, partial) = reach(core, &system, &b.client_id, ConnOp::Deliver(frame)).await?;
+    Ok(shaped(
+        json!({ "messageId": id.to_string(), "online": online }),
+        partial,
+    ))
 }
 
-async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients)) -> Answer {
+async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients)) -> Answered {
     let mut targets = Vec::with_capacity(b.client_ids.len());
     for text in &b.client_ids {
-        targets.push(resolve(core, &system, text)?);
-    }
-    let mut by_core: Vec<Vec<(u32, u32)>> = vec![Vec::new(); core.borrow().node.workers()];
-    let mut seen = hashbrown::HashSet::with_capacity(targets.len());
-    for t in targets {
-        if let Target::At { core: c, slot, gen } = t {
-            if seen.insert(t) {
-                by_core[c as usize].push((slot, gen));
-            }
-        }
+        targets.push(remote::resolve(core, &system, text).await?);
     }
     let id = next_id(core);
     let frame = push::push_frame(id, &b.message);
-    let mut pending = Vec::new();
-    for (c, targets) in by_core
-        .into_iter()
-        .enumerate()
-        .filter(|(_, t)| !t.is_empty())
-    {
-        let (reply, rx) = reply_channel();
-        let msg = CoreMsg::Many {
-            system: system.clone(),
-            targets,
-            frame: frame.clone(),
-            reply,
-        };
-        Core::route(core, c as u8, msg).map_err(|_| ApiError::Busy)?;
-        pending.push(rx);
-    }
-    let mut online = 0;
-    for rx in pending {
-        online += recv(rx).await?;
-    }
-    Ok(json!({ "messageId": id.to_string(), "online": online }).to_string())
+    let (online, partial) = remote::deliver_many(core, &system, targets, frame).await?;
+    Ok(shaped(
+        json!({ "messageId": id.to_string(), "online": online }),
+        partial,
+    ))
 }
 
-fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answer {
+fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
     let id = next_id(core);
     let frame = push::push_frame(id, &b.message);
+    let wire = Frame::Group {
+        system: system.to_string(),
+        group: b.group_name.clone(),
+        frame: frame.to_vec(),
+    };
     let group: Arc<str> = Arc::from(b.group_name);
-    Core::broadcast(core, || CoreMsg::Group {
+    let local = || CoreMsg::Group {
         system: system.clone(),
         group: group.clone(),
         frame: frame.clone(),
-    })
-    .map_err(|_| ApiError::Busy)?;
-    Ok(json!({ "messageId": id.to_string() }).to_string())
+    };
+    let partial = remote::broadcast(core, local, wire)?;
+    Ok(shaped(json!({ "messageId": id.to_string() }), partial))
 }
 
-async fn send_to_user(core: &CoreRef, (system, b): (Arc<str>, SendToUser)) -> Answer {
+fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {
     let id = next_id(core);
     let frame = push::push_frame(id, &b.message);
-    let user: Arc<str> = Arc::from(b.user_id);
-    let reached = gather(core, |reply| CoreMsg::User {
+    let wire = Frame::System {
+        system: system.to_string(),
+        frame: frame.to_vec(),
+    };
+    let local = || CoreMsg::System {
+        system: system.clone(),
+        frame: frame.clone(),
+    };
+    let partial = remote::broadcast(core, local, wire)?;
+    Ok(shaped(json!({ "messageId": id.to_string() }), partial))
+}
+
+async fn send_to_user(core: &CoreRef, (system, b): (Arc<str>, SendToUser)) -> Answered {
+    let id = next_id(core);
+    let frame = push::push_frame(id, &b.message);
+    let user: Arc<str> = Arc::from(b.user_id.as_str());
+    let local = |reply| CoreMsg::User {
         system: system.clone(),
         user: user.clone(),
         frame: frame.clone(),
         reply,
-    })
-    .await?;
-    let online: usize = reached.into_iter().sum();
-    Ok(json!({ "messageId": id.to_string(), "online": online }).to_string())
+    };
+    let remote = |req| Frame::User {
+        req,
+        system: system.to_string(),
+        user: b.user_id.clone(),
+        frame: frame.to_vec(),
+    };
+    let g = remote::gather(core, local, remote).await?;
+    let far: u64 = g
+        .remote
+        .iter()
+        .map(|a| if let Answer::Count(n) = a { *n } else { 0 })
+        .sum();
+    let online = g.local.iter().sum::<usize>() as u64 + far;
+    Ok(shaped(
+        json!({ "messageId": id.to_string(), "online": online }),
+        g.partial,
+    ))
 }
 
-fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answer {
-    let id = next_id(core);
-    let frame = push::push_frame(id, &b.message);
-    Core::broadcast(core, || CoreMsg::System {
-        system: system.clone(),
-        frame: frame.clone(),
-    })
-    .map_err(|_| ApiError::Busy)?;
-    Ok(json!({ "messageId": id.to_string() }).to_string())
-}
-
-async fn bind(core: &CoreRef, (system, b): (Arc<str>, BindToGroup)) -> Answer {
+async fn bind(core: &CoreRef, (system, b): (Arc<str>, BindToGroup)) -> Answered {
     let op = ConnOp::Bind {
         group: Arc::from(b.group_name),
         user_id: b.user_id,
@@ -239,92 +187,120 @@ async fn bind(core: &CoreRef, (system, b): (Arc<str>, BindToGroup)) -> Answer {
     Ok("[]".into())
 }
 
-async fn unbind(core: &CoreRef, (system, b): (Arc<str>, UnbindFromGroup)) -> Answer {
-    let op = ConnOp::Unbind(Arc::from(b.group_name));
-    live_op(core, &system, &b.client_id, op).await?;
+async fn unbind(core: &CoreRef, (system, b): (Arc<str>, UnbindFromGroup)) -> Answered {
+    live_op(
+        core,
+        &system,
+        &b.client_id,
+        ConnOp::Unbind(Arc::from(b.group_name)),
+    )
+    .await?;
     Ok("[]".into())
 }
 
-async fn close(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answer {
+async fn close(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {
     live_op(core, &system, &b.client_id, ConnOp::Close).await?;
     Ok("{}".into())
 }
 
-async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answer {
-    let info = live_op(core, &system, &b.client_id, ConnOp::Info).await?;
-    let info = info.ok_or(ApiError::ClientOffline)?;
-    let node = core.borrow().node.node_id;
+async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {
+    let target = remote::resolve(core, &system, &b.client_id).await?;
+    let owner = match target {
+        Target::Remote { node, .. } => node,
+        _ => core.borrow().node.node_id,
+    };
+    let info = match remote::conn_op(core, &system, target, ConnOp::Info).await? {
+        Outcome::Done(Some(info)) => info,
+        Outcome::Done(None) | Outcome::Offline => return Err(ApiError::ClientOffline),
+        Outcome::Invalid => return Err(ApiError::InvalidClientId),
+        Outcome::Unreachable => return Err(ApiError::Busy),
+    };
     Ok(json!({
         "online": true,
         "userId": info.user_id,
         "extend": info.extend,
         "groups": info.groups,
         "connectTime": info.connect_time,
-        "node": node,
+        "node": owner,
     })
     .to_string())
 }
 
-async fn is_online(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answer {
-    let target = resolve(core, &system, &b.client_id)?;
-    let online = match conn_op(core, &system, target, ConnOp::Info).await? {
-        Ok(_) => true,
-        Err(ConnError::Offline) => false,
-        Err(ConnError::Invalid) => return Err(ApiError::InvalidClientId),
-    };
-    Ok(json!({ "online": online }).to_string())
+async fn is_online(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {
+    let (online, partial) = reach(core, &system, &b.client_id, ConnOp::Info).await?;
+    Ok(shaped(json!({ "online": online }), partial))
 }
 
-async fn online_list(core: &CoreRef, (system, b): (Arc<str>, GetOnlineList)) -> Answer {
-    let group: Arc<str> = Arc::from(b.group_name);
+async fn online_list(core: &CoreRef, (system, b): (Arc<str>, GetOnlineList)) -> Answered {
+    let group: Arc<str> = Arc::from(b.group_name.as_str());
     let with_info = b.with_info;
-    let parts = gather(core, |reply| CoreMsg::OnlineList {
+    let local = |reply| CoreMsg::OnlineList {
         system: system.clone(),
         group: group.clone(),
         with_info,
         reply,
-    })
-    .await?;
-    let clients: Vec<ClientInfo> = parts.into_iter().flatten().collect();
+    };
+    let remote = |req| Frame::OnlineList {
+        req,
+        system: system.to_string(),
+        group: b.group_name.clone(),
+        with_info,
+    };
+    let g = remote::gather(core, local, remote).await?;
+    let far = g.remote.into_iter().flat_map(|a| match a {
+        Answer::Clients(c) => c.into_iter().map(ClientInfo::from).collect(),
+        _ => Vec::new(),
+    });
+    let clients: Vec<ClientInfo> = g.local.into_iter().flatten().chain(far).collect();
     let list: Vec<&str> = clients.iter().map(|c| c.client_id.as_str()).collect();
-    let mut data = json!({ "count": list.len(), "list": list });
+    let mut data = Map::new();
+    data.insert("count".into(), json!(list.len()));
+    data.insert("list".into(), json!(list));
     if with_info {
         let detail: Vec<Value> = clients
             .iter()
-            .map(|c| {
-                json!({
-                    "clientId": c.client_id,
-                    "userId": c.user_id,
-                    "extend": c.extend,
-                    "connectTime": c.connect_time,
-                })
-            })
+            .map(|c| json!({ "clientId": c.client_id, "userId": c.user_id, "extend": c.extend, "connectTime": c.connect_time }))
             .collect();
-        data["clients"] = Value::Array(detail);
+        data.insert("clients".into(), Value::Array(detail));
     }
-    Ok(data.to_string())
+    Ok(shaped(Value::Object(data), g.partial))
 }
 
-async fn group_list(core: &CoreRef, system: Arc<str>) -> Answer {
-    let parts = gather(core, |reply| CoreMsg::GroupList {
+async fn group_list(core: &CoreRef, system: Arc<str>) -> Answered {
+    let local = |reply| CoreMsg::GroupList {
         system: system.clone(),
         reply,
-    })
-    .await?;
-    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-    for (group, n) in parts.into_iter().flatten() {
-        *counts.entry(group).or_default() += n;
+    };
+    let remote = |req| Frame::GroupList {
+        req,
+        system: system.to_string(),
+    };
+    let g = remote::gather(core, local, remote).await?;
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for (group, n) in g.local.into_iter().flatten() {
+        *counts.entry(group).or_default() += n as u64;
+    }
+    for answer in g.remote {
+        if let Answer::Groups(groups) = answer {
+            for gc in groups {
+                *counts.entry(gc.group).or_default() += gc.count;
+            }
+        }
     }
     let list: Vec<Value> = counts
         .iter()
         .map(|(g, n)| json!({ "groupName": g, "count": n }))
         .collect();
-    Ok(json!({ "count": list.len(), "list": list }).to_string())
+    Ok(shaped(
+        json!({ "count": list.len(), "list": list }),
+        g.partial,
+    ))
 }
 
 /// `/api/register`: needs no `SystemId`; in token mode it needs the
-/// `AdminToken` and answers the new system's secret.
-async fn register(core: &CoreRef, req: &Request) -> Answer {
+/// `AdminToken` and answers the new system's secret. Cluster mode stores
+/// the system in etcd (create-if-absent); standalone, in the data dir.
+async fn register(core: &CoreRef, req: &Request) -> Answered {
     let b = Register::decode(&req.body)?;
     let token_mode = core.borrow().node.config.api.auth == AuthMode::Token;
     if token_mode {
@@ -348,23 +324,34 @@ async fn register(core: &CoreRef, req: &Request) -> Answer {
         secret,
         webhook_url,
     };
-    store(core, &b.system_id, entry.clone())?;
+    store(core, &b.system_id, entry.clone()).await?;
     let id: Arc<str> = Arc::from(b.system_id);
-    gather(core, |reply| CoreMsg::SystemAdded {
+    Core::gather_local(core, |reply| CoreMsg::SystemAdded {
         id: id.clone(),
         entry: entry.clone(),
-        reply,
+        reply: Some(reply),
     })
-    .await?;
+    .await
+    .map_err(|_| ApiError::Busy)?;
     Ok(match entry.secret {
         Some(token) => json!({ "token": token }).to_string(),
         None => "[]".into(),
     })
 }
 
-fn store(core: &CoreRef, id: &str, entry: SystemEntry) -> Result<(), ApiError> {
+async fn store(core: &CoreRef, id: &str, entry: SystemEntry) -> Result<(), ApiError> {
     let node = core.borrow().node.clone();
-    let mut registry = node.registry.lock().map_err(|_| ApiError::Busy)?;
+    if let Some(m) = &node.membership {
+        return m.register(id, entry).await.map_err(|e| match e {
+            RegisterError::Taken => ApiError::SystemIdTaken,
+            RegisterError::Unavailable(why) => {
+                tracing::warn!(error = %why, "register: etcd unavailable");
+                ApiError::StoreUnavailable
+            }
+        });
+    }
+    let registry = node.registry.as_ref().ok_or(ApiError::Busy)?;
+    let mut registry = registry.lock().map_err(|_| ApiError::Busy)?;
     registry.register(id, entry).map_err(|e| match e {
         RegistryError::Taken => ApiError::SystemIdTaken,
         e => {

@@ -10,6 +10,7 @@ pub mod body;
 pub mod connect_token;
 pub mod error;
 mod handlers;
+mod remote;
 pub mod route;
 
 use std::sync::Arc;

@@ -109,17 +109,19 @@ pub enum CloseReason {
     SlowConsumer,
     TooLarge,
     Shutdown,
+    NodeLost,
     Error,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 8] = [
         Self::ClientClosed,
         Self::ClosedByApi,
         Self::IdleTimeout,
         Self::SlowConsumer,
         Self::TooLarge,
         Self::Shutdown,
+        Self::NodeLost,
         Self::Error,
     ];
 
@@ -131,6 +133,7 @@ impl CloseReason {
             Self::SlowConsumer => "slow_consumer",
             Self::TooLarge => "too_large",
             Self::Shutdown => "shutdown",
+            Self::NodeLost => "node_lost",
             Self::Error => "error",
         }
     }
@@ -140,7 +143,7 @@ impl CloseReason {
     pub fn close_code(self) -> Option<u16> {
         match self {
             Self::ClosedByApi => Some(1000),
-            Self::IdleTimeout | Self::Shutdown => Some(1001),
+            Self::IdleTimeout | Self::Shutdown | Self::NodeLost => Some(1001),
             Self::TooLarge => Some(1009),
             Self::ClientClosed | Self::SlowConsumer | Self::Error => None,
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::cluster::PeerTable;
 use crate::registry::SystemEntry;
 
 /// A one-shot answer channel (a bounded flume channel of one).
@@ -96,7 +97,11 @@ pub enum CoreMsg {
     SystemAdded {
         id: Arc<str>,
         entry: SystemEntry,
-        reply: Reply<()>,
+        reply: Option<Reply<()>>,
     },
+    /// The membership thread's new view of the other nodes.
+    Peers(Arc<PeerTable>),
+    /// This node lost its identity in etcd: close every connection.
+    NodeLost,
     Shutdown,
 }

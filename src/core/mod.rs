@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod event;
 pub mod index;
+mod links;
 pub mod mailbox;
 mod ops;
 pub mod slots;
@@ -19,6 +20,8 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
+use crate::cluster::link::Credentials;
+use crate::cluster::CoreCluster;
 use crate::metrics::CoreMetrics;
 use crate::node::Node;
 use crate::push::MessageIdGen;
@@ -27,9 +30,10 @@ use crate::registry::SystemEntry;
 use conn::Conn;
 use event::LocalEvent;
 use index::GroupIndex;
-use mailbox::CoreMsg;
+use mailbox::{reply_channel, CoreMsg, Reply};
 use slots::Slots;
 
+pub use links::accept_links;
 pub use ops::LINGER;
 pub use worker::{bind_listener, run_worker};
 
@@ -56,6 +60,8 @@ pub struct Core {
     pub shutdown: Rc<LocalEvent>,
     /// WebSocket reader tasks alive (lingering ones included).
     pub ws_tasks: usize,
+    /// Links and peers (cluster mode only).
+    pub cluster: Option<CoreCluster>,
     dirty: Vec<(u32, u32)>,
     scratch: Vec<u8>,
     ws_out: Vec<u8>,
@@ -69,16 +75,21 @@ pub struct Busy;
 impl Core {
     pub fn new(node: Arc<Node>, id: u8) -> CoreRef {
         let systems = node
-            .registry
-            .lock()
-            .map(|r| {
-                r.systems()
-                    .iter()
-                    .map(|(k, v)| (Box::from(k.as_str()), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .systems
+            .iter()
+            .map(|(k, v)| (Box::from(k.as_str()), v.clone()))
+            .collect();
         let ids = MessageIdGen::new(node.message_key, id);
+        let cluster = node.config.cluster.enabled.then(|| {
+            let cfg = &node.config.cluster;
+            let creds = Credentials {
+                cluster: cfg.name.clone(),
+                secret: cfg.secret.clone(),
+                node: node.node_id,
+                core: id,
+            };
+            CoreCluster::new(creds, cfg.request_timeout, node.peers())
+        });
         Rc::new_cyclic(|this| {
             RefCell::new(Core {
                 id,
@@ -89,6 +100,7 @@ impl Core {
                 ids,
                 shutdown: Rc::new(LocalEvent::default()),
                 ws_tasks: 0,
+                cluster,
                 dirty: Vec::new(),
                 scratch: vec![0; SCRATCH_BYTES],
                 ws_out: Vec::new(),
@@ -127,6 +139,25 @@ impl Core {
     pub fn broadcast(this: &CoreRef, make: impl Fn() -> CoreMsg) -> Result<(), Busy> {
         let workers = this.borrow().node.workers();
         (0..workers).try_for_each(|c| Self::route(this, c as u8, make()))
+    }
+
+    /// Asks every core of this node and collects their answers.
+    pub async fn gather_local<T>(
+        this: &CoreRef,
+        make: impl Fn(Reply<T>) -> CoreMsg,
+    ) -> Result<Vec<T>, Busy> {
+        let workers = this.borrow().node.workers();
+        let mut pending = Vec::with_capacity(workers);
+        for c in 0..workers {
+            let (tx, rx) = reply_channel();
+            Self::route(this, c as u8, make(tx))?;
+            pending.push(rx);
+        }
+        let mut answers = Vec::with_capacity(workers);
+        for rx in pending {
+            answers.push(rx.recv_async().await.map_err(|_| Busy)?);
+        }
+        Ok(answers)
     }
 
     /// Like `broadcast`, from inside the core: other cores by mailbox (never

@@ -19,6 +19,7 @@ use super::conn::{close_frame, CloseReason, Conn, ConnSignal, WsIo, PING_FRAME};
 use super::mailbox::{ClientInfo, ConnError, ConnOp, ConnResult, CoreMsg};
 use super::Core;
 use crate::client_id::ClientId;
+use crate::cluster::frame::Frame;
 use crate::node::unix_seconds;
 use crate::push;
 use crate::socket;
@@ -96,8 +97,12 @@ impl Core {
             }
             CoreMsg::SystemAdded { id, entry, reply } => {
                 self.systems.insert(Box::from(id.as_ref()), entry);
-                let _ = reply.send(());
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
             }
+            CoreMsg::Peers(peers) => self.set_peers(peers),
+            CoreMsg::NodeLost => self.close_all(CloseReason::NodeLost),
             CoreMsg::Shutdown => self.shutdown.fire(),
         }
     }
@@ -195,8 +200,14 @@ impl Core {
         }
     }
 
-    /// Sends `frame` to the members of `group` on every core, once.
+    /// Sends `frame` to the members of `group` on every core and every
+    /// peer node, once.
     fn group_notice(&mut self, system: &str, group: &str, frame: Bytes) {
+        self.peer_broadcast(&Frame::Group {
+            system: system.to_owned(),
+            group: group.to_owned(),
+            frame: frame.to_vec(),
+        });
         let (system, group): (Arc<str>, Arc<str>) = (Arc::from(system), Arc::from(group));
         self.broadcast_from_inside(|| CoreMsg::Group {
             system: system.clone(),
@@ -251,8 +262,9 @@ impl Core {
         self.metrics().pushed.fetch_add(1, Relaxed);
     }
 
-    /// Writes every dirty connection's queue, one `sendmsg` each.
+    /// Writes every dirty connection's and link's queue, one `sendmsg` each.
     pub fn flush(&mut self) {
+        self.flush_links();
         let mut dirty = std::mem::take(&mut self.dirty);
         for &(slot, gen) in &dirty {
             self.flush_conn(slot, gen);
@@ -483,10 +495,11 @@ impl Core {
         self.flush();
     }
 
-    /// Closes every connection with 1001 (graceful shutdown).
-    pub fn close_all(&mut self) {
+    /// Closes every connection with 1001 (shutdown, or the node's identity
+    /// in the cluster was lost).
+    pub fn close_all(&mut self, reason: CloseReason) {
         for (slot, gen) in self.conns.keys() {
-            self.close_conn(slot, gen, CloseReason::Shutdown, Some(1001));
+            self.close_conn(slot, gen, reason, reason.close_code());
         }
         self.flush();
     }

@@ -34,6 +34,7 @@ pub fn run_worker(
     id: u8,
     mailbox: flume::Receiver<CoreMsg>,
     listener: std::net::TcpListener,
+    links: Option<std::net::TcpListener>,
 ) -> io::Result<()> {
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
@@ -45,6 +46,14 @@ pub fn run_worker(
         let shutdown = core.borrow().shutdown.clone();
         monoio::spawn(drain_mailbox(core.clone(), mailbox));
         monoio::spawn(heartbeat(core.clone()));
+        if let Some(links) = links {
+            monoio::spawn(super::accept_links(
+                core.clone(),
+                TcpListener::from_std(links)?,
+            ));
+        }
+        let peers = node.peers();
+        core.borrow_mut().set_peers(peers);
         node.worker_started();
         accept_loop(&core, listener).await;
         drain(&core).await;
@@ -76,7 +85,8 @@ async fn accept_loop(core: &CoreRef, listener: TcpListener) {
 /// Graceful shutdown of this core: the listener is already closed; every
 /// connection gets close 1001, then we wait (bounded) for them to go.
 async fn drain(core: &CoreRef) {
-    core.borrow_mut().close_all();
+    core.borrow_mut()
+        .close_all(super::conn::CloseReason::Shutdown);
     let deadline = Instant::now() + core.borrow().node.config.server.shutdown_timeout;
     while core.borrow().ws_tasks > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
@@ -111,6 +121,10 @@ async fn heartbeat(core: CoreRef) {
         if ping_due {
             next_ping = now + ping;
         }
-        core.borrow_mut().sweep(ping_due);
+        let mut c = core.borrow_mut();
+        c.sweep(ping_due);
+        if let Some(cl) = c.cluster.as_mut() {
+            cl.expire_pending();
+        }
     }
 }

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};

@@ -1,0 +1,724 @@
+//! Inter-node wire format: one [`Frame`] per length-prefixed, CRC-checked
+//! rkyv archive.
+//!
+//! Why not gRPC or HTTP/2: every core keeps one persistent TCP link to every
+//! peer node and streams small pushes over it; a request/response framework
+//! would add per-call overhead, its own connection management and a second
+//! serialisation layer for no gain. Instead each frame on the wire is
+//!
+//! ```text
+//! u32 LE body length | u32 LE crc32(body) | body
+//! ```
+//!
+//! where `body` is the rkyv archive of one [`Frame`]. The length is checked
+//! against [`MAX_BODY`] as soon as the header has arrived, the CRC catches
+//! corruption cheaply, and the body is validated with bytecheck before any
+//! field is read, so a hostile or broken peer gets an error (and the link is
+//! closed by the caller), never a panic or undefined behaviour.
+//!
+//! rkyv needs its input aligned, so each body is first copied into an aligned
+//! scratch buffer; [`decode_with`] lets the link's reader reuse one.
+//!
+//! Everything here is a pure function over byte slices: no sockets, no
+//! clocks, no global state. That keeps the codec easy to fuzz and to bench.
+
+use bytes::{BufMut, BytesMut};
+use rkyv::rancor::BoxedError;
+use rkyv::util::AlignedVec;
+
+/// Version carried in [`Frame::Hello`]; peers with a different one are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest body accepted (an online-list reply of a huge group is the biggest legitimate frame).
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Bytes before the body: length and CRC, both `u32` little-endian.
+pub const HEADER_LEN: usize = 8;
+
+/// One message on an inter-node link.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    // Handshake. nonce = 16 random bytes, mac = HMAC-SHA256 (computed by the caller).
+    /// First frame of the connecting side.
+    Hello {
+        version: u16,
+        cluster: String,
+        node: u16,
+        core: u8,
+        nonce: [u8; 16],
+    },
+    /// The accepting side's nonce.
+    Challenge { nonce: [u8; 16] },
+    /// The connecting side's proof of the shared secret.
+    Proof { mac: [u8; 32] },
+    /// The accepting side's proof; the link is up after this.
+    Welcome { node: u16, mac: [u8; 32] },
+
+    // Pushes. `frame` is the pre-encoded WebSocket frame (header + JSON) delivered as-is.
+    /// Push to one connection.
+    Deliver {
+        req: u64,
+        core: u8,
+        slot: u32,
+        gen: u32,
+        system: String,
+        frame: Vec<u8>,
+    },
+    /// Push to several connections of one core.
+    DeliverMany {
+        req: u64,
+        core: u8,
+        system: String,
+        targets: Vec<Target>,
+        frame: Vec<u8>,
+    },
+    /// Push to every member of a group on the receiving node.
+    Group {
+        system: String,
+        group: String,
+        frame: Vec<u8>,
+    },
+    /// Push to every connection of a user on the receiving node.
+    User {
+        req: u64,
+        system: String,
+        user: String,
+        frame: Vec<u8>,
+    },
+    /// Push to every connection of a system on the receiving node.
+    System { system: String, frame: Vec<u8> },
+
+    // Per-connection operations, executed by the owning core of the receiving node.
+    /// Add a connection to a group and set its user id and extend data.
+    Bind {
+        req: u64,
+        core: u8,
+        slot: u32,
+        gen: u32,
+        system: String,
+        group: String,
+        user_id: String,
+        extend: String,
+    },
+    /// Remove a connection from a group.
+    Unbind {
+        req: u64,
+        core: u8,
+        slot: u32,
+        gen: u32,
+        system: String,
+        group: String,
+    },
+    /// Close a connection.
+    Close {
+        req: u64,
+        core: u8,
+        slot: u32,
+        gen: u32,
+        system: String,
+    },
+    /// Ask for a connection's details.
+    Info {
+        req: u64,
+        core: u8,
+        slot: u32,
+        gen: u32,
+        system: String,
+    },
+
+    // Queries answered by the whole receiving node.
+    /// Count (or list, `with_info`) a group's members on the receiving node.
+    OnlineList {
+        req: u64,
+        system: String,
+        group: String,
+        with_info: bool,
+    },
+    /// Every group of a system with its member count on the receiving node.
+    GroupList { req: u64, system: String },
+
+    // Replies, matched to the request by `req`.
+    /// Outcome of a per-connection operation or push.
+    Done { req: u64, status: ConnStatus },
+    /// A count (pushes delivered, group members).
+    Count { req: u64, n: u64 },
+    /// Answer to [`Frame::Info`].
+    InfoReply { req: u64, result: InfoResult },
+    /// Answer to [`Frame::OnlineList`] with `with_info`.
+    Clients {
+        req: u64,
+        clients: Vec<ClientInfoWire>,
+    },
+    /// Answer to [`Frame::GroupList`].
+    Groups { req: u64, groups: Vec<GroupCount> },
+
+    // Link upkeep.
+    /// Liveness probe; `t` is echoed back.
+    Ping { t: u64 },
+    /// Answer to [`Frame::Ping`].
+    Pong { t: u64 },
+    /// Orderly close of the link.
+    Goodbye,
+}
+
+/// One connection of a core, addressed by slot and generation.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub slot: u32,
+    pub gen: u32,
+}
+
+/// Outcome of an operation on one connection.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnStatus {
+    /// Done.
+    Ok,
+    /// The connection is gone.
+    Offline,
+    /// The address does not name a connection of this node.
+    Invalid,
+}
+
+/// A connection's details as sent between nodes.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfoWire {
+    pub client_id: String,
+    pub user_id: String,
+    pub extend: String,
+    pub groups: Vec<String>,
+    pub connect_time: u64,
+}
+
+/// Answer to [`Frame::Info`].
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum InfoResult {
+    Info(ClientInfoWire),
+    Offline,
+    Invalid,
+}
+
+/// A group and its member count on one node.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupCount {
+    pub group: String,
+    pub count: u64,
+}
+
+/// Why bytes from a peer are not a frame; any of these closes the link.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame body of {0} bytes exceeds the limit")]
+    TooLong(usize),
+    #[error("frame checksum mismatch")]
+    Checksum,
+    #[error("frame body failed validation: {0}")]
+    Invalid(String),
+}
+
+/// Appends one encoded frame (header + body) to `out`.
+///
+/// Encoding cannot fail for these types; if rkyv reports an error anyway it
+/// is returned as [`FrameError::Invalid`]. A body over [`MAX_BODY`] (which
+/// the peer would refuse) is [`FrameError::TooLong`]. On error `out` is left
+/// unchanged.
+pub fn encode(frame: &Frame, out: &mut BytesMut) -> Result<(), FrameError> {
+    let body = rkyv::to_bytes::<BoxedError>(frame).map_err(invalid)?;
+    let len = checked_len(body.len())?;
+    out.reserve(HEADER_LEN + body.len());
+    out.put_u32_le(len);
+    out.put_u32_le(crc32fast::hash(&body));
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+/// Looks at the start of `buf`: `Ok(None)` while the frame is incomplete,
+/// `Ok(Some((frame, consumed)))` when complete and valid. A length over
+/// [`MAX_BODY`] is an error as soon as the header is there.
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+    decode_with(buf, &mut AlignedVec::new())
+}
+
+/// Same as [`decode`] with a caller-supplied aligned scratch buffer reused
+/// across calls, to avoid an allocation per frame.
+pub fn decode_with(
+    buf: &[u8],
+    scratch: &mut AlignedVec,
+) -> Result<Option<(Frame, usize)>, FrameError> {
+    let Some(body) = split_body(buf)? else {
+        return Ok(None);
+    };
+    let frame = read_body(body, scratch)?;
+    Ok(Some((frame, HEADER_LEN + body.len())))
+}
+
+/// The CRC-checked body at the start of `buf`, or `None` if it has not fully arrived.
+fn split_body(buf: &[u8]) -> Result<Option<&[u8]>, FrameError> {
+    let Some((&[l0, l1, l2, l3, c0, c1, c2, c3], rest)) = buf.split_first_chunk::<HEADER_LEN>()
+    else {
+        return Ok(None);
+    };
+    let len = usize::try_from(u32::from_le_bytes([l0, l1, l2, l3])).unwrap_or(usize::MAX);
+    if len > MAX_BODY {
+        return Err(FrameError::TooLong(len));
+    }
+    let Some(body) = rest.get(..len) else {
+        return Ok(None);
+    };
+    if crc32fast::hash(body) != u32::from_le_bytes([c0, c1, c2, c3]) {
+        return Err(FrameError::Checksum);
+    }
+    Ok(Some(body))
+}
+
+/// Validates `body` (after copying it into the aligned `scratch`) and deserializes it.
+fn read_body(body: &[u8], scratch: &mut AlignedVec) -> Result<Frame, FrameError> {
+    scratch.clear();
+    scratch.extend_from_slice(body);
+    let archived =
+        rkyv::access::<ArchivedFrame, BoxedError>(scratch.as_slice()).map_err(invalid)?;
+    rkyv::deserialize::<Frame, BoxedError>(archived).map_err(invalid)
+}
+
+/// The body length as it goes in the header, refusing what a peer would refuse.
+fn checked_len(len: usize) -> Result<u32, FrameError> {
+    match u32::try_from(len) {
+        Ok(n) if len <= MAX_BODY => Ok(n),
+        _ => Err(FrameError::TooLong(len)),
+    }
+}
+
+fn invalid(e: BoxedError) -> FrameError {
+    FrameError::Invalid(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(n: u8) -> ClientInfoWire {
+        ClientInfoWire {
+            client_id: format!("client-{n}"),
+            user_id: format!("user-{n}"),
+            extend: "{\"k\":\"v\"}".into(),
+            groups: vec!["a".into(), String::new(), "ünïcødé".into()],
+            connect_time: u64::MAX - u64::from(n),
+        }
+    }
+
+    /// One or more samples of every variant, with empty and extreme values.
+    fn samples() -> Vec<Frame> {
+        let s = |x: &str| x.to_string();
+        vec![
+            Frame::Hello {
+                version: PROTOCOL_VERSION,
+                cluster: s("prod"),
+                node: u16::MAX,
+                core: u8::MAX,
+                nonce: [0xAB; 16],
+            },
+            Frame::Hello {
+                version: 0,
+                cluster: String::new(),
+                node: 0,
+                core: 0,
+                nonce: [0; 16],
+            },
+            Frame::Challenge { nonce: [7; 16] },
+            Frame::Proof { mac: [0xFF; 32] },
+            Frame::Welcome {
+                node: 3,
+                mac: [1; 32],
+            },
+            Frame::Deliver {
+                req: u64::MAX,
+                core: u8::MAX,
+                slot: u32::MAX,
+                gen: u32::MAX,
+                system: s("sys"),
+                frame: vec![0x81, 2, b'{', b'}'],
+            },
+            Frame::Deliver {
+                req: 0,
+                core: 0,
+                slot: 0,
+                gen: 0,
+                system: String::new(),
+                frame: Vec::new(),
+            },
+            Frame::DeliverMany {
+                req: 9,
+                core: 2,
+                system: s("sys"),
+                targets: vec![
+                    Target { slot: 1, gen: 2 },
+                    Target {
+                        slot: u32::MAX,
+                        gen: u32::MAX,
+                    },
+                ],
+                frame: vec![0; 300],
+            },
+            Frame::DeliverMany {
+                req: 0,
+                core: 0,
+                system: String::new(),
+                targets: Vec::new(),
+                frame: Vec::new(),
+            },
+            Frame::Group {
+                system: s("sys"),
+                group: s("room-1"),
+                frame: b"hello".to_vec(),
+            },
+            Frame::Group {
+                system: String::new(),
+                group: String::new(),
+                frame: Vec::new(),
+            },
+            Frame::User {
+                req: 5,
+                system: s("sys"),
+                user: s("alice"),
+                frame: vec![1, 2, 3],
+            },
+            Frame::System {
+                system: s("sys"),
+                frame: vec![9; 1000],
+            },
+            Frame::Bind {
+                req: 1,
+                core: 4,
+                slot: 77,
+                gen: 8,
+                system: s("sys"),
+                group: s("g"),
+                user_id: s("u"),
+                extend: s("e"),
+            },
+            Frame::Bind {
+                req: 0,
+                core: 0,
+                slot: 0,
+                gen: 0,
+                system: String::new(),
+                group: String::new(),
+                user_id: String::new(),
+                extend: String::new(),
+            },
+            Frame::Unbind {
+                req: 2,
+                core: 1,
+                slot: 3,
+                gen: 4,
+                system: s("sys"),
+                group: s("g"),
+            },
+            Frame::Close {
+                req: 3,
+                core: 1,
+                slot: 3,
+                gen: 4,
+                system: s("sys"),
+            },
+            Frame::Info {
+                req: 4,
+                core: 1,
+                slot: 3,
+                gen: 4,
+                system: s("sys"),
+            },
+            Frame::OnlineList {
+                req: 6,
+                system: s("sys"),
+                group: s("g"),
+                with_info: true,
+            },
+            Frame::OnlineList {
+                req: 7,
+                system: String::new(),
+                group: String::new(),
+                with_info: false,
+            },
+            Frame::GroupList {
+                req: 8,
+                system: s("sys"),
+            },
+            Frame::Done {
+                req: 10,
+                status: ConnStatus::Ok,
+            },
+            Frame::Done {
+                req: 11,
+                status: ConnStatus::Offline,
+            },
+            Frame::Done {
+                req: 12,
+                status: ConnStatus::Invalid,
+            },
+            Frame::Count {
+                req: 13,
+                n: u64::MAX,
+            },
+            Frame::InfoReply {
+                req: 14,
+                result: InfoResult::Info(info(1)),
+            },
+            Frame::InfoReply {
+                req: 15,
+                result: InfoResult::Offline,
+            },
+            Frame::InfoReply {
+                req: 16,
+                result: InfoResult::Invalid,
+            },
+            Frame::Clients {
+                req: 17,
+                clients: vec![info(2), info(3)],
+            },
+            Frame::Clients {
+                req: 18,
+                clients: Vec::new(),
+            },
+            Frame::Groups {
+                req: 19,
+                groups: vec![
+                    GroupCount {
+                        group: s("g"),
+                        count: u64::MAX,
+                    },
+                    GroupCount {
+                        group: String::new(),
+                        count: 0,
+                    },
+                ],
+            },
+            Frame::Groups {
+                req: 20,
+                groups: Vec::new(),
+            },
+            Frame::Ping { t: u64::MAX },
+            Frame::Pong { t: 0 },
+            Frame::Goodbye,
+        ]
+    }
+
+    fn encode_all(frames: &[Frame]) -> BytesMut {
+        let mut out = BytesMut::new();
+        for f in frames {
+            encode(f, &mut out).expect("encode");
+        }
+        out
+    }
+
+    /// Decodes frames from the start of `buf` until incomplete; returns them and the bytes used.
+    fn decode_all(buf: &[u8]) -> Result<(Vec<Frame>, usize), FrameError> {
+        let mut scratch = AlignedVec::new();
+        let (mut frames, mut pos) = (Vec::new(), 0);
+        while let Some((f, used)) = decode_with(&buf[pos..], &mut scratch)? {
+            frames.push(f);
+            pos += used;
+        }
+        Ok((frames, pos))
+    }
+
+    /// Header + body with a correct CRC around arbitrary body bytes.
+    fn wrap(body: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(body.len()).expect("small body");
+        let mut v = len.to_le_bytes().to_vec();
+        v.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    #[test]
+    fn every_variant_round_trips_back_to_back() {
+        let frames = samples();
+        let buf = encode_all(&frames);
+        let (decoded, used) = decode_all(&buf).expect("decode");
+        assert_eq!(decoded, frames);
+        assert_eq!(used, buf.len());
+    }
+
+    #[test]
+    fn single_frame_decode_reports_consumed_bytes() {
+        for f in samples() {
+            let buf = encode_all(std::slice::from_ref(&f));
+            assert_eq!(decode(&buf), Ok(Some((f, buf.len()))));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_incomplete_never_an_error() {
+        let frames = samples();
+        let buf = encode_all(&frames);
+        for cut in 0..buf.len() {
+            let (decoded, used) = decode_all(&buf[..cut]).expect("prefix must not error");
+            assert_eq!(decoded[..], frames[..decoded.len()]);
+            assert!(decoded.len() < frames.len() && used <= cut);
+        }
+    }
+
+    #[test]
+    fn corrupted_crc_is_checksum_error() {
+        let mut buf = encode_all(&[Frame::Ping { t: 42 }]);
+        buf[4] ^= 1;
+        assert_eq!(decode(&buf), Err(FrameError::Checksum));
+    }
+
+    #[test]
+    fn flipped_body_byte_without_new_crc_is_checksum_error() {
+        let mut buf = encode_all(&[Frame::Group {
+            system: "s".into(),
+            group: "g".into(),
+            frame: vec![1],
+        }]);
+        let last = buf.len() - 1;
+        buf[last] ^= 0x40;
+        assert_eq!(decode(&buf), Err(FrameError::Checksum));
+    }
+
+    #[test]
+    fn flipped_body_bits_with_valid_crc_never_panic() {
+        let sample = Frame::Bind {
+            req: 1,
+            core: 2,
+            slot: 3,
+            gen: 4,
+            system: "system".into(),
+            group: "group".into(),
+            user_id: "user".into(),
+            extend: "extend".into(),
+        };
+        let body = encode_all(&[sample])[HEADER_LEN..].to_vec();
+        for pos in 0..body.len() {
+            for mask in [0x01, 0x02, 0x10, 0x80, 0xFF] {
+                let mut bad = body.clone();
+                bad[pos] ^= mask;
+                let buf = wrap(&bad);
+                match decode(&buf) {
+                    Ok(Some((_, used))) => assert_eq!(used, buf.len()),
+                    Err(FrameError::Invalid(msg)) => assert!(!msg.is_empty()),
+                    other => panic!("unexpected {other:?} at byte {pos} mask {mask:#x}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn validation_errors_carry_a_message() {
+        let Err(FrameError::Invalid(msg)) = decode(&wrap(&[0xFF; 16])) else {
+            panic!("garbage body must be invalid");
+        };
+        assert!(!msg.is_empty());
+        assert!(matches!(decode(&wrap(&[])), Err(FrameError::Invalid(_))));
+    }
+
+    #[test]
+    fn oversized_length_fails_as_soon_as_header_is_present() {
+        for len in [MAX_BODY as u32 + 1, u32::MAX] {
+            let mut header = len.to_le_bytes().to_vec();
+            header.extend_from_slice(&[0; 4]);
+            assert_eq!(decode(&header[..HEADER_LEN - 1]), Ok(None));
+            assert_eq!(decode(&header), Err(FrameError::TooLong(len as usize)));
+        }
+    }
+
+    #[test]
+    fn max_length_header_waits_for_body() {
+        let mut header = (MAX_BODY as u32).to_le_bytes().to_vec();
+        header.extend_from_slice(&[0; 4]);
+        assert_eq!(decode(&header), Ok(None));
+    }
+
+    #[test]
+    fn encode_refuses_bodies_the_peer_would_refuse() {
+        let huge = Frame::System {
+            system: String::new(),
+            frame: vec![0; MAX_BODY],
+        };
+        let mut out = BytesMut::new();
+        assert!(matches!(encode(&huge, &mut out), Err(FrameError::TooLong(n)) if n > MAX_BODY));
+        assert!(out.is_empty());
+        assert_eq!(checked_len(MAX_BODY), Ok(MAX_BODY as u32));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut scratch = AlignedVec::new();
+        for i in 0..20_000 {
+            let n = rng.below(200);
+            let body = rng.bytes(n);
+            let buf = if i % 2 == 0 { wrap(&body) } else { body };
+            let _ = decode_with(&buf, &mut scratch);
+        }
+    }
+
+    #[test]
+    fn random_bodies_spliced_into_real_frames_never_panic() {
+        let mut rng = XorShift(0xDEAD_BEEF_CAFE_F00D);
+        let bodies: Vec<Vec<u8>> = samples()
+            .iter()
+            .map(|f| encode_all(std::slice::from_ref(f))[HEADER_LEN..].to_vec())
+            .collect();
+        for _ in 0..5_000 {
+            let mut body = bodies[rng.below(bodies.len())].clone();
+            for _ in 0..=rng.below(4) {
+                let pos = rng.below(body.len());
+                body[pos] = rng.next() as u8;
+            }
+            if let Ok(Some((_, used))) = decode(&wrap(&body)) {
+                assert_eq!(used, HEADER_LEN + body.len());
+            }
+        }
+    }
+
+    #[test]
+    fn decode_with_reuses_scratch() {
+        let big = encode_all(&[Frame::System {
+            system: "s".into(),
+            frame: vec![7; 1 << 20],
+        }]);
+        let small = encode_all(&samples());
+        let mut scratch = AlignedVec::new();
+        assert!(decode_with(&big, &mut scratch).expect("big").is_some());
+        let cap = scratch.capacity();
+        assert!(cap >= big.len() - HEADER_LEN);
+        for _ in 0..3 {
+            let mut pos = 0;
+            while let Some((_, used)) = decode_with(&small[pos..], &mut scratch).expect("small") {
+                pos += used;
+            }
+            assert!(decode_with(&big, &mut scratch).expect("big").is_some());
+            assert_eq!(scratch.capacity(), cap);
+        }
+    }
+
+    #[test]
+    fn errors_display() {
+        assert_eq!(
+            FrameError::TooLong(9).to_string(),
+            "frame body of 9 bytes exceeds the limit"
+        );
+        assert_eq!(FrameError::Checksum.to_string(), "frame checksum mismatch");
+        assert_eq!(
+            FrameError::Invalid("x".into()).to_string(),
+            "frame body failed validation: x"
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! Persistent TCP links between nodes.
+//!
+//! Every core dials one link to every live peer and accepts links on the
+//! shared cluster port. A link starts with the handshake of `handshake.rs`;
+//! after it, frames flow both ways: requests on the dialler's link are
+//! answered on the same connection. Frames to send are encoded into the
+//! link's buffer and written by the core's flush, one write per batch; the
+//! buffer is bounded and what does not fit is dropped and counted.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use monoio::net::TcpStream;
+use rkyv::util::AlignedVec;
+
+use super::frame::{self, Frame, FrameError, PROTOCOL_VERSION};
+use super::handshake::{self, Side};
+use crate::core::{Core, CoreRef};
+use crate::socket;
+use std::os::fd::AsRawFd;
+
+/// Bytes queued on one link before frames are dropped.
+pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One link's socket and output buffer, held in its core's link slab.
+pub struct LinkIo {
+    /// The peer's node id (known after the handshake).
+    pub node: u16,
+    pub stream: Rc<TcpStream>,
+    pub out: BytesMut,
+    pub dirty: bool,
+    pub write_waiting: bool,
+    /// This core dialled it (it carries this core's requests).
+    pub outbound: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("handshake timed out")]
+    Timeout,
+    #[error("handshake refused: {0}")]
+    Refused(&'static str),
+}
+
+/// What both sides of a handshake need to know.
+pub struct Credentials {
+    pub cluster: String,
+    pub secret: String,
+    pub node: u16,
+    pub core: u8,
+}
+
+/// Reads one frame, waiting for more bytes as needed.
+async fn read_frame(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    scratch: &mut AlignedVec,
+) -> Result<Frame, LinkError> {
+    loop {
+        if let Some((f, n)) = frame::decode_with(buf, scratch)? {
+            buf.advance(n);
+            return Ok(f);
+        }
+        if socket::read_some(stream, buf).await? == 0 {
+            return Err(LinkError::Closed);
+        }
+    }
+}
+
+async fn write_frame(stream: &TcpStream, f: &Frame) -> Result<(), LinkError> {
+    let mut out = BytesMut::new();
+    frame::encode(f, &mut out)?;
+    socket::write_all(stream, out.freeze()).await?;
+    Ok(())
+}
+
+/// Dials `addr` and authenticates as `me` to the node `expect`. Returns the
+/// stream and any bytes read past the handshake.
+pub async fn dial(
+    addr: &str,
+    me: &Credentials,
+    expect: u16,
+    limit: Duration,
+) -> Result<(TcpStream, BytesMut), LinkError> {
+    let attempt = async {
+        let stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        let (mut buf, mut scratch) = (BytesMut::new(), AlignedVec::new());
+        let a = handshake::nonce();
+        write_frame(
+            &stream,
+            &Frame::Hello {
+                version: PROTOCOL_VERSION,
+                cluster: me.cluster.clone(),
+                node: me.node,
+                core: me.core,
+                nonce: a,
+            },
+        )
+        .await?;
+        let Frame::Challenge { nonce: b } = read_frame(&stream, &mut buf, &mut scratch).await?
+        else {
+            return Err(LinkError::Refused("expected a challenge"));
+        };
+        let mac = handshake::proof(&me.secret, Side::Dialler, &me.cluster, &a, &b, me.node);
+        write_frame(&stream, &Frame::Proof { mac }).await?;
+        let Frame::Welcome { node, mac } = read_frame(&stream, &mut buf, &mut scratch).await?
+        else {
+            return Err(LinkError::Refused("expected a welcome"));
+        };
+        if node != expect
+            || !handshake::verify(&me.secret, Side::Acceptor, &me.cluster, &a, &b, node, &mac)
+        {
+            return Err(LinkError::Refused(
+                "peer failed to prove the cluster secret",
+            ));
+        }
+        Ok((stream, buf))
+    };
+    monoio::time::timeout(limit, attempt)
+        .await
+        .map_err(|_| LinkError::Timeout)?
+}
+
+/// Runs the acceptor's side of the handshake. Returns the peer's node id and
+/// any bytes read past the handshake.
+pub async fn accept(
+    stream: &TcpStream,
+    me: &Credentials,
+    limit: Duration,
+) -> Result<(u16, BytesMut), LinkError> {
+    let attempt = async {
+        let (mut buf, mut scratch) = (BytesMut::new(), AlignedVec::new());
+        let Frame::Hello {
+            version,
+            cluster,
+            node,
+            nonce: a,
+            ..
+        } = read_frame(stream, &mut buf, &mut scratch).await?
+        else {
+            return Err(LinkError::Refused("expected a hello"));
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(LinkError::Refused("protocol version differs"));
+        }
+        if cluster != me.cluster {
+            return Err(LinkError::Refused("another cluster"));
+        }
+        let b = handshake::nonce();
+        write_frame(stream, &Frame::Challenge { nonce: b }).await?;
+        let Frame::Proof { mac } = read_frame(stream, &mut buf, &mut scratch).await? else {
+            return Err(LinkError::Refused("expected a proof"));
+        };
+        if !handshake::verify(&me.secret, Side::Dialler, &me.cluster, &a, &b, node, &mac) {
+            return Err(LinkError::Refused("wrong cluster secret"));
+        }
+        let mac = handshake::proof(&me.secret, Side::Acceptor, &me.cluster, &a, &b, me.node);
+        write_frame(stream, &Frame::Welcome { node: me.node, mac }).await?;
+        Ok((node, buf))
+    };
+    monoio::time::timeout(limit, attempt)
+        .await
+        .map_err(|_| LinkError::Timeout)?
+}
+
+/// Reads frames from an established link and hands them to the core until
+/// the link breaks, is closed by the core, or a frame is invalid.
+pub async fn run(
+    core: CoreRef,
+    stream: Rc<TcpStream>,
+    key: (u32, u32),
+    mut buf: BytesMut,
+) -> LinkError {
+    let mut scratch = AlignedVec::new();
+    loop {
+        loop {
+            match frame::decode_with(&buf, &mut scratch) {
+                Ok(Some((f, n))) => {
+                    buf.advance(n);
+                    core.borrow().metrics().link_in(n);
+                    Core::on_link_frame(&core, key, f);
+                }
+                Ok(None) => break,
+                Err(e) => return e.into(),
+            }
+        }
+        core.borrow_mut().flush();
+        match socket::read_some(&stream, &mut buf).await {
+            Ok(0) => return LinkError::Closed,
+            Ok(_) => {}
+            Err(e) => return e.into(),
+        }
+    }
+}
+
+/// Ends a link from our side: the reader sees end of stream and returns.
+pub fn close(stream: &TcpStream) {
+    socket::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR);
+}

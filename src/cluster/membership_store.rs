@@ -1,0 +1,387 @@
+//! The etcd operations of membership: key layout, node and system records,
+//! node-id claims, snapshots.
+//!
+//! A paused (SIGSTOP) or partitioned etcd never answers and never errs: a
+//! call simply hangs. Every call here therefore goes through [`Store::call`],
+//! which bounds it by the request timeout; nothing else in this module waits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
+};
+use tracing::warn;
+
+use super::registry_codec::RegistryCodec;
+use super::{NodeInfo, Peer};
+use crate::config::ClusterConfig;
+use crate::registry::SystemEntry;
+
+/// HTTP/2 ping interval on the etcd connection, so that a connection to an
+/// etcd that vanished without a reset breaks (and the watch is re-made).
+/// etcd refuses pings more frequent than 5 s (`--grpc-keepalive-min-time`).
+const HTTP2_PING: Duration = Duration::from_secs(10);
+/// Attempts at allocating a node id before giving up (each re-reads the ids).
+const ALLOC_ATTEMPTS: usize = 16;
+
+/// A failed etcd call: it erred, or did not answer in time.
+#[derive(Debug)]
+pub(super) struct Fail {
+    pub what: &'static str,
+    pub detail: String,
+    pub timed_out: bool,
+}
+
+impl Fail {
+    fn new(what: &'static str, detail: impl fmt::Display) -> Self {
+        Self {
+            what,
+            detail: detail.to_string(),
+            timed_out: false,
+        }
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.detail)
+    }
+}
+
+/// Key layout under `<etcd_prefix>/<name>/`.
+pub(super) struct Keys {
+    base: String,
+}
+
+/// What a key under the base names.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Key<'a> {
+    Node(u16),
+    System(&'a str),
+}
+
+impl Keys {
+    pub fn new(prefix: &str, name: &str) -> Self {
+        Self {
+            base: format!("{}/{}/", prefix.trim_end_matches('/'), name),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("{}nodes/", self.base)
+    }
+
+    pub fn node(&self, id: u16) -> String {
+        format!("{}nodes/{id}", self.base)
+    }
+
+    pub fn system(&self, id: &str) -> String {
+        format!("{}systems/{id}", self.base)
+    }
+
+    pub fn parse<'a>(&self, key: &'a [u8]) -> Option<Key<'a>> {
+        let rest = std::str::from_utf8(key.strip_prefix(self.base.as_bytes())?).ok()?;
+        if let Some(id) = rest.strip_prefix("nodes/") {
+            return id.parse().ok().filter(|&id| id != 0).map(Key::Node);
+        }
+        rest.strip_prefix("systems/")
+            .filter(|id| !id.is_empty())
+            .map(Key::System)
+    }
+}
+
+/// A decoded record.
+pub(super) enum Record {
+    Node(u16, Peer),
+    System(String, SystemEntry),
+}
+
+/// The state of the cluster at one revision.
+pub(super) struct Snapshot {
+    pub revision: i64,
+    pub nodes: BTreeMap<u16, Peer>,
+    pub systems: Vec<(String, SystemEntry)>,
+}
+
+/// Outcome of claiming `nodes/<id>`.
+pub(super) enum Claim {
+    Claimed,
+    /// Another node's record is there.
+    Taken,
+    /// The key changed under us; try again.
+    Conflict,
+}
+
+/// The etcd client with what every call needs.
+pub(super) struct Store {
+    pub client: Client,
+    pub keys: Keys,
+    pub codec: RegistryCodec,
+    pub timeout: Duration,
+    pub ttl: Duration,
+}
+
+impl Store {
+    /// Builds the client. It connects lazily: the first call finds out
+    /// whether etcd is there.
+    pub async fn connect(cfg: &ClusterConfig) -> Result<Self, Fail> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(cfg.request_timeout)
+            .with_keep_alive(HTTP2_PING, cfg.request_timeout);
+        let store = Self {
+            client: Client::connect(&cfg.etcd_endpoints, Some(options))
+                .await
+                .map_err(|e| Fail::new("connect", e))?,
+            keys: Keys::new(&cfg.etcd_prefix, &cfg.name),
+            codec: RegistryCodec::new(&cfg.secret),
+            timeout: cfg.request_timeout,
+            ttl: cfg.lease_ttl,
+        };
+        Ok(store)
+    }
+
+    /// Pause between attempts while etcd does not answer: short, since each
+    /// attempt only costs a local timeout, and the lease has `ttl` at most.
+    pub fn retry_delay(&self) -> Duration {
+        (self.ttl / 10).clamp(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
+    /// Runs one etcd call, bounded by the request timeout.
+    pub async fn call<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, Fail> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Fail::new(what, e)),
+            Err(_) => Err(Fail {
+                what,
+                detail: format!("etcd did not answer within {:?}", self.timeout),
+                timed_out: true,
+            }),
+        }
+    }
+
+    /// Grants a lease of `ttl` (whole seconds, at least 1).
+    pub async fn grant(&self) -> Result<i64, Fail> {
+        let secs = i64::try_from(self.ttl.as_millis().div_ceil(1000))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut lease = self.client.lease_client();
+        Ok(self
+            .call("grant lease", lease.grant(secs, None))
+            .await?
+            .id())
+    }
+
+    pub async fn revoke(&self, lease: i64) -> Result<(), Fail> {
+        let mut client = self.client.lease_client();
+        self.call("revoke lease", client.revoke(lease)).await?;
+        Ok(())
+    }
+
+    /// Puts `record` at `nodes/<id>` under `lease` unless another node's
+    /// record is there. Our own record (the same bytes: address and start
+    /// second) under an older lease is moved to the new one: it is a write of
+    /// ours that outlived its lease or one about to expire.
+    pub async fn claim_node(&self, id: u16, record: &[u8], lease: i64) -> Result<Claim, Fail> {
+        let key = self.keys.node(id);
+        let put = TxnOp::put(
+            key.as_str(),
+            record,
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        let txn = Txn::new()
+            .when([Compare::version(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([put.clone()])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let resp = self.txn("claim node id", txn).await?;
+        if resp.succeeded() {
+            return Ok(Claim::Claimed);
+        }
+        match first_kv(&resp) {
+            Some(kv) if kv.value() == record => self.take_over(&key, kv.mod_revision(), put).await,
+            Some(_) => Ok(Claim::Taken),
+            None => Ok(Claim::Conflict),
+        }
+    }
+
+    async fn take_over(&self, key: &str, revision: i64, put: TxnOp) -> Result<Claim, Fail> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
+            .and_then([put]);
+        let resp = self.txn("re-lease node record", txn).await?;
+        Ok(if resp.succeeded() {
+            Claim::Claimed
+        } else {
+            Claim::Conflict
+        })
+    }
+
+    /// Claims the lowest free node id; `None` when all are in use.
+    pub async fn allocate(&self, record: &[u8], lease: i64) -> Result<Option<u16>, Fail> {
+        for _ in 0..ALLOC_ATTEMPTS {
+            let Some(id) = lowest_free(&self.node_ids().await?) else {
+                return Ok(None);
+            };
+            if let Claim::Claimed = self.claim_node(id, record, lease).await? {
+                return Ok(Some(id));
+            }
+        }
+        Err(Fail::new(
+            "allocate node id",
+            "every attempt raced with another node",
+        ))
+    }
+
+    async fn node_ids(&self) -> Result<BTreeSet<u16>, Fail> {
+        let options = GetOptions::new().with_prefix().with_keys_only();
+        let mut kv = self.client.kv_client();
+        let resp = self
+            .call("read node ids", kv.get(self.keys.nodes(), Some(options)))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| match self.keys.parse(kv.key()) {
+                Some(Key::Node(id)) => Some(id),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates `systems/<id>` unless it exists; false when it does.
+    pub async fn create_system(&self, id: &str, entry: &SystemEntry) -> Result<bool, Fail> {
+        let value = self
+            .codec
+            .encode(entry)
+            .map_err(|e| Fail::new("encode system entry", e))?;
+        let key = self.keys.system(id);
+        let txn = Txn::new()
+            .when([Compare::version(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.txn("register system", txn).await?.succeeded())
+    }
+
+    async fn txn(&self, what: &'static str, txn: Txn) -> Result<TxnResponse, Fail> {
+        let mut kv = self.client.kv_client();
+        self.call(what, kv.txn(txn)).await
+    }
+
+    /// Nodes and systems at one revision.
+    pub async fn snapshot(&self) -> Result<Snapshot, Fail> {
+        let (revision, kvs) = self.read_prefix("snapshot", self.keys.base()).await?;
+        let mut snapshot = Snapshot {
+            revision,
+            nodes: BTreeMap::new(),
+            systems: Vec::new(),
+        };
+        for kv in &kvs {
+            match self.decode(kv) {
+                Some(Record::Node(id, peer)) => {
+                    snapshot.nodes.insert(id, peer);
+                }
+                Some(Record::System(id, entry)) => snapshot.systems.push((id, entry)),
+                None => {}
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The nodes now, with the revision they were read at.
+    pub async fn read_nodes(&self) -> Result<(i64, BTreeMap<u16, Peer>), Fail> {
+        let (revision, kvs) = self.read_prefix("read nodes", &self.keys.nodes()).await?;
+        let nodes = kvs
+            .iter()
+            .filter_map(|kv| match self.decode(kv) {
+                Some(Record::Node(id, peer)) => Some((id, peer)),
+                _ => None,
+            })
+            .collect();
+        Ok((revision, nodes))
+    }
+
+    async fn read_prefix(
+        &self,
+        what: &'static str,
+        prefix: &str,
+    ) -> Result<(i64, Vec<KeyValue>), Fail> {
+        let mut kv = self.client.kv_client();
+        let mut resp = self
+            .call(what, kv.get(prefix, Some(GetOptions::new().with_prefix())))
+            .await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        Ok((revision, resp.take_kvs()))
+    }
+
+    /// Decodes a stored record; an invalid one is logged and skipped.
+    pub fn decode(&self, kv: &KeyValue) -> Option<Record> {
+        match self.keys.parse(kv.key())? {
+            Key::Node(id) => match serde_json::from_slice::<NodeInfo>(kv.value()) {
+                Ok(info) => Some(Record::Node(id, Peer::new(id, info))),
+                Err(e) => {
+                    warn!(node = id, error = %e, "skipping an invalid node record");
+                    None
+                }
+            },
+            Key::System(id) => match self.codec.decode(kv.value()) {
+                Ok(entry) => Some(Record::System(id.to_owned(), entry)),
+                Err(e) => {
+                    warn!(system = id, error = %e, "skipping an invalid system entry");
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn first_kv(resp: &TxnResponse) -> Option<KeyValue> {
+    resp.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+        _ => None,
+    })
+}
+
+fn lowest_free(used: &BTreeSet<u16>) -> Option<u16> {
+    (1..=u16::MAX).find(|id| !used.contains(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let keys = Keys::new("/shardcast/", "c1");
+        assert_eq!(keys.node(7), "/shardcast/c1/nodes/7");
+        assert_eq!(keys.system("a/b"), "/shardcast/c1/systems/a/b");
+        assert_eq!(keys.parse(keys.node(7).as_bytes()), Some(Key::Node(7)));
+        assert_eq!(
+            keys.parse(keys.system("a/b").as_bytes()),
+            Some(Key::System("a/b"))
+        );
+        for other in [
+            "/shardcast/c1/nodes/0",
+            "/shardcast/c1/nodes/x",
+            "/shardcast/c2/nodes/1",
+        ] {
+            assert_eq!(keys.parse(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn lowest_free_fills_gaps() {
+        assert_eq!(lowest_free(&BTreeSet::new()), Some(1));
+        assert_eq!(lowest_free(&[1, 2, 4].into_iter().collect()), Some(3));
+        assert_eq!(lowest_free(&(1..=u16::MAX).collect()), None);
+    }
+}
