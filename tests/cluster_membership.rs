@@ -266,28 +266,29 @@ fn a_node_joining_a_running_cluster_receives_its_pushes() {
     assert_eq!(d, json!([]));
     for cl in old.iter_mut().chain([&mut newbie]) {
         assert_notice(&cl.expect_json(WAIT), 1001, &nid, "new", "");
-        cl.expect_silence(QUIET);
     }
 
     // send_to_group and send_to_system issued on node 1 reach all four members once.
-    let mut mids = Vec::new();
     let d = n1.call(
         SYS_A,
         "/api/send_to_group",
         json!({"groupName": "g", "msg": "g4"}),
     );
-    assert_eq!(d, json!({"messageId": message_id_of(&d)}), "group send");
-    mids.push(message_id_of(&d));
+    let gmid = message_id_of(&d);
+    assert_eq!(d, json!({ "messageId": gmid }), "group send");
     let d = n1.call(SYS_A, "/api/send_to_system", json!({"msg": "s4"}));
-    assert_eq!(d, json!({"messageId": message_id_of(&d)}), "system send");
-    mids.push(message_id_of(&d));
-    for cl in old.iter_mut().chain([&mut newbie]) {
-        expect_messages(cl, &mids, WAIT);
-    }
+    let smid = message_id_of(&d);
+    assert_eq!(d, json!({ "messageId": smid }), "system send");
+    expect_message(&mut newbie, &gmid, WAIT);
+    expect_message(&mut newbie, &smid, WAIT);
     eprintln!(
         "[cluster] node 4 reached by node 1's pushes {} after it was ready",
         secs(ready.elapsed())
     );
+    newbie.expect_silence(QUIET);
+    for cl in old.iter_mut() {
+        expect_messages(cl, &[gmid.clone(), smid.clone()], WAIT);
+    }
 
     // Nodes 2 and 3 must know node 4 as well, within 1 s of its readiness.
     let settle = (ready + Duration::from_secs(1)).saturating_duration_since(Instant::now());
@@ -296,7 +297,7 @@ fn a_node_joining_a_running_cluster_receives_its_pushes() {
         let d = n.call(
             SYS_A,
             "/api/send_to_group",
-            json!({"groupName": "g", "msg": k}),
+            json!({"groupName": "g", "msg": format!("from node {k}")}),
         );
         let mid = message_id_of(&d);
         assert_eq!(d, json!({ "messageId": mid }), "group send on node {k}");

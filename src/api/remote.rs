@@ -68,7 +68,11 @@ pub async fn resolve(core: &CoreRef, system: &str, text: &str) -> Result<Target,
             .and_then(|cl| cl.peers.get(&id.node).cloned())
     };
     let mut peer = known(core);
-    if peer.is_none() {
+    let checked = |core: &CoreRef| {
+        let mut c = core.borrow_mut();
+        c.cluster.as_mut().is_none_or(|cl| cl.recently_unknown(id.node))
+    };
+    if peer.is_none() && !checked(core) {
         // An id from a node we have not seen: re-read membership first.
         let Some(m) = node.membership.clone() else {
             return Ok(Target::Gone);

@@ -26,6 +26,9 @@ use membership::Peer;
 
 pub type PeerTable = BTreeMap<u16, Peer>;
 
+/// How long a node id not found in etcd is remembered as unknown.
+const UNKNOWN_TTL: Duration = Duration::from_secs(1);
+
 /// A peer's answer to one request.
 #[derive(Debug)]
 pub enum Answer {
@@ -56,6 +59,9 @@ pub struct CoreCluster {
     pub pending: HashMap<u64, Pending>,
     pub next_req: u64,
     pub dirty: Vec<(u32, u32)>,
+    /// Nodes recently looked up in etcd and not found: ids of departed
+    /// nodes are answered offline without asking etcd again each time.
+    pub unknown: HashMap<u16, Instant>,
 }
 
 impl CoreCluster {
@@ -70,6 +76,21 @@ impl CoreCluster {
             pending: HashMap::new(),
             next_req: 1,
             dirty: Vec::new(),
+            unknown: HashMap::new(),
+        }
+    }
+
+    /// Whether `node` was looked up and not found within the last second;
+    /// records a new lookup when not.
+    pub fn recently_unknown(&mut self, node: u16) -> bool {
+        let now = Instant::now();
+        match self.unknown.get(&node) {
+            Some(t) if now.duration_since(*t) < UNKNOWN_TTL => true,
+            _ => {
+                self.unknown.retain(|_, t| now.duration_since(*t) < UNKNOWN_TTL);
+                self.unknown.insert(node, now);
+                false
+            }
         }
     }
 

@@ -105,7 +105,13 @@ impl Core {
                 sent: Instant::now(),
             },
         );
-        self.link_send(key, &make(req)).then_some(rx)
+        if self.link_send(key, &make(req)) {
+            return Some(rx);
+        }
+        if let Some(cl) = self.cluster.as_mut() {
+            cl.pending.remove(&req);
+        }
+        None
     }
 
     /// Queues `f` on one link; false when it was dropped.

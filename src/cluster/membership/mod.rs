@@ -32,18 +32,12 @@
 //! Secrets: system secrets are stored encrypted (`registry_codec.rs`);
 //! neither they nor the cluster secret are ever logged.
 
-#[path = "membership_lease.rs"]
 mod lease;
-#[path = "registry_codec.rs"]
 mod registry_codec;
-#[path = "membership_store.rs"]
 mod store;
 #[cfg(test)]
-#[path = "membership_tests.rs"]
 mod tests;
-#[path = "membership_view.rs"]
 mod view;
-#[path = "membership_watch.rs"]
 mod watch;
 
 use std::collections::BTreeMap;
