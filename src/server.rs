@@ -12,7 +12,7 @@ use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
 use crate::config::{AuthMode, Config};
 use crate::core::mailbox::CoreMsg;
-use crate::core::{bind_listener, run_worker};
+use crate::core::{bind_listener, ensure_port_free, run_worker};
 use crate::node::{ClusterJoin, Node, Systems};
 use crate::registry::{new_secret, Registry, RegistryError, SystemEntry};
 
@@ -22,18 +22,18 @@ const PRODUCTION_NOFILE: u64 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("registry: {0}")]
+    #[error("registry")]
     Registry(#[from] RegistryError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("worker {0} failed: {1}")]
     Worker(usize, String),
-    #[error("cluster: {0}")]
+    #[error("cannot join the cluster")]
     Cluster(#[from] MembershipError),
 }
 
@@ -126,8 +126,10 @@ fn bind_all(
     addr: std::net::SocketAddr,
     workers: usize,
 ) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let fail = |source| StartError::Listen { addr, source };
+    ensure_port_free(addr).map_err(fail)?;
     (0..workers)
-        .map(|_| bind_listener(addr).map_err(|source| StartError::Listen { addr, source }))
+        .map(|_| bind_listener(addr).map_err(fail))
         .collect()
 }
 

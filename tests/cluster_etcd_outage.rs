@@ -34,8 +34,16 @@ struct Clients {
     b: Client,
 }
 
+/// Asserts no client got anything more (one `QUIET` for all three).
+fn quiet(cl: &mut Clients) {
+    cl.a1.expect_silence(QUIET);
+    cl.a2.expect_silence(Duration::from_millis(50));
+    cl.b.expect_silence(Duration::from_millis(50));
+}
+
 /// Pushes on one node and across nodes, each answered within `CALL_LIMIT` and delivered
-/// exactly once.
+/// (in order: a duplicate shows up as the wrong next frame; `quiet` checks the rest).
+/// Takes a few milliseconds, so it fits in an outage.
 fn check_pushes(n1: &Node, n2: &Node, cl: &mut Clients, label: &str) {
     let send = |n: &Node, to: &str| -> String {
         let a = api_timed(
@@ -69,7 +77,6 @@ fn check_pushes(n1: &Node, n2: &Node, cl: &mut Clients, label: &str) {
     assert_eq!(d, json!({ "messageId": mid }), "{label}: group send");
     for x in [&mut cl.a1, &mut cl.a2, &mut cl.b] {
         expect_message(x, &mid, WAIT);
-        x.expect_silence(QUIET);
     }
     // A cluster-wide query.
     let a = api_timed(
@@ -133,6 +140,7 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
         x.drain(WAIT);
     }
     check_pushes(n1, n2, &mut cl, "before");
+    quiet(&mut cl);
 
     // ---- a short outage (1.5 s, under the 3 s lease) ----
     c.etcd.pause();
@@ -167,6 +175,12 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
     );
     c.etcd.resume();
     let resumed = Instant::now();
+    eprintln!("[cluster] short outage lasted {}", secs(resumed - paused));
+    assert!(
+        resumed - paused < Duration::from_millis(1800),
+        "the test kept etcd paused too long for a short outage"
+    );
+    quiet(&mut cl);
     wait_ready(&[n1, n2], Duration::from_secs(3), "after a short outage");
     let register_after = loop {
         let a = api_timed(
@@ -205,6 +219,7 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
         std::thread::sleep(Duration::from_millis(20));
     }
     check_pushes(n1, n2, &mut cl, "after a short outage");
+    quiet(&mut cl);
 
     // ---- a long outage (4.5 s, over the 3 s lease) ----
     c.etcd.pause();
@@ -219,6 +234,8 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
     );
     c.etcd.resume();
     let resumed = Instant::now();
+    eprintln!("[cluster] long outage lasted {}", secs(resumed - paused));
+    quiet(&mut cl);
     // The nodes lost their leases: they re-register (perhaps going unready meanwhile).
     // Wait for a stable state — both ready and pushing across nodes both ways, without
     // a failure, for 1.5 s — and time it.
@@ -265,6 +282,7 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
         let _ = x.drain(QUIET);
     }
     check_pushes(n1, n2, &mut cl, "after a long outage");
+    quiet(&mut cl);
     // The registry works again too.
     let a = api_timed(
         n2,

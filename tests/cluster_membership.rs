@@ -17,6 +17,8 @@
 //! - A node joining is visible to every peer within 1 s of its `/readyz` 200 (the bound
 //!   the contract gives for registrations); a peer handed a clientId of a node it has not
 //!   seen re-reads membership first (§4), so bind through node 1 works at once.
+//! - Between two binds to one group the tests leave `SETTLE` (100 ms): a client joining
+//!   while an earlier notice is in transit may receive it (see `SETTLE`).
 
 mod common;
 
@@ -35,6 +37,7 @@ fn bind_in_order(group: &str, members: &mut [(&Node, &mut Client)]) {
         for (_, c) in members.iter_mut().take(i + 1) {
             assert_notice(&c.expect_json(WAIT), 1001, &id, "", "");
         }
+        std::thread::sleep(SETTLE);
     }
     for (_, c) in members.iter_mut() {
         c.expect_silence(QUIET);
@@ -256,8 +259,9 @@ fn a_node_joining_a_running_cluster_receives_its_pushes() {
     let mut newbie = n4.ws(SYS_A);
     let nid = newbie.client_id.clone();
 
-    // Node 1 has perhaps not seen node 4 yet: a clientId of an unknown node makes it
-    // re-read membership, so this bind works at once.
+    // Node 1 has perhaps not seen node 4 yet (nor linked to it): a clientId of an
+    // unknown node makes it re-read membership (§4), and the welcome is sent only once
+    // the connection is routable (§2), so this bind works at once — no 503 meanwhile.
     let d = n1.call(
         SYS_A,
         "/api/bind_to_group",

@@ -12,6 +12,9 @@
 //!   between the nodes of a cluster.
 //! - The unbound client itself gets no offline notice ("sends the offline notice to the
 //!   remaining members").
+//! - A notice goes to the members the group has when it lands on their node: a client
+//!   joining within the transit time of an earlier notice may get it as well, so the tests
+//!   leave `SETTLE` (100 ms) between a bind and the next change of the same group.
 
 mod common;
 
@@ -144,6 +147,7 @@ fn a_group_spread_over_three_nodes() {
             );
             assert_notice(&f, 1001, &ids[i], &user, &extend);
         }
+        std::thread::sleep(SETTLE);
     }
     for member in m.iter_mut() {
         member.expect_silence(QUIET);
@@ -317,10 +321,12 @@ fn a_client_on_node_3_is_managed_through_node_1() {
 
     n2.bind(SYS_A, &id1, "g", "um1", "");
     assert_notice(&m1.expect_json(WAIT), 1001, &id1, "um1", "");
+    std::thread::sleep(SETTLE);
     n1.bind(SYS_A, &id2, "g", "um2", "");
     for m in [&mut m1, &mut m2] {
         assert_notice(&m.expect_json(WAIT), 1001, &id2, "um2", "");
     }
+    std::thread::sleep(SETTLE);
 
     // bind_to_group of the remote client, issued on node 1.
     let d = n1.call(

@@ -70,7 +70,9 @@ pub async fn resolve(core: &CoreRef, system: &str, text: &str) -> Result<Target,
     let mut peer = known(core);
     let checked = |core: &CoreRef| {
         let mut c = core.borrow_mut();
-        c.cluster.as_mut().is_none_or(|cl| cl.recently_unknown(id.node))
+        c.cluster
+            .as_mut()
+            .is_none_or(|cl| cl.recently_unknown(id.node))
     };
     if peer.is_none() && !checked(core) {
         // An id from a node we have not seen: re-read membership first.
@@ -96,15 +98,46 @@ async fn recv<T>(rx: flume::Receiver<T>) -> Result<T, ApiError> {
     rx.recv_async().await.map_err(|_| ApiError::Busy)
 }
 
-/// Sends a request to a peer and waits (bounded) for its answer.
+/// Sends a request to a peer and waits (bounded) for its answer. A peer
+/// whose link is still being set up (it has just joined, or the link is
+/// reconnecting) is waited for within the same deadline.
 pub async fn call(core: &CoreRef, node: u16, make: impl FnOnce(u64) -> Frame) -> Option<Answer> {
+    let sent = Instant::now();
+    let limit = core
+        .borrow()
+        .cluster
+        .as_ref()
+        .map(|cl| cl.request_timeout)?;
+    while !has_link(core, node) {
+        if sent.elapsed() >= limit || !is_peer(core, node) {
+            return None;
+        }
+        monoio::time::sleep(LINK_WAIT_STEP).await;
+    }
     let rx = {
         let mut c = core.borrow_mut();
         let rx = c.request(node, make);
         c.flush();
         rx
     }?;
-    await_answer(core, rx, Instant::now()).await
+    await_answer(core, rx, sent).await
+}
+
+/// How often a request waiting for a link looks again.
+const LINK_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(5);
+
+fn has_link(core: &CoreRef, node: u16) -> bool {
+    core.borrow()
+        .cluster
+        .as_ref()
+        .is_some_and(|cl| cl.outbound.contains_key(&node))
+}
+
+fn is_peer(core: &CoreRef, node: u16) -> bool {
+    core.borrow()
+        .cluster
+        .as_ref()
+        .is_some_and(|cl| cl.peers.contains_key(&node))
 }
 
 async fn await_answer(

@@ -87,7 +87,8 @@ impl CoreCluster {
         match self.unknown.get(&node) {
             Some(t) if now.duration_since(*t) < UNKNOWN_TTL => true,
             _ => {
-                self.unknown.retain(|_, t| now.duration_since(*t) < UNKNOWN_TTL);
+                self.unknown
+                    .retain(|_, t| now.duration_since(*t) < UNKNOWN_TTL);
                 self.unknown.insert(node, now);
                 false
             }

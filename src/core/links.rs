@@ -610,6 +610,9 @@ async fn maintain(this: std::rc::Weak<std::cell::RefCell<Core>>, node: u16) {
                     tracing::info!(peer = node, reason = %why, "link down");
                 }
             }
+            Err(e) if backoff >= BACKOFF_MAX => {
+                tracing::warn!(peer = node, %addr, error = %e, "link dial keeps failing")
+            }
             Err(e) => tracing::debug!(peer = node, %addr, error = %e, "link dial failed"),
         }
         core.borrow().metrics().link_reconnect();

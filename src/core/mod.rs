@@ -35,7 +35,7 @@ use slots::Slots;
 
 pub use links::accept_links;
 pub use ops::LINGER;
-pub use worker::{bind_listener, run_worker};
+pub use worker::{bind_listener, ensure_port_free, run_worker};
 
 pub type CoreRef = Rc<RefCell<Core>>;
 

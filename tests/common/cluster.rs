@@ -50,6 +50,12 @@ pub const LEASE_TTL: Duration = Duration::from_secs(2);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest a cluster-wide answer may take: `request_timeout` + 0.5 s.
 pub const CALL_LIMIT: Duration = Duration::from_millis(1500);
+/// The pause a test leaves after a bind before it changes the group again. A notice
+/// reaches the members a group has when it lands on their node; a client that joins the
+/// group while an earlier notice is still in transit (a millisecond or so, more on a
+/// node-to-node link still being set up) may receive that notice too. The contract does
+/// not settle this race, so the tests do not provoke it.
+pub const SETTLE: Duration = Duration::from_millis(100);
 /// How long `api_timed` waits for an answer at most before calling it a hang.
 pub const HANG: Duration = Duration::from_secs(5);
 
