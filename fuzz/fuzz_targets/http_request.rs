@@ -44,8 +44,6 @@ fn parse_checked(buf: &[u8], limits: &Limits) -> Result<Option<(usize, String)>,
             assert!(consumed <= buf.len(), "consumed {consumed} > {}", buf.len());
             assert!(request.body.len() <= limits.max_body);
             assert!(request.body.len() <= consumed);
-            // Consistency with the full buffer: the same request is found
-            // when more bytes follow it.
             Ok(Some((consumed, format!("{request:?}"))))
         }
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::net::{TcpListener, TcpStream};
+use monoio::net::TcpStream;
 
 use super::mailbox::{reply_channel, ClientInfo, ConnError, ConnOp, ConnResult, CoreMsg, Reply};
 use super::{Core, CoreRef};
@@ -465,28 +465,18 @@ fn conn_request(
     op: ConnOp,
     answer: impl FnOnce(ConnResult) -> Frame + 'static,
 ) {
-    let workers = this.borrow().node.workers();
-    if core as usize >= workers {
-        this.borrow_mut()
-            .link_send(key, &answer(Err(ConnError::Offline)));
-        return;
-    }
-    let (tx, rx) = reply_channel();
-    let msg = CoreMsg::Conn {
+    let system = Arc::from(system);
+    let msg = move |reply| CoreMsg::Conn {
         slot,
         generation: gen,
-        system: Arc::from(system),
+        system,
         op,
-        reply: Some(tx),
+        reply: Some(reply),
     };
-    if Core::route(this, core, msg).is_err() {
-        this.borrow_mut()
-            .link_send(key, &answer(Err(ConnError::Offline)));
-        return;
-    }
-    answer_when(this, key, rx, answer);
+    on_owner(this, key, core, msg, answer, Err(ConnError::Offline));
 }
 
+#[allow(clippy::too_many_arguments)]
 fn deliver_many(
     this: &CoreRef,
     key: (u32, u32),
@@ -496,25 +486,35 @@ fn deliver_many(
     targets: Vec<Target>,
     frame: Bytes,
 ) {
-    let workers = this.borrow().node.workers();
-    let count = move |n: usize| Frame::Count { req, n: n as u64 };
-    if core as usize >= workers {
-        this.borrow_mut().link_send(key, &count(0));
-        return;
-    }
-    let (reply, rx) = reply_channel();
     let targets = targets.into_iter().map(|t| (t.slot, t.gen)).collect();
-    let msg = CoreMsg::Many {
+    let msg = move |reply| CoreMsg::Many {
         system: Arc::from(system),
         targets,
         frame,
         reply,
     };
-    if Core::route(this, core, msg).is_err() {
-        this.borrow_mut().link_send(key, &count(0));
+    let count = move |n: usize| Frame::Count { req, n: n as u64 };
+    on_owner(this, key, core, msg, count, 0);
+}
+
+/// Hands `msg` to core `owner` of this node and answers on the link when it
+/// replies. A core index this node does not have, or a refused hand-over,
+/// answers `fallback` at once.
+fn on_owner<T: 'static>(
+    this: &CoreRef,
+    key: (u32, u32),
+    owner: u8,
+    msg: impl FnOnce(Reply<T>) -> CoreMsg,
+    answer: impl FnOnce(T) -> Frame + 'static,
+    fallback: T,
+) {
+    let (tx, rx) = reply_channel();
+    let workers = this.borrow().node.workers();
+    if (owner as usize) >= workers || Core::route(this, owner, msg(tx)).is_err() {
+        this.borrow_mut().link_send(key, &answer(fallback));
         return;
     }
-    answer_when(this, key, rx, count);
+    answer_when(this, key, rx, answer);
 }
 
 /// Sends `answer(value)` on the link once `rx` yields — at once when the
@@ -622,27 +622,9 @@ async fn maintain(this: std::rc::Weak<std::cell::RefCell<Core>>, node: u16) {
     }
 }
 
-/// Accepts links from peers on the cluster port until shutdown.
-pub async fn accept_links(core: CoreRef, listener: TcpListener) {
-    let shutdown = core.borrow().shutdown.clone();
-    loop {
-        monoio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    monoio::spawn(serve_link(core.clone(), stream, addr));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster accept failed");
-                    monoio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.wait() => return,
-        }
-    }
-}
-
-async fn serve_link(core: CoreRef, stream: TcpStream, addr: std::net::SocketAddr) {
+/// Authenticates a connection accepted on the cluster port and runs it as
+/// a link.
+pub(super) async fn serve_link(core: CoreRef, stream: TcpStream, addr: std::net::SocketAddr) {
     let (creds, limit) = match core.borrow().cluster.as_ref() {
         Some(cl) => (cl.creds.clone(), cl.request_timeout),
         None => return,

@@ -33,7 +33,6 @@ use index::GroupIndex;
 use mailbox::{reply_channel, CoreMsg, Reply};
 use slots::Slots;
 
-pub use links::accept_links;
 pub use ops::LINGER;
 pub use worker::{bind_listener, ensure_port_free, run_worker};
 

@@ -52,37 +52,44 @@ pub fn run_worker(
     rt.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
         let core = Core::new(node.clone(), id);
-        let shutdown = core.borrow().shutdown.clone();
         monoio::spawn(drain_mailbox(core.clone(), mailbox));
         monoio::spawn(heartbeat(core.clone()));
         if let Some(links) = links {
-            monoio::spawn(super::accept_links(
-                core.clone(),
-                TcpListener::from_std(links)?,
-            ));
+            let links = TcpListener::from_std(links)?;
+            let core = core.clone();
+            monoio::spawn(async move {
+                accept_loop(&core, links, "cluster", super::links::serve_link).await
+            });
         }
         let peers = node.peers();
         core.borrow_mut().set_peers(peers);
         node.worker_started();
-        accept_loop(&core, listener).await;
+        accept_loop(&core, listener, "http", |core, stream, _| {
+            crate::http::server::serve(core, stream)
+        })
+        .await;
         drain(&core).await;
-        drop(shutdown);
         Ok(())
     })
 }
 
-async fn accept_loop(core: &CoreRef, listener: TcpListener) {
+/// Accepts connections until shutdown and hands each to `serve`.
+pub(super) async fn accept_loop<F, Fut>(core: &CoreRef, listener: TcpListener, what: &str, serve: F)
+where
+    F: Fn(CoreRef, monoio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let shutdown = core.borrow().shutdown.clone();
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    monoio::spawn(crate::http::server::serve(core.clone(), stream));
+                    monoio::spawn(serve(core.clone(), stream, addr));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = what, error = %e, "accept failed");
                     monoio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

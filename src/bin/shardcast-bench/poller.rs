@@ -1,0 +1,83 @@
+//! A level-triggered epoll set whose events carry a u64 token.
+
+use std::io;
+use std::os::fd::RawFd;
+
+pub const READ: u32 = libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32;
+pub const WRITE: u32 = libc::EPOLLOUT as u32;
+pub const HUP: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+
+pub struct Poller {
+    epfd: RawFd,
+    events: Vec<libc::epoll_event>,
+}
+
+/// One readiness report: (token, event bits).
+pub type Event = (u64, u32);
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        // SAFETY: plain epoll creation; the result is checked.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Poller {
+            epfd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
+        })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, interest: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: interest,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event; errors are checked.
+        if unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub fn add(&self, fd: RawFd, token: u64, interest: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, interest)
+    }
+
+    pub fn modify(&self, fd: RawFd, token: u64, interest: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, interest)
+    }
+
+    /// Waits up to `timeout_ms` and appends the ready events to `out` (cleared first).
+    pub fn wait(&mut self, out: &mut Vec<Event>, timeout_ms: i32) -> io::Result<()> {
+        out.clear();
+        // SAFETY: `events` has room for `len` entries.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd,
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        for ev in &self.events[..n as usize] {
+            let (token, bits) = (ev.u64, ev.events);
+            out.push((token, bits));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        // SAFETY: we own the epoll descriptor.
+        unsafe { libc::close(self.epfd) };
+    }
+}

@@ -1,0 +1,273 @@
+//! Slow consumers under fan-out (API.md §6 `ws.send_queue_bytes`, DESIGN.md §6.7 "a slow
+//! consumer never slows anyone else").
+//!
+//! `ws.send_queue_bytes = 65536`; 100 clients in one group, 20 of which stop reading (raw
+//! WebSocket sockets with a 4 KiB receive buffer that never read after the welcome). A
+//! storm of 3000 `send_to_group` messages of 1 KiB goes to the group through one
+//! keep-alive API connection. The 20 must be closed (offline, counted in
+//! `shardcast_slow_consumers_closed_total`), the 80 healthy clients must receive every
+//! message in order, and the node's resident memory must stay bounded.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 100;
+const SLOW: usize = 20;
+const MESSAGES: usize = 3000;
+const MSG_BYTES: usize = 1024;
+const QUEUE_BYTES: usize = 65536;
+const GROUP: &str = "storm";
+/// Allowed growth of the node's VmRSS during the storm.
+const RSS_GROWTH_LIMIT_KIB: u64 = 200 * 1024;
+
+/// VmRSS of `pid` in KiB (0 when it cannot be read).
+fn vm_rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A raw WebSocket connection that reads its welcome and then never reads again.
+fn slow_client(node: &Node) -> (TcpStream, String) {
+    let mut s = connect_small_rcvbuf(node.socket_addr(), 4096);
+    let (st, head) = raw_ws_handshake(&mut s, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
+    assert_eq!(st, 101, "slow client upgrade: {head}");
+    let (_, welcome) = read_raw_frame(&mut s, WAIT).expect("welcome of a slow client");
+    let w: Value = serde_json::from_slice(&welcome).unwrap();
+    let id = w["data"]["clientId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("slow client welcome: {w}"))
+        .to_string();
+    (s, id)
+}
+
+#[test]
+fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
+    let node = Node::start(&format!("[ws]\nsend_queue_bytes = {QUEUE_BYTES}\n"));
+    let pid = node.pid();
+
+    let mut healthy: Vec<Client> = (0..CLIENTS - SLOW).map(|_| node.ws(SYS_A)).collect();
+    for c in &healthy {
+        node.bind(SYS_A, &c.client_id, GROUP, "", "");
+    }
+    let mut slow: Vec<(TcpStream, String)> = (0..SLOW).map(|_| slow_client(&node)).collect();
+    for (_, id) in &slow {
+        node.bind(SYS_A, id, GROUP, "slow", "");
+    }
+    let list = node.call(SYS_A, "/api/get_online_list", json!({ "groupName": GROUP }));
+    assert_eq!(list["count"], json!(CLIENTS), "group members: {list}");
+
+    let total = AtomicUsize::new(0); // 0 = not known yet
+    let done = AtomicBool::new(false);
+    let rss_before = vm_rss_kib(pid);
+    let rss_peak = AtomicUsize::new(rss_before as usize);
+    let slow_closed_at: Mutex<Vec<Option<Duration>>> = Mutex::new(vec![None; SLOW]);
+    let slow_ids: Vec<String> = slow.iter().map(|(_, id)| id.clone()).collect();
+    let data = "x".repeat(MSG_BYTES);
+
+    let storm_start = Instant::now();
+    let (sent, storm_took, results) = std::thread::scope(|s| {
+        // Healthy readers: every storm message in order (notices skipped).
+        let readers: Vec<_> = healthy
+            .drain(..)
+            .map(|mut c| {
+                let (total, done) = (&total, &done);
+                s.spawn(move || -> (usize, Option<String>) {
+                    let deadline = Instant::now() + Duration::from_secs(25);
+                    let mut next = 0usize;
+                    loop {
+                        let t = total.load(Ordering::SeqCst);
+                        if t != 0 && next >= t {
+                            return (next, None);
+                        }
+                        if Instant::now() >= deadline || (done.load(Ordering::SeqCst) && t == 0)
+                        {
+                            return (next, Some(format!("timed out after {next} messages")));
+                        }
+                        let v = match c.next_event(Duration::from_millis(200)) {
+                            WsEvent::Text(t) => t,
+                            WsEvent::Timeout | WsEvent::Ping | WsEvent::Pong => continue,
+                            other => {
+                                return (
+                                    next,
+                                    Some(format!(
+                                        "{}: connection ended after {next} messages: {other:?}",
+                                        c.client_id
+                                    )),
+                                )
+                            }
+                        };
+                        let v: Value = serde_json::from_str(v.trim_end()).unwrap();
+                        if is_notice(&v) {
+                            continue;
+                        }
+                        if v["sendUserId"] != json!(next.to_string()) {
+                            return (
+                                next,
+                                Some(format!(
+                                    "{}: expected message {next}, got {}",
+                                    c.client_id, v["sendUserId"]
+                                )),
+                            );
+                        }
+                        next += 1;
+                    }
+                })
+            })
+            .collect();
+
+        // Memory sampler.
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                rss_peak.fetch_max(vm_rss_kib(pid) as usize, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+
+        // When does each slow client go offline?
+        s.spawn(|| {
+            let mut http = node.http();
+            loop {
+                let open: Vec<usize> = {
+                    let at = slow_closed_at.lock().unwrap();
+                    (0..SLOW).filter(|i| at[*i].is_none()).collect()
+                };
+                if open.is_empty() || done.load(Ordering::SeqCst) {
+                    return;
+                }
+                for i in open {
+                    let body = json!({ "clientId": slow_ids[i] }).to_string();
+                    let d = expect_ok(http.api("/api/is_online", Some(SYS_A), &body));
+                    if d["online"] == json!(false) {
+                        slow_closed_at.lock().unwrap()[i] = Some(storm_start.elapsed());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+
+        // The storm, through one keep-alive connection.
+        let mut http = node.http();
+        let mut sent = 0usize;
+        for seq in 0..MESSAGES {
+            let body = json!({"groupName": GROUP, "msg": "storm",
+                              "sendUserId": seq.to_string(), "data": data});
+            expect_ok(http.api("/api/send_to_group", Some(SYS_A), &body.to_string()));
+            sent += 1;
+            assert!(
+                storm_start.elapsed() < Duration::from_secs(20),
+                "the storm is too slow: {sent} messages in 20 s"
+            );
+        }
+        let storm_took = storm_start.elapsed();
+        total.store(sent, Ordering::SeqCst);
+        let results: Vec<(usize, Option<String>)> = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader thread"))
+            .collect();
+        // Give the monitor a last chance to see the slow ones go.
+        let until = Instant::now() + Duration::from_secs(5);
+        while slow_closed_at.lock().unwrap().iter().any(|t| t.is_none()) && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done.store(true, Ordering::SeqCst);
+        (sent, storm_took, results)
+    });
+    let delivered_in = storm_start.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after = vm_rss_kib(pid);
+    let rss_peak = rss_peak.load(Ordering::SeqCst) as u64;
+
+    // ---- figures ----
+    let closed_at = slow_closed_at.into_inner().unwrap();
+    let closed: Vec<Duration> = closed_at.iter().flatten().copied().collect();
+    let still_online: Vec<&String> = slow_ids
+        .iter()
+        .zip(&closed_at)
+        .filter(|(_, t)| t.is_none())
+        .map(|(id, _)| id)
+        .collect();
+    let lost: usize = results.iter().map(|(n, _)| sent - (*n).min(sent)).sum();
+    let errors: Vec<&String> = results.iter().filter_map(|(_, e)| e.as_ref()).collect();
+    let metrics = node.metrics();
+    let slow_metric = metric_sum(&metrics, |n| n == "shardcast_slow_consumers_closed_total");
+    let dropped_metric = metric_sum(&metrics, |n| n == "shardcast_messages_dropped_total");
+    let mib = |k: u64| k as f64 / 1024.0;
+    eprintln!(
+        "[slow-consumer] {CLIENTS} clients in one group, {SLOW} never read; \
+         send_queue_bytes = {QUEUE_BYTES}; {sent} messages of {MSG_BYTES} B sent in {:.2}s, \
+         all delivered after {:.2}s",
+        storm_took.as_secs_f64(),
+        delivered_in.as_secs_f64()
+    );
+    eprintln!(
+        "[slow-consumer] slow clients closed: {}/{SLOW}, offline after {:.3}s..{:.3}s of the \
+         storm's start; shardcast_slow_consumers_closed_total {:?}, \
+         shardcast_messages_dropped_total {:?}",
+        closed.len(),
+        closed.iter().min().copied().unwrap_or_default().as_secs_f64(),
+        closed.iter().max().copied().unwrap_or_default().as_secs_f64(),
+        slow_metric,
+        dropped_metric
+    );
+    eprintln!(
+        "[slow-consumer] healthy clients: {} x {sent} messages, {lost} lost, {} errors",
+        results.len(),
+        errors.len()
+    );
+    eprintln!(
+        "[slow-consumer] node VmRSS before {:.1} MiB, peak {:.1} MiB (+{:.1}), after {:.1} MiB",
+        mib(rss_before),
+        mib(rss_peak),
+        mib(rss_peak.saturating_sub(rss_before)),
+        mib(rss_after)
+    );
+
+    // ---- assertions ----
+    assert!(
+        errors.is_empty(),
+        "healthy clients did not get the storm in order: {errors:?}"
+    );
+    assert_eq!(lost, 0, "messages lost to healthy clients");
+    assert!(
+        still_online.is_empty(),
+        "slow consumers never closed: {still_online:?}"
+    );
+    for id in &slow_ids {
+        assert!(!node.is_online(SYS_A, id), "{id} still online");
+    }
+    assert!(
+        slow_metric.unwrap_or(0.0) >= SLOW as f64,
+        "shardcast_slow_consumers_closed_total = {slow_metric:?}, expected >= {SLOW}"
+    );
+    for (i, (s, id)) in slow.iter_mut().enumerate() {
+        assert!(
+            wait_eof(s, Duration::from_secs(5)).is_some(),
+            "slow client {i} ({id}): socket not closed by the server"
+        );
+    }
+    assert!(
+        rss_peak.saturating_sub(rss_before) < RSS_GROWTH_LIMIT_KIB,
+        "VmRSS grew by {:.1} MiB during the storm",
+        mib(rss_peak - rss_before)
+    );
+    let list = node.call(SYS_A, "/api/get_online_list", json!({ "groupName": GROUP }));
+    assert_eq!(
+        list["count"],
+        json!(CLIENTS - SLOW),
+        "healthy members left: {list}"
+    );
+}
