@@ -10,7 +10,7 @@
 # Python 3 package of that name is something else). Its virtualenv is kept in
 # ${XDG_CACHE_HOME:-$HOME/.cache}/shardcast/autobahn-venv. The report goes to
 # target/autobahn-report (index.html / index.json). Exits non-zero when a case
-# FAILED (or wstest itself failed).
+# FAILED, when a close handshake was FAILED or UNCLEAN, or when wstest failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -167,17 +167,25 @@ for agent in index.values():
     results.update(agent)
 order = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
 counts = dict((b, 0) for b in order)
+closes = {}
 bad = []
 for case in sorted(results, key=key):
     r = results[case]
     b = r["behavior"]
+    c = r.get("behaviorClose")
     counts[b] = counts.get(b, 0) + 1
-    if b not in ("OK", "NON-STRICT", "INFORMATIONAL"):
+    closes[c] = closes.get(c, 0) + 1
+    # The case's own verdict, or its close handshake (UNCLEAN: the server
+    # dropped TCP without the closing handshake the case expected).
+    if b not in ("OK", "NON-STRICT", "INFORMATIONAL") or c not in ("OK", "INFORMATIONAL"):
         bad.append((case, r))
-print("autobahn: %d cases: %s" % (len(results), ", ".join("%s %d" % (b, counts[b]) for b in counts)))
+names = order + sorted(set(counts) - set(order))
+print("autobahn: %d cases: %s" % (len(results), ", ".join("%s %d" % (b, counts[b]) for b in names)))
+print("autobahn: close handshake: %s" % ", ".join("%s %d" % kv for kv in sorted(closes.items())))
 for case, r in bad:
-    print("  %-10s %-14s close=%s remoteCloseCode=%s  %s" % (
+    print("  %-10s %-14s close=%-13s remoteCloseCode=%s  %s" % (
         case, r["behavior"], r.get("behaviorClose"), r.get("remoteCloseCode"), r.get("reportfile")))
-sys.exit(1 if counts.get("FAILED", 0) else 0)
+failed = counts.get("FAILED", 0) + closes.get("FAILED", 0) + closes.get("UNCLEAN", 0)
+sys.exit(1 if failed else 0)
 EOF
 echo "autobahn: report at $REPORT/index.html"

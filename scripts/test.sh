@@ -9,3 +9,7 @@ scripts/setup.sh etcd-server
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+# Fuzz smoke run: every cargo-fuzz target for a short time (FUZZ_SECONDS=0 skips).
+if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+fi

@@ -26,13 +26,25 @@ const GROUP: &str = "storm";
 /// Allowed growth of the node's VmRSS during the storm.
 const RSS_GROWTH_LIMIT_KIB: u64 = 200 * 1024;
 
+/// The storm goes on past MESSAGES until every slow consumer is cut, at most this long.
+const STORM_MAX: Duration = Duration::from_secs(15);
+
+fn all_slow_closed(at: &Mutex<Vec<Option<(Duration, usize)>>>) -> bool {
+    at.lock().unwrap().iter().all(|t| t.is_some())
+}
+
 /// VmRSS of `pid` in KiB (0 when it cannot be read).
 fn vm_rss_kib(pid: i32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status` (VmRSS:, VmHWM:, ...); 0 when unreadable.
+fn proc_status_kib(pid: i32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -73,7 +85,9 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
     let done = AtomicBool::new(false);
     let rss_before = vm_rss_kib(pid);
     let rss_peak = AtomicUsize::new(rss_before as usize);
-    let slow_closed_at: Mutex<Vec<Option<Duration>>> = Mutex::new(vec![None; SLOW]);
+    // (time since the storm's start, messages sent by then) when each slow one was seen offline.
+    let slow_closed_at: Mutex<Vec<Option<(Duration, usize)>>> = Mutex::new(vec![None; SLOW]);
+    let sent_so_far = AtomicUsize::new(0);
     let slow_ids: Vec<String> = slow.iter().map(|(_, id)| id.clone()).collect();
     let data = "x".repeat(MSG_BYTES);
 
@@ -84,29 +98,28 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
             .drain(..)
             .map(|mut c| {
                 let (total, done) = (&total, &done);
-                s.spawn(move || -> (usize, Option<String>) {
+                s.spawn(move || -> (usize, Option<String>, Client) {
                     let deadline = Instant::now() + Duration::from_secs(25);
                     let mut next = 0usize;
                     loop {
                         let t = total.load(Ordering::SeqCst);
                         if t != 0 && next >= t {
-                            return (next, None);
+                            return (next, None, c);
                         }
                         if Instant::now() >= deadline || (done.load(Ordering::SeqCst) && t == 0)
                         {
-                            return (next, Some(format!("timed out after {next} messages")));
+                            let e = format!("timed out after {next} messages");
+                            return (next, Some(e), c);
                         }
                         let v = match c.next_event(Duration::from_millis(200)) {
                             WsEvent::Text(t) => t,
                             WsEvent::Timeout | WsEvent::Ping | WsEvent::Pong => continue,
                             other => {
-                                return (
-                                    next,
-                                    Some(format!(
-                                        "{}: connection ended after {next} messages: {other:?}",
-                                        c.client_id
-                                    )),
-                                )
+                                let e = format!(
+                                    "{}: connection ended after {next} messages: {other:?}",
+                                    c.client_id
+                                );
+                                return (next, Some(e), c);
                             }
                         };
                         let v: Value = serde_json::from_str(v.trim_end()).unwrap();
@@ -114,13 +127,11 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
                             continue;
                         }
                         if v["sendUserId"] != json!(next.to_string()) {
-                            return (
-                                next,
-                                Some(format!(
-                                    "{}: expected message {next}, got {}",
-                                    c.client_id, v["sendUserId"]
-                                )),
+                            let e = format!(
+                                "{}: expected message {next}, got {}",
+                                c.client_id, v["sendUserId"]
                             );
+                            return (next, Some(e), c);
                         }
                         next += 1;
                     }
@@ -151,36 +162,45 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
                     let body = json!({ "clientId": slow_ids[i] }).to_string();
                     let d = expect_ok(http.api("/api/is_online", Some(SYS_A), &body));
                     if d["online"] == json!(false) {
-                        slow_closed_at.lock().unwrap()[i] = Some(storm_start.elapsed());
+                        let at = (storm_start.elapsed(), sent_so_far.load(Ordering::SeqCst));
+                        slow_closed_at.lock().unwrap()[i] = Some(at);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
 
-        // The storm, through one keep-alive connection.
+        // The storm, through one keep-alive connection: MESSAGES, and on until every
+        // slow consumer is cut (the kernel's socket buffers take a few MiB first).
         let mut http = node.http();
         let mut sent = 0usize;
-        for seq in 0..MESSAGES {
+        loop {
+            if sent >= MESSAGES && (sent % 100 != 0 || all_slow_closed(&slow_closed_at)) {
+                break;
+            }
+            if sent >= MESSAGES && storm_start.elapsed() > STORM_MAX {
+                break;
+            }
             let body = json!({"groupName": GROUP, "msg": "storm",
-                              "sendUserId": seq.to_string(), "data": data});
+                              "sendUserId": sent.to_string(), "data": data});
             expect_ok(http.api("/api/send_to_group", Some(SYS_A), &body.to_string()));
             sent += 1;
+            sent_so_far.store(sent, Ordering::SeqCst);
             assert!(
-                storm_start.elapsed() < Duration::from_secs(20),
-                "the storm is too slow: {sent} messages in 20 s"
+                storm_start.elapsed() < STORM_MAX + Duration::from_secs(5),
+                "the storm is too slow: {sent} messages in {:?}",
+                storm_start.elapsed()
             );
         }
         let storm_took = storm_start.elapsed();
         total.store(sent, Ordering::SeqCst);
-        let results: Vec<(usize, Option<String>)> = readers
+        let results: Vec<(usize, Option<String>, Client)> = readers
             .into_iter()
             .map(|r| r.join().expect("reader thread"))
             .collect();
         // Give the monitor a last chance to see the slow ones go.
         let until = Instant::now() + Duration::from_secs(5);
-        while slow_closed_at.lock().unwrap().iter().any(|t| t.is_none()) && Instant::now() < until
-        {
+        while !all_slow_closed(&slow_closed_at) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
         }
         done.store(true, Ordering::SeqCst);
@@ -189,19 +209,22 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
     let delivered_in = storm_start.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let rss_after = vm_rss_kib(pid);
-    let rss_peak = rss_peak.load(Ordering::SeqCst) as u64;
+    // The kernel's high-water mark catches a peak between two samples.
+    let hwm = proc_status_kib(pid, "VmHWM:");
+    let rss_peak = (rss_peak.load(Ordering::SeqCst) as u64).max(hwm);
 
     // ---- figures ----
     let closed_at = slow_closed_at.into_inner().unwrap();
-    let closed: Vec<Duration> = closed_at.iter().flatten().copied().collect();
+    let closed: Vec<Duration> = closed_at.iter().flatten().map(|c| c.0).collect();
+    let closed_after_msgs: Vec<usize> = closed_at.iter().flatten().map(|c| c.1).collect();
     let still_online: Vec<&String> = slow_ids
         .iter()
         .zip(&closed_at)
         .filter(|(_, t)| t.is_none())
         .map(|(id, _)| id)
         .collect();
-    let lost: usize = results.iter().map(|(n, _)| sent - (*n).min(sent)).sum();
-    let errors: Vec<&String> = results.iter().filter_map(|(_, e)| e.as_ref()).collect();
+    let lost: usize = results.iter().map(|(n, _, _)| sent - (*n).min(sent)).sum();
+    let errors: Vec<&String> = results.iter().filter_map(|(_, e, _)| e.as_ref()).collect();
     let metrics = node.metrics();
     let slow_metric = metric_sum(&metrics, |n| n == "shardcast_slow_consumers_closed_total");
     let dropped_metric = metric_sum(&metrics, |n| n == "shardcast_messages_dropped_total");
@@ -215,11 +238,17 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
     );
     eprintln!(
         "[slow-consumer] slow clients closed: {}/{SLOW}, offline after {:.3}s..{:.3}s of the \
-         storm's start; shardcast_slow_consumers_closed_total {:?}, \
-         shardcast_messages_dropped_total {:?}",
+         storm's start (after {}..{} messages = {:.1}..{:.1} MiB each); \
+         shardcast_slow_consumers_closed_total {:?}, shardcast_messages_dropped_total {:?}",
         closed.len(),
         closed.iter().min().copied().unwrap_or_default().as_secs_f64(),
         closed.iter().max().copied().unwrap_or_default().as_secs_f64(),
+        closed_after_msgs.iter().min().copied().unwrap_or_default(),
+        closed_after_msgs.iter().max().copied().unwrap_or_default(),
+        closed_after_msgs.iter().min().copied().unwrap_or_default() as f64 * MSG_BYTES as f64
+            / 1048576.0,
+        closed_after_msgs.iter().max().copied().unwrap_or_default() as f64 * MSG_BYTES as f64
+            / 1048576.0,
         slow_metric,
         dropped_metric
     );

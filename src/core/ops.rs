@@ -529,6 +529,16 @@ fn read_messages(
             Err(e) => return Some(close_for(&e)),
         };
         let reply = match msg {
+            // The client started the close handshake. tungstenite's own reply
+            // would go out with no flush before the socket is shut; answer
+            // through `close_conn` instead, which sends what is queued (echoes
+            // included), then the close frame, then half-closes. The code is
+            // echoed (tungstenite already turned a code not allowed on the
+            // wire into 1002); a close without a code gets 1000.
+            Message::Close(frame) => {
+                let code = frame.map_or(1000, |f| u16::from(f.code));
+                return Some((CloseReason::ClientClosed, Some(code)));
+            }
             Message::Text(t) if echo => Message::Text(t),
             Message::Binary(b) if echo => Message::Binary(b),
             Message::Text(t) if t.as_str() == "ping" => Message::text("pong"),
@@ -545,7 +555,7 @@ fn read_messages(
 /// The close reason and code for a codec error.
 fn close_for(e: &WsError) -> (CloseReason, Option<u16>) {
     match e {
-        // The close handshake finished: tungstenite already queued the reply.
+        // Not expected: read_messages stops at the client's close frame.
         WsError::ConnectionClosed | WsError::AlreadyClosed => (CloseReason::ClientClosed, None),
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
             (CloseReason::TooLarge, Some(1009))

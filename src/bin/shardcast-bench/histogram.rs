@@ -13,7 +13,7 @@ pub struct Histogram {
     total: u64,
     min: u64,
     max: u64,
-    sum: u128,
+    sum: u64,
 }
 
 /// The wire form of a histogram: its non-empty buckets as `[index, count]` pairs.
@@ -22,7 +22,7 @@ pub struct HistogramWire {
     pub buckets: Vec<(u32, u64)>,
     pub min: u64,
     pub max: u64,
-    pub sum: u128,
+    pub sum: u64,
 }
 
 fn index(v: u64) -> usize {
@@ -67,11 +67,7 @@ impl Histogram {
         self.total += 1;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
-        self.sum += v as u128;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.total
+        self.sum = self.sum.saturating_add(v);
     }
 
     pub fn max(&self) -> u64 {
@@ -86,7 +82,7 @@ impl Histogram {
         if self.total == 0 {
             0
         } else {
-            (self.sum / self.total as u128) as u64
+            self.sum / self.total
         }
     }
 
@@ -114,7 +110,7 @@ impl Histogram {
         self.total += other.total;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        self.sum += other.sum;
+        self.sum = self.sum.saturating_add(other.sum);
     }
 
     pub fn to_wire(&self) -> HistogramWire {
@@ -202,7 +198,7 @@ mod tests {
         }
         let mut m = Histogram::from_wire(&a.to_wire());
         m.merge(&Histogram::from_wire(&b.to_wire()));
-        assert_eq!(m.count(), 1000);
+        assert_eq!(m.summary_us().samples, 1000);
         let p50 = m.percentile(50.0) as f64;
         assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.01, "{p50}");
         assert_eq!(m.max(), 1_000_000);

@@ -1,6 +1,6 @@
 //! `ws://` and `http://` URLs: where to connect, and what to send as Host and path.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
 
 use anyhow::{anyhow, bail, Context};
 
@@ -53,10 +53,6 @@ impl Url {
 
     pub fn is_loopback(&self) -> bool {
         self.addr.ip().is_loopback()
-    }
-
-    pub fn ip(&self) -> Ipv4Addr {
-        *self.addr.ip()
     }
 }
 

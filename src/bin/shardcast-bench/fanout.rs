@@ -1,0 +1,474 @@
+//! `fanout` (shardcast's API) and `generic` (any server with a WebSocket subscribe URL
+//! and an HTTP publish URL): N subscribers, then M messages published over keep-alive
+//! HTTP, each stamped with its send time; reports the delivery rate (frames received by
+//! all subscribers / time from the first publish to the last receipt), the share of the
+//! expected frames delivered, the publish-to-receive latency and the CPU of both sides.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::json;
+
+use crate::clock::{mono_ns, secs_between};
+use crate::histogram::Histogram;
+use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
+use crate::ipc::{BindSpec, Cmd, Event, Fleet, ReadyReport};
+use crate::plan::Plan;
+use crate::procstat::self_cpu;
+use crate::url::Url;
+use crate::{marker, report, ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
+
+/// What is published, and where.
+enum Target {
+    Shardcast {
+        api: Url,
+        system: String,
+        group: String,
+        mode: Mode,
+    },
+    Generic {
+        url: Url,
+        template: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+struct Job<'a> {
+    label: String,
+    sub_url: Url,
+    want_welcome: bool,
+    bind: Option<BindSpec>,
+    subscribers: usize,
+    publish: &'a PublishArgs,
+    conns: &'a ConnArgs,
+    target: Target,
+}
+
+pub fn run_shardcast(a: FanoutArgs, json_out: bool) -> anyhow::Result<()> {
+    let api = Url::parse(&a.api, true)?;
+    let sub = match &a.url {
+        Some(u) => u.clone(),
+        None => format!("ws://{}/ws?systemId={}", api.authority, a.system),
+    };
+    let sub_url = Url::parse(&sub, false)?;
+    let bind = (a.mode == Mode::Group).then(|| BindSpec {
+        api: api.addr,
+        host: api.authority.clone(),
+        system: a.system.clone(),
+        group: a.group.clone(),
+        src: None,
+    });
+    let mode = match a.mode {
+        Mode::Group => "group",
+        Mode::System => "system",
+        Mode::Client => "client",
+    };
+    run(
+        Job {
+            label: format!("shardcast {mode}"),
+            sub_url,
+            want_welcome: true,
+            bind,
+            subscribers: a.subscribers,
+            publish: &a.publish,
+            conns: &a.conns,
+            target: Target::Shardcast {
+                api,
+                system: a.system.clone(),
+                group: a.group.clone(),
+                mode: a.mode,
+            },
+        },
+        json_out,
+    )
+}
+
+pub fn run_generic(a: GenericArgs, json_out: bool) -> anyhow::Result<()> {
+    let sub_url = Url::parse(&a.subscribe, false)?;
+    let url = Url::parse(&a.publish, true)?;
+    if !a.body.contains("{payload}") {
+        bail!("--body must contain {{payload}}");
+    }
+    let mut headers = Vec::new();
+    for h in &a.headers {
+        let Some((k, v)) = h.split_once(':') else {
+            bail!("--header {h:?}: want `Name: value`");
+        };
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    run(
+        Job {
+            label: format!("generic {}", a.publish),
+            sub_url,
+            want_welcome: a.welcome,
+            bind: None,
+            subscribers: a.subscribers,
+            publish: &a.publish_args,
+            conns: &a.conns,
+            target: Target::Generic {
+                url,
+                template: a.body.clone(),
+                headers,
+            },
+        },
+        json_out,
+    )
+}
+
+/// How many of messages 0..m land on ids [from, from + n) of `total`, round-robin.
+fn round_robin_share(m: u64, total: u64, from: u64, n: u64) -> u64 {
+    if total == 0 || n == 0 {
+        return 0;
+    }
+    let full = m / total;
+    let rest = m % total;
+    let extra = rest.saturating_sub(from).min(n);
+    full * n + extra
+}
+
+/// The publisher: request builder and success test.
+fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
+    let payload_len = job.publish.payload;
+    match &job.target {
+        Target::Shardcast {
+            api,
+            system,
+            group,
+            mode,
+        } => {
+            let path = match mode {
+                Mode::Group => "/api/send_to_group",
+                Mode::System => "/api/send_to_system",
+                Mode::Client => "/api/send_to_client",
+            };
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nSystemId: {system}\r\n\
+                 Content-Type: application/json\r\n",
+                api.authority
+            );
+            let group = serde_json::to_string(group).unwrap_or_default();
+            let mode = *mode;
+            let make: MakeRequest = Box::new(move |i, now, out| {
+                let payload = marker::payload(now, payload_len);
+                let body = match mode {
+                    Mode::Group => format!("{{\"groupName\":{group},\"data\":\"{payload}\"}}"),
+                    Mode::System => format!("{{\"data\":\"{payload}\"}}"),
+                    Mode::Client => {
+                        let id = if client_ids.is_empty() {
+                            ""
+                        } else {
+                            client_ids[(i % client_ids.len() as u64) as usize].as_str()
+                        };
+                        format!("{{\"clientId\":\"{id}\",\"data\":\"{payload}\"}}")
+                    }
+                };
+                out.extend_from_slice(head.as_bytes());
+                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+                out.extend_from_slice(body.as_bytes());
+            });
+            let judge: Judge =
+                Box::new(|status, body| status == 200 && crate::api::code_is_zero(body));
+            (make, judge, api.clone())
+        }
+        Target::Generic {
+            url,
+            template,
+            headers,
+        } => {
+            let mut head = format!("POST {} HTTP/1.1\r\nHost: {}\r\n", url.path, url.authority);
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            let template = template.clone();
+            let make: MakeRequest = Box::new(move |_i, now, out| {
+                let body = template.replace("{payload}", &marker::payload(now, payload_len));
+                out.extend_from_slice(head.as_bytes());
+                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+                out.extend_from_slice(body.as_bytes());
+            });
+            let judge: Judge = Box::new(|status, _| (200..300).contains(&status));
+            (make, judge, url.clone())
+        }
+    }
+}
+
+fn run(job: Job, json_out: bool) -> anyhow::Result<()> {
+    let client_mode = matches!(
+        job.target,
+        Target::Shardcast {
+            mode: Mode::Client,
+            ..
+        }
+    );
+    let server = job.conns.server();
+    let m = job.publish.messages;
+    let specs = Plan {
+        url: &job.sub_url,
+        conns: job.conns,
+        total: job.subscribers,
+        want_welcome: job.want_welcome,
+        capture_ids: client_mode,
+        bind: job.bind.clone(),
+        drain_timeout_ms: job.publish.drain_timeout,
+        quiet_ms: if job.bind.is_some() { 500 } else { 100 },
+    }
+    .specs()?;
+    let procs = specs.len();
+    let fleet = Fleet::spawn(specs)?;
+    fleet.collect("start", Duration::from_secs(30), |ev| match ev {
+        Event::Started { pid } => Some(pid),
+        _ => None,
+    })?;
+
+    // Subscribe (and bind).
+    let setup0 = mono_ns();
+    fleet.broadcast(Cmd::Connect);
+    let readies: Vec<Box<ReadyReport>> = fleet.collect(
+        "subscribers",
+        Duration::from_secs(job.conns.setup_timeout),
+        |ev| match ev {
+            Event::Ready(r) => Some(r),
+            _ => None,
+        },
+    )?;
+    let setup_secs = secs_between(setup0, mono_ns());
+    let opened: u64 = readies.iter().map(|r| r.opened).sum();
+    let failed: u64 = readies.iter().map(|r| r.failed).sum();
+    let bind_failed: u64 = readies.iter().map(|r| r.bind_failed).sum();
+    let setup_frames: u64 = readies.iter().map(|r| r.setup_frames).sum();
+    let mut errors = Vec::new();
+    for r in &readies {
+        report::merge_errors(&mut errors, &r.errors);
+    }
+    if opened == 0 {
+        bail!(
+            "no subscriber could connect to ws://{}{}:\n{}",
+            job.sub_url.authority,
+            job.sub_url.path,
+            report::error_lines(&errors)
+        );
+    }
+    let mut client_ids = Vec::new();
+    let mut expected = Vec::new();
+    {
+        let total_ids: u64 = readies.iter().map(|r| r.client_ids.len() as u64).sum();
+        let mut from = 0;
+        for r in &readies {
+            let e = if client_mode {
+                let n = r.client_ids.len() as u64;
+                let e = round_robin_share(m, total_ids, from, n);
+                from += n;
+                e
+            } else {
+                r.opened * m
+            };
+            expected.push(e);
+        }
+        for r in readies.iter() {
+            client_ids.extend(r.client_ids.iter().cloned());
+        }
+    }
+    let expected_total: u64 = expected.iter().sum();
+    std::thread::sleep(Duration::from_millis(job.publish.settle));
+
+    // Publish and count.
+    let s0 = server.sample();
+    let cpu0 = self_cpu();
+    let go0 = mono_ns();
+    for (i, e) in expected.iter().enumerate() {
+        fleet.send(i, Cmd::Go { expected: *e });
+    }
+    fleet.collect("armed", Duration::from_secs(30), |ev| match ev {
+        Event::Armed => Some(()),
+        _ => None,
+    })?;
+    let (make, judge, api) = publisher(&job, client_ids);
+    let src = crate::sources::parse(&job.conns.sources, api.is_loopback())?
+        .last()
+        .copied();
+    let pool = Pool::new(
+        PoolConfig {
+            dst: api.addr,
+            src,
+            connections: job.publish.publishers.max(1),
+            depth: job.publish.depth.max(1),
+            total: m,
+            rate: job.publish.rate.per_sec(),
+            token_base: 0,
+        },
+        make,
+        judge,
+    );
+    let pool = http_client::run(pool, mono_ns() + 600_000_000_000)?;
+    fleet.broadcast(Cmd::PublishDone);
+    let results = fleet.collect(
+        "results",
+        Duration::from_millis(job.publish.drain_timeout + 120_000),
+        |ev| match ev {
+            Event::Result(r) => Some(r),
+            _ => None,
+        },
+    )?;
+    let go1 = mono_ns();
+    let s1 = server.sample();
+    let tool_cpu = self_cpu() - cpu0 + results.iter().map(|r| r.cpu_s).sum::<f64>();
+    fleet.shutdown();
+
+    let pubr = pool.report();
+    report::merge_errors(&mut errors, &pubr.errors);
+    let mut latency = Histogram::new();
+    let (mut received, mut other, mut dropped, mut last_rx) = (0, 0, 0, 0);
+    for r in &results {
+        received += r.received;
+        other += r.other;
+        dropped += r.dropped;
+        last_rx = last_rx.max(r.last_rx_ns);
+        latency.merge(&Histogram::from_wire(&r.latency));
+        report::merge_errors(&mut errors, &r.errors);
+    }
+    let lat = latency.summary_us();
+    let deliver_secs = if last_rx > pubr.first_send_ns && pubr.first_send_ns > 0 {
+        secs_between(pubr.first_send_ns, last_rx)
+    } else {
+        0.0
+    };
+    let delivered_rate = if deliver_secs > 0.0 {
+        received as f64 / deliver_secs
+    } else {
+        0.0
+    };
+    let delivered_pct = if expected_total > 0 {
+        100.0 * received as f64 / expected_total as f64
+    } else {
+        0.0
+    };
+    let publish_secs = secs_between(pubr.first_send_ns, pubr.last_answer_ns);
+    let publish_rate = if publish_secs > 0.0 {
+        pubr.answered as f64 / publish_secs
+    } else {
+        0.0
+    };
+    let pub_lat = pool.latency.summary_us();
+    let wall = secs_between(go0, go1);
+    let server_cpu = match (s0, s1) {
+        (Some(a), Some(b)) => Some(b.cpu_s - a.cpu_s),
+        _ => None,
+    };
+
+    if json_out {
+        let v = json!({
+            "kind": "fanout",
+            "target": job.label,
+            "subscribe_url": format!("ws://{}{}", job.sub_url.authority, job.sub_url.path),
+            "procs": procs,
+            "subscribers": job.subscribers,
+            "subscribed": opened,
+            "subscribe_failed": failed,
+            "bind_failed": bind_failed,
+            "setup_secs": setup_secs,
+            "setup_frames": setup_frames,
+            "messages": m,
+            "payload": job.publish.payload.max(marker::MARKER_LEN),
+            "published": pubr.sent,
+            "publish_accepted": pubr.succeeded,
+            "publish_failed": pubr.answered - pubr.succeeded,
+            "publish_lost": pubr.lost,
+            "publish_rate": publish_rate,
+            "publish_answer_us": pub_lat,
+            "expected": expected_total,
+            "received": received,
+            "other_frames": other,
+            "dropped_connections": dropped,
+            "delivered_pct": delivered_pct,
+            "delivered_per_sec": delivered_rate,
+            "deliver_secs": deliver_secs,
+            "latency_us": lat,
+            "tool_cpu_s": tool_cpu,
+            "server_cpu_s": server_cpu,
+            "server_rss": s1.map(|s| s.rss),
+            "wall_s": wall,
+            "errors": errors,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "fanout ({}): {} subscribers from {procs} process(es), {} messages of {} B",
+        job.label,
+        report::int(job.subscribers as u64),
+        report::int(m),
+        job.publish.payload.max(marker::MARKER_LEN)
+    );
+    print!(
+        "  setup       {} subscribed, {} failed in {setup_secs:.2} s",
+        report::int(opened),
+        report::int(failed)
+    );
+    if job.bind.is_some() {
+        print!(
+            "; bound to the group ({} failed), {} notices read",
+            report::int(bind_failed),
+            report::int(setup_frames)
+        );
+    }
+    println!();
+    println!(
+        "  publish     {} sent, {} accepted, {} refused, {} lost: {} msg/s; answer p50 {} p99 {}",
+        report::int(pubr.sent),
+        report::int(pubr.succeeded),
+        report::int(pubr.answered - pubr.succeeded),
+        report::int(pubr.lost),
+        report::rate(publish_rate),
+        report::us(pub_lat.p50_us),
+        report::us(pub_lat.p99_us)
+    );
+    println!(
+        "  delivered   {} of {} ({delivered_pct:.2} %) in {deliver_secs:.3} s = {} msg/s{}",
+        report::int(received),
+        report::int(expected_total),
+        report::rate(delivered_rate),
+        if dropped > 0 {
+            format!("; {} connections dropped", report::int(dropped))
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  latency     p50 {}  p90 {}  p99 {}  max {}   (publish → receive)",
+        report::us(lat.p50_us),
+        report::us(lat.p90_us),
+        report::us(lat.p99_us),
+        report::us(lat.max_us)
+    );
+    print!("  cpu         tool {}", report::cpu(tool_cpu, wall));
+    match (server_cpu, s1) {
+        (Some(c), Some(s)) => println!(
+            ", server {}; server RSS {}",
+            report::cpu(c, wall),
+            report::bytes(s.rss as f64)
+        ),
+        _ => println!(),
+    }
+    if !errors.is_empty() {
+        print!("  errors\n{}", report::error_lines(&errors));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_robin_share;
+
+    #[test]
+    fn round_robin_shares_add_up() {
+        for (m, total) in [(10u64, 4u64), (3, 7), (100, 10), (0, 5)] {
+            let parts = [(0, 2), (2, 1), (3, total - 3)];
+            let sum: u64 = parts
+                .iter()
+                .map(|&(f, n)| round_robin_share(m, total, f, n))
+                .sum();
+            assert_eq!(sum, m);
+        }
+        assert_eq!(round_robin_share(10, 4, 0, 2), 6);
+    }
+}

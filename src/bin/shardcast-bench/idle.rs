@@ -1,0 +1,162 @@
+//! `idle`: open N WebSocket connections, wait for each one's welcome (or 101), and
+//! report the connect rate, the handshake latency and the server's memory per idle
+//! connection ((VmRSS after − before) / N); hold them, then close.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::clock::{mono_ns, secs_between};
+use crate::histogram::Histogram;
+use crate::ipc::{Cmd, Event, Fleet};
+use crate::plan::Plan;
+use crate::procstat::self_cpu;
+use crate::report;
+use crate::url::Url;
+use crate::IdleArgs;
+
+pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
+    let url = Url::parse(&a.url, false)?;
+    let server = a.conns.server();
+    let specs = Plan {
+        url: &url,
+        conns: &a.conns,
+        total: a.connections,
+        want_welcome: !a.no_welcome,
+        capture_ids: false,
+        bind: None,
+        drain_timeout_ms: 0,
+        quiet_ms: 0,
+    }
+    .specs()?;
+    let procs = specs.len();
+    let fleet = Fleet::spawn(specs)?;
+    fleet.collect("start", Duration::from_secs(30), |ev| match ev {
+        Event::Started { pid } => Some(pid),
+        _ => None,
+    })?;
+
+    let before = server.sample();
+    let cpu0 = self_cpu();
+    let t0 = mono_ns();
+    fleet.broadcast(Cmd::Connect);
+    let readies = fleet.collect(
+        "connections",
+        Duration::from_secs(a.conns.setup_timeout),
+        |ev| match ev {
+            Event::Ready(r) => Some(r),
+            _ => None,
+        },
+    )?;
+    let t1 = mono_ns();
+    let tool_cpu = self_cpu() - cpu0 + readies.iter().map(|r| r.cpu_s).sum::<f64>();
+    let mid = server.sample();
+    std::thread::sleep(Duration::from_millis(a.settle));
+    let after = server.sample();
+
+    let mut handshake = Histogram::new();
+    let (mut opened, mut failed) = (0, 0);
+    let (mut first, mut last) = (u64::MAX, 0);
+    let mut errors = Vec::new();
+    for r in &readies {
+        opened += r.opened;
+        failed += r.failed;
+        handshake.merge(&Histogram::from_wire(&r.handshake));
+        if r.first_start_ns != 0 {
+            first = first.min(r.first_start_ns);
+        }
+        last = last.max(r.last_ready_ns);
+        report::merge_errors(&mut errors, &r.errors);
+    }
+    let connect_secs = if last > 0 && first != u64::MAX {
+        secs_between(first, last)
+    } else {
+        0.0
+    };
+    let rate = if connect_secs > 0.0 {
+        opened as f64 / connect_secs
+    } else {
+        0.0
+    };
+    let hs = handshake.summary_us();
+    let per_conn = match (before, after) {
+        (Some(b), Some(a)) if opened > 0 => Some((a.rss as f64 - b.rss as f64) / opened as f64),
+        _ => None,
+    };
+    let wall = secs_between(t0, t1);
+    let server_cpu = match (before, mid) {
+        (Some(b), Some(m)) => Some(m.cpu_s - b.cpu_s),
+        _ => None,
+    };
+
+    if !json_out {
+        println!(
+            "idle: {} connections to {} from {procs} process(es)",
+            report::int(a.connections as u64),
+            a.url
+        );
+        println!(
+            "  connected   {} ({} failed) in {connect_secs:.2} s = {} conn/s",
+            report::int(opened),
+            report::int(failed),
+            report::rate(rate)
+        );
+        println!(
+            "  handshake   p50 {}  p90 {}  p99 {}  max {}   (connect start → {})",
+            report::us(hs.p50_us),
+            report::us(hs.p90_us),
+            report::us(hs.p99_us),
+            report::us(hs.max_us),
+            if a.no_welcome { "101" } else { "first frame" }
+        );
+        if let (Some(b), Some(af), Some(pc)) = (before, after, per_conn) {
+            println!(
+                "  server RSS  {} → {} ({} process(es)): {} per connection",
+                report::bytes(b.rss as f64),
+                report::bytes(af.rss as f64),
+                af.processes,
+                report::bytes(pc)
+            );
+        }
+        print!("  cpu         tool {}", report::cpu(tool_cpu, wall));
+        match server_cpu {
+            Some(s) => println!(", server {}", report::cpu(s, wall)),
+            None => println!(),
+        }
+        if !errors.is_empty() {
+            print!("  errors\n{}", report::error_lines(&errors));
+        }
+    }
+    if a.hold > 0.0 {
+        if !json_out {
+            println!("  holding {} connections for {} s", report::int(opened), a.hold);
+        }
+        std::thread::sleep(Duration::from_secs_f64(a.hold));
+    }
+    let end = server.sample();
+    fleet.shutdown();
+    if json_out {
+        let v = json!({
+            "kind": "idle",
+            "url": a.url,
+            "procs": procs,
+            "connections": a.connections,
+            "opened": opened,
+            "failed": failed,
+            "connect_secs": connect_secs,
+            "connect_rate": rate,
+            "handshake_us": hs,
+            "server_rss_before": before.map(|s| s.rss),
+            "server_rss_after": after.map(|s| s.rss),
+            "server_rss_end_of_hold": end.map(|s| s.rss),
+            "server_processes": after.map(|s| s.processes),
+            "bytes_per_connection": per_conn,
+            "tool_cpu_s": tool_cpu,
+            "server_cpu_s": server_cpu,
+            "wall_s": wall,
+            "errors": errors,
+        });
+        println!("{v}");
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! shardcast-bench: the load generator of shardcast — idle connections, fan-out,
+//! API rate — and the same fan-out against any WebSocket server with an HTTP publish
+//! endpoint (nchan), so that both can be measured on one machine from a clean checkout.
+//!
+//! Subscribers are driven by a few epoll threads (one per worker process; more
+//! processes when the open-file limit requires, spread over several loopback source
+//! addresses). Each message carries its send time (CLOCK_MONOTONIC, shared by all
+//! processes) as a marker inside its payload; receivers find the frame boundary from the
+//! WebSocket header and the marker by a byte search, without parsing JSON.
+
+mod api;
+mod clock;
+mod fanout;
+mod histogram;
+mod http_client;
+mod idle;
+mod ipc;
+mod marker;
+mod plan;
+mod poller;
+mod procstat;
+mod report;
+mod sock;
+mod sources;
+mod subscriber;
+mod url;
+mod worker;
+mod wsframe;
+
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "shardcast-bench",
+    version,
+    about = "Load generator for shardcast and other WebSocket push servers",
+    after_help = "Every subcommand prints a human summary, or with --json one JSON object."
+)]
+struct Cli {
+    /// Print one JSON object with the results instead of the summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open idle WebSocket connections: connect rate, handshake latency, server memory per connection.
+    Idle(IdleArgs),
+    /// Fan messages out to shardcast subscribers through the HTTP API: delivery rate and latency.
+    Fanout(FanoutArgs),
+    /// Request rate and latency of the HTTP API (keep-alive).
+    Api(ApiArgs),
+    /// Fan-out against another server: WebSocket subscribe URL, HTTP POST publish URL (nchan).
+    Generic(GenericArgs),
+    /// Internal: a worker process of a multi-process run.
+    #[command(name = "__worker", hide = true)]
+    Worker,
+}
+
+/// Connection placement, shared by the subcommands that open subscribers.
+#[derive(Args, Clone, Debug)]
+pub struct ConnArgs {
+    /// Processes holding the connections (default: as many as the open-file limit needs).
+    #[arg(long)]
+    pub procs: Option<usize>,
+    /// Source addresses: `auto` (127.0.0.2-127.0.0.40 for a loopback target), `none`,
+    /// or ranges/addresses such as 127.0.0.2-127.0.0.40,127.0.0.50.
+    #[arg(long, default_value = "auto")]
+    pub sources: String,
+    /// WebSocket handshakes in progress at once, per process.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Server pid(s) to observe (CPU, VmRSS), comma-separated; their child processes
+    /// are included (give nginx's master pid).
+    #[arg(long, value_parser = parse_pids)]
+    pub server_pid: Option<Pids>,
+    /// Give up when the connections are not all open after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub setup_timeout: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Pids(pub Vec<u32>);
+
+fn parse_pids(s: &str) -> Result<Pids, String> {
+    procstat::parse_pids(s).map(Pids)
+}
+
+impl ConnArgs {
+    pub fn server(&self) -> procstat::Server {
+        procstat::Server::new(self.server_pid.clone().unwrap_or_default().0)
+    }
+}
+
+/// How messages are published.
+#[derive(Args, Clone, Debug)]
+pub struct PublishArgs {
+    /// Messages to publish.
+    #[arg(long, default_value_t = 50)]
+    pub messages: u64,
+    /// Payload bytes per message (the send-time marker included, at least 22).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Messages per second, or `max` (as fast as the server accepts them).
+    #[arg(long, default_value = "max")]
+    pub rate: Rate,
+    /// Publisher HTTP connections (keep-alive).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Requests in flight per publisher connection (HTTP pipelining; 1 = none).
+    #[arg(long, default_value_t = 16)]
+    pub depth: usize,
+    /// After the last publish answer, stop waiting once no message arrived for this long (ms).
+    #[arg(long, default_value_t = 3000)]
+    pub drain_timeout: u64,
+    /// Pause between "all subscribed" and the first publish (ms).
+    #[arg(long, default_value_t = 300)]
+    pub settle: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Rate {
+    Max,
+    PerSec(f64),
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Rate, String> {
+        if s == "max" {
+            return Ok(Rate::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSec(r)),
+            _ => Err(format!("{s:?}: want a positive number or `max`")),
+        }
+    }
+}
+
+impl Rate {
+    pub fn per_sec(self) -> Option<f64> {
+        match self {
+            Rate::Max => None,
+            Rate::PerSec(r) => Some(r),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct IdleArgs {
+    /// WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:7800/ws?systemId=demo")]
+    pub url: String,
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Seconds to hold the connections open after measuring.
+    #[arg(long, default_value_t = 0.0)]
+    pub hold: f64,
+    /// Ready at the 101 answer rather than at the first frame (servers without a welcome).
+    #[arg(long)]
+    pub no_welcome: bool,
+    /// Wait this long (ms) after the last connection before reading the server's RSS.
+    #[arg(long, default_value_t = 1000)]
+    pub settle: u64,
+    #[command(flatten)]
+    pub conns: ConnArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// send_to_group to a group every subscriber joined (bind_to_group).
+    Group,
+    /// send_to_system: every connection of the system.
+    System,
+    /// send_to_client: each message to one subscriber, round-robin.
+    Client,
+}
+
+#[derive(Args, Debug)]
+pub struct FanoutArgs {
+    /// HTTP API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:7800")]
+    pub api: String,
+    /// WebSocket URL (default: <api>/ws?systemId=<system> as ws://).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// System id (header SystemId).
+    #[arg(long, default_value = "demo")]
+    pub system: String,
+    /// Group joined by the subscribers in group mode.
+    #[arg(long, default_value = "bench")]
+    pub group: String,
+    #[arg(long, value_enum, default_value_t = Mode::Group)]
+    pub mode: Mode,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    #[command(flatten)]
+    pub conns: ConnArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Route {
+    /// is_online of a well-formed but unknown clientId (answers code -1): parse, auth, id check.
+    IsOnline,
+    /// send_to_system with a small message: every subscriber of the system receives it.
+    SendToSystem,
+}
+
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// HTTP API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:7800")]
+    pub api: String,
+    /// System id (header SystemId).
+    #[arg(long, default_value = "demo")]
+    pub system: String,
+    #[arg(long, value_enum, default_value_t = Route::IsOnline)]
+    pub route: Route,
+    /// Requests in all.
+    #[arg(long, default_value_t = 100_000)]
+    pub requests: u64,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Requests in flight per connection (HTTP pipelining; 1 = none).
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+    /// Client threads sharing the connections.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Server pid(s) to observe, comma-separated.
+    #[arg(long, value_parser = parse_pids)]
+    pub server_pid: Option<Pids>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenericArgs {
+    /// WebSocket URL the subscribers connect to (e.g. ws://127.0.0.1:8080/sub/bench).
+    #[arg(long)]
+    pub subscribe: String,
+    /// HTTP URL messages are POSTed to (e.g. http://127.0.0.1:8080/pub/bench).
+    #[arg(long)]
+    pub publish: String,
+    /// Request body; `{payload}` is replaced by the payload (marker + padding).
+    #[arg(long, default_value = "{payload}")]
+    pub body: String,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Subscribers are ready at their first frame rather than at the 101 answer.
+    #[arg(long)]
+    pub welcome: bool,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    #[command(flatten)]
+    pub publish_args: PublishArgs,
+    #[command(flatten)]
+    pub conns: ConnArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let r = match cli.command {
+        Command::Idle(a) => idle::run(a, json),
+        Command::Fanout(a) => fanout::run_shardcast(a, json),
+        Command::Api(a) => api::run(a, json),
+        Command::Generic(a) => fanout::run_generic(a, json),
+        Command::Worker => ipc::child_main(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardcast-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Formatting of results: human summaries and the merge of error samples.
+
+use std::fmt::Write as _;
+
+/// `1234567` → `1,234,567`.
+pub fn int(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A rate with 3 significant digits and a k/M suffix.
+pub fn rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else if r >= 1e4 {
+        format!("{:.1} k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// Microseconds as `µs` or `ms`.
+pub fn us(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1} ms", v / 1000.0)
+    } else if v >= 1000.0 {
+        format!("{:.2} ms", v / 1000.0)
+    } else {
+        format!("{v:.0} µs")
+    }
+}
+
+pub fn bytes(b: f64) -> String {
+    if b.abs() >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else if b.abs() >= 1024.0 {
+        format!("{:.2} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+/// Adds `more` into `into`, keeping at most 10 distinct texts.
+pub fn merge_errors(into: &mut Vec<(String, u64)>, more: &[(String, u64)]) {
+    for (text, n) in more {
+        if let Some(e) = into.iter_mut().find(|(t, _)| t == text) {
+            e.1 += n;
+        } else if into.len() < 10 {
+            into.push((text.clone(), *n));
+        }
+    }
+}
+
+/// Error samples as indented lines (empty when none).
+pub fn error_lines(errors: &[(String, u64)]) -> String {
+    let mut s = String::new();
+    for (text, n) in errors {
+        let _ = writeln!(s, "    {n:>8} × {text}");
+    }
+    s
+}
+
+/// CPU seconds as "1.23 s (45 % of a core)" over `wall` seconds.
+pub fn cpu(s: f64, wall: f64) -> String {
+    if wall > 0.0 {
+        format!("{s:.2} s ({:.0} % of a core)", 100.0 * s / wall)
+    } else {
+        format!("{s:.2} s")
+    }
+}
