@@ -260,7 +260,10 @@ fn killing_a_node_under_load_stalls_nothing_and_loses_no_acknowledged_push() {
                 unexpected.push(f.to_string());
             }
         }
-        let missing: Vec<&&str> = expected.keys().filter(|m| !seen.contains_key(**m)).collect();
+        let missing: Vec<&&str> = expected
+            .keys()
+            .filter(|m| !seen.contains_key(**m))
+            .collect();
         let dups: Vec<(&&str, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
         eprintln!(
             "[cluster-kill] client on node {}: {} acknowledged pushes, {} frames received, \
@@ -319,7 +322,10 @@ fn killing_a_node_under_load_stalls_nothing_and_loses_no_acknowledged_push() {
         attempts += 1;
         let body = json!({"clientId": y.client_id, "msg": "welcome back"});
         let ans = api_timed(&c[0], "/api/send_to_client", Some(SYS_A), &body);
-        ans.within(CALL_LIMIT, "send_to_client from node 1 to the restarted node");
+        ans.within(
+            CALL_LIMIT,
+            "send_to_client from node 1 to the restarted node",
+        );
         if ans.is_ok() && ans.body["data"]["online"] == json!(true) {
             let mid = message_id_of(&ans.body["data"]);
             expect_message(&mut y, &mid, WAIT);

@@ -41,7 +41,8 @@ struct Refusal {
 fn try_connect(node: &Node) -> Result<Client, Refusal> {
     let mut s = TcpStream::connect(node.addr()).unwrap_or_else(|e| panic!("connect: {e}"));
     s.set_nodelay(true).unwrap();
-    let (status, head) = raw_ws_handshake(&mut s, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
+    let (status, head) =
+        raw_ws_handshake(&mut s, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
     if status == 101 {
         let cfg = WebSocketConfig::default().read_buffer_size(8 * 1024);
         let socket = WebSocket::from_raw_socket(s, Role::Client, Some(cfg));
@@ -66,8 +67,12 @@ fn try_connect(node: &Node) -> Result<Client, Refusal> {
     let mut closed = false;
     let mut tmp = [0u8; 4096];
     while Instant::now() < deadline {
-        s.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
-            .unwrap();
+        s.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .unwrap();
         match s.read(&mut tmp) {
             Ok(0) => {
                 closed = true;
@@ -115,7 +120,11 @@ fn system_push_reaches_all(node: &Node, clients: &mut [Client], what: &str) -> D
 }
 
 fn check_refusal(r: &Refusal, what: &str) {
-    assert_eq!(r.status, 503, "{what}: refused with HTTP {}: {r:?}", r.status);
+    assert_eq!(
+        r.status, 503,
+        "{what}: refused with HTTP {}: {r:?}",
+        r.status
+    );
     assert_eq!(
         (r.body["code"].clone(), r.body["msg"].clone()),
         (json!(-1), json!("服务繁忙")),
@@ -245,7 +254,8 @@ fn a_flood_over_max_connections_is_refused_cleanly_and_spares_the_admitted() {
     // ---- assertions ----
     for (i, (attempts, places, welcomed)) in rounds.iter().enumerate() {
         assert_eq!(
-            welcomed, places,
+            welcomed,
+            places,
             "{} ({attempts} upgrades at once): {welcomed} welcomed for {places} free places \
              under max_connections = {MAX} — over-admission (the per-core connection counts \
              are checked and raised separately, not atomically)",

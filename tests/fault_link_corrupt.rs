@@ -81,7 +81,10 @@ impl FakePeer {
         p.send(&encode(&Frame::Proof { mac }));
         match p.read_frame(WAIT) {
             Ok(Frame::Welcome { node, mac }) => {
-                assert_eq!(node, expect, "Welcome from node {node}, expected node {expect}");
+                assert_eq!(
+                    node, expect,
+                    "Welcome from node {node}, expected node {expect}"
+                );
                 assert!(
                     handshake::verify(CLUSTER_SECRET, Side::Acceptor, cluster, &a, &b, node, &mac),
                     "node {node}'s Welcome proof does not verify"

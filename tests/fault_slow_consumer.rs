@@ -106,8 +106,7 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
                         if t != 0 && next >= t {
                             return (next, None, c);
                         }
-                        if Instant::now() >= deadline || (done.load(Ordering::SeqCst) && t == 0)
-                        {
+                        if Instant::now() >= deadline || (done.load(Ordering::SeqCst) && t == 0) {
                             let e = format!("timed out after {next} messages");
                             return (next, Some(e), c);
                         }
@@ -241,8 +240,18 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
          storm's start (after {}..{} messages = {:.1}..{:.1} MiB each); \
          shardcast_slow_consumers_closed_total {:?}, shardcast_messages_dropped_total {:?}",
         closed.len(),
-        closed.iter().min().copied().unwrap_or_default().as_secs_f64(),
-        closed.iter().max().copied().unwrap_or_default().as_secs_f64(),
+        closed
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64(),
+        closed
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64(),
         closed_after_msgs.iter().min().copied().unwrap_or_default(),
         closed_after_msgs.iter().max().copied().unwrap_or_default(),
         closed_after_msgs.iter().min().copied().unwrap_or_default() as f64 * MSG_BYTES as f64

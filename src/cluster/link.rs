@@ -57,13 +57,23 @@ pub struct Credentials {
     pub core: u8,
 }
 
-/// Reads one frame, waiting for more bytes as needed.
+/// Largest handshake frame. Before a peer has proven the secret it may not
+/// make us buffer more than this (the general limit is 64 MiB).
+const HANDSHAKE_MAX: usize = 4096;
+
+/// Reads one handshake frame, waiting for more bytes as needed.
 async fn read_frame(
     stream: &TcpStream,
     buf: &mut BytesMut,
     scratch: &mut AlignedVec,
 ) -> Result<Frame, LinkError> {
     loop {
+        if let Some(len) = buf.get(..4) {
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            if len > HANDSHAKE_MAX {
+                return Err(LinkError::Refused("handshake frame too large"));
+            }
+        }
         if let Some((f, n)) = frame::decode_with(buf, scratch)? {
             buf.advance(n);
             return Ok(f);

@@ -42,7 +42,8 @@ pub fn run(a: ApiArgs, json_out: bool) -> anyhow::Result<()> {
     let mut handles = Vec::new();
     for t in 0..threads {
         let conns = a.connections / threads + usize::from(t < a.connections % threads);
-        let total = a.requests / threads as u64 + u64::from((t as u64) < a.requests % threads as u64);
+        let total =
+            a.requests / threads as u64 + u64::from((t as u64) < a.requests % threads as u64);
         let request = request.clone();
         let code0 = Arc::clone(&code0);
         let cfg = PoolConfig {
@@ -95,7 +96,11 @@ pub fn run(a: ApiArgs, json_out: bool) -> anyhow::Result<()> {
     } else {
         0.0
     };
-    let rate = if secs > 0.0 { answered as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        answered as f64 / secs
+    } else {
+        0.0
+    };
     let lat = latency.summary_us();
     let wall = secs_between(t0, t1);
     let server_cpu = match (s0, s1) {

@@ -205,7 +205,9 @@ impl Pool {
 
     pub fn handle(&mut self, poller: &Poller, token: u64, bits: u32) {
         let i = (token - self.cfg.token_base) as usize;
-        let Some(c) = self.conns.get_mut(i) else { return };
+        let Some(c) = self.conns.get_mut(i) else {
+            return;
+        };
         let Some(fd) = c.fd.as_ref() else { return };
         if !c.connected {
             if bits & (WRITE | HUP) == 0 {
@@ -317,7 +319,10 @@ impl Pool {
                         .ok()
                         .and_then(|v| v.trim().parse::<usize>().ok());
                 } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"));
+                    chunked = h
+                        .value
+                        .windows(7)
+                        .any(|w| w.eq_ignore_ascii_case(b"chunked"));
                 } else if h.name.eq_ignore_ascii_case("connection") {
                     close_after = h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close"));
                 }
@@ -433,7 +438,8 @@ fn decode_chunked(b: &[u8]) -> Result<Body, String> {
         };
         let line = std::str::from_utf8(&b[pos..eol]).map_err(|_| "bad chunk size".to_string())?;
         let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size".to_string())?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size".to_string())?;
         pos = eol + 2;
         if size == 0 {
             loop {
@@ -499,7 +505,10 @@ mod tests {
             }
             Body::Incomplete => panic!("complete"),
         }
-        assert!(matches!(decode_chunked(b"3\r\nab").unwrap(), Body::Incomplete));
+        assert!(matches!(
+            decode_chunked(b"3\r\nab").unwrap(),
+            Body::Incomplete
+        ));
         assert!(decode_chunked(b"zz\r\n").is_err());
     }
 }

@@ -129,7 +129,11 @@ pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
     }
     if a.hold > 0.0 {
         if !json_out {
-            println!("  holding {} connections for {} s", report::int(opened), a.hold);
+            println!(
+                "  holding {} connections for {} s",
+                report::int(opened),
+                a.hold
+            );
         }
         std::thread::sleep(Duration::from_secs_f64(a.hold));
     }

@@ -62,12 +62,16 @@ pub enum Cmd {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
-    Started { pid: u32 },
+    Started {
+        pid: u32,
+    },
     Ready(Box<ReadyReport>),
     /// Go was received: counting toward the expected number.
     Armed,
     Result(Box<ResultReport>),
-    Error { message: String },
+    Error {
+        message: String,
+    },
     Exited,
 }
 
@@ -244,16 +248,27 @@ fn spawn_child(spec: WorkerSpec) -> anyhow::Result<WorkerHandle> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("cannot start a worker process")?;
-    let mut stdin = child.stdin.take().ok_or_else(|| anyhow!("no worker stdin"))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no worker stdout"))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("no worker stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no worker stdout"))?;
     writeln!(stdin, "{}", serde_json::to_string(&spec)?)?;
     stdin.flush()?;
     let (cmd_tx, cmd_rx) = flume::unbounded::<Cmd>();
     let (ev_tx, ev_rx) = flume::unbounded();
     let writer = std::thread::spawn(move || {
         for cmd in cmd_rx.iter() {
-            let Ok(line) = serde_json::to_string(&cmd) else { continue };
-            if writeln!(stdin, "{line}").and_then(|_| stdin.flush()).is_err() {
+            let Ok(line) = serde_json::to_string(&cmd) else {
+                continue;
+            };
+            if writeln!(stdin, "{line}")
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
                 break;
             }
             if matches!(cmd, Cmd::Close) {

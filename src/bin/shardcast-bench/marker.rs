@@ -20,11 +20,9 @@ pub fn find(hay: &[u8]) -> Option<u64> {
         let at = from + p;
         if let Some(digits) = hay.get(at + 2..at + MARKER_LEN) {
             if hay[at + 1] == b'T' && digits.iter().all(u8::is_ascii_digit) {
-                return Some(
-                    digits
-                        .iter()
-                        .fold(0u64, |v, d| v.wrapping_mul(10).wrapping_add((d - b'0') as u64)),
-                );
+                return Some(digits.iter().fold(0u64, |v, d| {
+                    v.wrapping_mul(10).wrapping_add((d - b'0') as u64)
+                }));
             }
         } else {
             return None;

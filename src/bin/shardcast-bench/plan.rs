@@ -50,7 +50,9 @@ impl Plan<'_> {
                 want_welcome: self.want_welcome,
                 capture_ids: self.capture_ids,
                 bind: self.bind.clone().map(|mut b| {
-                    b.src = crate::sources::share(&all_sources, i, procs).first().copied();
+                    b.src = crate::sources::share(&all_sources, i, procs)
+                        .first()
+                        .copied();
                     b
                 }),
                 drain_timeout_ms: self.drain_timeout_ms,

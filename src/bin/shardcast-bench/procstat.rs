@@ -82,8 +82,8 @@ impl Server {
                 if pids.contains(&pid) {
                     continue;
                 }
-                let ppid = stat_fields(name)
-                    .and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()));
+                let ppid =
+                    stat_fields(name).and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()));
                 if ppid.is_some_and(|pp| self.roots.contains(&pp)) {
                     pids.push(pid);
                 }

@@ -175,5 +175,7 @@ pub fn connections_per_process() -> usize {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         return 1000;
     }
-    (rl.rlim_max.min(1 << 24) as usize).saturating_sub(100).max(100)
+    (rl.rlim_max.min(1 << 24) as usize)
+        .saturating_sub(100)
+        .max(100)
 }

@@ -255,7 +255,9 @@ impl Subscribers {
     fn read(&mut self, poller: &Poller, i: usize, _now: u64) {
         let mut rbuf = std::mem::take(&mut self.rbuf);
         loop {
-            let Some(fd) = self.conns[i].fd.as_ref() else { break };
+            let Some(fd) = self.conns[i].fd.as_ref() else {
+                break;
+            };
             match sock::read(fd, &mut rbuf) {
                 Ok(0) => {
                     self.close(i, "closed by the server".into());
@@ -328,7 +330,9 @@ impl Subscribers {
                         self.mark_ready(i, now);
                     }
                 }
-                Ok(httparse::Status::Partial) if data.len() <= MAX_HEAD => return (0, Outcome::Keep),
+                Ok(httparse::Status::Partial) if data.len() <= MAX_HEAD => {
+                    return (0, Outcome::Keep)
+                }
                 Ok(httparse::Status::Partial) => {
                     return (0, Outcome::Close("upgrade answer too large".into()))
                 }
@@ -420,7 +424,9 @@ impl Subscribers {
         c.ready = true;
         self.in_flight -= 1;
         self.stats.opened += 1;
-        self.stats.handshake.record(now.saturating_sub(c.started_ns));
+        self.stats
+            .handshake
+            .record(now.saturating_sub(c.started_ns));
         self.stats.last_ready_ns = self.stats.last_ready_ns.max(now);
     }
 

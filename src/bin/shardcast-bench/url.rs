@@ -16,9 +16,12 @@ pub struct Url {
 impl Url {
     /// Parses `ws://…` (or `http://…` when `http` is true). TLS schemes are refused.
     pub fn parse(s: &str, http: bool) -> anyhow::Result<Url> {
-        let (scheme, rest) = s
-            .split_once("://")
-            .ok_or_else(|| anyhow!("{s:?}: not a URL (want {}://host:port/path)", scheme_of(http)))?;
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| {
+            anyhow!(
+                "{s:?}: not a URL (want {}://host:port/path)",
+                scheme_of(http)
+            )
+        })?;
         let want = scheme_of(http);
         if !scheme.eq_ignore_ascii_case(want) {
             bail!("{s:?}: only {want}:// URLs are supported (no TLS)");
@@ -31,7 +34,10 @@ impl Url {
         if authority.is_empty() {
             bail!("{s:?}: no host");
         }
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             authority.to_string()
         } else {
             format!("{authority}:80")

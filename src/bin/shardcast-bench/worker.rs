@@ -180,8 +180,8 @@ fn run_phases(
             let now = mono_ns();
             let st = &subs.stats;
             let all_in = st.marked >= exp;
-            let gave_up = publish_done
-                .is_some_and(|t| now.saturating_sub(t.max(st.last_rx_ns)) >= drain);
+            let gave_up =
+                publish_done.is_some_and(|t| now.saturating_sub(t.max(st.last_rx_ns)) >= drain);
             if all_in || gave_up {
                 reported = true;
                 emit(Event::Result(Box::new(ResultReport {

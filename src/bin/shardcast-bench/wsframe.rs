@@ -78,7 +78,10 @@ mod tests {
     fn headers() {
         assert_eq!(parse_head(&[0x81]), None);
         let h = parse_head(&[0x81, 5, b'h']).unwrap();
-        assert_eq!((h.fin, h.opcode, h.header_len, h.payload_len), (true, 1, 2, 5));
+        assert_eq!(
+            (h.fin, h.opcode, h.header_len, h.payload_len),
+            (true, 1, 2, 5)
+        );
         let h = parse_head(&[0x01, 126, 1, 0]).unwrap();
         assert_eq!((h.fin, h.header_len, h.payload_len), (false, 4, 256));
         assert_eq!(parse_head(&[0x82, 127, 0, 0, 0, 0, 0, 1]), None);
