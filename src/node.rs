@@ -36,6 +36,8 @@ pub struct Node {
     pub membership: Option<MembershipHandle>,
     /// Peers and lease state (standalone: no peers, always in).
     pub view: Arc<ClusterView>,
+    /// WebSocket connections open or being admitted (server.max_connections).
+    admitted: AtomicUsize,
     started: AtomicUsize,
     draining: AtomicBool,
 }
@@ -95,6 +97,7 @@ impl Node {
             message_key,
             membership,
             view,
+            admitted: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             config,
@@ -103,6 +106,25 @@ impl Node {
 
     pub fn workers(&self) -> usize {
         self.mailboxes.len()
+    }
+
+    /// Takes a place for a new WebSocket connection; false when
+    /// `server.max_connections` are taken. One atomic step, so concurrent
+    /// upgrades on several cores cannot overshoot the limit.
+    pub fn reserve_connection(&self) -> bool {
+        let max = match self.config.server.max_connections {
+            0 => usize::MAX,
+            n => n,
+        };
+        self.admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn release_connection(&self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// A worker is listening.

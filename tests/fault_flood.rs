@@ -257,8 +257,7 @@ fn a_flood_over_max_connections_is_refused_cleanly_and_spares_the_admitted() {
             welcomed,
             places,
             "{} ({attempts} upgrades at once): {welcomed} welcomed for {places} free places \
-             under max_connections = {MAX} — over-admission (the per-core connection counts \
-             are checked and raised separately, not atomically)",
+             under max_connections = {MAX}: over-admission",
             if i == 0 {
                 "the first flood".to_string()
             } else {

@@ -344,6 +344,16 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
         reconnects_before[1],
         reconnects_after[1]
     );
+    // DESIGN.md §4 wants the reason logged; at the default level it may not be.
+    let log = n1.log();
+    let reasons: Vec<&str> = ["checksum", "exceeds the limit", "failed validation"]
+        .into_iter()
+        .filter(|r| log.contains(r))
+        .collect();
+    eprintln!(
+        "[link-corrupt] node 1's log (level info) names these reasons: {reasons:?} \
+         (looked for checksum / exceeds the limit / failed validation)"
+    );
     let mut problems: Vec<String> = Vec::new();
     for (k, got) in frames.iter().enumerate() {
         let expected: Vec<&str> = pushes

@@ -7,6 +7,10 @@
 //! keep-alive API connection. The 20 must be closed (offline, counted in
 //! `shardcast_slow_consumers_closed_total`), the 80 healthy clients must receive every
 //! message in order, and the node's resident memory must stay bounded.
+//!
+//! A second test checks the converse: a burst of group sends that reaches a core all at
+//! once must not cut members whose sockets can take it (they take the same messages
+//! sent one after another without trouble).
 
 mod common;
 
@@ -308,4 +312,163 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
         json!(CLIENTS - SLOW),
         "healthy members left: {list}"
     );
+}
+
+/// A member with a 4 MiB receive buffer that does not read for now (it could take
+/// megabytes before its socket pushes back).
+fn roomy_member(node: &Node, group: &str) -> (TcpStream, String) {
+    let mut s = connect_small_rcvbuf(node.socket_addr(), 4 << 20);
+    let (st, head) = raw_ws_handshake(&mut s, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
+    assert_eq!(st, 101, "upgrade: {head}");
+    let (_, welcome) = read_raw_frame(&mut s, WAIT).expect("welcome");
+    let w: Value = serde_json::from_slice(&welcome).unwrap();
+    let id = w["data"]["clientId"].as_str().unwrap().to_string();
+    node.bind(SYS_A, &id, group, "", "");
+    (s, id)
+}
+
+/// Reads a raw member's frames until `n` frames with `msg` arrived; how many did.
+fn count_raw(s: &mut TcpStream, msg: &str, n: usize) -> usize {
+    let mut got = 0;
+    while got < n {
+        let Some((_, payload)) = read_raw_frame(s, Duration::from_secs(2)) else {
+            break;
+        };
+        let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+        if v["msg"] == json!(msg) {
+            got += 1;
+        }
+    }
+    got
+}
+
+/// A burst is not a slow consumer: members whose sockets can take far more than the
+/// burst must not be cut because the burst reached their core all at once.
+///
+/// The same 480 group messages of 1 KiB (515 KiB per member; a member with a 4 MiB
+/// receive buffer took about 10 MiB before it was cut when nothing read it, measured
+/// here with steady sends) are sent
+/// to 20 such members once one after another (the control) and then, to fresh groups,
+/// as bursts: 8 keep-alive connections each pipelining 60 requests at the same moment.
+/// Every member must stay online and then receive all 480 messages.
+#[test]
+fn a_burst_of_group_sends_does_not_cut_members_that_can_take_it() {
+    const MEMBERS: usize = 20;
+    const CONNS: usize = 8;
+    const PER_CONN: usize = 60;
+    const ROUNDS: usize = 3;
+    let total = CONNS * PER_CONN;
+    let node = Node::start(&format!("[ws]\nsend_queue_bytes = {QUEUE_BYTES}\n"));
+    let data = "x".repeat(MSG_BYTES);
+
+    // Control: one after another.
+    let mut control: Vec<(TcpStream, String)> = (0..MEMBERS)
+        .map(|_| roomy_member(&node, "control"))
+        .collect();
+    let start = Instant::now();
+    let mut http = node.http();
+    for i in 0..total {
+        let body = json!({"groupName": "control", "msg": "control", "sendUserId": i.to_string(),
+                          "data": data});
+        expect_ok(http.api("/api/send_to_group", Some(SYS_A), &body.to_string()));
+    }
+    let control_took = start.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    let control_cut = control
+        .iter()
+        .filter(|(_, id)| !node.is_online(SYS_A, id))
+        .count();
+    let control_got: Vec<usize> = control
+        .iter_mut()
+        .map(|(s, _)| count_raw(s, "control", total))
+        .collect();
+
+    // Bursts.
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        let group = format!("burst-{round}");
+        let mut members: Vec<(TcpStream, String)> =
+            (0..MEMBERS).map(|_| roomy_member(&node, &group)).collect();
+        let requests: Vec<Vec<u8>> = (0..CONNS)
+            .map(|t| {
+                let h = node.http();
+                let mut bytes = Vec::new();
+                for i in 0..PER_CONN {
+                    let body = json!({"groupName": group, "msg": "burst",
+                                      "sendUserId": format!("{t}-{i}"), "data": data})
+                    .to_string();
+                    bytes.extend(h.format_request(
+                        "POST",
+                        "/api/send_to_group",
+                        &[("SystemId", SYS_A)],
+                        body.as_bytes(),
+                    ));
+                }
+                bytes
+            })
+            .collect();
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for bytes in &requests {
+                let node = &node;
+                s.spawn(move || {
+                    let mut h = node.http();
+                    h.send_raw(bytes);
+                    for _ in 0..PER_CONN {
+                        let r = h.read_response(WAIT).expect("pipelined answer");
+                        expect_ok((r.status, r.json()));
+                    }
+                });
+            }
+        });
+        let took = start.elapsed();
+        std::thread::sleep(Duration::from_millis(300));
+        let cut = members
+            .iter()
+            .filter(|(_, id)| !node.is_online(SYS_A, id))
+            .count();
+        let got: Vec<usize> = members
+            .iter_mut()
+            .map(|(s, _)| count_raw(s, "burst", total))
+            .collect();
+        rounds.push((took, cut, got));
+    }
+
+    // ---- figures ----
+    let kib = total * (MSG_BYTES + 80) / 1024;
+    eprintln!(
+        "[burst] control: {total} group messages ({kib} KiB per member) one after another in \
+         {:.3}s: {control_cut}/{MEMBERS} members cut, received min {} of {total}",
+        control_took.as_secs_f64(),
+        control_got.iter().min().unwrap()
+    );
+    for (i, (took, cut, got)) in rounds.iter().enumerate() {
+        eprintln!(
+            "[burst] round {i}: the same {total} messages as a burst ({CONNS} connections x \
+             {PER_CONN} pipelined) in {:.3}s: {cut}/{MEMBERS} members cut as slow consumers, \
+             received min {} of {total}",
+            took.as_secs_f64(),
+            got.iter().min().unwrap()
+        );
+    }
+    let slow = metric_sum(&node.metrics(), |n| {
+        n == "shardcast_slow_consumers_closed_total"
+    });
+    eprintln!("[burst] shardcast_slow_consumers_closed_total {slow:?}");
+
+    // ---- assertions ----
+    assert_eq!(control_cut, 0, "members cut by the control run");
+    assert!(control_got.iter().all(|n| *n == total), "{control_got:?}");
+    for (i, (_, cut, got)) in rounds.iter().enumerate() {
+        assert_eq!(
+            *cut, 0,
+            "round {i}: a burst of {kib} KiB per member cut {cut} of {MEMBERS} members that \
+             took the same messages sent one after another: a burst reaching a core at once is \
+             counted as a slow consumer"
+        );
+        assert!(
+            got.iter().all(|n| *n == total),
+            "round {i}: messages received per member {got:?} of {total}"
+        );
+    }
 }

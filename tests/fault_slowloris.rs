@@ -293,7 +293,7 @@ fn slowloris_and_silent_connections_are_cut_and_the_healthy_client_loses_nothing
         );
         eprintln!(
             "[slowloris] slow: {slow_408}/{} answered 408 (other answers: {slow_other:?}); \
-             closed after {:.3}s..{:.3}s of the first byte (max), TCP end max {:.3}s, \
+             closed {:.3}s..{:.3}s (min..max) after the first byte, TCP end max {:.3}s, \
              {} still open",
             slow.len(),
             closed_min(&slow).as_secs_f64(),
@@ -302,7 +302,7 @@ fn slowloris_and_silent_connections_are_cut_and_the_healthy_client_loses_nothing
             slow.iter().filter(|a| a.closed_after().is_none()).count()
         );
         eprintln!(
-            "[slowloris] silent: closed after {:.3}s..{:.3}s of the connect (max), \
+            "[slowloris] silent: closed {:.3}s..{:.3}s (min..max) after the connect, \
              {silent_answered} got an answer, {} still open",
             closed_min(&silent).as_secs_f64(),
             closed_max(&silent).as_secs_f64(),

@@ -99,8 +99,8 @@ async fn recv<T>(rx: flume::Receiver<T>) -> Result<T, ApiError> {
 }
 
 /// Sends a request to a peer and waits (bounded) for its answer. A peer
-/// whose link is still being set up (it has just joined, or the link is
-/// reconnecting) is waited for within the same deadline.
+/// whose first link is still being set up (it has just joined) is waited
+/// for within the same deadline; one whose link broke is not.
 pub async fn call(core: &CoreRef, node: u16, make: impl FnOnce(u64) -> Frame) -> Option<Answer> {
     let sent = Instant::now();
     let limit = core
@@ -133,11 +133,12 @@ fn has_link(core: &CoreRef, node: u16) -> bool {
         .is_some_and(|cl| cl.outbound.contains_key(&node))
 }
 
+/// A peer in etcd whose link has not failed yet: worth waiting for.
 fn is_peer(core: &CoreRef, node: u16) -> bool {
     core.borrow()
         .cluster
         .as_ref()
-        .is_some_and(|cl| cl.peers.contains_key(&node))
+        .is_some_and(|cl| cl.peers.contains_key(&node) && !cl.broken.contains(&node))
 }
 
 async fn await_answer(

@@ -56,6 +56,8 @@ pub struct CoreCluster {
     pub outbound: HashMap<u16, (u32, u32)>,
     /// Peers a dialling task is responsible for.
     pub maintained: HashSet<u16>,
+    /// Peers whose link broke or failed to come up and is not up again.
+    pub broken: HashSet<u16>,
     pub pending: HashMap<u64, Pending>,
     pub next_req: u64,
     pub dirty: Vec<(u32, u32)>,
@@ -73,6 +75,7 @@ impl CoreCluster {
             links: Slots::default(),
             outbound: HashMap::new(),
             maintained: HashSet::new(),
+            broken: HashSet::new(),
             pending: HashMap::new(),
             next_req: 1,
             dirty: Vec::new(),

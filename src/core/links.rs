@@ -20,7 +20,7 @@ use super::{Core, CoreRef};
 use crate::cluster::frame::{
     self, ClientInfoWire, ConnStatus, Frame, GroupCount, InfoResult, Target,
 };
-use crate::cluster::link::{self, LinkIo, LINK_QUEUE_BYTES};
+use crate::cluster::link::{self, LinkError, LinkIo, LINK_QUEUE_BYTES};
 use crate::cluster::{Answer, PeerTable, Pending};
 use crate::socket;
 
@@ -42,6 +42,7 @@ impl Core {
             }
         }
         cl.pending.retain(|_, p| peers.contains_key(&p.node));
+        cl.broken.retain(|n| peers.contains_key(n));
         cl.peers = peers;
         let new: Vec<u16> = cl
             .peers
@@ -605,6 +606,7 @@ async fn maintain(this: std::rc::Weak<std::cell::RefCell<Core>>, node: u16) {
                 let key = core.borrow_mut().add_link(node, stream.clone(), true);
                 if let Some(key) = key {
                     tracing::info!(peer = node, %addr, "link up");
+                    mark_broken(&core, node, false);
                     let why = link::run(core.clone(), stream.clone(), key, rest).await;
                     core.borrow_mut().remove_link(key);
                     tracing::info!(peer = node, reason = %why, "link down");
@@ -615,10 +617,24 @@ async fn maintain(this: std::rc::Weak<std::cell::RefCell<Core>>, node: u16) {
             }
             Err(e) => tracing::debug!(peer = node, %addr, error = %e, "link dial failed"),
         }
+        mark_broken(&core, node, true);
         core.borrow().metrics().link_reconnect();
         drop(core);
         monoio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Records whether this core's link to `node` has broken (or failed to
+/// come up) since it was last up: requests to such a peer fail at once
+/// instead of waiting for a link that may never come.
+fn mark_broken(core: &CoreRef, node: u16, broken: bool) {
+    if let Some(cl) = core.borrow_mut().cluster.as_mut() {
+        if broken {
+            cl.broken.insert(node);
+        } else {
+            cl.broken.remove(&node);
+        }
     }
 }
 
@@ -636,7 +652,12 @@ pub(super) async fn serve_link(core: CoreRef, stream: TcpStream, addr: std::net:
             if let Some(key) = key {
                 let why = link::run(core.clone(), stream.clone(), key, rest).await;
                 core.borrow_mut().remove_link(key);
-                tracing::debug!(peer = node, reason = %why, "inbound link closed");
+                match why {
+                    LinkError::Frame(e) => {
+                        tracing::warn!(peer = node, %addr, error = %e, "dropped a link: bad frame")
+                    }
+                    why => tracing::debug!(peer = node, reason = %why, "inbound link closed"),
+                }
             }
         }
         Err(e) => tracing::warn!(%addr, error = %e, "refused a cluster link"),

@@ -240,19 +240,24 @@ impl Core {
         self.conns.at(slot).map(|(_, c)| c)
     }
 
-    /// Appends `frame` to the connection's queue; a connection whose queue
-    /// would pass `ws.send_queue_bytes` is closed as a slow consumer.
+    /// Appends `frame` to the connection's queue. A connection whose queue
+    /// would pass `ws.send_queue_bytes` even after writing what its socket
+    /// takes now is closed as a slow consumer: only bytes the client is not
+    /// reading count, not a burst this core has not written yet. A frame on
+    /// an empty queue always fits (`api.max_message` bounds it).
     pub fn enqueue(&mut self, slot: u32, gen: u32, frame: Bytes) {
-        let limit = self.node.config.ws.send_queue_bytes;
+        if self.over_limit(slot, gen, frame.len()) {
+            self.flush_conn(slot, gen);
+            if self.over_limit(slot, gen, frame.len()) {
+                let dropped = self.conns.get(slot, gen).map_or(0, |c| c.out.len()) as u64 + 1;
+                self.metrics().dropped.fetch_add(dropped, Relaxed);
+                self.close_conn(slot, gen, CloseReason::SlowConsumer, None);
+                return;
+            }
+        }
         let Some(conn) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        if conn.out_bytes + frame.len() > limit {
-            let dropped = conn.out.len() as u64 + 1;
-            self.metrics().dropped.fetch_add(dropped, Relaxed);
-            self.close_conn(slot, gen, CloseReason::SlowConsumer, None);
-            return;
-        }
         conn.out_bytes += frame.len();
         conn.out.push_back(frame);
         if !conn.dirty {
@@ -260,6 +265,13 @@ impl Core {
             self.dirty.push((slot, gen));
         }
         self.metrics().pushed.fetch_add(1, Relaxed);
+    }
+
+    fn over_limit(&self, slot: u32, gen: u32, len: usize) -> bool {
+        let limit = self.node.config.ws.send_queue_bytes;
+        self.conns
+            .get(slot, gen)
+            .is_some_and(|c| c.out_bytes > 0 && c.out_bytes + len > limit)
     }
 
     /// Writes every dirty connection's and link's queue, one `sendmsg` each.
@@ -392,6 +404,7 @@ impl Core {
         };
         self.index
             .remove_conn(&conn.system, slot, &conn.groups, &conn.user_id);
+        self.node.release_connection();
         let m = self.metrics();
         m.connections.fetch_sub(1, Relaxed);
         m.closed(reason);

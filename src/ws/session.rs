@@ -39,7 +39,7 @@ struct Admission {
 pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: BytesMut) {
     let prepared = prepare(&core, &req);
     drop(req);
-    let (answer, admission) = match prepared {
+    let (answer, admission, place) = match prepared {
         Ok(admitted) => admitted,
         Err(response) => {
             let _ = socket::write_all(&stream, response).await;
@@ -58,6 +58,8 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
     });
     match opened {
         Ok((slot, gen, signal)) => {
+            // The connection holds its place now; `close_conn` gives it back.
+            place.keep();
             {
                 let mut c = core.borrow_mut();
                 if !rest.is_empty() {
@@ -72,7 +74,23 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
     }
 }
 
-type Prepared = Result<(Bytes, Result<Admission, ApiError>), Bytes>;
+type Prepared = Result<(Bytes, Result<Admission, ApiError>, Place), Bytes>;
+
+/// A place under `server.max_connections`, given back on drop unless the
+/// connection that took it was opened.
+struct Place(std::sync::Arc<crate::node::Node>);
+
+impl Place {
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.release_connection();
+    }
+}
 
 /// Checks the handshake and capacity (HTTP errors), then admission
 /// (refused after the upgrade, with a -1001 frame as go-websocket does).
@@ -99,15 +117,15 @@ fn prepare(core: &CoreRef, req: &Request) -> Prepared {
         );
         return Err(out.freeze());
     };
-    let max = c.node.config.server.max_connections;
-    if c.node.is_draining() || (max > 0 && c.node.metrics.connections() >= max as u64) {
+    if c.node.is_draining() || !c.node.reserve_connection() {
         let body = push::error_envelope(&ApiError::Busy, c.node.config.api.lang);
         write_json(&mut out, 503, &body, false, false);
         return Err(out.freeze());
     }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     write_switching_protocols(&mut out, &accept);
-    Ok((out.freeze(), admit(core, req)))
+    let place = Place(c.node.clone());
+    Ok((out.freeze(), admit(core, req), place))
 }
 
 fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {

@@ -9,6 +9,7 @@ use crate::clock::{mono_ns, secs_between};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Pool, PoolConfig};
 use crate::procstat::{self_cpu, Server};
+use crate::report::Out;
 use crate::url::Url;
 use crate::{report, ApiArgs, Route};
 
@@ -19,9 +20,10 @@ pub fn code_is_zero(body: &[u8]) -> bool {
         .any(|w| &w[..KEY.len()] == KEY && matches!(w[KEY.len()], b',' | b'}' | b' '))
 }
 
-pub fn run(a: ApiArgs, json_out: bool) -> anyhow::Result<()> {
+pub fn run(a: ApiArgs, out: &Out) -> anyhow::Result<()> {
     let api = Url::parse(&a.api, true)?;
     let server = Server::new(a.server_pid.clone().unwrap_or_default().0);
+    server.check().map_err(anyhow::Error::msg)?;
     let threads = a.threads.clamp(1, a.connections.max(1));
     let (path, body) = match a.route {
         Route::IsOnline => ("/api/is_online", r#"{"clientId":"AAAAAAAAAAAAAAAAAAAAAA"}"#),
@@ -108,10 +110,11 @@ pub fn run(a: ApiArgs, json_out: bool) -> anyhow::Result<()> {
         _ => None,
     };
     let code0 = code0.load(Ordering::Relaxed);
-    if json_out {
-        println!(
-            "{}",
-            json!({
+    if answered == 0 {
+        anyhow::bail!("no request was answered:\n{}", report::error_lines(&errors));
+    }
+    if out.json {
+        out.emit(json!({
                 "kind": "api",
                 "route": path,
                 "connections": a.connections,
@@ -127,8 +130,7 @@ pub fn run(a: ApiArgs, json_out: bool) -> anyhow::Result<()> {
                 "tool_cpu_s": tool_cpu,
                 "server_cpu_s": server_cpu,
                 "errors": errors,
-            })
-        );
+        }));
         return Ok(());
     }
     println!(

@@ -15,6 +15,7 @@ use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
 use crate::ipc::{BindSpec, Cmd, Event, Fleet, ReadyReport};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
+use crate::report::Out;
 use crate::url::Url;
 use crate::{marker, report, ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
 
@@ -44,7 +45,7 @@ struct Job<'a> {
     target: Target,
 }
 
-pub fn run_shardcast(a: FanoutArgs, json_out: bool) -> anyhow::Result<()> {
+pub fn run_shardcast(a: FanoutArgs, out: &Out) -> anyhow::Result<()> {
     let api = Url::parse(&a.api, true)?;
     let sub = match &a.url {
         Some(u) => u.clone(),
@@ -79,11 +80,11 @@ pub fn run_shardcast(a: FanoutArgs, json_out: bool) -> anyhow::Result<()> {
                 mode: a.mode,
             },
         },
-        json_out,
+        out,
     )
 }
 
-pub fn run_generic(a: GenericArgs, json_out: bool) -> anyhow::Result<()> {
+pub fn run_generic(a: GenericArgs, out: &Out) -> anyhow::Result<()> {
     let sub_url = Url::parse(&a.subscribe, false)?;
     let url = Url::parse(&a.publish, true)?;
     if !a.body.contains("{payload}") {
@@ -111,7 +112,7 @@ pub fn run_generic(a: GenericArgs, json_out: bool) -> anyhow::Result<()> {
                 headers,
             },
         },
-        json_out,
+        out,
     )
 }
 
@@ -192,7 +193,7 @@ fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
     }
 }
 
-fn run(job: Job, json_out: bool) -> anyhow::Result<()> {
+fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     let client_mode = matches!(
         job.target,
         Target::Shardcast {
@@ -201,6 +202,7 @@ fn run(job: Job, json_out: bool) -> anyhow::Result<()> {
         }
     );
     let server = job.conns.server();
+    server.check().map_err(anyhow::Error::msg)?;
     let m = job.publish.messages;
     let specs = Plan {
         url: &job.sub_url,
@@ -355,7 +357,7 @@ fn run(job: Job, json_out: bool) -> anyhow::Result<()> {
         _ => None,
     };
 
-    if json_out {
+    if out.json {
         let v = json!({
             "kind": "fanout",
             "target": job.label,
@@ -389,7 +391,7 @@ fn run(job: Job, json_out: bool) -> anyhow::Result<()> {
             "wall_s": wall,
             "errors": errors,
         });
-        println!("{v}");
+        out.emit(v);
         return Ok(());
     }
     println!(

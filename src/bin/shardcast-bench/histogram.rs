@@ -79,11 +79,7 @@ impl Histogram {
     }
 
     pub fn mean(&self) -> u64 {
-        if self.total == 0 {
-            0
-        } else {
-            self.sum / self.total
-        }
+        self.sum.checked_div(self.total).unwrap_or(0)
     }
 
     /// The value below which `p` percent of the samples lie (0 when empty).

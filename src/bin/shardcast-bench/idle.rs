@@ -11,13 +11,14 @@ use crate::histogram::Histogram;
 use crate::ipc::{Cmd, Event, Fleet};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
-use crate::report;
+use crate::report::{self, Out};
 use crate::url::Url;
 use crate::IdleArgs;
 
-pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
+pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     let url = Url::parse(&a.url, false)?;
     let server = a.conns.server();
+    server.check().map_err(anyhow::Error::msg)?;
     let specs = Plan {
         url: &url,
         conns: &a.conns,
@@ -89,7 +90,7 @@ pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
         _ => None,
     };
 
-    if !json_out {
+    if !out.json {
         println!(
             "idle: {} connections to {} from {procs} process(es)",
             report::int(a.connections as u64),
@@ -128,7 +129,7 @@ pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
         }
     }
     if a.hold > 0.0 {
-        if !json_out {
+        if !out.json {
             println!(
                 "  holding {} connections for {} s",
                 report::int(opened),
@@ -137,9 +138,37 @@ pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_secs_f64(a.hold));
     }
+    // How the connections fared meanwhile: a Go expecting nothing makes every worker
+    // report at once.
+    fleet.broadcast(Cmd::Go { expected: 0 });
+    fleet.collect("armed", Duration::from_secs(30), |ev| match ev {
+        Event::Armed => Some(()),
+        _ => None,
+    })?;
+    let status = fleet.collect("status", Duration::from_secs(30), |ev| match ev {
+        Event::Result(r) => Some(r),
+        _ => None,
+    })?;
+    let still_open: u64 = status.iter().map(|r| r.open).sum();
+    let pings: u64 = status.iter().map(|r| r.pings).sum();
+    let mut hold_errors = Vec::new();
+    for r in &status {
+        report::merge_errors(&mut hold_errors, &r.errors);
+    }
+    if a.hold > 0.0 && !out.json {
+        println!(
+            "  after hold  {} still open, {} pings answered",
+            report::int(still_open),
+            report::int(pings)
+        );
+        if !hold_errors.is_empty() {
+            print!("{}", report::error_lines(&hold_errors));
+        }
+    }
     let end = server.sample();
     fleet.shutdown();
-    if json_out {
+
+    if out.json {
         let v = json!({
             "kind": "idle",
             "url": a.url,
@@ -153,6 +182,10 @@ pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
             "server_rss_before": before.map(|s| s.rss),
             "server_rss_after": after.map(|s| s.rss),
             "server_rss_end_of_hold": end.map(|s| s.rss),
+            "hold_s": a.hold,
+            "open_after_hold": still_open,
+            "pings_answered": pings,
+            "hold_errors": hold_errors,
             "server_processes": after.map(|s| s.processes),
             "bytes_per_connection": per_conn,
             "tool_cpu_s": tool_cpu,
@@ -160,7 +193,10 @@ pub fn run(a: IdleArgs, json_out: bool) -> anyhow::Result<()> {
             "wall_s": wall,
             "errors": errors,
         });
-        println!("{v}");
+        out.emit(v);
+    }
+    if opened == 0 {
+        anyhow::bail!("no connection could be opened");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 mod api;
 mod clock;
+mod compare;
 mod fanout;
 mod histogram;
 mod http_client;
@@ -46,6 +47,9 @@ struct Cli {
     /// Print one JSON object with the results instead of the summary.
     #[arg(long, global = true)]
     json: bool,
+    /// A name for this run, copied into the JSON output (used by `compare`).
+    #[arg(long, global = true)]
+    label: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +64,8 @@ enum Command {
     Api(ApiArgs),
     /// Fan-out against another server: WebSocket subscribe URL, HTTP POST publish URL (nchan).
     Generic(GenericArgs),
+    /// Compare the JSON results of several runs (grouped by --label): medians and ratios.
+    Compare(CompareArgs),
     /// Internal: a worker process of a multi-process run.
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -271,14 +277,29 @@ pub struct GenericArgs {
     pub conns: ConnArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Files holding JSON results (one object per line) of `idle` and `fanout`/`generic`
+    /// runs made with --json --label NAME.
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// The label ratios are relative to (default: the last label seen).
+    #[arg(long)]
+    pub baseline: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json = cli.json;
+    let out = report::Out {
+        json: cli.json,
+        label: cli.label,
+    };
     let r = match cli.command {
-        Command::Idle(a) => idle::run(a, json),
-        Command::Fanout(a) => fanout::run_shardcast(a, json),
-        Command::Api(a) => api::run(a, json),
-        Command::Generic(a) => fanout::run_generic(a, json),
+        Command::Idle(a) => idle::run(a, &out),
+        Command::Fanout(a) => fanout::run_shardcast(a, &out),
+        Command::Api(a) => api::run(a, &out),
+        Command::Generic(a) => fanout::run_generic(a, &out),
+        Command::Compare(a) => compare::run(a, &out),
         Command::Worker => ipc::child_main(),
     };
     match r {

@@ -65,6 +65,16 @@ impl Server {
         Server { roots }
     }
 
+    /// Fails when a given pid names no process.
+    pub fn check(&self) -> Result<(), String> {
+        for pid in &self.roots {
+            if cpu_seconds(&pid.to_string()).is_none() {
+                return Err(format!("--server-pid {pid}: no such process"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn is_set(&self) -> bool {
         !self.roots.is_empty()
     }

@@ -2,6 +2,21 @@
 
 use std::fmt::Write as _;
 
+/// Where results go: the human summary, or one JSON object (tagged with `--label`).
+pub struct Out {
+    pub json: bool,
+    pub label: Option<String>,
+}
+
+impl Out {
+    pub fn emit(&self, mut v: serde_json::Value) {
+        if let (Some(label), Some(obj)) = (&self.label, v.as_object_mut()) {
+            obj.insert("label".into(), serde_json::Value::String(label.clone()));
+        }
+        println!("{v}");
+    }
+}
+
 /// `1234567` → `1,234,567`.
 pub fn int(n: u64) -> String {
     let s = n.to_string();

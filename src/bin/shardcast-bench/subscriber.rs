@@ -193,7 +193,7 @@ impl Subscribers {
     }
 
     /// Handles one readiness event for connection `token`.
-    pub fn handle(&mut self, poller: &Poller, token: u64, bits: u32, now: u64) {
+    pub fn handle(&mut self, poller: &Poller, token: u64, bits: u32) {
         let i = token as usize;
         let Some(c) = self.conns.get(i) else { return };
         match c.state {
@@ -216,7 +216,7 @@ impl Subscribers {
                     self.flush(poller, i);
                 }
                 if bits & (READ | HUP) != 0 {
-                    self.read(poller, i, now);
+                    self.read(poller, i);
                 }
             }
         }
@@ -252,12 +252,9 @@ impl Subscribers {
         }
     }
 
-    fn read(&mut self, poller: &Poller, i: usize, _now: u64) {
+    fn read(&mut self, poller: &Poller, i: usize) {
         let mut rbuf = std::mem::take(&mut self.rbuf);
-        loop {
-            let Some(fd) = self.conns[i].fd.as_ref() else {
-                break;
-            };
+        while let Some(fd) = self.conns[i].fd.as_ref() {
             match sock::read(fd, &mut rbuf) {
                 Ok(0) => {
                     self.close(i, "closed by the server".into());

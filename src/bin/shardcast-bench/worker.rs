@@ -73,9 +73,8 @@ fn run_phases(
     while !subs.all_resolved() {
         subs.start_more(&poller, mono_ns());
         poller.wait(&mut events, 50)?;
-        let now = mono_ns();
         for &(token, bits) in &events {
-            subs.handle(&poller, token, bits, now);
+            subs.handle(&poller, token, bits);
         }
         if let Next::Stop = drain_cmds(&cmds, |_| {}) {
             return Ok(());
@@ -93,12 +92,11 @@ fn run_phases(
             while !pool.done() {
                 pool.pump(&poller, mono_ns());
                 poller.wait(&mut events, 50)?;
-                let now = mono_ns();
                 for &(token, bits) in &events {
                     if pool.owns(token) {
                         pool.handle(&poller, token, bits);
                     } else {
-                        subs.handle(&poller, token, bits, now);
+                        subs.handle(&poller, token, bits);
                     }
                 }
                 if let Next::Stop = drain_cmds(&cmds, |_| {}) {
@@ -121,9 +119,8 @@ fn run_phases(
             break;
         }
         poller.wait(&mut events, 20)?;
-        let now = mono_ns();
         for &(token, bits) in &events {
-            subs.handle(&poller, token, bits, now);
+            subs.handle(&poller, token, bits);
         }
         if let Next::Stop = drain_cmds(&cmds, |_| {}) {
             return Ok(());
@@ -159,9 +156,8 @@ fn run_phases(
     let drain = spec.drain_timeout_ms * 1_000_000;
     loop {
         poller.wait(&mut events, 20)?;
-        let now = mono_ns();
         for &(token, bits) in &events {
-            subs.handle(&poller, token, bits, now);
+            subs.handle(&poller, token, bits);
         }
         let next = drain_cmds(&cmds, |cmd| match cmd {
             Cmd::Go { expected: e } => {

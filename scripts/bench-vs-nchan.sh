@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Measures shardcast against nchan (the nginx push module) on this machine, with the
+# same load generator (shardcast-bench) and the same workloads, and prints a table:
+#
+#   (a) idle WebSocket connections   → connect rate, handshake latency, server memory
+#                                      per connection (VmRSS delta / N; nginx: master +
+#                                      workers, the delta is the workers')
+#   (b) fan-out: one channel of N subscribers, M messages of 64 B published over HTTP
+#       as fast as the server accepts them → delivered messages/s, delivered %, publish
+#       → receive latency p50/p99, CPU of each side
+#
+# Both servers run with 2 worker threads/processes on free loopback ports, each started
+# fresh for every measurement (so that memory deltas are not hidden by reuse), in the
+# order shardcast, nchan, nchan, shardcast, … (alternating, to cancel drift).
+# shardcast fans out with send_to_system to a system that only the subscribers use
+# (its send_to_group needs one bind_to_group per subscriber first, each of which sends
+# an online notice to every member already there: N²/2 frames of setup).
+#
+# Usage: scripts/bench-vs-nchan.sh [--quick] [--rounds R] [--idle N] [--subscribers N]
+#                                   [--messages M] [--payload B] [--keep]
+#   default: 19,000 idle connections, 10,000 subscribers, 50 messages, 3 rounds
+#            (each figure is the median of its rounds)
+#   --quick: 2,000 idle connections, 2,000 subscribers, 10 messages, 1 round: a check
+#            that everything works (about 15 s once built), not a measurement
+#   --keep:  keep the work directory (configs, logs, JSON results)
+#
+# Needs Debian (apt-get) for nginx and libnginx-mod-nchan, which it installs if missing
+# (sudo when not root); builds shardcast and shardcast-bench in release mode. It stops
+# everything it started on exit, Ctrl-C included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IDLE_N=19000
+FAN_N=10000
+FAN_M=50
+PAYLOAD=64
+ROUNDS=""
+KEEP=0
+QUICK=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1; IDLE_N=2000; FAN_N=2000; FAN_M=10; shift ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --idle) IDLE_N="$2"; shift 2 ;;
+    --subscribers) FAN_N="$2"; shift 2 ;;
+    --messages) FAN_M="$2"; shift 2 ;;
+    --payload) PAYLOAD="$2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) echo "bench-vs-nchan: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ -z "$ROUNDS" ]; then
+  if [ "$QUICK" -eq 1 ]; then ROUNDS=1; else ROUNDS=3; fi
+fi
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+START_SECS=$SECONDS
+
+# --- what it needs -----------------------------------------------------------------
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need=()
+for pkg in nginx libnginx-mod-nchan; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
+[ -x "$NGINX" ] || { echo "bench-vs-nchan: nginx not found" >&2; exit 1; }
+[ -f "$NCHAN_SO" ] || { echo "bench-vs-nchan: $NCHAN_SO not found" >&2; exit 1; }
+
+scripts/setup.sh # toolchain and build dependencies (a no-op when present)
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+log "building shardcast and shardcast-bench (release)"
+cargo build --release --quiet --bin shardcast --bin shardcast-bench
+SHARDCAST=target/release/shardcast
+BENCH=target/release/shardcast-bench
+
+# --- bookkeeping: everything started here is stopped on exit -------------------------
+WORK=$(mktemp -d /tmp/bench-vs-nchan.XXXXXX)
+chmod 755 "$WORK"
+mkdir -p "$WORK/results"
+SERVER_PID=""
+cleanup() {
+  local rc=$?
+  if [ -n "$SERVER_PID" ]; then stop_server; fi
+  if [ "$KEEP" -eq 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 10000))
+    if ! port_in_use "$p"; then echo "$p"; return 0; fi
+  done
+  echo "bench-vs-nchan: no free port" >&2
+  return 1
+}
+
+# Waits until GET $2 on port $1 answers 200 (at most 15 s), or the server died.
+wait_http() {
+  local port=$1 path=$2 line
+  for _ in $(seq 1 150); do
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench-vs-nchan: the server exited" >&2; return 1; }
+    line=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+      printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3 &&
+      head -n 1 <&3) 2>/dev/null || true)
+    case "$line" in "HTTP/1."?" 200"*) return 0 ;; esac
+    sleep 0.1
+  done
+  echo "bench-vs-nchan: the server on port $port did not come up" >&2
+  return 1
+}
+
+stop_server() {
+  local pid=$SERVER_PID
+  SERVER_PID=""
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+RUN=0
+start_shardcast() {
+  RUN=$((RUN + 1))
+  PORT=$(free_port)
+  local dir="$WORK/shardcast-$RUN"
+  mkdir -p "$dir/data"
+  cat >"$dir/shardcast.toml" <<EOF
+[server]
+http_addr = "127.0.0.1:$PORT"
+workers = 2
+data_dir = "$dir/data"
+shutdown_timeout = "2s"
+
+[api]
+systems = ["bench"]
+
+[log]
+level = "warn"
+EOF
+  "$SHARDCAST" -c "$dir/shardcast.toml" >"$dir/shardcast.log" 2>&1 &
+  SERVER_PID=$!
+  wait_http "$PORT" /readyz
+}
+
+start_nchan() {
+  RUN=$((RUN + 1))
+  PORT=$(free_port)
+  local dir="$WORK/nginx-$RUN"
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<EOF
+load_module $NCHAN_SO;
+worker_processes 2;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$PORT reuseport;
+    location = /healthz { return 200 "ok\n"; }
+    location ~ ^/pub/(\w+)$ { nchan_publisher; nchan_channel_id \$1; }
+    location ~ ^/sub/(\w+)$ { nchan_subscriber websocket; nchan_channel_id \$1; }
+  }
+}
+EOF
+  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" >"$dir/nginx.out" 2>&1 &
+  SERVER_PID=$!
+  wait_http "$PORT" /healthz
+}
+
+# bench SERVER KIND ROUND: one measurement on a fresh server; JSON result kept.
+bench() {
+  local server=$1 kind=$2 round=$3 out
+  out="$WORK/results/$round-$server-$kind.json"
+  "start_$server"
+  sleep 0.5
+  log "round $round: $server $kind (port $PORT)"
+  case "$server-$kind" in
+    shardcast-idle)
+      timeout 900 "$BENCH" idle --json --label shardcast --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
+        --connections "$IDLE_N" --server-pid "$SERVER_PID" >"$out" ;;
+    nchan-idle)
+      timeout 900 "$BENCH" idle --json --label nchan --url "ws://127.0.0.1:$PORT/sub/idle" --no-welcome \
+        --connections "$IDLE_N" --server-pid "$SERVER_PID" >"$out" ;;
+    shardcast-fanout)
+      timeout 900 "$BENCH" fanout --json --label shardcast --api "http://127.0.0.1:$PORT" --system bench \
+        --mode system --subscribers "$FAN_N" --messages "$FAN_M" --payload "$PAYLOAD" \
+        --server-pid "$SERVER_PID" >"$out" ;;
+    nchan-fanout)
+      timeout 900 "$BENCH" generic --json --label nchan --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
+        --publish "http://127.0.0.1:$PORT/pub/bench" --subscribers "$FAN_N" --messages "$FAN_M" \
+        --payload "$PAYLOAD" --server-pid "$SERVER_PID" >"$out" ;;
+  esac
+  stop_server
+  sleep 1
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  if [ $((round % 2)) -eq 1 ]; then order="shardcast nchan"; else order="nchan shardcast"; fi
+  for kind in idle fanout; do
+    for server in $order; do
+      bench "$server" "$kind" "$round"
+    done
+    order=$(echo "$order" | awk '{print $2, $1}')
+  done
+done
+
+# --- the table ---------------------------------------------------------------------------
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
+nchan_version=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')
+echo
+echo "shardcast vs nchan — $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) cores, kernel $(uname -r), ${cpu_model:-unknown CPU}"
+echo "servers: shardcast $("$SHARDCAST" --version | awk '{print $2}') (2 workers);" \
+  "nginx $("$NGINX" -v 2>&1 | sed 's|.*nginx/||') + nchan $nchan_version (2 worker processes)"
+echo "load: shardcast-bench on the same machine, $ROUNDS round(s)"
+echo
+"$BENCH" compare --baseline nchan "$WORK"/results/*.json
+echo "handshake = connect start → welcome frame (shardcast) / → 101 answer (nchan sends no welcome);"
+echo "memory = server VmRSS growth / connections (nginx: master + workers); latency = publish → receive;"
+echo "the load generator shares the machine's cores with the server under test."
+log "done in $((SECONDS - START_SECS)) s"
