@@ -203,17 +203,17 @@ bench() {
   log "round $round: $server $kind (port $PORT)"
   case "$server-$kind" in
     shardcast-idle)
-      timeout 900 "$BENCH" idle --json --label shardcast --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
+      timeout --foreground 900 "$BENCH" idle --json --label shardcast --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
         --connections "$IDLE_N" --server-pid "$SERVER_PID" >"$out" ;;
     nchan-idle)
-      timeout 900 "$BENCH" idle --json --label nchan --url "ws://127.0.0.1:$PORT/sub/idle" --no-welcome \
+      timeout --foreground 900 "$BENCH" idle --json --label nchan --url "ws://127.0.0.1:$PORT/sub/idle" --no-welcome \
         --connections "$IDLE_N" --server-pid "$SERVER_PID" >"$out" ;;
     shardcast-fanout)
-      timeout 900 "$BENCH" fanout --json --label shardcast --api "http://127.0.0.1:$PORT" --system bench \
+      timeout --foreground 900 "$BENCH" fanout --json --label shardcast --api "http://127.0.0.1:$PORT" --system bench \
         --mode system --subscribers "$FAN_N" --messages "$FAN_M" --payload "$PAYLOAD" \
         --server-pid "$SERVER_PID" >"$out" ;;
     nchan-fanout)
-      timeout 900 "$BENCH" generic --json --label nchan --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
+      timeout --foreground 900 "$BENCH" generic --json --label nchan --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
         --publish "http://127.0.0.1:$PORT/pub/bench" --subscribers "$FAN_N" --messages "$FAN_M" \
         --payload "$PAYLOAD" --server-pid "$SERVER_PID" >"$out" ;;
   esac

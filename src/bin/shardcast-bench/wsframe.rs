@@ -21,7 +21,7 @@ pub struct Head {
 
 impl Head {
     pub fn frame_len(&self) -> u64 {
-        self.header_len as u64 + self.payload_len
+        (self.header_len as u64).saturating_add(self.payload_len)
     }
 }
 
