@@ -52,6 +52,14 @@ pub fn run_shardcast(a: FanoutArgs, out: &Out) -> anyhow::Result<()> {
         None => format!("ws://{}/ws?systemId={}", api.authority, a.system),
     };
     let sub_url = Url::parse(&sub, false)?;
+    if a.mode == Mode::Group && a.subscribers > 3000 && !out.json {
+        eprintln!(
+            "note: group mode binds every subscriber, and each bind sends an online notice to \
+             every member already in the group: ~{} notices before the first publish \
+             (--mode system fans out without that setup)",
+            report::int((a.subscribers as u64).pow(2) / 2)
+        );
+    }
     let bind = (a.mode == Mode::Group).then(|| BindSpec {
         api: api.addr,
         host: api.authority.clone(),
