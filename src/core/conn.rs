@@ -6,7 +6,6 @@
 //! `ws.send_queue_bytes`, written by the core with one `sendmsg` per drain.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::task::Waker;
@@ -15,6 +14,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use monoio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
+
+use super::out_queue::OutQueue;
 
 /// Shared between the core (which may close the connection) and the
 /// connection's reader task (which must then stop reading and linger).
@@ -51,8 +52,7 @@ pub struct Conn {
     pub groups: Vec<Rc<str>>,
     pub connect_time: u64,
     pub ws: WebSocketContext,
-    pub out: VecDeque<Bytes>,
-    pub out_bytes: usize,
+    pub out: OutQueue,
     /// Last time anything arrived from the client.
     pub last_rx: Instant,
     /// Listed in the core's dirty list, waiting for a flush.

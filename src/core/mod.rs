@@ -11,6 +11,7 @@ pub mod index;
 mod links;
 pub mod mailbox;
 mod ops;
+pub mod out_queue;
 pub mod slots;
 mod worker;
 

@@ -249,7 +249,8 @@ impl Core {
         if self.over_limit(slot, gen, frame.len()) {
             self.flush_conn(slot, gen);
             if self.over_limit(slot, gen, frame.len()) {
-                let dropped = self.conns.get(slot, gen).map_or(0, |c| c.out.len()) as u64 + 1;
+                let queued = self.conns.get(slot, gen).map_or(0, |c| c.out.len());
+                let dropped = queued as u64 + 1;
                 self.metrics().dropped.fetch_add(dropped, Relaxed);
                 self.close_conn(slot, gen, CloseReason::SlowConsumer, None);
                 return;
@@ -258,8 +259,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        conn.out_bytes += frame.len();
-        conn.out.push_back(frame);
+        conn.out.push(frame);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push((slot, gen));
@@ -271,7 +271,7 @@ impl Core {
         let limit = self.node.config.ws.send_queue_bytes;
         self.conns
             .get(slot, gen)
-            .is_some_and(|c| c.out_bytes > 0 && c.out_bytes + len > limit)
+            .is_some_and(|c| c.out.would_exceed(len, limit))
     }
 
     /// Writes every dirty connection's and link's queue, one `sendmsg` each.
@@ -297,9 +297,8 @@ impl Core {
         }
         let fd = conn.stream.as_raw_fd();
         loop {
-            match socket::send_queue(fd, &mut conn.out) {
-                Ok(n) => {
-                    conn.out_bytes -= n;
+            match conn.out.write_to(fd) {
+                Ok(_) => {
                     if conn.out.is_empty() {
                         return;
                     }
@@ -375,7 +374,6 @@ impl Core {
             connect_time: unix_seconds(),
             ws: WebSocketContext::new(Role::Server, Some(config)),
             out: Default::default(),
-            out_bytes: 0,
             last_rx: Instant::now(),
             dirty: false,
             write_waiting: false,
@@ -425,13 +423,13 @@ impl Core {
             socket::shutdown(fd, libc::SHUT_RDWR);
             return;
         };
-        conn.out.push_back(close_frame(code));
+        conn.out.push(close_frame(code));
         let stream = conn.stream.clone();
         let mut rest = std::mem::take(&mut conn.out);
         monoio::spawn(async move {
             let drain = async {
                 while !rest.is_empty() {
-                    match socket::send_queue(fd, &mut rest) {
+                    match rest.write_to(fd) {
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             if stream.writable(false).await.is_err() {

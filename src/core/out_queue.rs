@@ -1,0 +1,91 @@
+//! A connection's outgoing frames.
+//!
+//! A push is one `Bytes` shared by every recipient, so queueing it is a
+//! reference-count increment and a slot in this queue — no copy, and no
+//! allocation once the queue has its capacity. The byte count is what
+//! `ws.send_queue_bytes` bounds; writing takes as many frames as one
+//! `sendmsg` accepts.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+
+use bytes::Bytes;
+
+use crate::socket;
+
+#[derive(Default)]
+pub struct OutQueue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl OutQueue {
+    pub fn push(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Whether `len` more bytes would pass `limit`. An empty queue takes a
+    /// frame of any size: the bound is on what piles up, not on one frame.
+    pub fn would_exceed(&self, len: usize, limit: usize) -> bool {
+        self.bytes > 0 && self.bytes + len > limit
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Drops every frame, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
+
+    /// One non-blocking `sendmsg` of as much as the socket takes.
+    pub fn write_to(&mut self, fd: RawFd) -> io::Result<usize> {
+        let n = socket::send_queue(fd, &mut self.frames)?;
+        self.bytes -= n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_applies_to_what_piles_up() {
+        let mut q = OutQueue::default();
+        assert!(
+            !q.would_exceed(10_000, 100),
+            "an empty queue takes any frame"
+        );
+        q.push(Bytes::from_static(&[0; 60]));
+        assert!(!q.would_exceed(40, 100));
+        assert!(q.would_exceed(41, 100));
+        q.clear();
+        assert!(q.is_empty());
+        assert!(!q.would_exceed(41, 100));
+    }
+
+    #[test]
+    fn writes_to_a_socket_and_counts_bytes() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        use std::os::fd::AsRawFd;
+        let mut q = OutQueue::default();
+        q.push(Bytes::from_static(b"hello "));
+        q.push(Bytes::from_static(b"world"));
+        assert_eq!(q.write_to(a.as_raw_fd()).expect("write"), 11);
+        assert!(q.is_empty());
+        assert!(!q.would_exceed(1, 1));
+        let mut buf = [0u8; 16];
+        let n = std::io::Read::read(&mut &b, &mut buf).expect("read");
+        assert_eq!(&buf[..n], b"hello world");
+    }
+}
