@@ -318,9 +318,7 @@ pub fn broadcast(
     remote: Frame,
 ) -> Result<bool, ApiError> {
     Core::broadcast(core, local).map_err(|_| ApiError::Busy)?;
-    let mut c = core.borrow_mut();
-    let missed = c.peer_broadcast(&remote);
-    c.flush();
+    let missed = core.borrow_mut().peer_broadcast(&remote);
     Ok(missed > 0)
 }
 

@@ -118,13 +118,14 @@ impl Core {
     }
 
     /// Hands `msg` to core `target`: handled at once when it is this core,
-    /// else through that core's mailbox.
+    /// else through that core's mailbox. What a local message queues is
+    /// written by the caller's next `flush` (the HTTP loop flushes once per
+    /// batch of pipelined requests, so their pushes share one write per
+    /// connection).
     pub fn route(this: &CoreRef, target: u8, msg: CoreMsg) -> Result<(), Busy> {
         let local = this.borrow().id == target;
         if local {
-            let mut core = this.borrow_mut();
-            core.handle(msg);
-            core.flush();
+            this.borrow_mut().handle(msg);
             return Ok(());
         }
         let core = this.borrow();

@@ -47,7 +47,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                     if request.websocket.is_some() {
                         // The session is a task of its own so that it does
                         // not carry this task's HTTP state for its lifetime.
-                        if flush(&stream, &mut out).await {
+                        if flush(&core, &stream, &mut out).await {
                             monoio::spawn(crate::ws::session::serve(core, stream, request, buf));
                         }
                         return;
@@ -55,19 +55,19 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                     let keep = request.keep_alive && !core.borrow().node.is_draining();
                     respond(&core, &request, &mut out, keep).await;
                     if !keep {
-                        flush(&stream, &mut out).await;
+                        flush(&core, &stream, &mut out).await;
                         return;
                     }
                 }
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
                     refuse(&core, &mut out, e.status(), &e);
-                    close_after_refusal(&stream, &mut out).await;
+                    close_after_refusal(&core, &stream, &mut out).await;
                     return;
                 }
             }
         }
-        if !flush(&stream, &mut out).await {
+        if !flush(&core, &stream, &mut out).await {
             return;
         }
         let wait = match started {
@@ -83,7 +83,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
             Err(_) => {
                 if !buf.is_empty() || started.is_some() {
                     refuse(&core, &mut out, 408, &"request not complete in time");
-                    close_after_refusal(&stream, &mut out).await;
+                    close_after_refusal(&core, &stream, &mut out).await;
                 }
                 return;
             }
@@ -164,15 +164,18 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
 
 /// Sends the refusal, half-closes and lingers briefly so the refusal is not
 /// lost to a reset caused by the input we will not read.
-async fn close_after_refusal(stream: &TcpStream, out: &mut BytesMut) {
-    if flush(stream, out).await {
+async fn close_after_refusal(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) {
+    if flush(core, stream, out).await {
         socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
         socket::linger(stream, REFUSAL_LINGER_BYTES, REFUSAL_LINGER).await;
     }
 }
 
-/// Writes and empties `out`; false when the peer is gone.
-async fn flush(stream: &TcpStream, out: &mut BytesMut) -> bool {
+/// Writes the pushes the answered requests queued on this core (one write
+/// per connection for a whole batch of pipelined requests), then the
+/// answers in `out`; false when the peer is gone.
+async fn flush(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) -> bool {
+    core.borrow_mut().flush();
     if out.is_empty() {
         return true;
     }
