@@ -1,0 +1,62 @@
+//! Encoding and decoding (CRC check + rkyv validation + owned copy) of the
+//! frames nodes exchange: a group send carrying a pre-encoded push, and a
+//! per-connection delivery.
+//!
+//! Why it matters: every cross-node push costs one encode on the sending
+//! core and one decode on the receiving core, whatever the number of
+//! recipients; this is the fixed price of crossing a link.
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion};
+use rkyv::util::AlignedVec;
+use shardcast::cluster::frame::{decode_with, encode, Frame};
+
+fn frames() -> [(&'static str, Frame); 2] {
+    let push = br#"{"messageId":"7fa2b718369c1cad","sendUserId":"alice","code":0,"msg":"","data":{"text":"hello room, this is a typical chat line"}}"#.to_vec();
+    [
+        (
+            "group_send",
+            Frame::Group {
+                system: "demo".into(),
+                group: "live-room-10086".into(),
+                frame: push.clone(),
+            },
+        ),
+        (
+            "deliver",
+            Frame::Deliver {
+                req: 42,
+                core: 1,
+                slot: 12345,
+                gen: 7,
+                system: "demo".into(),
+                frame: push,
+            },
+        ),
+    ]
+}
+
+fn bench_link_frame(c: &mut Criterion) {
+    let mut group = c.benchmark_group("link_frame");
+    let mut out = BytesMut::with_capacity(4096);
+    let mut scratch = AlignedVec::new();
+    for (name, frame) in frames() {
+        group.bench_function(format!("encode/{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                encode(black_box(&frame), &mut out).expect("encodes");
+            })
+        });
+        let mut wire = BytesMut::new();
+        encode(&frame, &mut wire).expect("encodes");
+        group.bench_function(format!("decode/{name}"), |b| {
+            b.iter(|| decode_with(black_box(&wire), &mut scratch).expect("valid"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_link_frame);
+criterion_main!(benches);
