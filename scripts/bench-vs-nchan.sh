@@ -59,23 +59,12 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 START_SECS=$SECONDS
 
 # --- what it needs -----------------------------------------------------------------
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-need=()
-for pkg in nginx libnginx-mod-nchan; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+scripts/setup.sh nginx libnginx-mod-nchan # toolchain, build deps and the peer (a no-op when present)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
 [ -x "$NGINX" ] || { echo "bench-vs-nchan: nginx not found" >&2; exit 1; }
 [ -f "$NCHAN_SO" ] || { echo "bench-vs-nchan: $NCHAN_SO not found" >&2; exit 1; }
 
-scripts/setup.sh # toolchain and build dependencies (a no-op when present)
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 log "building shardcast and shardcast-bench (release)"
 cargo build --release --quiet --bin shardcast --bin shardcast-bench
