@@ -38,8 +38,6 @@ workers = 2
 crypto_key = "$key"
 [api]
 systems = ["demo"]
-[console]
-enabled = true
 [cluster]
 enabled = true
 name = "demo"

@@ -10,7 +10,7 @@ use signal_hook::iterator::Signals;
 use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, ClientSendPolicy, Config};
 use crate::core::mailbox::CoreMsg;
 use crate::core::{bind_listener, ensure_port_free, run_worker};
 use crate::node::{ClusterJoin, Node, Systems};
@@ -38,6 +38,34 @@ pub enum StartError {
 }
 
 type Mailbox = flume::Receiver<CoreMsg>;
+
+/// Refuses settings of features this version does not have yet (the
+/// console, webhooks, client messages: API.md §2.1–§2.3), naming the key,
+/// rather than accepting them and doing nothing.
+pub fn check_supported(config: &Config) -> Result<(), crate::config::ConfigError> {
+    let unbuilt = [
+        (config.console.enabled, "console.enabled", "the console"),
+        (
+            !config.webhook.url.is_empty(),
+            "webhook.url",
+            "webhook delivery",
+        ),
+        (
+            config.ws.client_send != ClientSendPolicy::Off,
+            "ws.client_send",
+            "routing client messages",
+        ),
+    ];
+    match unbuilt.into_iter().find(|(set, _, _)| *set) {
+        Some((_, key, what)) => Err(crate::config::ConfigError::Invalid {
+            key: key.into(),
+            message: format!(
+                "{what} is not in this version of shardcast yet; leave it at its default"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Runs the node until a signal has drained it. Returns when every worker
 /// has stopped (or `server.shutdown_timeout` passed).
@@ -266,5 +294,36 @@ fn open_file_limit() -> u64 {
         lim.rlim_cur
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_key(toml: &str) -> Option<String> {
+        let (config, _) = Config::from_toml_str(toml, std::iter::empty()).expect("valid config");
+        match check_supported(&config) {
+            Err(crate::config::ConfigError::Invalid { key, .. }) => Some(key),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn settings_of_features_not_built_yet_are_refused_by_key() {
+        assert_eq!(refused_key(""), None);
+        assert_eq!(
+            refused_key("[console]\nenabled = true").as_deref(),
+            Some("console.enabled")
+        );
+        assert_eq!(
+            refused_key("[webhook]\nurl = \"http://h/x\"").as_deref(),
+            Some("webhook.url")
+        );
+        assert_eq!(
+            refused_key("[ws]\nclient_send = \"group\"").as_deref(),
+            Some("ws.client_send")
+        );
+        assert_eq!(refused_key(include_str!("../conf/shardcast.toml")), None);
     }
 }
