@@ -93,16 +93,7 @@ pub fn run(a: ApiArgs, out: &Out) -> anyhow::Result<()> {
     let t1 = mono_ns();
     let tool_cpu = self_cpu() - cpu0;
     let s1 = server.sample();
-    let secs = if first != u64::MAX {
-        secs_between(first, last)
-    } else {
-        0.0
-    };
-    let rate = if secs > 0.0 {
-        answered as f64 / secs
-    } else {
-        0.0
-    };
+    let (secs, rate) = crate::clock::rate(answered, first, last);
     let lat = latency.summary_us();
     let wall = secs_between(t0, t1);
     let server_cpu = match (s0, s1) {

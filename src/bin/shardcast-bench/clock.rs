@@ -18,3 +18,14 @@ pub fn mono_ns() -> u64 {
 pub fn secs_between(start: u64, end: u64) -> f64 {
     end.saturating_sub(start) as f64 / 1e9
 }
+
+/// (seconds, events per second) for `count` events seen between the ticks
+/// `first` and `last`; zero when none was seen (`first` still `u64::MAX`).
+pub fn rate(count: u64, first: u64, last: u64) -> (f64, f64) {
+    if first == u64::MAX || last < first {
+        return (0.0, 0.0);
+    }
+    let secs = secs_between(first, last);
+    let per_sec = if secs > 0.0 { count as f64 / secs } else { 0.0 };
+    (secs, per_sec)
+}

@@ -224,11 +224,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     }
     .specs()?;
     let procs = specs.len();
-    let fleet = Fleet::spawn(specs)?;
-    fleet.collect("start", Duration::from_secs(30), |ev| match ev {
-        Event::Started { pid } => Some(pid),
-        _ => None,
-    })?;
+    let fleet = Fleet::start(specs)?;
 
     // Subscribe (and bind).
     let setup0 = mono_ns();

@@ -31,11 +31,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     }
     .specs()?;
     let procs = specs.len();
-    let fleet = Fleet::spawn(specs)?;
-    fleet.collect("start", Duration::from_secs(30), |ev| match ev {
-        Event::Started { pid } => Some(pid),
-        _ => None,
-    })?;
+    let fleet = Fleet::start(specs)?;
 
     let before = server.sample();
     let cpu0 = self_cpu();
@@ -69,16 +65,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
         last = last.max(r.last_ready_ns);
         report::merge_errors(&mut errors, &r.errors);
     }
-    let connect_secs = if last > 0 && first != u64::MAX {
-        secs_between(first, last)
-    } else {
-        0.0
-    };
-    let rate = if connect_secs > 0.0 {
-        opened as f64 / connect_secs
-    } else {
-        0.0
-    };
+    let (connect_secs, rate) = crate::clock::rate(opened, first, last);
     let hs = handshake.summary_us();
     let per_conn = match (before, after) {
         (Some(b), Some(a)) if opened > 0 => Some((a.rss as f64 - b.rss as f64) / opened as f64),

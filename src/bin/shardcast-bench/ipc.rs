@@ -122,8 +122,18 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Starts the workers and waits until every one has reported in.
+    pub fn start(specs: Vec<WorkerSpec>) -> anyhow::Result<Fleet> {
+        let fleet = Fleet::spawn(specs)?;
+        fleet.collect("start", std::time::Duration::from_secs(30), |ev| match ev {
+            Event::Started { pid } => Some(pid),
+            _ => None,
+        })?;
+        Ok(fleet)
+    }
+
     /// Starts worker 0 in this process and the others as children.
-    pub fn spawn(specs: Vec<WorkerSpec>) -> anyhow::Result<Fleet> {
+    fn spawn(specs: Vec<WorkerSpec>) -> anyhow::Result<Fleet> {
         let mut workers = Vec::new();
         for spec in specs {
             workers.push(if spec.is_child {
