@@ -138,21 +138,13 @@ pub fn run(a: ApiArgs, out: &Out) -> anyhow::Result<()> {
         report::int(lost),
         report::rate(rate)
     );
-    println!(
-        "  latency     p50 {}  p90 {}  p99 {}  max {}",
-        report::us(lat.p50_us),
-        report::us(lat.p90_us),
-        report::us(lat.p99_us),
-        report::us(lat.max_us)
-    );
+    println!("  latency     {}", report::percentiles(&lat));
     print!("  cpu         tool {}", report::cpu(tool_cpu, wall));
     match server_cpu {
         Some(s) => println!(", server {}", report::cpu(s, wall)),
         None => println!(),
     }
-    if !errors.is_empty() {
-        print!("  errors\n{}", report::error_lines(&errors));
-    }
+    report::print_errors(&errors);
     Ok(())
 }
 

@@ -440,11 +440,8 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         }
     );
     println!(
-        "  latency     p50 {}  p90 {}  p99 {}  max {}   (publish → receive)",
-        report::us(lat.p50_us),
-        report::us(lat.p90_us),
-        report::us(lat.p99_us),
-        report::us(lat.max_us)
+        "  latency     {}   (publish → receive)",
+        report::percentiles(&lat)
     );
     print!("  cpu         tool {}", report::cpu(tool_cpu, wall));
     match (server_cpu, s1) {
@@ -455,9 +452,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         ),
         _ => println!(),
     }
-    if !errors.is_empty() {
-        print!("  errors\n{}", report::error_lines(&errors));
-    }
+    report::print_errors(&errors);
     Ok(())
 }
 

@@ -90,11 +90,8 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
             report::rate(rate)
         );
         println!(
-            "  handshake   p50 {}  p90 {}  p99 {}  max {}   (connect start → {})",
-            report::us(hs.p50_us),
-            report::us(hs.p90_us),
-            report::us(hs.p99_us),
-            report::us(hs.max_us),
+            "  handshake   {}   (connect start → {})",
+            report::percentiles(&hs),
             if a.no_welcome { "101" } else { "first frame" }
         );
         if let (Some(b), Some(af), Some(pc)) = (before, after, per_conn) {
@@ -111,9 +108,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
             Some(s) => println!(", server {}", report::cpu(s, wall)),
             None => println!(),
         }
-        if !errors.is_empty() {
-            print!("  errors\n{}", report::error_lines(&errors));
-        }
+        report::print_errors(&errors);
     }
     if a.hold > 0.0 {
         if !out.json {

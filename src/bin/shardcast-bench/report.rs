@@ -74,6 +74,24 @@ pub fn merge_errors(into: &mut Vec<(String, u64)>, more: &[(String, u64)]) {
 }
 
 /// Error samples as indented lines (empty when none).
+/// "p50 …  p90 …  p99 …  max …" of a latency summary.
+pub fn percentiles(l: &crate::histogram::LatencySummary) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  max {}",
+        us(l.p50_us),
+        us(l.p90_us),
+        us(l.p99_us),
+        us(l.max_us)
+    )
+}
+
+/// Prints the tally of errors, if there is one.
+pub fn print_errors(errors: &[(String, u64)]) {
+    if !errors.is_empty() {
+        print!("  errors\n{}", error_lines(errors));
+    }
+}
+
 pub fn error_lines(errors: &[(String, u64)]) -> String {
     let mut s = String::new();
     for (text, n) in errors {
