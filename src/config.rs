@@ -1110,10 +1110,11 @@ mod tests {
             "0.0.0.0:7800".parse::<std::net::SocketAddr>().unwrap()
         );
         assert_eq!(c.api.systems, ["demo"]);
-        // The console is not in this version yet; the shipped file keeps it off.
-        assert!(!c.console.enabled && !c.cluster.enabled);
+        // A newcomer's node: standalone, with the console on.
+        assert!(c.console.enabled && !c.cluster.enabled);
         let mut expected = Config::default();
         expected.api.systems = vec!["demo".to_string()];
+        expected.console.enabled = true;
         assert_eq!(c, expected);
         if !std::env::vars().any(|(k, _)| k.starts_with(ENV_PREFIX)) {
             assert_eq!(loaded, c);

@@ -8,6 +8,7 @@ pub mod api;
 pub mod client_id;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod http;
 pub mod metrics;

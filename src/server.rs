@@ -44,7 +44,6 @@ type Mailbox = flume::Receiver<CoreMsg>;
 /// rather than accepting them and doing nothing.
 pub fn check_supported(config: &Config) -> Result<(), crate::config::ConfigError> {
     let unbuilt = [
-        (config.console.enabled, "console.enabled", "the console"),
         (
             !config.webhook.url.is_empty(),
             "webhook.url",
@@ -312,10 +311,7 @@ mod tests {
     #[test]
     fn settings_of_features_not_built_yet_are_refused_by_key() {
         assert_eq!(refused_key(""), None);
-        assert_eq!(
-            refused_key("[console]\nenabled = true").as_deref(),
-            Some("console.enabled")
-        );
+        assert_eq!(refused_key("[console]\nenabled = true"), None);
         assert_eq!(
             refused_key("[webhook]\nurl = \"http://h/x\"").as_deref(),
             Some("webhook.url")

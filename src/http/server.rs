@@ -125,6 +125,7 @@ fn refuse(core: &CoreRef, out: &mut BytesMut, status: u16, why: &dyn std::fmt::D
 async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) {
     let text = "text/plain; charset=utf-8";
     let ops_get = req.method == Method::Get;
+    let console = core.borrow().node.config.console.enabled;
     match req.path.as_str() {
         "/healthz" if ops_get => write_response(out, 200, text, b"ok", keep, req.http10),
         "/readyz" if ops_get => {
@@ -146,6 +147,18 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
                 keep,
                 req.http10,
             );
+        }
+        "/" if ops_get && console => write_response(
+            out,
+            200,
+            "text/html; charset=utf-8",
+            crate::console::PAGE.as_bytes(),
+            keep,
+            req.http10,
+        ),
+        "/console/stats" if ops_get && console => {
+            let body = crate::console::stats(&core.borrow().node);
+            write_json(out, 200, body.as_bytes(), keep, req.http10);
         }
         "/ws" => write_response(
             out,

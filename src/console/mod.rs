@@ -1,0 +1,70 @@
+//! The built-in console (API.md §2.3): one page compiled into the binary and
+//! the JSON figures it polls.
+//!
+//! The page is plain HTML/CSS/JS with no build step, so what is in the
+//! repository is what is served. It talks only to the node that served it:
+//! the push API and `/ws` on the same origin, and `/console/stats` below.
+//!
+//! `/console/stats` reads the per-core counters that `/metrics` reads (no
+//! core is asked anything, so polling it costs the data path nothing).
+//! Rates are left to the page: it divides the change of `pushes` between two
+//! polls by the time between them.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{json, Value};
+
+use crate::node::{unix_seconds, Node};
+
+/// The page, as served at `GET /`.
+pub const PAGE: &str = include_str!("index.html");
+
+/// The body of `GET /console/stats`.
+pub fn stats(node: &Node) -> String {
+    let cores: Vec<Value> = (0..node.workers())
+        .map(|i| {
+            let m = node.metrics.core(i);
+            json!({
+                "core": i,
+                "connections": m.connections.load(Relaxed),
+                "pushes": m.pushed.load(Relaxed),
+            })
+        })
+        .collect();
+    let sum = |key: &str| cores.iter().filter_map(|c| c[key].as_u64()).sum::<u64>();
+    let cfg = &node.config;
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "nodeId": node.node_id,
+        "uptimeSecs": unix_seconds().saturating_sub(u64::from(node.epoch)),
+        "ready": node.is_ready(),
+        "auth": cfg.api.auth,
+        "connectToken": cfg.api.connect_token,
+        "clientSend": cfg.ws.client_send,
+        "clientSendRate": cfg.ws.client_send_rate,
+        "connections": sum("connections"),
+        "pushes": sum("pushes"),
+        "cores": cores,
+        "cluster": cluster(node),
+    })
+    .to_string()
+}
+
+/// This node and its peers, by node id.
+fn cluster(node: &Node) -> Value {
+    let cfg = &node.config.cluster;
+    let me = json!({
+        "nodeId": node.node_id,
+        "addr": cfg.advertise_addr,
+        "cores": node.workers(),
+        "self": true,
+    });
+    let mut members = vec![me];
+    members.extend(
+        node.peers()
+            .values()
+            .map(|p| json!({ "nodeId": p.node, "addr": p.addr, "cores": p.cores, "self": false })),
+    );
+    members.sort_by_key(|m| m["nodeId"].as_u64());
+    json!({ "enabled": cfg.enabled, "name": cfg.name, "members": members })
+}
