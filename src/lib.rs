@@ -17,4 +17,5 @@ pub mod push;
 pub mod registry;
 pub mod server;
 pub mod socket;
+pub mod webhook;
 pub mod ws;

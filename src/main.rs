@@ -43,7 +43,6 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, warnings) = Config::load(cli.config.as_deref())?;
-    shardcast::server::check_supported(&config)?;
     if let Some(Command::CheckConfig) = cli.command {
         for w in &warnings {
             eprintln!("warning: {w}");

@@ -5,8 +5,8 @@
 //! `/api/register` alone.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::MembershipHandle;
@@ -16,6 +16,7 @@ use crate::core::mailbox::CoreMsg;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::SystemEntry;
+use crate::webhook::Webhooks;
 
 pub struct Node {
     pub config: Config,
@@ -36,11 +37,24 @@ pub struct Node {
     pub membership: Option<MembershipHandle>,
     /// Peers and lease state (standalone: no peers, always in).
     pub view: Arc<ClusterView>,
+    /// The webhook queue, when this node may have webhooks to deliver.
+    pub webhooks: Option<Webhooks>,
     /// WebSocket connections open or being admitted (server.max_connections).
     admitted: AtomicUsize,
     started: AtomicUsize,
     draining: AtomicBool,
+    drain_started: OnceLock<Instant>,
 }
+
+/// What `Node::new` is built from: the clientId codec, the registry, the
+/// cores' mailboxes, the cluster view and the messageId key.
+pub type NodeParts = (
+    ClientIdCodec,
+    Systems,
+    Vec<flume::Sender<CoreMsg>>,
+    Arc<ClusterView>,
+    u64,
+);
 
 /// What a node learned when it joined the cluster.
 pub struct ClusterJoin {
@@ -58,15 +72,11 @@ pub enum Systems {
 }
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
-        codec: ClientIdCodec,
-        systems: Systems,
-        mailboxes: Vec<flume::Sender<CoreMsg>>,
-        view: Arc<ClusterView>,
-        message_key: u64,
+        (codec, systems, mailboxes, view, message_key): NodeParts,
         join: Option<ClusterJoin>,
+        webhooks: Option<Webhooks>,
     ) -> Self {
         let workers = mailboxes.len();
         let (node_id, epoch) = join
@@ -97,9 +107,11 @@ impl Node {
             message_key,
             membership,
             view,
+            webhooks,
             admitted: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            drain_started: OnceLock::new(),
             config,
         }
     }
@@ -144,6 +156,16 @@ impl Node {
         self.view.peers()
     }
 
+    /// What is left of `server.shutdown_timeout` since the drain began.
+    pub fn drain_time_left(&self) -> Duration {
+        let started = self
+            .drain_started
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        (started + self.config.server.shutdown_timeout).saturating_duration_since(Instant::now())
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
@@ -154,11 +176,20 @@ impl Node {
         if self.draining.swap(true, Ordering::AcqRel) {
             return;
         }
+        let _ = self.drain_started.set(Instant::now());
         for mb in &self.mailboxes {
             // A full mailbox still gets the message: shutdown must not be lost.
             let _ = mb.send(CoreMsg::Shutdown);
         }
     }
+}
+
+/// Now in unix milliseconds (webhook event times).
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn unix_seconds() -> u64 {

@@ -200,6 +200,26 @@ pub fn refusal_frame(msg: &str) -> Bytes {
     push(None, "", -1001, msg, Part::Raw(b"[]"))
 }
 
+/// The answer to a client message (API.md §2.1):
+/// `{"type":"ack","reqId":<as sent>,"code":…,"msg":…,"messageId":…}`;
+/// `id: None` writes `"messageId":""`. `req_id_raw` must be valid JSON.
+pub fn ack_frame(req_id_raw: &str, code: i64, msg: &str, id: Option<MessageId>) -> Bytes {
+    let hex = id.map(hex16);
+    let code = Int::new(code);
+    let parts = [
+        Part::Raw(b"{\"type\":\"ack\",\"reqId\":"),
+        Part::Raw(req_id_raw.as_bytes()),
+        Part::Raw(b",\"code\":"),
+        Part::Raw(code.as_bytes()),
+        Part::Raw(b",\"msg\":"),
+        Part::Str(msg.as_bytes()),
+        Part::Raw(b",\"messageId\":\""),
+        Part::Raw(hex.as_ref().map_or(&[], |h| &h[..])),
+        Part::Raw(b"\"}"),
+    ];
+    frame(Part::Seq(&parts))
+}
+
 /// A success answer: `{"code":0,"msg":"success","data":<data_json>}`.
 pub fn ok_envelope(data_json: &str) -> Vec<u8> {
     with_envelope(0, "success", Part::Raw(data_json.as_bytes()), to_vec)
@@ -427,6 +447,20 @@ mod tests {
 
     fn message(body: &str) -> Message {
         SendToSystem::decode(body.as_bytes()).unwrap().message
+    }
+
+    #[test]
+    fn ack_echoes_the_req_id_and_carries_the_message_id() {
+        let ok = ack_frame("\"r-1\"", 0, "success", Some(MessageId(0xab)));
+        assert_eq!(
+            text(&ok),
+            r#"{"type":"ack","reqId":"r-1","code":0,"msg":"success","messageId":"00000000000000ab"}"#
+        );
+        let refused = ack_frame("7", -1, "发送\"过快\"", None);
+        let v: Value = serde_json::from_slice(payload(&refused)).unwrap();
+        assert_eq!(v["reqId"], 7);
+        assert_eq!(v["msg"], "发送\"过快\"");
+        assert_eq!(v["messageId"], "");
     }
 
     #[test]

@@ -10,11 +10,12 @@ use signal_hook::iterator::Signals;
 use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
-use crate::config::{AuthMode, ClientSendPolicy, Config};
+use crate::config::{AuthMode, Config};
 use crate::core::mailbox::CoreMsg;
 use crate::core::{bind_listener, ensure_port_free, run_worker};
 use crate::node::{ClusterJoin, Node, Systems};
 use crate::registry::{new_secret, Registry, RegistryError, SystemEntry};
+use crate::webhook::{self, WebhookError, WebhookThread, Webhooks};
 
 /// Open-file limit below which the startup log warns that the node is not
 /// tuned for production.
@@ -35,36 +36,11 @@ pub enum StartError {
     Worker(usize, String),
     #[error("cannot join the cluster")]
     Cluster(#[from] MembershipError),
+    #[error("cannot start webhook delivery")]
+    Webhook(#[from] WebhookError),
 }
 
 type Mailbox = flume::Receiver<CoreMsg>;
-
-/// Refuses settings of features this version does not have yet (the
-/// console, webhooks, client messages: API.md §2.1–§2.3), naming the key,
-/// rather than accepting them and doing nothing.
-pub fn check_supported(config: &Config) -> Result<(), crate::config::ConfigError> {
-    let unbuilt = [
-        (
-            !config.webhook.url.is_empty(),
-            "webhook.url",
-            "webhook delivery",
-        ),
-        (
-            config.ws.client_send != ClientSendPolicy::Off,
-            "ws.client_send",
-            "routing client messages",
-        ),
-    ];
-    match unbuilt.into_iter().find(|(set, _, _)| *set) {
-        Some((_, key, what)) => Err(crate::config::ConfigError::Invalid {
-            key: key.into(),
-            message: format!(
-                "{what} is not in this version of shardcast yet; leave it at its default"
-            ),
-        }),
-        None => Ok(()),
-    }
-}
 
 /// Runs the node until a signal has drained it. Returns when every worker
 /// has stopped (or `server.shutdown_timeout` passed).
@@ -78,7 +54,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .collect(),
         false => (0..workers).map(|_| None).collect(),
     };
-    let (node, mailboxes) = build_node(config, workers)?;
+    let (webhooks, webhook_thread) = start_webhooks(&config)?.unzip();
+    let (node, mailboxes) = build_node(config, workers, webhooks)?;
     log_startup(&node, workers);
     let signals = Signals::new([SIGTERM, SIGINT])?;
     let (done_tx, done_rx) = flume::unbounded();
@@ -112,7 +89,22 @@ pub fn run(config: Config) -> Result<(), StartError> {
     });
     let result = wait(&node, workers, &done_rx);
     signals_handle.close();
+    if let Some(thread) = webhook_thread {
+        // The disconnects of the drain are queued by now; they get what is
+        // left of the shutdown time.
+        thread.finish(node.drain_time_left());
+    }
     result
+}
+
+/// The webhook thread, when events may have somewhere to go: `webhook.url`
+/// is set, or (token mode) a system may register its own `webhookUrl`.
+fn start_webhooks(config: &Config) -> Result<Option<(Webhooks, WebhookThread)>, StartError> {
+    let wanted = !config.webhook.url.is_empty() || config.api.auth == AuthMode::Token;
+    Ok(match wanted {
+        true => Some(webhook::start(&config.webhook)?),
+        false => None,
+    })
 }
 
 /// Waits for the workers. A worker that stops before shutdown was asked
@@ -160,7 +152,11 @@ fn bind_all(
         .collect()
 }
 
-fn build_node(config: Config, workers: usize) -> Result<(Arc<Node>, Vec<Mailbox>), StartError> {
+fn build_node(
+    config: Config,
+    workers: usize,
+    webhooks: Option<Webhooks>,
+) -> Result<(Arc<Node>, Vec<Mailbox>), StartError> {
     let key = match config.crypto_key_bytes() {
         Some(k) => k,
         None => random_bytes(16)?,
@@ -177,7 +173,8 @@ fn build_node(config: Config, workers: usize) -> Result<(Arc<Node>, Vec<Mailbox>
     let mut key = [0u8; 8];
     key.copy_from_slice(&random_bytes(8)?);
     let message_key = u64::from_le_bytes(key);
-    let node = Node::new(config, codec, systems, senders, view, message_key, join);
+    let parts = (codec, systems, senders, view, message_key);
+    let node = Node::new(config, parts, join, webhooks);
     Ok((Arc::new(node), receivers))
 }
 
@@ -293,33 +290,5 @@ fn open_file_limit() -> u64 {
         lim.rlim_cur
     } else {
         0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refused_key(toml: &str) -> Option<String> {
-        let (config, _) = Config::from_toml_str(toml, std::iter::empty()).expect("valid config");
-        match check_supported(&config) {
-            Err(crate::config::ConfigError::Invalid { key, .. }) => Some(key),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn settings_of_features_not_built_yet_are_refused_by_key() {
-        assert_eq!(refused_key(""), None);
-        assert_eq!(refused_key("[console]\nenabled = true"), None);
-        assert_eq!(
-            refused_key("[webhook]\nurl = \"http://h/x\"").as_deref(),
-            Some("webhook.url")
-        );
-        assert_eq!(
-            refused_key("[ws]\nclient_send = \"group\"").as_deref(),
-            Some("ws.client_send")
-        );
-        assert_eq!(refused_key(include_str!("../conf/shardcast.toml")), None);
     }
 }

@@ -92,13 +92,23 @@ async fn reach(
 }
 
 async fn send_to_client(core: &CoreRef, (system, b): (Arc<str>, SendToClient)) -> Answered {
-    let id = next_id(core);
-    let frame = push::push_frame(id, &b.message);
-    let (online, partial) = reach(core, &system, &b.client_id, ConnOp::Deliver(frame)).await?;
+    let (id, online, partial) = push_to_client(core, &system, b).await?;
     Ok(shaped(
         json!({ "messageId": id.to_string(), "online": online }),
         partial,
     ))
+}
+
+/// One push to one clientId, wherever it lives: (id, online, partial).
+pub(super) async fn push_to_client(
+    core: &CoreRef,
+    system: &Arc<str>,
+    b: SendToClient,
+) -> Result<(MessageId, bool, bool), ApiError> {
+    let id = next_id(core);
+    let frame = push::push_frame(id, &b.message);
+    let (online, partial) = reach(core, system, &b.client_id, ConnOp::Deliver(frame)).await?;
+    Ok((id, online, partial))
 }
 
 async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients)) -> Answered {
@@ -116,6 +126,16 @@ async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients))
 }
 
 fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
+    let (id, partial) = push_to_group(core, &system, b)?;
+    Ok(shaped(json!({ "messageId": id.to_string() }), partial))
+}
+
+/// One push to a group on every core and node: (id, partial).
+pub(super) fn push_to_group(
+    core: &CoreRef,
+    system: &Arc<str>,
+    b: SendToGroup,
+) -> Result<(MessageId, bool), ApiError> {
     let id = next_id(core);
     let frame = push::push_frame(id, &b.message);
     let wire = Frame::Group {
@@ -130,7 +150,7 @@ fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answer
         frame: frame.clone(),
     };
     let partial = remote::broadcast(core, local, wire)?;
-    Ok(shaped(json!({ "messageId": id.to_string() }), partial))
+    Ok((id, partial))
 }
 
 fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {
@@ -149,6 +169,20 @@ fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answ
 }
 
 async fn send_to_user(core: &CoreRef, (system, b): (Arc<str>, SendToUser)) -> Answered {
+    let (id, online, partial) = push_to_user(core, &system, b).await?;
+    Ok(shaped(
+        json!({ "messageId": id.to_string(), "online": online }),
+        partial,
+    ))
+}
+
+/// One push to every connection of a userId on every core and node:
+/// (id, connections reached, partial).
+pub(super) async fn push_to_user(
+    core: &CoreRef,
+    system: &Arc<str>,
+    b: SendToUser,
+) -> Result<(MessageId, u64, bool), ApiError> {
     let id = next_id(core);
     let frame = push::push_frame(id, &b.message);
     let user: Arc<str> = Arc::from(b.user_id.as_str());
@@ -171,10 +205,7 @@ async fn send_to_user(core: &CoreRef, (system, b): (Arc<str>, SendToUser)) -> An
         .map(|a| if let Answer::Count(n) = a { *n } else { 0 })
         .sum();
     let online = g.local.iter().sum::<usize>() as u64 + far;
-    Ok(shaped(
-        json!({ "messageId": id.to_string(), "online": online }),
-        g.partial,
-    ))
+    Ok((id, online, g.partial))
 }
 
 async fn bind(core: &CoreRef, (system, b): (Arc<str>, BindToGroup)) -> Answered {

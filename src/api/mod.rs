@@ -7,6 +7,7 @@
 //! talks to the cores that own the connections.
 
 pub mod body;
+pub mod client_message;
 pub mod connect_token;
 pub mod error;
 mod handlers;

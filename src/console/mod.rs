@@ -46,6 +46,7 @@ pub fn stats(node: &Node) -> String {
         "pushes": sum("pushes"),
         "cores": cores,
         "cluster": cluster(node),
+        "webhook": webhook(node),
     })
     .to_string()
 }
@@ -67,4 +68,12 @@ fn cluster(node: &Node) -> Value {
     );
     members.sort_by_key(|m| m["nodeId"].as_u64());
     json!({ "enabled": cfg.enabled, "name": cfg.name, "members": members })
+}
+
+/// Webhook queue figures, when the node delivers webhooks.
+fn webhook(node: &Node) -> Value {
+    node.webhooks.as_ref().map_or(Value::Null, |w| {
+        let s = w.stats();
+        json!({ "queued": s.queued(), "delivered": s.delivered(), "dropped": s.dropped() })
+    })
 }

@@ -16,6 +16,7 @@ use monoio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::out_queue::OutQueue;
+use super::rate::TokenBucket;
 
 /// Shared between the core (which may close the connection) and the
 /// connection's reader task (which must then stop reading and linger).
@@ -55,6 +56,8 @@ pub struct Conn {
     pub out: OutQueue,
     /// Last time anything arrived from the client.
     pub last_rx: Instant,
+    /// Client messages allowed (`ws.client_send_rate`).
+    pub bucket: TokenBucket,
     /// Listed in the core's dirty list, waiting for a flush.
     pub dirty: bool,
     /// The socket buffer is full; a writer task waits for writability.

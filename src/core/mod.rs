@@ -5,19 +5,23 @@
 //! its state through `CoreRef` (`Rc<RefCell<Core>>`); a borrow is never held
 //! across an `.await`. Other cores reach this state only by mailbox.
 
+mod chat;
 pub mod conn;
 pub mod event;
+mod hooks;
 pub mod index;
 mod links;
 pub mod mailbox;
 mod ops;
 pub mod out_queue;
+pub mod rate;
 pub mod slots;
 mod worker;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Instant;
 
 use hashbrown::HashMap;
 
@@ -64,6 +68,10 @@ pub struct Core {
     pub cluster: Option<CoreCluster>,
     dirty: Vec<(u32, u32)>,
     scratch: Vec<u8>,
+    /// Client messages read from one connection, handled after the read.
+    inbox: Vec<String>,
+    /// Start of this core's millisecond clock (rate buckets).
+    clock: Instant,
     ws_out: Vec<u8>,
     this: Weak<RefCell<Core>>,
 }
@@ -103,6 +111,8 @@ impl Core {
                 cluster,
                 dirty: Vec::new(),
                 scratch: vec![0; SCRATCH_BYTES],
+                inbox: Vec::new(),
+                clock: Instant::now(),
                 ws_out: Vec::new(),
                 this: this.clone(),
             })
@@ -111,6 +121,11 @@ impl Core {
 
     pub fn metrics(&self) -> &CoreMetrics {
         self.node.metrics.core(self.id as usize)
+    }
+
+    /// Milliseconds since this core started, wrapping after 49 days.
+    fn clock_ms(&self) -> u32 {
+        self.clock.elapsed().as_millis() as u32
     }
 
     pub fn system(&self, id: &str) -> Option<&SystemEntry> {

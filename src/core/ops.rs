@@ -20,9 +20,11 @@ use super::mailbox::{ClientInfo, ConnError, ConnOp, ConnResult, CoreMsg};
 use super::Core;
 use crate::client_id::ClientId;
 use crate::cluster::frame::Frame;
+use crate::config::ClientSendPolicy;
 use crate::node::unix_seconds;
 use crate::push;
 use crate::socket;
+use crate::webhook::EventKind;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -375,6 +377,7 @@ impl Core {
             ws: WebSocketContext::new(Role::Server, Some(config)),
             out: Default::default(),
             last_rx: Instant::now(),
+            bucket: Default::default(),
             dirty: false,
             write_waiting: false,
         };
@@ -388,6 +391,9 @@ impl Core {
         m.accepted.fetch_add(1, Relaxed);
         if let Some(w) = welcome {
             self.enqueue(slot, generation, w);
+        }
+        if let Some(conn) = self.conns.get(slot, generation) {
+            self.emit(conn, EventKind::Connect);
         }
         Some((slot, generation, signal))
     }
@@ -408,6 +414,8 @@ impl Core {
         m.closed(reason);
         conn.signal.detach();
         self.finish_writes(&mut conn, code);
+        let reason = reason.as_str();
+        self.emit(&conn, EventKind::Disconnect { reason });
         for group in &conn.groups {
             let id = self.ids.next();
             let frame = push::notice_frame(id, false, &conn.client_id, &conn.user_id, &conn.extend);
@@ -450,7 +458,13 @@ impl Core {
     pub fn on_ws_input(&mut self, slot: u32, gen: u32, len: usize) {
         let input = std::mem::take(&mut self.scratch);
         let mut output = std::mem::take(&mut self.ws_out);
-        let echo = self.node.config.ws.echo;
+        let ws = &self.node.config.ws;
+        let mode = match ws.client_send {
+            _ if ws.echo => Mode::Echo,
+            ClientSendPolicy::Off => Mode::Discard,
+            _ => Mode::Collect,
+        };
+        let mut inbox = std::mem::take(&mut self.inbox);
         let end = match self.conns.get_mut(slot, gen) {
             Some(conn) => {
                 conn.last_rx = Instant::now();
@@ -458,7 +472,7 @@ impl Core {
                     input: &input[..len],
                     output: &mut output,
                 };
-                read_messages(conn, &mut io, echo)
+                read_messages(conn, &mut io, mode, &mut inbox)
             }
             None => None,
         };
@@ -466,6 +480,10 @@ impl Core {
             self.enqueue(slot, gen, Bytes::copy_from_slice(&output));
             output.clear();
         }
+        for text in inbox.drain(..) {
+            self.client_message(slot, gen, &text);
+        }
+        self.inbox = inbox;
         if let Some((reason, code)) = end {
             self.close_conn(slot, gen, reason, code);
         }
@@ -526,13 +544,27 @@ fn info(c: &Conn) -> ClientInfo {
     }
 }
 
-/// Drains complete messages out of the codec. Returns why and how the
-/// connection must close, if it must.
+/// What becomes of the text messages a client sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `ws.echo`: sent back unchanged.
+    Echo,
+    /// `ws.client_send = "off"`: read and discarded (`ping` is answered).
+    Discard,
+    /// Kept for `client_message` (`ping` is answered).
+    Collect,
+}
+
+/// Drains complete messages out of the codec; text messages to handle as
+/// client messages go to `inbox`. Returns why and how the connection must
+/// close, if it must.
 fn read_messages(
     conn: &mut Conn,
     io: &mut WsIo<'_>,
-    echo: bool,
+    mode: Mode,
+    inbox: &mut Vec<String>,
 ) -> Option<(CloseReason, Option<u16>)> {
+    let echo = mode == Mode::Echo;
     loop {
         let msg = match conn.ws.read(io) {
             Ok(m) => m,
@@ -553,8 +585,12 @@ fn read_messages(
             Message::Text(t) if echo => Message::Text(t),
             Message::Binary(b) if echo => Message::Binary(b),
             Message::Text(t) if t.as_str() == "ping" => Message::text("pong"),
-            // Client messages are read and discarded (go-websocket does the
-            // same); routing them is the chat feature's job.
+            Message::Text(t) if mode == Mode::Collect => {
+                inbox.push(t.as_str().to_owned());
+                continue;
+            }
+            // Under "off" client messages are read and discarded, as
+            // go-websocket does; binary frames always are.
             _ => continue,
         };
         if let Err(e) = conn.ws.write(io, reply) {

@@ -138,7 +138,11 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
             write_response(out, status, text, body, keep, req.http10);
         }
         "/metrics" if ops_get => {
-            let body = core.borrow().node.metrics.render();
+            let node = core.borrow().node.clone();
+            let mut body = node.metrics.render();
+            if let Some(w) = &node.webhooks {
+                w.stats().render(&mut body);
+            }
             write_response(
                 out,
                 200,

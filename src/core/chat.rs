@@ -1,0 +1,118 @@
+//! Client messages on the core that owns the sender (API.md §2.1).
+//!
+//! Everything that needs the sender — its rate bucket, its groups, its
+//! identity for `sendUserId` — is decided here, synchronously, while the
+//! core holds the connection. Only a message that passed goes on, as a
+//! small task of this core that routes it exactly like the HTTP route of
+//! the same name (this core, other cores by mailbox, other nodes by link)
+//! and then queues the ack. A refusal is acked at once.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use crate::api::body::BodyLimits;
+use crate::api::client_message::{self, ClientMessage, Request};
+use crate::api::error::ApiError;
+use crate::config::ClientSendPolicy;
+use crate::push::{self, MessageId};
+use crate::webhook::EventKind;
+
+use super::Core;
+
+/// What became of a client message: the ack's messageId (None for a
+/// message forwarded to the webhook), or the refusal.
+type Acked = Result<Option<MessageId>, ApiError>;
+
+impl Core {
+    /// Handles one text message of a connection under a policy other than
+    /// `off`. Not a client message: ignored.
+    pub(super) fn client_message(&mut self, slot: u32, gen: u32, text: &str) {
+        let Some(ClientMessage { req_id, kind, body }) = client_message::parse(text) else {
+            return;
+        };
+        let ws = &self.node.config.ws;
+        let (policy, rate) = (ws.client_send, ws.client_send_rate);
+        let now = self.clock_ms();
+        let Some(conn) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if !conn.bucket.take(now, rate) {
+            return self.ack(slot, gen, &req_id, Err(ApiError::ClientSendRate));
+        }
+        if policy == ClientSendPolicy::Webhook {
+            let forwarded = self.forward(slot, gen, text).map(|()| None);
+            return self.ack(slot, gen, &req_id, forwarded);
+        }
+        if !kind.permitted(policy) {
+            return self.ack(slot, gen, &req_id, Err(ApiError::ClientSendForbidden));
+        }
+        match body.and_then(|b| self.checked(slot, gen, b)) {
+            Ok(request) => self.spawn_send(slot, gen, req_id, request),
+            Err(e) => self.ack(slot, gen, &req_id, Err(e)),
+        }
+    }
+
+    /// The request, with `sendUserId` set to the sender, if its fields and
+    /// (for a group) the sender's membership allow it.
+    fn checked(&self, slot: u32, gen: u32, mut request: Request) -> Result<Request, ApiError> {
+        let api = &self.node.config.api;
+        let limits = BodyLimits {
+            max_message: api.max_message,
+            max_batch: api.max_batch,
+        };
+        let conn = self.conns.get(slot, gen).ok_or(ApiError::ClientOffline)?;
+        let sender = if conn.user_id.is_empty() {
+            &*conn.client_id
+        } else {
+            &*conn.user_id
+        };
+        request.prepare(sender, &limits)?;
+        let member = |g: &str| conn.groups.iter().any(|m| &**m == g);
+        if request.group().is_some_and(|g| !member(g)) {
+            return Err(ApiError::ClientSendForbidden);
+        }
+        Ok(request)
+    }
+
+    /// Routes an accepted message from a task of this core, then acks it.
+    fn spawn_send(&mut self, slot: u32, gen: u32, req_id: Box<RawValue>, request: Request) {
+        let (Some(core), Some(conn)) = (self.this.upgrade(), self.conns.get(slot, gen)) else {
+            return;
+        };
+        let system: Arc<str> = Arc::from(&*conn.system);
+        monoio::spawn(async move {
+            let sent = request.send(&core, &system).await.map(Some);
+            let mut c = core.borrow_mut();
+            c.ack(slot, gen, &req_id, sent);
+            c.flush();
+        });
+    }
+
+    /// Queues the `message` webhook event for a client message.
+    fn forward(&mut self, slot: u32, gen: u32, text: &str) -> Result<(), ApiError> {
+        let kind = EventKind::Message {
+            data: text.to_owned(),
+        };
+        let conn = self.conns.get(slot, gen).ok_or(ApiError::ClientOffline)?;
+        match self.emit(conn, kind) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(ApiError::Busy),
+            // No webhook for this system: nobody upstream to hear it.
+            None => Err(ApiError::ClientSendForbidden),
+        }
+    }
+
+    /// Queues the ack of the message `req_id` to its sender (if still
+    /// connected).
+    fn ack(&mut self, slot: u32, gen: u32, req_id: &RawValue, acked: Acked) {
+        let frame = match acked {
+            Ok(id) => push::ack_frame(req_id.get(), 0, "success", id),
+            Err(e) => {
+                let text = e.message(self.node.config.api.lang);
+                push::ack_frame(req_id.get(), -1, &text, None)
+            }
+        };
+        self.enqueue(slot, gen, frame);
+    }
+}
