@@ -16,7 +16,8 @@ use shardcast::api::body::{
     BindToGroup, Body, BodyLimits, ClientRef, GetGroupList, GetOnlineList, Message, Register,
     SendToClient, SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
 };
-use shardcast::push::{push_frame, MessageId};
+use shardcast::api::client_message::{self, Kind};
+use shardcast::push::{ack_frame, push_frame, MessageId};
 
 /// Small limits as well as the defaults, so the limit paths are reached.
 const SMALL: BodyLimits = BodyLimits {
@@ -142,4 +143,25 @@ fuzz_target!(|data: &[u8]| {
         let _ = message.check_limits(&BodyLimits::default());
         check_push(&message, seed);
     }
+    check_client_message(data);
 });
+
+/// A WebSocket text frame as the core parses it for a client message: the
+/// `reqId` echoed into the ack must keep the ack JSON, and a body that
+/// decodes goes through the server's `sendUserId` and the route's checks.
+fn check_client_message(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Some(m) = client_message::parse(text) else {
+        return;
+    };
+    let ack = ack_frame(m.req_id.get(), -1, "refused", None);
+    let _: &RawValue = serde_json::from_slice(frame_payload(&ack)).expect("ack is JSON");
+    if let Ok(mut request) = m.body {
+        if request.prepare("sender", &SMALL).is_ok() {
+            assert!(m.kind == Kind::Group || request.group().is_none());
+        }
+        let _ = request.prepare("sender", &BodyLimits::default());
+    }
+}
