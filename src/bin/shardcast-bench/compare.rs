@@ -1,4 +1,4 @@
-//! `compare`: reads the JSON results of `idle` and `fanout`/`generic` runs tagged with
+//! `compare`: reads the JSON results of `idle`, `fanout`/`generic` and `chat` runs tagged with
 //! `--label`, takes the median of each figure over the runs of a label, and prints them
 //! side by side with the ratio to the baseline label.
 
@@ -147,6 +147,70 @@ const METRICS: &[Metric] = &[
         scale: 1.0,
         better: Better::Neither,
     },
+    Metric {
+        kind: "chat",
+        name: "clients",
+        unit: "",
+        path: &["connected"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
+    Metric {
+        kind: "chat",
+        name: "sent",
+        unit: "msg/s",
+        path: &["send_rate"],
+        scale: 1.0,
+        better: Better::Higher,
+    },
+    Metric {
+        kind: "chat",
+        name: "acked with code 0",
+        unit: "msg/s",
+        path: &["ack_ok_rate"],
+        scale: 1.0,
+        better: Better::Higher,
+    },
+    Metric {
+        kind: "chat",
+        name: "ack latency p99",
+        unit: "ms",
+        path: &["latency_us", "p99_us"],
+        scale: 1e-3,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "chat",
+        name: "webhook events delivered",
+        unit: "ev/s",
+        path: &["metrics", "shardcast_webhook_delivered_total", "per_sec"],
+        scale: 1.0,
+        better: Better::Higher,
+    },
+    Metric {
+        kind: "chat",
+        name: "webhook events dropped",
+        unit: "ev/s",
+        path: &["metrics", "shardcast_webhook_dropped_total", "per_sec"],
+        scale: 1.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "chat",
+        name: "server CPU",
+        unit: "s",
+        path: &["server_cpu_s"],
+        scale: 1.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "chat",
+        name: "bench tool CPU",
+        unit: "s",
+        path: &["tool_cpu_s"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
 ];
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -216,6 +280,7 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
     let kind_of = |v: &Value| match v.get("kind").and_then(Value::as_str) {
         Some("idle") => "idle",
         Some("fanout") => "fanout",
+        Some("chat") => "chat",
         _ => "other",
     };
 
@@ -254,11 +319,25 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
                 "idle connections: {} per server",
                 report::int(n("connections"))
             ),
+            "chat" => format!(
+                "client messages: {} clients, {} awaiting their ack each, for {} s{}",
+                report::int(n("clients")),
+                n("window"),
+                r.get("duration_s").and_then(Value::as_f64).unwrap_or(0.0),
+                match r.get("rate").and_then(Value::as_f64) {
+                    Some(rate) => format!(" at {} msg/s", report::rate(rate)),
+                    None => ", as fast as acked".into(),
+                }
+            ),
             _ => format!(
-                "fan-out: {} subscribers × {} messages of {} B, published as fast as accepted",
+                "fan-out: {} subscribers × {} messages of {} B, published {}",
                 report::int(n("subscribers")),
                 report::int(n("messages")),
-                n("payload")
+                n("payload"),
+                match r.get("rate").and_then(Value::as_f64) {
+                    Some(rate) => format!("at {} msg/s", report::rate(rate)),
+                    None => "as fast as accepted".into(),
+                }
             ),
         }
     };

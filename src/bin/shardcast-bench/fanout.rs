@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::clock::{mono_ns, secs_between};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
-use crate::ipc::{BindSpec, Cmd, Event, Fleet, ReadyReport};
+use crate::ipc::{BindSpec, Cmd, Connected, Event, Fleet};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::Out;
@@ -219,6 +219,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         want_welcome: job.want_welcome,
         capture_ids: client_mode,
         bind: job.bind.clone(),
+        chat: None,
         drain_timeout_ms: job.publish.drain_timeout,
         quiet_ms: if job.bind.is_some() { 500 } else { 100 },
     }
@@ -228,32 +229,17 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
 
     // Subscribe (and bind).
     let setup0 = mono_ns();
-    fleet.broadcast(Cmd::Connect);
-    let readies: Vec<Box<ReadyReport>> = fleet.collect(
-        "subscribers",
-        Duration::from_secs(job.conns.setup_timeout),
-        |ev| match ev {
-            Event::Ready(r) => Some(r),
-            _ => None,
-        },
-    )?;
+    let setup = Duration::from_secs(job.conns.setup_timeout);
+    let target = format!("ws://{}{}", job.sub_url.authority, job.sub_url.path);
+    let Connected {
+        readies,
+        opened,
+        failed,
+        mut errors,
+    } = fleet.connect_all("subscriber", setup, &target)?;
     let setup_secs = secs_between(setup0, mono_ns());
-    let opened: u64 = readies.iter().map(|r| r.opened).sum();
-    let failed: u64 = readies.iter().map(|r| r.failed).sum();
     let bind_failed: u64 = readies.iter().map(|r| r.bind_failed).sum();
     let setup_frames: u64 = readies.iter().map(|r| r.setup_frames).sum();
-    let mut errors = Vec::new();
-    for r in &readies {
-        report::merge_errors(&mut errors, &r.errors);
-    }
-    if opened == 0 {
-        bail!(
-            "no subscriber could connect to ws://{}{}:\n{}",
-            job.sub_url.authority,
-            job.sub_url.path,
-            report::error_lines(&errors)
-        );
-    }
     let mut client_ids = Vec::new();
     let mut expected = Vec::new();
     {
@@ -374,6 +360,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
             "setup_secs": setup_secs,
             "setup_frames": setup_frames,
             "messages": m,
+            "rate": job.publish.rate.per_sec(),
             "payload": job.publish.payload.max(marker::MARKER_LEN),
             "published": pubr.sent,
             "publish_accepted": pubr.succeeded,

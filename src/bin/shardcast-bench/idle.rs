@@ -26,6 +26,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
         want_welcome: !a.no_welcome,
         capture_ids: false,
         bind: None,
+        chat: None,
         drain_timeout_ms: 0,
         quiet_ms: 0,
     }
@@ -36,15 +37,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     let before = server.sample();
     let cpu0 = self_cpu();
     let t0 = mono_ns();
-    fleet.broadcast(Cmd::Connect);
-    let readies = fleet.collect(
-        "connections",
-        Duration::from_secs(a.conns.setup_timeout),
-        |ev| match ev {
-            Event::Ready(r) => Some(r),
-            _ => None,
-        },
-    )?;
+    let readies = fleet.connect("connections", Duration::from_secs(a.conns.setup_timeout))?;
     let t1 = mono_ns();
     let tool_cpu = self_cpu() - cpu0 + readies.iter().map(|r| r.cpu_s).sum::<f64>();
     let mid = server.sample();

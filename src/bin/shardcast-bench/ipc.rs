@@ -31,6 +31,8 @@ pub struct WorkerSpec {
     pub capture_ids: bool,
     /// shardcast group mode: bind every connection to a group before reporting ready.
     pub bind: Option<BindSpec>,
+    /// `chat`: from Go, the connections send client messages and count their acks.
+    pub chat: Option<ChatSpec>,
     /// After the publisher is done: give up when no message came for this long.
     pub drain_timeout_ms: u64,
     /// Before reporting ready: wait until no frame came for this long.
@@ -44,6 +46,21 @@ pub struct BindSpec {
     pub system: String,
     pub group: String,
     pub src: Option<Ipv4Addr>,
+}
+
+/// What a worker's connections send in a `chat` run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChatSpec {
+    /// The message text before and after the send-time marker (inside its `reqId`,
+    /// which the ack echoes).
+    pub head: String,
+    pub tail: String,
+    /// Messages awaiting their ack, per connection on average.
+    pub window: usize,
+    /// Messages per second of this worker; None: as fast as the acks allow.
+    pub rate: Option<f64>,
+    /// How long to send.
+    pub duration_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -95,7 +112,14 @@ pub struct ReadyReport {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ResultReport {
+    /// Marked frames received (in a `chat` run: acks).
     pub received: u64,
+    /// `chat`: client messages sent.
+    pub sent: u64,
+    /// `chat`: acks whose code is not 0.
+    pub refused: u64,
+    /// `chat`: when the first message was sent.
+    pub first_tx_ns: u64,
     pub other: u64,
     pub dropped: u64,
     pub open: u64,
@@ -114,6 +138,14 @@ struct WorkerHandle {
     events: flume::Receiver<Event>,
     child: Option<Child>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// The setup reports of every worker and their totals.
+pub struct Connected {
+    pub readies: Vec<ReadyReport>,
+    pub opened: u64,
+    pub failed: u64,
+    pub errors: Vec<(String, u64)>,
 }
 
 /// All the workers of a run.
@@ -155,6 +187,44 @@ impl Fleet {
         for w in &self.workers {
             let _ = w.cmds.send(cmd.clone());
         }
+    }
+
+    /// Tells every worker to open its connections and waits for their reports.
+    pub fn connect(&self, what: &str, timeout: Duration) -> anyhow::Result<Vec<ReadyReport>> {
+        self.broadcast(Cmd::Connect);
+        self.collect(what, timeout, |ev| match ev {
+            Event::Ready(r) => Some(*r),
+            _ => None,
+        })
+    }
+
+    /// Like `connect`, with the workers' counts summed; an error when no
+    /// connection opened at all (`target` names where to).
+    pub fn connect_all(
+        &self,
+        what: &str,
+        timeout: Duration,
+        target: &str,
+    ) -> anyhow::Result<Connected> {
+        let readies = self.connect(what, timeout)?;
+        let opened: u64 = readies.iter().map(|r| r.opened).sum();
+        let failed: u64 = readies.iter().map(|r| r.failed).sum();
+        let mut errors = Vec::new();
+        for r in &readies {
+            crate::report::merge_errors(&mut errors, &r.errors);
+        }
+        if opened == 0 {
+            bail!(
+                "no {what} could connect to {target}:\n{}",
+                crate::report::error_lines(&errors)
+            );
+        }
+        Ok(Connected {
+            readies,
+            opened,
+            failed,
+            errors,
+        })
     }
 
     /// Waits for one event accepted by `pick` from every worker (others are skipped).

@@ -1,5 +1,5 @@
 //! shardcast-bench: the load generator of shardcast — idle connections, fan-out,
-//! API rate — and the same fan-out against any WebSocket server with an HTTP publish
+//! API rate, client messages — and the same fan-out against any WebSocket server with an HTTP publish
 //! endpoint (nchan), so that both can be measured on one machine from a clean checkout.
 //!
 //! Subscribers are driven by a few epoll threads (one per worker process; more
@@ -9,6 +9,7 @@
 //! WebSocket header and the marker by a byte search, without parsing JSON.
 
 mod api;
+mod chat;
 mod clock;
 mod compare;
 mod fanout;
@@ -17,10 +18,12 @@ mod http_client;
 mod idle;
 mod ipc;
 mod marker;
+mod metrics;
 mod plan;
 mod poller;
 mod procstat;
 mod report;
+mod sender;
 mod sock;
 mod sources;
 mod subscriber;
@@ -62,6 +65,9 @@ enum Command {
     Fanout(FanoutArgs),
     /// Request rate and latency of the HTTP API (keep-alive).
     Api(ApiArgs),
+    /// Client messages from N WebSocket clients (ws.client_send): ack rate and latency, and
+    /// what the server's /metrics counted meanwhile (webhook deliveries).
+    Chat(ChatArgs),
     /// Fan-out against another server: WebSocket subscribe URL, HTTP POST publish URL (nchan).
     Generic(GenericArgs),
     /// Compare the JSON results of several runs (grouped by --label): medians and ratios.
@@ -252,6 +258,54 @@ pub struct ApiArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:7800/ws?systemId=demo")]
+    pub url: String,
+    /// Client connections.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Messages per second from all clients together, or `max` (as fast as the window
+    /// allows).
+    #[arg(long, default_value = "max")]
+    pub rate: Rate,
+    /// Messages awaiting their ack, per client (on average: the clients share
+    /// window × clients).
+    #[arg(long, default_value_t = 8)]
+    pub window: usize,
+    /// The messages are send_to_group to this group.
+    #[arg(long, default_value = "bench")]
+    pub group: String,
+    /// The messages' `data` (sent as a JSON string).
+    #[arg(long, default_value = "x")]
+    pub data: String,
+    /// After sending stops, stop waiting once no ack arrived for this long (ms).
+    #[arg(long, default_value_t = 3000)]
+    pub drain_timeout: u64,
+    /// Metrics page read when the measuring window opens and when sending stops: a URL,
+    /// `auto` (http://<host of --url>/metrics) or `none`.
+    #[arg(long, default_value = "auto")]
+    pub metrics: String,
+    /// Series of the metrics page to report (repeatable).
+    #[arg(long = "metric", default_values = [
+        "shardcast_webhook_delivered_total",
+        "shardcast_webhook_dropped_total",
+        "shardcast_webhook_retries_total",
+        "shardcast_webhook_queued",
+    ])]
+    pub metric: Vec<String>,
+    /// Seconds from the start of sending to the opening of the metrics window (which
+    /// closes when sending stops): lets queues and rates settle.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    #[command(flatten)]
+    pub conns: ConnArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct GenericArgs {
     /// WebSocket URL the subscribers connect to (e.g. ws://127.0.0.1:8080/sub/bench).
     #[arg(long)]
@@ -298,6 +352,7 @@ fn main() -> ExitCode {
         Command::Idle(a) => idle::run(a, &out),
         Command::Fanout(a) => fanout::run_shardcast(a, &out),
         Command::Api(a) => api::run(a, &out),
+        Command::Chat(a) => chat::run(a, &out),
         Command::Generic(a) => fanout::run_generic(a, &out),
         Command::Compare(a) => compare::run(a, &out),
         Command::Worker => ipc::child_main(),

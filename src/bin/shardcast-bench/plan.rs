@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::bail;
 
-use crate::ipc::{BindSpec, WorkerSpec};
+use crate::ipc::{BindSpec, ChatSpec, WorkerSpec};
 use crate::sock;
 use crate::url::Url;
 use crate::ConnArgs;
@@ -17,6 +17,9 @@ pub struct Plan<'a> {
     pub want_welcome: bool,
     pub capture_ids: bool,
     pub bind: Option<BindSpec>,
+    /// `chat`: what the clients send; its rate is for all of them (each worker gets its
+    /// share).
+    pub chat: Option<ChatSpec>,
     pub drain_timeout_ms: u64,
     pub quiet_ms: u64,
 }
@@ -38,25 +41,33 @@ impl Plan<'_> {
             crate::sources::parse(&self.conns.sources, self.url.is_loopback())?;
         let (base, extra) = (self.total / procs, self.total % procs);
         Ok((0..procs)
-            .map(|i| WorkerSpec {
-                index: i,
-                is_child: i > 0,
-                dst: self.url.addr,
-                host: self.url.authority.clone(),
-                path: self.url.path.clone(),
-                sources: crate::sources::share(&all_sources, i, procs),
-                connections: base + usize::from(i < extra),
-                concurrency: self.conns.concurrency,
-                want_welcome: self.want_welcome,
-                capture_ids: self.capture_ids,
-                bind: self.bind.clone().map(|mut b| {
-                    b.src = crate::sources::share(&all_sources, i, procs)
-                        .first()
-                        .copied();
-                    b
-                }),
-                drain_timeout_ms: self.drain_timeout_ms,
-                quiet_ms: self.quiet_ms,
+            .map(|i| {
+                let connections = base + usize::from(i < extra);
+                let share = connections as f64 / self.total.max(1) as f64;
+                WorkerSpec {
+                    index: i,
+                    is_child: i > 0,
+                    dst: self.url.addr,
+                    host: self.url.authority.clone(),
+                    path: self.url.path.clone(),
+                    sources: crate::sources::share(&all_sources, i, procs),
+                    connections,
+                    concurrency: self.conns.concurrency,
+                    want_welcome: self.want_welcome,
+                    capture_ids: self.capture_ids,
+                    bind: self.bind.clone().map(|mut b| {
+                        b.src = crate::sources::share(&all_sources, i, procs)
+                            .first()
+                            .copied();
+                        b
+                    }),
+                    chat: self.chat.clone().map(|mut c| {
+                        c.rate = c.rate.map(|r| r * share);
+                        c
+                    }),
+                    drain_timeout_ms: self.drain_timeout_ms,
+                    quiet_ms: self.quiet_ms,
+                }
             })
             .collect())
     }

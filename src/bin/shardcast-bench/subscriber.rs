@@ -38,6 +38,9 @@ pub struct SubConfig {
     pub want_welcome: bool,
     /// Keep each welcome's clientId.
     pub capture_ids: bool,
+    /// Marked frames are acks of client messages (`chat`): count those whose code is
+    /// not 0 as refused.
+    pub acks: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,8 @@ pub struct Stats {
     pub last_ready_ns: u64,
     /// Data frames carrying a marker, and their latency.
     pub marked: u64,
+    /// Marked acks refused (code not 0), when `acks` is set.
+    pub refused: u64,
     pub latency: Histogram,
     pub first_rx_ns: u64,
     pub last_rx_ns: u64,
@@ -99,6 +104,7 @@ impl Stats {
 
     pub fn reset_traffic(&mut self) {
         self.marked = 0;
+        self.refused = 0;
         self.latency = Histogram::new();
         self.first_rx_ns = 0;
         self.last_rx_ns = 0;
@@ -364,6 +370,9 @@ impl Subscribers {
                 match (!head.masked).then(|| marker::find(payload)).flatten() {
                     Some(sent) => {
                         self.stats.marked += 1;
+                        if self.cfg.acks && !crate::api::code_is_zero(payload) {
+                            self.stats.refused += 1;
+                        }
                         self.stats.latency.record(now.saturating_sub(sent));
                         if self.stats.first_rx_ns == 0 {
                             self.stats.first_rx_ns = now;
@@ -443,6 +452,25 @@ impl Subscribers {
             self.stats.failed += 1;
         }
         self.stats.error(why);
+    }
+
+    /// Connections of this set, whatever their state.
+    pub fn count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Queues `frames` (complete client frames) on connection `i` and writes what the
+    /// socket takes. False when the connection is not open and ready.
+    pub fn send(&mut self, poller: &Poller, i: usize, frames: &[u8]) -> bool {
+        let Some(c) = self.conns.get_mut(i) else {
+            return false;
+        };
+        if !c.ready || c.state != State::Open || c.fd.is_none() {
+            return false;
+        }
+        c.out.extend_from_slice(frames);
+        self.flush(poller, i);
+        true
     }
 
     /// Connections currently open.

@@ -1,13 +1,16 @@
 //! One worker: its share of subscriber connections on one epoll thread, through the
 //! phases a parent drives — connect (and, in shardcast group mode, bind to the group
 //! and let the online notices die down), report ready, count marked messages from Go
-//! until all expected arrived or the drain timeout passed, report, close.
+//! until all expected arrived or the drain timeout passed, report, close. In a `chat`
+//! run the worker is its own publisher: from Go its connections send client messages
+//! for the run's duration, and the marked frames it counts are their acks.
 
 use crate::clock::mono_ns;
 use crate::http_client::{Pool, PoolConfig};
 use crate::ipc::{BindSpec, Cmd, Event, ReadyReport, ResultReport, WorkerSpec};
 use crate::poller::{Event as PollEvent, Poller};
 use crate::procstat::self_cpu;
+use crate::sender::Sender;
 use crate::sock;
 use crate::subscriber::{SubConfig, Subscribers};
 
@@ -67,6 +70,7 @@ fn run_phases(
         concurrency: spec.concurrency.max(1),
         want_welcome: spec.want_welcome,
         capture_ids: spec.capture_ids || spec.bind.is_some(),
+        acks: spec.chat.is_some(),
     });
 
     // Connect.
@@ -152,6 +156,7 @@ fn run_phases(
     let mut expected: Option<u64> = None;
     let mut cpu_go = 0.0;
     let mut publish_done: Option<u64> = None;
+    let mut sender: Option<Sender> = None;
     let mut reported = false;
     let drain = spec.drain_timeout_ms * 1_000_000;
     loop {
@@ -162,7 +167,10 @@ fn run_phases(
         let next = drain_cmds(&cmds, |cmd| match cmd {
             Cmd::Go { expected: e } => {
                 cpu_go = cpu();
-                expected = Some(e);
+                match &spec.chat {
+                    Some(chat) => sender = Some(Sender::new(chat.clone(), mono_ns())),
+                    None => expected = Some(e),
+                }
                 emit(Event::Armed);
             }
             Cmd::PublishDone => publish_done = Some(mono_ns()),
@@ -171,6 +179,17 @@ fn run_phases(
         if let Next::Stop = next {
             subs.close_all();
             return Ok(());
+        }
+        // chat: send until the duration has passed, then wait for the acks.
+        if let (Some(s), None) = (sender.as_mut(), publish_done) {
+            let now = mono_ns();
+            if s.finished(now) {
+                expected = Some(s.sent);
+                publish_done = Some(now);
+            } else {
+                let acked = subs.stats.marked;
+                s.pump(&mut subs, &poller, acked, now);
+            }
         }
         if let (Some(exp), false) = (expected, reported) {
             let now = mono_ns();
@@ -182,6 +201,9 @@ fn run_phases(
                 reported = true;
                 emit(Event::Result(Box::new(ResultReport {
                     received: st.marked,
+                    sent: sender.as_ref().map_or(0, |s| s.sent),
+                    refused: st.refused,
+                    first_tx_ns: sender.as_ref().map_or(0, |s| s.first_send_ns),
                     other: st.other,
                     dropped: st.dropped,
                     open: subs.open_now(),
