@@ -69,7 +69,7 @@ pub struct Core {
     dirty: Vec<(u32, u32)>,
     scratch: Vec<u8>,
     /// Client messages read from one connection, handled after the read.
-    inbox: Vec<String>,
+    inbox: Vec<tungstenite::Utf8Bytes>,
     /// Start of this core's millisecond clock (rate buckets).
     clock: Instant,
     ws_out: Vec<u8>,

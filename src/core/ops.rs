@@ -481,7 +481,7 @@ impl Core {
             output.clear();
         }
         for text in inbox.drain(..) {
-            self.client_message(slot, gen, &text);
+            self.client_message(slot, gen, text.as_str());
         }
         self.inbox = inbox;
         if let Some((reason, code)) = end {
@@ -562,7 +562,7 @@ fn read_messages(
     conn: &mut Conn,
     io: &mut WsIo<'_>,
     mode: Mode,
-    inbox: &mut Vec<String>,
+    inbox: &mut Vec<tungstenite::Utf8Bytes>,
 ) -> Option<(CloseReason, Option<u16>)> {
     let echo = mode == Mode::Echo;
     loop {
@@ -586,7 +586,7 @@ fn read_messages(
             Message::Binary(b) if echo => Message::Binary(b),
             Message::Text(t) if t.as_str() == "ping" => Message::text("pong"),
             Message::Text(t) if mode == Mode::Collect => {
-                inbox.push(t.as_str().to_owned());
+                inbox.push(t);
                 continue;
             }
             // Under "off" client messages are read and discarded, as
