@@ -40,6 +40,16 @@ pub struct BodyLimits {
     pub max_batch: usize,
 }
 
+impl From<&crate::config::ApiConfig> for BodyLimits {
+    /// The limits a node is configured with.
+    fn from(api: &crate::config::ApiConfig) -> Self {
+        BodyLimits {
+            max_message: api.max_message,
+            max_batch: api.max_batch,
+        }
+    }
+}
+
 impl Default for BodyLimits {
     /// The defaults of API.md §6.
     fn default() -> Self {

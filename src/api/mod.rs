@@ -54,11 +54,7 @@ fn prepare<B: Body>(core: &CoreRef, req: &Request) -> Result<(Arc<str>, B), ApiE
 }
 
 fn limits(core: &CoreRef) -> BodyLimits {
-    let api = &core.borrow().node.config.api;
-    BodyLimits {
-        max_message: api.max_message,
-        max_batch: api.max_batch,
-    }
+    BodyLimits::from(&core.borrow().node.config.api)
 }
 
 /// The system named by the `SystemId` header, checked against its secret in

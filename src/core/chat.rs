@@ -56,11 +56,7 @@ impl Core {
     /// The request, with `sendUserId` set to the sender, if its fields and
     /// (for a group) the sender's membership allow it.
     fn checked(&self, slot: u32, gen: u32, mut request: Request) -> Result<Request, ApiError> {
-        let api = &self.node.config.api;
-        let limits = BodyLimits {
-            max_message: api.max_message,
-            max_batch: api.max_batch,
-        };
+        let limits = BodyLimits::from(&self.node.config.api);
         let conn = self.conns.get(slot, gen).ok_or(ApiError::ClientOffline)?;
         let sender = if conn.user_id.is_empty() {
             &*conn.client_id
