@@ -72,6 +72,9 @@ SHARDCAST=target/release/shardcast
 BENCH=target/release/shardcast-bench
 
 # --- bookkeeping: everything started here is stopped on exit -------------------------
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+
 WORK=$(mktemp -d /tmp/bench-vs-nchan.XXXXXX)
 chmod 755 "$WORK"
 mkdir -p "$WORK/results"
@@ -84,17 +87,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 10000))
-    if ! port_in_use "$p"; then echo "$p"; return 0; fi
-  done
-  echo "bench-vs-nchan: no free port" >&2
-  return 1
-}
 
 # Waits until GET $2 on port $1 answers 200 (at most 15 s), or the server died.
 wait_http() {
@@ -114,13 +106,7 @@ wait_http() {
 stop_server() {
   local pid=$SERVER_PID
   SERVER_PID=""
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_pid "$pid"
 }
 
 RUN=0

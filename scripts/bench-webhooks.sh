@@ -102,6 +102,9 @@ BIN="${CARGO_TARGET_DIR:-target}/release"
 SHARDCAST="$BIN/shardcast"
 BENCH="$BIN/shardcast-bench"
 
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+
 # --- bookkeeping: everything started here is stopped on exit -------------------------
 WORK=$(mktemp -d /tmp/bench-webhooks.XXXXXX)
 chmod 755 "$WORK" # nginx workers run as nobody
@@ -118,31 +121,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# stop_pid PID: SIGTERM, up to 10 s, then SIGKILL.
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 stop_node() {
   stop_pid "$NODE_PID"
   NODE_PID=""
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 10000))
-    if ! port_in_use "$p"; then echo "$p"; return 0; fi
-  done
-  die "no free port"
 }
 
 # wait_up PID PORT [PATH]: until PATH answers 200 (or, without PATH, the port accepts).

@@ -94,14 +94,9 @@ pub fn run(a: ChatArgs, out: &Out) -> anyhow::Result<()> {
         },
         None => None,
     };
-    let results = fleet.collect(
-        "results",
-        Duration::from_millis(duration_ms + a.drain_timeout + 120_000),
-        |ev| match ev {
-            Event::Result(r) => Some(r),
-            _ => None,
-        },
-    )?;
+    let results = fleet.results(Duration::from_millis(
+        duration_ms + a.drain_timeout + 120_000,
+    ))?;
     let go1 = mono_ns();
     let s1 = server.sample();
     let tool_cpu = self_cpu() - cpu0 + results.iter().map(|r| r.cpu_s).sum::<f64>();

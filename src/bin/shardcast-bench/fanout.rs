@@ -293,14 +293,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     );
     let pool = http_client::run(pool, mono_ns() + 600_000_000_000)?;
     fleet.broadcast(Cmd::PublishDone);
-    let results = fleet.collect(
-        "results",
-        Duration::from_millis(job.publish.drain_timeout + 120_000),
-        |ev| match ev {
-            Event::Result(r) => Some(r),
-            _ => None,
-        },
-    )?;
+    let results = fleet.results(Duration::from_millis(job.publish.drain_timeout + 120_000))?;
     let go1 = mono_ns();
     let s1 = server.sample();
     let tool_cpu = self_cpu() - cpu0 + results.iter().map(|r| r.cpu_s).sum::<f64>();

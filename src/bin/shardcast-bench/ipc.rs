@@ -198,6 +198,14 @@ impl Fleet {
         })
     }
 
+    /// Waits (at most `timeout`) for every worker's final report.
+    pub fn results(&self, timeout: Duration) -> anyhow::Result<Vec<ResultReport>> {
+        self.collect("results", timeout, |ev| match ev {
+            Event::Result(r) => Some(*r),
+            _ => None,
+        })
+    }
+
     /// Like `connect`, with the workers' counts summed; an error when no
     /// connection opened at all (`target` names where to).
     pub fn connect_all(

@@ -1,0 +1,28 @@
+# Shell helpers shared by the benchmark scripts (sourced, not run).
+
+# port_in_use PORT: something accepts on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port: a loopback port nothing listens on (20000-29999).
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 10000))
+    if ! port_in_use "$p"; then echo "$p"; return 0; fi
+  done
+  echo "$(basename "$0"): no free port" >&2
+  return 1
+}
+
+# stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; a no-op for an empty PID.
+stop_pid() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
