@@ -3,7 +3,7 @@
 //! push frame (`Bytes`) on each member's `OutQueue` — what a core does per
 //! recipient before its single write per connection.
 //!
-//! Why it matters: DESIGN §6 says a fan-out allocates nothing per recipient
+//! Why it matters: docs/architecture.md says a fan-out allocates nothing per recipient
 //! and encodes once. This measures that path in steady state (queues have
 //! their capacity from earlier pushes, as on a live node); the per-message
 //! encode is `push_frame`, benched separately.
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use shardcast::core::conn::out_queue::OutQueue;
 use shardcast::core::index::GroupIndex;
-use shardcast::core::out_queue::OutQueue;
 
 const MEMBERS: u32 = 10_000;
 const LIMIT: usize = 1 << 20;

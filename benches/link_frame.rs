@@ -8,13 +8,15 @@
 
 use std::hint::black_box;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rkyv::util::AlignedVec;
 use shardcast::cluster::frame::{decode_with, encode, Frame};
+use shardcast::op::{ConnAddr, ConnOp};
 
 fn frames() -> [(&'static str, Frame); 2] {
-    let push = br#"{"messageId":"7fa2b718369c1cad","sendUserId":"alice","code":0,"msg":"","data":{"text":"hello room, this is a typical chat line"}}"#.to_vec();
+    let push = br#"{"messageId":"7fa2b718369c1cad","sendUserId":"alice","code":0,"msg":"","data":{"text":"hello room, this is a typical chat line"}}"#;
+    let push = Bytes::from_static(push);
     [
         (
             "group_send",
@@ -26,13 +28,15 @@ fn frames() -> [(&'static str, Frame); 2] {
         ),
         (
             "deliver",
-            Frame::Deliver {
+            Frame::Conn {
                 req: 42,
                 core: 1,
-                slot: 12345,
-                gen: 7,
+                addr: ConnAddr {
+                    slot: 12345,
+                    gen: 7,
+                },
                 system: "demo".into(),
-                frame: push,
+                op: ConnOp::Deliver(push),
             },
         ),
     ]

@@ -1,4 +1,4 @@
-//! Building one push frame: the JSON envelope of API.md §2 plus its RFC 6455
+//! Building one push frame: the JSON envelope of docs/api.md §2 plus its RFC 6455
 //! text-frame header, in one exactly sized allocation.
 //!
 //! Why it matters: a push is encoded once and the same `Bytes` is cloned to
@@ -13,7 +13,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shardcast::api::body::{Body, SendToGroup};
-use shardcast::push::{notice_frame, push_frame, MessageIdGen};
+use shardcast::ws::message::notice_frame;
+use shardcast::ws::MessageIdGen;
 
 /// A send_to_group body as the PHP SDK sends it, with a 64-byte string `data`.
 fn string_body() -> String {
@@ -59,10 +60,10 @@ fn bench_push_frame(c: &mut Criterion) {
     ] {
         let parsed = SendToGroup::decode(body.as_bytes()).expect("valid send_to_group body");
         let message = parsed.message;
-        let frame_len = push_frame(ids.next(), &message).len();
+        let frame_len = message.frame(ids.next()).len();
         group.throughput(Throughput::Bytes(frame_len as u64));
         group.bench_function(name, |b| {
-            b.iter(|| push_frame(black_box(ids.next()), black_box(&message)));
+            b.iter(|| black_box(&message).frame(black_box(ids.next())));
         });
     }
     group.finish();

@@ -3,6 +3,27 @@
 //! The library holds everything the binary runs, so that tests, benches and
 //! fuzz targets reach the codecs directly. `main.rs` only parses the command
 //! line, sets up logging and calls [`server::run`].
+//!
+//! Modules are layered; each imports only from the layers above it in this
+//! list (docs/architecture.md draws the data path through them):
+//!
+//! 1. Foundations, importing nothing of the crate:
+//!    [`config`] (the TOML model, env overlay, validation),
+//!    [`client_id`] (the AES clientId codec), [`socket`] (readiness I/O and
+//!    `sendmsg`), [`registry`] (standalone systems file), [`json`] (JSON text
+//!    of known length), [`op`] (operations on connections, shared by
+//!    mailboxes and links).
+//! 2. Wire formats, pure functions over bytes: [`http`] (HTTP/1.1 codec),
+//!    [`ws`] (WebSocket frames and the messages clients receive), [`api`]
+//!    (routes, bodies, errors, envelopes, tokens).
+//! 3. Node-wide services: [`metrics`] (per-core counters), [`webhook`]
+//!    (event delivery thread), [`cluster`] (inter-node frames, link
+//!    transport, etcd membership).
+//! 4. [`mailbox`]: what cores tell each other.
+//! 5. [`node`]: what every core shares, read-only after start.
+//! 6. [`core`]: one core's connections, index, links and sends.
+//! 7. [`console`] and [`service`]: what answers on the http port.
+//! 8. [`server`]: starting the node and its core threads.
 
 pub mod api;
 pub mod client_id;
@@ -11,11 +32,14 @@ pub mod config;
 pub mod console;
 pub mod core;
 pub mod http;
+pub mod json;
+pub mod mailbox;
 pub mod metrics;
 pub mod node;
-pub mod push;
+pub mod op;
 pub mod registry;
 pub mod server;
+pub mod service;
 pub mod socket;
 pub mod webhook;
 pub mod ws;

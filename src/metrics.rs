@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::api::route::Route;
-use crate::core::conn::CloseReason;
+use crate::ws::CloseReason;
 
 /// HTTP statuses counted as protocol-level refusals.
 pub const HTTP_ERRORS: [u16; 4] = [400, 408, 413, 431];

@@ -12,7 +12,7 @@ use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::MembershipHandle;
 use crate::cluster::{ClusterView, PeerTable};
 use crate::config::Config;
-use crate::core::mailbox::CoreMsg;
+use crate::mailbox::CoreMsg;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::SystemEntry;

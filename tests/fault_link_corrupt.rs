@@ -42,11 +42,11 @@ fn encode(f: &Frame) -> Vec<u8> {
 }
 
 /// A WebSocket text frame carrying a push with `msg` (what a `System` frame carries).
-fn push_ws_frame(message_id: &str, msg: &str) -> Vec<u8> {
+fn push_ws_frame(message_id: &str, msg: &str) -> bytes::Bytes {
     let json = format!(
         "{{\"messageId\":\"{message_id}\",\"sendUserId\":\"\",\"code\":0,\"msg\":\"{msg}\",\"data\":\"\"}}"
     );
-    shardcast::push::text_frame(json.as_bytes()).to_vec()
+    shardcast::ws::frame::text_frame(json.as_bytes())
 }
 
 /// The fake peer's side of one link.

@@ -18,11 +18,14 @@
 //! the message fields in each body's wire struct and moves them into the
 //! public `message` field.
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::error::{ApiError, Field};
+use crate::ws::message::push_frame;
+use crate::ws::MessageId;
 
 /// Longest `systemId` / `clientId` (bytes).
 pub const MAX_ID: usize = 128;
@@ -93,6 +96,17 @@ impl Message {
     pub fn check_limits(&self, limits: &BodyLimits) -> Result<(), ApiError> {
         within(Field::SendUserId, &self.send_user_id, MAX_TEXT)?;
         within(Field::Data, self.data.get(), limits.max_message)
+    }
+
+    /// The push frame every recipient of this message gets.
+    pub fn frame(&self, id: MessageId) -> Bytes {
+        push_frame(
+            id,
+            &self.send_user_id,
+            self.code,
+            &self.msg,
+            self.data.get(),
+        )
     }
 }
 
@@ -402,6 +416,27 @@ fn too_long_if(over: bool, field: Field) -> Result<(), ApiError> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_message_becomes_its_push_frame() {
+        let m = SendToSystem::decode(
+            br#"{"sendUserId":"u1","code":-5,"msg":"hi","data":{"a":[1, 2]}}"#,
+        )
+        .unwrap()
+        .message;
+        let expected = r#"{"messageId":"00000000000000ff","sendUserId":"u1","code":-5,"msg":"hi","data":{"a":[1, 2]}}"#;
+        assert_eq!(
+            crate::ws::message::tests::text(&m.frame(MessageId(0xff))),
+            expected
+        );
+        let empty = SendToSystem::decode(b"{}").unwrap().message;
+        let v: Value = serde_json::from_slice(crate::ws::message::tests::payload(
+            &empty.frame(MessageId(1)),
+        ))
+        .unwrap();
+        assert_eq!(v["data"], "", "default data is the empty string");
+        assert_eq!((v["code"].as_i64(), v["msg"].as_str()), (Some(0), Some("")));
+    }
 
     fn bytes(v: Value) -> Vec<u8> {
         serde_json::to_vec(&v).unwrap()

@@ -1,4 +1,4 @@
-//! Client messages (API.md §2.1): a WebSocket client asks the node to send
+//! Client messages (docs/api.md §2.1): a WebSocket client asks the node to send
 //! to a group, a userId or a clientId of its own system.
 //!
 //! A message is recognised by its `type` alone; anything else a client sends
@@ -9,17 +9,12 @@
 //! `sendUserId` is never taken from the client: the owning core overwrites
 //! it with the sender's identity before the checks.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::body::{Body, BodyLimits, Message, SendToClient, SendToGroup, SendToUser};
 use super::error::ApiError;
-use super::handlers::{push_to_client, push_to_group, push_to_user};
 use crate::config::ClientSendPolicy;
-use crate::core::CoreRef;
-use crate::push::MessageId;
 
 /// A recognised client message: the `reqId` to echo and the decoded body,
 /// or why it could not be decoded.
@@ -114,14 +109,13 @@ impl Request {
         }
     }
 
-    /// Routes the push like the HTTP route of the same name; the id the
-    /// recipients' frames carry.
-    pub async fn send(self, core: &CoreRef, system: &Arc<str>) -> Result<MessageId, ApiError> {
-        Ok(match self {
-            Request::Group(b) => push_to_group(core, system, b)?.0,
-            Request::User(b) => push_to_user(core, system, b).await?.0,
-            Request::Client(b) => push_to_client(core, system, b).await?.0,
-        })
+    /// The message fields, as the recipients will get them.
+    pub fn message(&self) -> &Message {
+        match self {
+            Request::Group(b) => &b.message,
+            Request::User(b) => &b.message,
+            Request::Client(b) => &b.message,
+        }
     }
 }
 

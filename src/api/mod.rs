@@ -1,100 +1,15 @@
-//! The `/api/*` push API (API.md §4): routing, authentication and the
-//! order in which errors are reported (§5).
+//! The push API's contract as data (docs/api.md §4–§5): the route table,
+//! request bodies and their limits, the error catalogue (zh/en), the answer
+//! envelope, connect tokens, client messages and secret comparison.
 //!
-//! A request is checked in the contract's order — path, method, body size
-//! (by the HTTP reader), JSON and field types, `SystemId`/`Token`, required
-//! fields, limits — and only then handed to its route in `handlers`, which
-//! talks to the cores that own the connections.
+//! Everything here is a pure function over bytes and plain values — no
+//! sockets, no cores — so that it is tested and fuzzed on its own. What a
+//! route *does* lives in `service`, which sends through `core`.
 
+pub mod auth;
 pub mod body;
 pub mod client_message;
 pub mod connect_token;
+pub mod envelope;
 pub mod error;
-mod handlers;
-mod remote;
 pub mod route;
-
-use std::sync::Arc;
-
-use subtle::ConstantTimeEq;
-
-use crate::config::AuthMode;
-use crate::core::CoreRef;
-use crate::http::request::{Method, Request};
-use crate::push::{error_envelope, ok_envelope};
-use body::{Body, BodyLimits};
-use error::ApiError;
-use route::Route;
-
-/// Answers one API request: (HTTP status, JSON envelope).
-pub async fn handle(core: &CoreRef, req: &Request) -> (u16, Vec<u8>) {
-    let lang = core.borrow().node.config.api.lang;
-    let Some(route) = Route::from_path(&req.path) else {
-        return (404, error_envelope(&ApiError::NotFound, lang));
-    };
-    let result = if req.method != Method::Post {
-        Err(ApiError::MethodNotAllowed)
-    } else {
-        handlers::dispatch(core, route, req).await
-    };
-    core.borrow().metrics().api(route, result.is_ok());
-    match result {
-        Ok(data) => (200, ok_envelope(&data)),
-        Err(e) => (e.status(), error_envelope(&e, lang)),
-    }
-}
-
-/// Decodes the body and authenticates the caller, in the order of §5.
-fn prepare<B: Body>(core: &CoreRef, req: &Request) -> Result<(Arc<str>, B), ApiError> {
-    let body = B::decode(&req.body)?;
-    let system = authenticate(core, req)?;
-    body.check_required()?;
-    body.check_limits(&limits(core))?;
-    Ok((system, body))
-}
-
-fn limits(core: &CoreRef) -> BodyLimits {
-    BodyLimits::from(&core.borrow().node.config.api)
-}
-
-/// The system named by the `SystemId` header, checked against its secret in
-/// token mode.
-fn authenticate(core: &CoreRef, req: &Request) -> Result<Arc<str>, ApiError> {
-    let c = core.borrow();
-    let id = req
-        .system_id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or(ApiError::SystemIdRequired)?;
-    let entry = c.system(id).ok_or(ApiError::SystemIdInvalid)?;
-    if c.node.config.api.auth == AuthMode::Token {
-        let secret = entry.secret.as_deref().unwrap_or("");
-        if !secret_matches(req.token.as_deref(), secret) {
-            return Err(ApiError::BadToken);
-        }
-    }
-    Ok(Arc::from(id))
-}
-
-/// Constant-time comparison of a presented token with the expected one; an
-/// empty expected value never matches.
-pub fn secret_matches(presented: Option<&str>, expected: &str) -> bool {
-    match presented {
-        Some(p) if !expected.is_empty() => bool::from(p.as_bytes().ct_eq(expected.as_bytes())),
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(secret_matches(Some("abc"), "abc"));
-        assert!(!secret_matches(Some("abd"), "abc"));
-        assert!(!secret_matches(Some("ab"), "abc"));
-        assert!(!secret_matches(None, "abc"));
-        assert!(!secret_matches(Some(""), ""));
-    }
-}

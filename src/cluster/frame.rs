@@ -22,12 +22,14 @@
 //! Everything here is a pure function over byte slices: no sockets, no
 //! clocks, no global state. That keeps the codec easy to fuzz and to bench.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use rkyv::rancor::BoxedError;
 use rkyv::util::AlignedVec;
 
+use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
+
 /// Version carried in [`Frame::Hello`]; peers with a different one are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest body accepted (an online-list reply of a huge group is the biggest legitimate frame).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Bytes before the body: length and CRC, both `u32` little-endian.
@@ -52,77 +54,41 @@ pub enum Frame {
     /// The accepting side's proof; the link is up after this.
     Welcome { node: u16, mac: [u8; 32] },
 
-    // Pushes. `frame` is the pre-encoded WebSocket frame (header + JSON) delivered as-is.
-    /// Push to one connection.
-    Deliver {
+    /// An operation on one connection of core `core` of the receiving node;
+    /// answered by [`Frame::ConnDone`].
+    Conn {
         req: u64,
         core: u8,
-        slot: u32,
-        gen: u32,
+        addr: ConnAddr,
         system: String,
-        frame: Vec<u8>,
+        op: ConnOp,
     },
-    /// Push to several connections of one core.
+
+    // Pushes. `frame` is the pre-encoded WebSocket frame (header + JSON) delivered as-is.
+    /// Push to several connections of one core; answered by [`Frame::Count`].
     DeliverMany {
         req: u64,
         core: u8,
         system: String,
-        targets: Vec<Target>,
-        frame: Vec<u8>,
+        targets: Vec<ConnAddr>,
+        frame: Bytes,
     },
     /// Push to every member of a group on the receiving node.
     Group {
         system: String,
         group: String,
-        frame: Vec<u8>,
+        frame: Bytes,
     },
-    /// Push to every connection of a user on the receiving node.
+    /// Push to every connection of a user on the receiving node; answered
+    /// by [`Frame::Count`].
     User {
         req: u64,
         system: String,
         user: String,
-        frame: Vec<u8>,
+        frame: Bytes,
     },
     /// Push to every connection of a system on the receiving node.
-    System { system: String, frame: Vec<u8> },
-
-    // Per-connection operations, executed by the owning core of the receiving node.
-    /// Add a connection to a group and set its user id and extend data.
-    Bind {
-        req: u64,
-        core: u8,
-        slot: u32,
-        gen: u32,
-        system: String,
-        group: String,
-        user_id: String,
-        extend: String,
-    },
-    /// Remove a connection from a group.
-    Unbind {
-        req: u64,
-        core: u8,
-        slot: u32,
-        gen: u32,
-        system: String,
-        group: String,
-    },
-    /// Close a connection.
-    Close {
-        req: u64,
-        core: u8,
-        slot: u32,
-        gen: u32,
-        system: String,
-    },
-    /// Ask for a connection's details.
-    Info {
-        req: u64,
-        core: u8,
-        slot: u32,
-        gen: u32,
-        system: String,
-    },
+    System { system: String, frame: Bytes },
 
     // Queries answered by the whole receiving node.
     /// Count (or list, `with_info`) a group's members on the receiving node.
@@ -136,17 +102,12 @@ pub enum Frame {
     GroupList { req: u64, system: String },
 
     // Replies, matched to the request by `req`.
-    /// Outcome of a per-connection operation or push.
-    Done { req: u64, status: ConnStatus },
-    /// A count (pushes delivered, group members).
+    /// Outcome of [`Frame::Conn`].
+    ConnDone { req: u64, outcome: ConnOutcome },
+    /// A count (connections a push reached).
     Count { req: u64, n: u64 },
-    /// Answer to [`Frame::Info`].
-    InfoReply { req: u64, result: InfoResult },
-    /// Answer to [`Frame::OnlineList`] with `with_info`.
-    Clients {
-        req: u64,
-        clients: Vec<ClientInfoWire>,
-    },
+    /// Answer to [`Frame::OnlineList`].
+    Clients { req: u64, clients: Vec<ClientInfo> },
     /// Answer to [`Frame::GroupList`].
     Groups { req: u64, groups: Vec<GroupCount> },
 
@@ -157,49 +118,6 @@ pub enum Frame {
     Pong { t: u64 },
     /// Orderly close of the link.
     Goodbye,
-}
-
-/// One connection of a core, addressed by slot and generation.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    pub slot: u32,
-    pub gen: u32,
-}
-
-/// Outcome of an operation on one connection.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnStatus {
-    /// Done.
-    Ok,
-    /// The connection is gone.
-    Offline,
-    /// The address does not name a connection of this node.
-    Invalid,
-}
-
-/// A connection's details as sent between nodes.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct ClientInfoWire {
-    pub client_id: String,
-    pub user_id: String,
-    pub extend: String,
-    pub groups: Vec<String>,
-    pub connect_time: u64,
-}
-
-/// Answer to [`Frame::Info`].
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
-pub enum InfoResult {
-    Info(ClientInfoWire),
-    Offline,
-    Invalid,
-}
-
-/// A group and its member count on one node.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct GroupCount {
-    pub group: String,
-    pub count: u64,
 }
 
 /// Why bytes from a peer are not a frame; any of these closes the link.
@@ -293,8 +211,8 @@ fn invalid(e: BoxedError) -> FrameError {
 mod tests {
     use super::*;
 
-    fn info(n: u8) -> ClientInfoWire {
-        ClientInfoWire {
+    fn info(n: u8) -> ClientInfo {
+        ClientInfo {
             client_id: format!("client-{n}"),
             user_id: format!("user-{n}"),
             extend: "{\"k\":\"v\"}".into(),
@@ -303,9 +221,24 @@ mod tests {
         }
     }
 
+    fn conn(req: u64, core: u8, slot: u32, gen: u32, op: ConnOp) -> Frame {
+        Frame::Conn {
+            req,
+            core,
+            addr: ConnAddr { slot, gen },
+            system: if req == 0 {
+                String::new()
+            } else {
+                "sys".into()
+            },
+            op,
+        }
+    }
+
     /// One or more samples of every variant, with empty and extreme values.
-    fn samples() -> Vec<Frame> {
+    pub(crate) fn samples() -> Vec<Frame> {
         let s = |x: &str| x.to_string();
+        let b = |x: &[u8]| Bytes::copy_from_slice(x);
         vec![
             Frame::Hello {
                 version: PROTOCOL_VERSION,
@@ -327,103 +260,78 @@ mod tests {
                 node: 3,
                 mac: [1; 32],
             },
-            Frame::Deliver {
-                req: u64::MAX,
-                core: u8::MAX,
-                slot: u32::MAX,
-                gen: u32::MAX,
-                system: s("sys"),
-                frame: vec![0x81, 2, b'{', b'}'],
-            },
-            Frame::Deliver {
-                req: 0,
-                core: 0,
-                slot: 0,
-                gen: 0,
-                system: String::new(),
-                frame: Vec::new(),
-            },
+            conn(
+                u64::MAX,
+                u8::MAX,
+                u32::MAX,
+                u32::MAX,
+                ConnOp::Deliver(b(&[0x81, 2, b'{', b'}'])),
+            ),
+            conn(0, 0, 0, 0, ConnOp::Deliver(Bytes::new())),
+            conn(
+                1,
+                4,
+                77,
+                8,
+                ConnOp::Bind {
+                    group: s("g"),
+                    user_id: s("u"),
+                    extend: s("e"),
+                },
+            ),
+            conn(
+                0,
+                0,
+                0,
+                0,
+                ConnOp::Bind {
+                    group: String::new(),
+                    user_id: String::new(),
+                    extend: String::new(),
+                },
+            ),
+            conn(2, 1, 3, 4, ConnOp::Unbind { group: s("g") }),
+            conn(3, 1, 3, 4, ConnOp::Close),
+            conn(4, 1, 3, 4, ConnOp::Info),
             Frame::DeliverMany {
                 req: 9,
                 core: 2,
                 system: s("sys"),
                 targets: vec![
-                    Target { slot: 1, gen: 2 },
-                    Target {
+                    ConnAddr { slot: 1, gen: 2 },
+                    ConnAddr {
                         slot: u32::MAX,
                         gen: u32::MAX,
                     },
                 ],
-                frame: vec![0; 300],
+                frame: b(&[0; 300]),
             },
             Frame::DeliverMany {
                 req: 0,
                 core: 0,
                 system: String::new(),
                 targets: Vec::new(),
-                frame: Vec::new(),
+                frame: Bytes::new(),
             },
             Frame::Group {
                 system: s("sys"),
                 group: s("room-1"),
-                frame: b"hello".to_vec(),
+                frame: b(b"hello"),
             },
             Frame::Group {
                 system: String::new(),
                 group: String::new(),
-                frame: Vec::new(),
+                frame: Bytes::new(),
             },
             Frame::User {
                 req: 5,
                 system: s("sys"),
                 user: s("alice"),
-                frame: vec![1, 2, 3],
+                frame: b(&[1, 2, 3]),
             },
             Frame::System {
                 system: s("sys"),
-                frame: vec![9; 1000],
-            },
-            Frame::Bind {
-                req: 1,
-                core: 4,
-                slot: 77,
-                gen: 8,
-                system: s("sys"),
-                group: s("g"),
-                user_id: s("u"),
-                extend: s("e"),
-            },
-            Frame::Bind {
-                req: 0,
-                core: 0,
-                slot: 0,
-                gen: 0,
-                system: String::new(),
-                group: String::new(),
-                user_id: String::new(),
-                extend: String::new(),
-            },
-            Frame::Unbind {
-                req: 2,
-                core: 1,
-                slot: 3,
-                gen: 4,
-                system: s("sys"),
-                group: s("g"),
-            },
-            Frame::Close {
-                req: 3,
-                core: 1,
-                slot: 3,
-                gen: 4,
-                system: s("sys"),
-            },
-            Frame::Info {
-                req: 4,
-                core: 1,
-                slot: 3,
-                gen: 4,
-                system: s("sys"),
+                frame: b(&[9; 1000]),
             },
             Frame::OnlineList {
                 req: 6,
@@ -441,33 +349,25 @@ mod tests {
                 req: 8,
                 system: s("sys"),
             },
-            Frame::Done {
+            Frame::ConnDone {
                 req: 10,
-                status: ConnStatus::Ok,
+                outcome: ConnOutcome::Done,
             },
-            Frame::Done {
+            Frame::ConnDone {
                 req: 11,
-                status: ConnStatus::Offline,
+                outcome: ConnOutcome::Offline,
             },
-            Frame::Done {
+            Frame::ConnDone {
                 req: 12,
-                status: ConnStatus::Invalid,
+                outcome: ConnOutcome::Invalid,
+            },
+            Frame::ConnDone {
+                req: 14,
+                outcome: ConnOutcome::Info(info(1)),
             },
             Frame::Count {
                 req: 13,
                 n: u64::MAX,
-            },
-            Frame::InfoReply {
-                req: 14,
-                result: InfoResult::Info(info(1)),
-            },
-            Frame::InfoReply {
-                req: 15,
-                result: InfoResult::Offline,
-            },
-            Frame::InfoReply {
-                req: 16,
-                result: InfoResult::Invalid,
             },
             Frame::Clients {
                 req: 17,
@@ -585,7 +485,7 @@ mod tests {
         let mut buf = encode_all(&[Frame::Group {
             system: "s".into(),
             group: "g".into(),
-            frame: vec![1],
+            frame: Bytes::from_static(&[1]),
         }]);
         let last = buf.len() - 1;
         buf[last] ^= 0x40;
@@ -594,16 +494,17 @@ mod tests {
 
     #[test]
     fn flipped_body_bits_with_valid_crc_never_panic() {
-        let sample = Frame::Bind {
-            req: 1,
-            core: 2,
-            slot: 3,
-            gen: 4,
-            system: "system".into(),
-            group: "group".into(),
-            user_id: "user".into(),
-            extend: "extend".into(),
-        };
+        let sample = conn(
+            1,
+            2,
+            3,
+            4,
+            ConnOp::Bind {
+                group: "group".into(),
+                user_id: "user".into(),
+                extend: "extend".into(),
+            },
+        );
         let body = encode_all(&[sample])[HEADER_LEN..].to_vec();
         for pos in 0..body.len() {
             for mask in [0x01, 0x02, 0x10, 0x80, 0xFF] {
@@ -649,7 +550,7 @@ mod tests {
     fn encode_refuses_bodies_the_peer_would_refuse() {
         let huge = Frame::System {
             system: String::new(),
-            frame: vec![0; MAX_BODY],
+            frame: Bytes::from(vec![0; MAX_BODY]),
         };
         let mut out = BytesMut::new();
         assert!(matches!(encode(&huge, &mut out), Err(FrameError::TooLong(n)) if n > MAX_BODY));
@@ -692,7 +593,7 @@ mod tests {
     fn decode_with_reuses_scratch() {
         let big = encode_all(&[Frame::System {
             system: "s".into(),
-            frame: vec![7; 1 << 20],
+            frame: Bytes::from(vec![7; 1 << 20]),
         }]);
         let small = encode_all(&samples());
         let mut scratch = AlignedVec::new();

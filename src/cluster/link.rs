@@ -1,11 +1,11 @@
-//! Persistent TCP links between nodes.
+//! The transport of a link between two nodes: dial, accept, the handshake
+//! of `handshake.rs`, and the reader that turns bytes into frames.
 //!
 //! Every core dials one link to every live peer and accepts links on the
-//! shared cluster port. A link starts with the handshake of `handshake.rs`;
-//! after it, frames flow both ways: requests on the dialler's link are
-//! answered on the same connection. Frames to send are encoded into the
-//! link's buffer and written by the core's flush, one write per batch; the
-//! buffer is bounded and what does not fit is dropped and counted.
+//! shared cluster port (docs/cluster.md). What a frame means, and the
+//! buffered writing of frames, belong to the core that owns the link: this
+//! file knows sockets and frames only, and hands each decoded frame to a
+//! closure.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,24 +16,8 @@ use rkyv::util::AlignedVec;
 
 use super::frame::{self, Frame, FrameError, PROTOCOL_VERSION};
 use super::handshake::{self, Side};
-use crate::core::{Core, CoreRef};
 use crate::socket;
 use std::os::fd::AsRawFd;
-
-/// Bytes queued on one link before frames are dropped.
-pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
-
-/// One link's socket and output buffer, held in its core's link slab.
-pub struct LinkIo {
-    /// The peer's node id (known after the handshake).
-    pub node: u16,
-    pub stream: Rc<TcpStream>,
-    pub out: BytesMut,
-    pub dirty: bool,
-    pub write_waiting: bool,
-    /// This core dialled it (it carries this core's requests).
-    pub outbound: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -181,13 +165,14 @@ pub async fn accept(
         .map_err(|_| LinkError::Timeout)?
 }
 
-/// Reads frames from an established link and hands them to the core until
-/// the link breaks, is closed by the core, or a frame is invalid.
-pub async fn run(
-    core: CoreRef,
+/// Reads frames from an established link and hands each to `on_frame`
+/// (with its size on the wire), calling `after_batch` once the bytes of one
+/// read are used up, until the link breaks, is closed, or a frame is invalid.
+pub async fn read_frames(
     stream: Rc<TcpStream>,
-    key: (u32, u32),
     mut buf: BytesMut,
+    mut on_frame: impl FnMut(Frame, usize),
+    mut after_batch: impl FnMut(),
 ) -> LinkError {
     let mut scratch = AlignedVec::new();
     loop {
@@ -195,14 +180,13 @@ pub async fn run(
             match frame::decode_with(&buf, &mut scratch) {
                 Ok(Some((f, n))) => {
                     buf.advance(n);
-                    core.borrow().metrics().link_in(n);
-                    Core::on_link_frame(&core, key, f);
+                    on_frame(f, n);
                 }
                 Ok(None) => break,
                 Err(e) => return e.into(),
             }
         }
-        core.borrow_mut().flush();
+        after_batch();
         match socket::read_some(&stream, &mut buf).await {
             Ok(0) => return LinkError::Closed,
             Ok(_) => {}

@@ -1,4 +1,4 @@
-//! Client messages on the core that owns the sender (API.md §2.1).
+//! Client messages on the core that owns the sender (docs/api.md §2.1).
 //!
 //! Everything that needs the sender — its rate bucket, its groups, its
 //! identity for `sendUserId` — is decided here, synchronously, while the
@@ -15,10 +15,12 @@ use crate::api::body::BodyLimits;
 use crate::api::client_message::{self, ClientMessage, Request};
 use crate::api::error::ApiError;
 use crate::config::ClientSendPolicy;
-use crate::push::{self, MessageId};
+use crate::op::ConnAddr;
 use crate::webhook::EventKind;
+use crate::ws::message::ack_frame;
+use crate::ws::MessageId;
 
-use super::Core;
+use super::{send, Core, CoreRef};
 
 /// What became of a client message: the ack's messageId (None for a
 /// message forwarded to the webhook), or the refusal.
@@ -27,37 +29,37 @@ type Acked = Result<Option<MessageId>, ApiError>;
 impl Core {
     /// Handles one text message of a connection under a policy other than
     /// `off`. Not a client message: ignored.
-    pub(super) fn client_message(&mut self, slot: u32, gen: u32, text: &str) {
+    pub(super) fn client_message(&mut self, addr: ConnAddr, text: &str) {
         let Some(ClientMessage { req_id, kind, body }) = client_message::parse(text) else {
             return;
         };
         let ws = &self.node.config.ws;
         let (policy, rate) = (ws.client_send, ws.client_send_rate);
         let now = self.clock_ms();
-        let Some(conn) = self.conns.get_mut(slot, gen) else {
+        let Some(conn) = self.conns.get_mut(addr) else {
             return;
         };
         if !conn.bucket.take(now, rate) {
-            return self.ack(slot, gen, &req_id, Err(ApiError::ClientSendRate));
+            return self.ack(addr, &req_id, Err(ApiError::ClientSendRate));
         }
         if policy == ClientSendPolicy::Webhook {
-            let forwarded = self.forward(slot, gen, text).map(|()| None);
-            return self.ack(slot, gen, &req_id, forwarded);
+            let forwarded = self.forward(addr, text).map(|()| None);
+            return self.ack(addr, &req_id, forwarded);
         }
         if !kind.permitted(policy) {
-            return self.ack(slot, gen, &req_id, Err(ApiError::ClientSendForbidden));
+            return self.ack(addr, &req_id, Err(ApiError::ClientSendForbidden));
         }
-        match body.and_then(|b| self.checked(slot, gen, b)) {
-            Ok(request) => self.spawn_send(slot, gen, req_id, request),
-            Err(e) => self.ack(slot, gen, &req_id, Err(e)),
+        match body.and_then(|b| self.checked(addr, b)) {
+            Ok(request) => self.spawn_send(addr, req_id, request),
+            Err(e) => self.ack(addr, &req_id, Err(e)),
         }
     }
 
     /// The request, with `sendUserId` set to the sender, if its fields and
     /// (for a group) the sender's membership allow it.
-    fn checked(&self, slot: u32, gen: u32, mut request: Request) -> Result<Request, ApiError> {
+    fn checked(&self, addr: ConnAddr, mut request: Request) -> Result<Request, ApiError> {
         let limits = BodyLimits::from(&self.node.config.api);
-        let conn = self.conns.get(slot, gen).ok_or(ApiError::ClientOffline)?;
+        let conn = self.conns.get(addr).ok_or(ApiError::ClientOffline)?;
         let sender = if conn.user_id.is_empty() {
             &*conn.client_id
         } else {
@@ -72,25 +74,25 @@ impl Core {
     }
 
     /// Routes an accepted message from a task of this core, then acks it.
-    fn spawn_send(&mut self, slot: u32, gen: u32, req_id: Box<RawValue>, request: Request) {
-        let (Some(core), Some(conn)) = (self.this.upgrade(), self.conns.get(slot, gen)) else {
+    fn spawn_send(&mut self, addr: ConnAddr, req_id: Box<RawValue>, request: Request) {
+        let (Some(core), Some(conn)) = (self.this.upgrade(), self.conns.get(addr)) else {
             return;
         };
         let system: Arc<str> = Arc::from(&*conn.system);
         monoio::spawn(async move {
-            let sent = request.send(&core, &system).await.map(Some);
+            let sent = route(&core, &system, request).await.map(Some);
             let mut c = core.borrow_mut();
-            c.ack(slot, gen, &req_id, sent);
+            c.ack(addr, &req_id, sent);
             c.flush();
         });
     }
 
     /// Queues the `message` webhook event for a client message.
-    fn forward(&mut self, slot: u32, gen: u32, text: &str) -> Result<(), ApiError> {
+    fn forward(&mut self, addr: ConnAddr, text: &str) -> Result<(), ApiError> {
         let kind = EventKind::Message {
             data: text.to_owned(),
         };
-        let conn = self.conns.get(slot, gen).ok_or(ApiError::ClientOffline)?;
+        let conn = self.conns.get(addr).ok_or(ApiError::ClientOffline)?;
         match self.emit(conn, kind) {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) => Err(ApiError::Busy),
@@ -101,14 +103,31 @@ impl Core {
 
     /// Queues the ack of the message `req_id` to its sender (if still
     /// connected).
-    fn ack(&mut self, slot: u32, gen: u32, req_id: &RawValue, acked: Acked) {
+    fn ack(&mut self, addr: ConnAddr, req_id: &RawValue, acked: Acked) {
         let frame = match acked {
-            Ok(id) => push::ack_frame(req_id.get(), 0, "success", id),
+            Ok(id) => ack_frame(req_id.get(), 0, "success", id),
             Err(e) => {
                 let text = e.message(self.node.config.api.lang);
-                push::ack_frame(req_id.get(), -1, &text, None)
+                ack_frame(req_id.get(), -1, &text, None)
             }
         };
-        self.enqueue(slot, gen, frame);
+        self.enqueue(addr, frame);
     }
+}
+
+/// Sends an accepted message exactly like the HTTP route of the same name;
+/// the id the recipients' frames carry.
+async fn route(core: &CoreRef, system: &Arc<str>, request: Request) -> Result<MessageId, ApiError> {
+    let id = core.borrow_mut().ids.next();
+    let frame = request.message().frame(id);
+    match &request {
+        Request::Group(b) => send::to_group(core, system, &b.group_name, frame).map(drop),
+        Request::User(b) => send::to_user(core, system, &b.user_id, frame)
+            .await
+            .map(drop),
+        Request::Client(b) => send::to_client(core, system, &b.client_id, frame)
+            .await
+            .map(drop),
+    }?;
+    Ok(id)
 }

@@ -1,4 +1,4 @@
-//! Webhook events of the connections a core owns (API.md §2.2): `connect`
+//! Webhook events of the connections a core owns (docs/api.md §2.2): `connect`
 //! once the connection is routable, `disconnect` from `close_conn` (the one
 //! place a connection ends, so exactly once), `message` for forwarded
 //! client messages.

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 
 use crate::client_id::{MAX_GENERATION, MAX_SLOT};
+use crate::op::ConnAddr;
 
 struct Entry<T> {
     generation: u32,
@@ -34,10 +35,11 @@ impl<T> Default for Slots<T> {
 }
 
 impl<T> Slots<T> {
-    /// The (slot, generation) the next `insert` will use, if any slot is left.
-    pub fn vacant(&mut self) -> Option<(u32, u32)> {
+    /// The address the next `insert` will use, if any slot is left.
+    pub fn vacant(&mut self) -> Option<ConnAddr> {
         if let Some(&slot) = self.free.front() {
-            return Some((slot, self.entries[slot as usize].generation));
+            let gen = self.entries[slot as usize].generation;
+            return Some(ConnAddr { slot, gen });
         }
         let slot = u32::try_from(self.entries.len()).ok()?;
         if slot > MAX_SLOT {
@@ -48,47 +50,49 @@ impl<T> Slots<T> {
             value: None,
         });
         self.free.push_back(slot);
-        Some((slot, 0))
+        Some(ConnAddr { slot, gen: 0 })
     }
 
     /// Stores `value` in the slot `vacant` announced.
-    pub fn insert(&mut self, value: T) -> Option<(u32, u32)> {
-        let (slot, generation) = self.vacant()?;
+    pub fn insert(&mut self, value: T) -> Option<ConnAddr> {
+        let addr = self.vacant()?;
         self.free.pop_front();
-        self.entries[slot as usize].value = Some(Box::new(value));
+        self.entries[addr.slot as usize].value = Some(Box::new(value));
         self.live += 1;
-        Some((slot, generation))
+        Some(addr)
     }
 
-    pub fn get(&self, slot: u32, generation: u32) -> Option<&T> {
-        let e = self.entries.get(slot as usize)?;
-        (e.generation == generation).then_some(())?;
+    pub fn get(&self, addr: ConnAddr) -> Option<&T> {
+        let e = self.entries.get(addr.slot as usize)?;
+        (e.generation == addr.gen).then_some(())?;
         e.value.as_deref()
     }
 
-    pub fn get_mut(&mut self, slot: u32, generation: u32) -> Option<&mut T> {
-        let e = self.entries.get_mut(slot as usize)?;
-        (e.generation == generation).then_some(())?;
+    pub fn get_mut(&mut self, addr: ConnAddr) -> Option<&mut T> {
+        let e = self.entries.get_mut(addr.slot as usize)?;
+        (e.generation == addr.gen).then_some(())?;
         e.value.as_deref_mut()
     }
 
     /// The live value in `slot` whatever its generation (index walks hold
     /// slots of live connections only).
-    pub fn at_mut(&mut self, slot: u32) -> Option<(u32, &mut T)> {
+    pub fn at_mut(&mut self, slot: u32) -> Option<(ConnAddr, &mut T)> {
         let e = self.entries.get_mut(slot as usize)?;
-        let generation = e.generation;
-        e.value.as_deref_mut().map(|v| (generation, v))
+        let gen = e.generation;
+        e.value.as_deref_mut().map(|v| (ConnAddr { slot, gen }, v))
     }
 
     /// The live value in `slot` whatever its generation.
-    pub fn at(&self, slot: u32) -> Option<(u32, &T)> {
+    pub fn at(&self, slot: u32) -> Option<(ConnAddr, &T)> {
         let e = self.entries.get(slot as usize)?;
-        e.value.as_deref().map(|v| (e.generation, v))
+        let gen = e.generation;
+        e.value.as_deref().map(|v| (ConnAddr { slot, gen }, v))
     }
 
-    pub fn remove(&mut self, slot: u32, generation: u32) -> Option<Box<T>> {
+    pub fn remove(&mut self, addr: ConnAddr) -> Option<Box<T>> {
+        let slot = addr.slot;
         let e = self.entries.get_mut(slot as usize)?;
-        if e.generation != generation {
+        if e.generation != addr.gen {
             return None;
         }
         let value = e.value.take()?;
@@ -108,13 +112,16 @@ impl<T> Slots<T> {
         self.live == 0
     }
 
-    /// (slot, generation) of every live value.
-    pub fn keys(&self) -> Vec<(u32, u32)> {
+    /// The address of every live value.
+    pub fn keys(&self) -> Vec<ConnAddr> {
         self.entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.value.is_some())
-            .map(|(i, e)| (i as u32, e.generation))
+            .map(|(i, e)| ConnAddr {
+                slot: i as u32,
+                gen: e.generation,
+            })
             .collect()
     }
 }
@@ -126,18 +133,15 @@ mod tests {
     #[test]
     fn stale_generation_misses() {
         let mut s = Slots::default();
-        let (slot, gen) = s.insert("a").expect("slot");
-        assert_eq!(s.get(slot, gen), Some(&"a"));
-        assert!(s.remove(slot, gen).is_some());
-        assert!(s.get(slot, gen).is_none());
-        let (slot2, gen2) = s.insert("b").expect("slot");
-        assert_eq!(slot2, slot);
-        assert_eq!(gen2, gen + 1);
-        assert!(
-            s.get(slot, gen).is_none(),
-            "old id must not see the newcomer"
-        );
-        assert!(s.remove(slot, gen).is_none());
+        let a = s.insert("a").expect("slot");
+        assert_eq!(s.get(a), Some(&"a"));
+        assert!(s.remove(a).is_some());
+        assert!(s.get(a).is_none());
+        let b = s.insert("b").expect("slot");
+        assert_eq!(b.slot, a.slot);
+        assert_eq!(b.gen, a.gen + 1);
+        assert!(s.get(a).is_none(), "old id must not see the newcomer");
+        assert!(s.remove(a).is_none());
         assert_eq!(s.len(), 1);
     }
 
@@ -146,20 +150,23 @@ mod tests {
         let mut s = Slots::default();
         let a = s.insert(1).expect("slot");
         let b = s.insert(2).expect("slot");
-        s.remove(a.0, a.1);
-        s.remove(b.0, b.1);
-        assert_eq!(s.insert(3).expect("slot").0, a.0);
-        assert_eq!(s.insert(4).expect("slot").0, b.0);
+        s.remove(a);
+        s.remove(b);
+        assert_eq!(s.insert(3).expect("slot").slot, a.slot);
+        assert_eq!(s.insert(4).expect("slot").slot, b.slot);
     }
 
     #[test]
     fn spent_slot_is_retired() {
         let mut s = Slots::default();
-        let (slot, _) = s.insert(0).expect("slot");
+        let slot = s.insert(0).expect("slot").slot;
         s.entries[slot as usize].generation = MAX_GENERATION;
-        s.remove(slot, MAX_GENERATION);
-        let (next, gen) = s.insert(1).expect("slot");
-        assert_ne!(next, slot);
-        assert_eq!(gen, 0);
+        s.remove(ConnAddr {
+            slot,
+            gen: MAX_GENERATION,
+        });
+        let next = s.insert(1).expect("slot");
+        assert_ne!(next.slot, slot);
+        assert_eq!(next.gen, 0);
     }
 }

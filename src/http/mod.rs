@@ -18,4 +18,3 @@ pub use request::{
     parse_request, query_param, HttpError, Limits, Method, Parsed, Request, WsUpgrade,
 };
 pub use response::{reason, write_head, write_json, write_response, write_switching_protocols};
-pub mod server;

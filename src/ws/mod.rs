@@ -1,3 +1,11 @@
-//! WebSocket sessions: the upgrade, admission (systemId, connect token) and
-//! the reader task of each connection.
-pub mod session;
+//! The WebSocket wire, as bytes: RFC 6455 frames, the JSON messages the
+//! node sends (docs/api.md §2), message ids and close reasons. Pure
+//! functions and plain types; the connections themselves live in `core`.
+
+pub mod close;
+pub mod frame;
+pub mod message;
+pub mod message_id;
+
+pub use close::CloseReason;
+pub use message_id::{MessageId, MessageIdGen};

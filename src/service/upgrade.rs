@@ -1,32 +1,26 @@
-//! The life of one WebSocket connection after its upgrade request.
-//!
-//! The session task is the connection's only task. It owns no buffer: it
-//! waits for readability (or for its core to detach it), then the core reads
-//! into its scratch buffer and feeds the connection's codec. When the core
-//! closes the connection it detaches the task, which lingers briefly to let
-//! the close handshake finish and then drops the socket.
+//! A WebSocket upgrade request (docs/api.md §2): the 101 answer (or an
+//! HTTP error), admission of the system and connect token (refused after
+//! the upgrade with a -1001 frame, as go-websocket does), then the
+//! connection is opened on this core and its reader task spawned.
 
-use std::future::{poll_fn, Future};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use crate::api::connect_token;
+use crate::api::envelope::error_envelope;
 use crate::api::error::ApiError;
 use crate::config::{AuthMode, ConnectTokenMode};
-use crate::core::conn::{close_frame, CloseReason, ConnSignal};
+use crate::core::conn::session::{session, LINGER_BYTES};
 use crate::core::{CoreRef, LINGER};
 use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{write_json, write_response, write_switching_protocols};
 use crate::node::unix_seconds;
-use crate::push;
 use crate::socket;
-
-/// Most a closing connection reads (and discards) while it lingers.
-const LINGER_BYTES: usize = 1 << 20;
+use crate::ws::frame::close_frame;
+use crate::ws::message::refusal_frame;
 
 /// Who may connect: the system and the userId a connect token binds.
 struct Admission {
@@ -57,18 +51,18 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
         opened.ok_or(ApiError::Busy)
     });
     match opened {
-        Ok((slot, gen, signal)) => {
+        Ok((addr, signal)) => {
             // The connection holds its place now; `close_conn` gives it back.
             place.keep();
             {
                 let mut c = core.borrow_mut();
                 if !rest.is_empty() {
-                    c.feed(slot, gen, &rest);
+                    c.feed(addr, &rest);
                 }
                 c.flush();
                 c.ws_tasks += 1;
             }
-            monoio::spawn(session(core, stream, slot, gen, signal));
+            monoio::spawn(session(core, stream, addr, signal));
         }
         Err(e) => refuse(&stream, &e.message(lang)).await,
     }
@@ -101,7 +95,7 @@ fn prepare(core: &CoreRef, req: &Request) -> Prepared {
     let key = upgrade.and_then(|u| u.key.as_deref());
     let version_ok = upgrade.and_then(|u| u.version.as_deref()) == Some("13");
     if req.path != "/ws" {
-        let body = push::error_envelope(&ApiError::NotFound, c.node.config.api.lang);
+        let body = error_envelope(&ApiError::NotFound, c.node.config.api.lang);
         write_json(&mut out, 404, &body, false, false);
         return Err(out.freeze());
     }
@@ -118,7 +112,7 @@ fn prepare(core: &CoreRef, req: &Request) -> Prepared {
         return Err(out.freeze());
     };
     if c.node.is_draining() || !c.node.reserve_connection() {
-        let body = push::error_envelope(&ApiError::Busy, c.node.config.api.lang);
+        let body = error_envelope(&ApiError::Busy, c.node.config.api.lang);
         write_json(&mut out, 503, &body, false, false);
         return Err(out.freeze());
     }
@@ -161,84 +155,10 @@ fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
 /// The -1001 refusal frame, close 1008, and a short linger.
 async fn refuse(stream: &Rc<TcpStream>, msg: &str) {
     let mut frames = BytesMut::new();
-    frames.extend_from_slice(&push::refusal_frame(msg));
+    frames.extend_from_slice(&refusal_frame(msg));
     frames.extend_from_slice(&close_frame(1008));
     if socket::write_all(stream, frames.freeze()).await.is_ok() {
         socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
         socket::linger(stream, LINGER_BYTES, LINGER).await;
     }
-}
-
-/// Keeps the core's count of live WebSocket tasks (graceful shutdown waits
-/// for it to reach zero).
-struct TaskGuard(CoreRef);
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        if let Ok(mut c) = self.0.try_borrow_mut() {
-            c.ws_tasks -= 1;
-        }
-    }
-}
-
-/// The connection's steady state, for as long as it lives: wait, read,
-/// feed. Kept small (it is most of an idle connection's memory): everything
-/// it needs only at the end is boxed.
-async fn session(
-    core: CoreRef,
-    stream: Rc<TcpStream>,
-    slot: u32,
-    gen: u32,
-    signal: Rc<ConnSignal>,
-) {
-    let _guard = TaskGuard(core.clone());
-    let fd = stream.as_raw_fd();
-    loop {
-        match readable_or_detached(&stream, &signal).await {
-            Wake::Detached => break,
-            Wake::Failed => core
-                .borrow_mut()
-                .close_conn(slot, gen, CloseReason::Error, None),
-            Wake::Readable => {
-                let mut c = core.borrow_mut();
-                match c.recv(fd) {
-                    Ok(0) => c.close_conn(slot, gen, CloseReason::ClientClosed, None),
-                    Ok(n) => c.on_ws_input(slot, gen, n),
-                    Err(e) if would_block(&e) => {}
-                    Err(_) => c.close_conn(slot, gen, CloseReason::Error, None),
-                }
-                c.flush();
-            }
-        }
-    }
-    Box::pin(socket::linger(&stream, LINGER_BYTES, LINGER)).await;
-}
-
-fn would_block(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-    )
-}
-
-enum Wake {
-    Readable,
-    Detached,
-    Failed,
-}
-
-async fn readable_or_detached(stream: &TcpStream, signal: &ConnSignal) -> Wake {
-    let mut readable = std::pin::pin!(stream.readable(false));
-    poll_fn(|cx| {
-        if signal.is_detached() {
-            return Poll::Ready(Wake::Detached);
-        }
-        signal.register(cx.waker());
-        match readable.as_mut().poll(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Wake::Readable),
-            Poll::Ready(Err(_)) => Poll::Ready(Wake::Failed),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
 }

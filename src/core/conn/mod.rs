@@ -1,9 +1,14 @@
-//! One WebSocket connection as its owning core holds it.
+//! One WebSocket connection, as its owning core holds it: the one home of
+//! a connection's state (`Conn`), its outgoing queue (`out_queue`) and its
+//! reader task (`session`).
 //!
 //! The core's slab owns this state; the connection's reader task holds only
 //! the stream and a `ConnSignal`. Outgoing bytes are a queue of `Bytes`
 //! (a push is the same `Bytes` for every recipient), bounded by
 //! `ws.send_queue_bytes`, written by the core with one `sendmsg` per drain.
+
+pub mod out_queue;
+pub mod session;
 
 use std::cell::Cell;
 use std::io;
@@ -11,12 +16,11 @@ use std::rc::Rc;
 use std::task::Waker;
 use std::time::Instant;
 
-use bytes::Bytes;
 use monoio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
-use super::out_queue::OutQueue;
 use super::rate::TokenBucket;
+use out_queue::OutQueue;
 
 /// Shared between the core (which may close the connection) and the
 /// connection's reader task (which must then stop reading and linger).
@@ -91,64 +95,5 @@ impl io::Write for WsIo<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// A close frame (server → client, unmasked) with `code`.
-pub fn close_frame(code: u16) -> Bytes {
-    let [hi, lo] = code.to_be_bytes();
-    Bytes::copy_from_slice(&[0x88, 0x02, hi, lo])
-}
-
-/// A protocol ping with no payload.
-pub const PING_FRAME: &[u8] = &[0x89, 0x00];
-
-/// Why a connection ended (the names are those of the webhook `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    ClientClosed,
-    ClosedByApi,
-    IdleTimeout,
-    SlowConsumer,
-    TooLarge,
-    Shutdown,
-    NodeLost,
-    Error,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
-        Self::ClientClosed,
-        Self::ClosedByApi,
-        Self::IdleTimeout,
-        Self::SlowConsumer,
-        Self::TooLarge,
-        Self::Shutdown,
-        Self::NodeLost,
-        Self::Error,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientClosed => "client_closed",
-            Self::ClosedByApi => "closed_by_api",
-            Self::IdleTimeout => "idle_timeout",
-            Self::SlowConsumer => "slow_consumer",
-            Self::TooLarge => "too_large",
-            Self::Shutdown => "shutdown",
-            Self::NodeLost => "node_lost",
-            Self::Error => "error",
-        }
-    }
-
-    /// The close frame sent before the socket closes, if any: a slow
-    /// consumer's queue is full and a broken socket cannot take one.
-    pub fn close_code(self) -> Option<u16> {
-        match self {
-            Self::ClosedByApi => Some(1000),
-            Self::IdleTimeout | Self::Shutdown | Self::NodeLost => Some(1001),
-            Self::TooLarge => Some(1009),
-            Self::ClientClosed | Self::SlowConsumer | Self::Error => None,
-        }
     }
 }

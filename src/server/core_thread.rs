@@ -1,44 +1,23 @@
-//! Starting and running one worker thread.
+//! One core's thread: its monoio runtime, its accept loops, its mailbox
+//! drain, its heartbeat and its graceful drain.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
-use socket2::{Domain, Protocol, Socket, Type};
 
-use super::mailbox::CoreMsg;
-use super::{Core, CoreRef, BATCH};
+use crate::core::{serve_link, Core, CoreRef};
+use crate::mailbox::CoreMsg;
 use crate::node::Node;
+use crate::ws::CloseReason;
 
-/// Backlog of each worker's listener.
-const BACKLOG: i32 = 4096;
+/// Mailbox messages handled between two flushes.
+const BATCH: usize = 256;
 
-/// Fails when another process already listens on `addr`. SO_REUSEPORT
-/// would otherwise let a second shardcast share the port silently and
-/// split the traffic with the first; a plain bind still sees the conflict.
-pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    probe.bind(&addr.into())
-}
-
-/// A listening socket on `addr` that other workers may bind too
-/// (SO_REUSEPORT: the kernel spreads connections across them).
-pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
-}
-
-/// The worker thread's body: builds the runtime (io_uring, or epoll where
+/// The core thread's body: builds the runtime (io_uring, or epoll where
 /// io_uring is unavailable) and serves until shutdown has drained.
-pub fn run_worker(
+pub fn run_core(
     node: Arc<Node>,
     id: u8,
     mailbox: flume::Receiver<CoreMsg>,
@@ -57,15 +36,13 @@ pub fn run_worker(
         if let Some(links) = links {
             let links = TcpListener::from_std(links)?;
             let core = core.clone();
-            monoio::spawn(async move {
-                accept_loop(&core, links, "cluster", super::links::serve_link).await
-            });
+            monoio::spawn(async move { accept_loop(&core, links, "cluster", serve_link).await });
         }
         let peers = node.peers();
         core.borrow_mut().set_peers(peers);
         node.worker_started();
         accept_loop(&core, listener, "http", |core, stream, _| {
-            crate::http::server::serve(core, stream)
+            crate::service::serve(core, stream)
         })
         .await;
         drain(&core).await;
@@ -74,7 +51,7 @@ pub fn run_worker(
 }
 
 /// Accepts connections until shutdown and hands each to `serve`.
-pub(super) async fn accept_loop<F, Fut>(core: &CoreRef, listener: TcpListener, what: &str, serve: F)
+async fn accept_loop<F, Fut>(core: &CoreRef, listener: TcpListener, what: &str, serve: F)
 where
     F: Fn(CoreRef, monoio::net::TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,
@@ -101,8 +78,7 @@ where
 /// Graceful shutdown of this core: the listener is already closed; every
 /// connection gets close 1001, then we wait (bounded) for them to go.
 async fn drain(core: &CoreRef) {
-    core.borrow_mut()
-        .close_all(super::conn::CloseReason::Shutdown);
+    core.borrow_mut().close_all(CloseReason::Shutdown);
     let deadline = Instant::now() + core.borrow().node.config.server.shutdown_timeout;
     while core.borrow().ws_tasks > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
@@ -139,8 +115,6 @@ async fn heartbeat(core: CoreRef) {
         }
         let mut c = core.borrow_mut();
         c.sweep(ping_due);
-        if let Some(cl) = c.cluster.as_mut() {
-            cl.expire_pending();
-        }
+        c.expire_pending();
     }
 }

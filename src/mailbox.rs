@@ -1,15 +1,19 @@
-//! What cores say to each other.
+//! What cores are told: the message type of every core's mailbox.
 //!
 //! Each core drains one MPSC mailbox (flume) in batches. A message carries
 //! everything the receiving core needs — the pre-encoded frame as `Bytes`,
 //! names as `Arc<str>` — so the receiver allocates nothing per recipient.
-//! Requests that need an answer carry a one-shot `Reply`.
+//! Requests that need an answer carry a one-shot `Reply`. The operations on
+//! one connection are those of `op`, the same the links carry, so a frame
+//! from another node becomes a mailbox message without translation.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::cluster::membership::ClusterEvent;
 use crate::cluster::PeerTable;
+use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::registry::SystemEntry;
 
 /// A one-shot answer channel (a bounded flume channel of one).
@@ -19,53 +23,19 @@ pub fn reply_channel<T>() -> (Reply<T>, flume::Receiver<T>) {
     flume::bounded(1)
 }
 
-/// What the API needs to know of one connection.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub client_id: String,
-    pub user_id: String,
-    pub extend: String,
-    pub groups: Vec<String>,
-    pub connect_time: u64,
-}
-
-/// Why a per-connection operation did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnError {
-    /// The slot is empty or holds a newer generation.
-    Offline,
-    /// The connection is live but belongs to another system.
-    Invalid,
-}
-
-/// An operation on one connection, executed by its owning core.
-pub enum ConnOp {
-    Deliver(Bytes),
-    Bind {
-        group: Arc<str>,
-        user_id: String,
-        extend: String,
-    },
-    Unbind(Arc<str>),
-    Close,
-    Info,
-}
-
-pub type ConnResult = Result<Option<ClientInfo>, ConnError>;
-
 pub enum CoreMsg {
+    /// One operation on one connection of this core.
     Conn {
-        slot: u32,
-        generation: u32,
+        addr: ConnAddr,
         system: Arc<str>,
         op: ConnOp,
-        reply: Option<Reply<ConnResult>>,
+        reply: Option<Reply<ConnOutcome>>,
     },
     /// Deliver one frame to several connections of this core; replies with
     /// how many were online.
     Many {
         system: Arc<str>,
-        targets: Vec<(u32, u32)>,
+        targets: Vec<ConnAddr>,
         frame: Bytes,
         reply: Reply<usize>,
     },
@@ -92,7 +62,7 @@ pub enum CoreMsg {
     },
     GroupList {
         system: Arc<str>,
-        reply: Reply<Vec<(String, usize)>>,
+        reply: Reply<Vec<GroupCount>>,
     },
     SystemAdded {
         id: Arc<str>,
@@ -104,4 +74,24 @@ pub enum CoreMsg {
     /// This node lost its identity in etcd: close every connection.
     NodeLost,
     Shutdown,
+}
+
+impl CoreMsg {
+    /// What a core must hear of a membership event, if anything.
+    pub fn from_cluster(event: &ClusterEvent) -> Option<Box<dyn Fn() -> CoreMsg + '_>> {
+        let make: Box<dyn Fn() -> CoreMsg + '_> = match event {
+            ClusterEvent::Peers(peers) => Box::new(move || CoreMsg::Peers(peers.clone())),
+            ClusterEvent::System { id, entry } => {
+                let id: Arc<str> = Arc::from(id.as_str());
+                Box::new(move || CoreMsg::SystemAdded {
+                    id: id.clone(),
+                    entry: entry.clone(),
+                    reply: None,
+                })
+            }
+            ClusterEvent::NodeLost => Box::new(|| CoreMsg::NodeLost),
+            ClusterEvent::Ready(_) => return None,
+        };
+        Some(make)
+    }
 }

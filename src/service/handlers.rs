@@ -1,29 +1,32 @@
-//! One function per route. Each turns a validated body into work for the
-//! cores and nodes that own the connections (`remote`) and shapes the
-//! answer (API.md §4). A push is encoded once here; the same `Bytes`
-//! travels to every core, and one copy of it to every peer node.
+//! One function per route. Each turns a validated body into sends and
+//! operations through `core::send` (which reach this core, the other cores
+//! and the other nodes) and shapes the answer (docs/api.md §4). A push is
+//! encoded once here; the same `Bytes` travels to every core, and inside
+//! one frame to every peer node.
 
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::body::{
+use super::api::{limits, prepare};
+use crate::api::auth::secret_matches;
+use crate::api::body::{
     BindToGroup, Body, ClientRef, GetGroupList, GetOnlineList, Register, SendToClient,
     SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
 };
-use super::error::ApiError;
-use super::remote::{self, Outcome, Target};
-use super::route::Route;
-use super::{limits, prepare, secret_matches};
+use crate::api::error::ApiError;
+use crate::api::route::Route;
 use crate::cluster::frame::Frame;
 use crate::cluster::membership::RegisterError;
-use crate::cluster::Answer;
 use crate::config::AuthMode;
-use crate::core::mailbox::{ClientInfo, ConnOp, CoreMsg};
+use crate::core::locate::{locate, Location};
+use crate::core::send;
 use crate::core::{Core, CoreRef};
 use crate::http::request::Request;
-use crate::push::{self, MessageId};
+use crate::mailbox::CoreMsg;
+use crate::op::{ClientInfo, ConnOp, ConnOutcome};
 use crate::registry::{new_secret, RegistryError, SystemEntry};
+use crate::ws::MessageId;
 
 type Answered = Result<String, ApiError>;
 
@@ -59,158 +62,71 @@ fn next_id(core: &CoreRef) -> MessageId {
     core.borrow_mut().ids.next()
 }
 
+/// `{"messageId"}` with `"online"` and `"partial"` as a send answers.
+fn sent(id: MessageId, online: Option<Value>, partial: bool) -> String {
+    let mut data = json!({ "messageId": id.to_string() });
+    if let (Some(online), Value::Object(map)) = (online, &mut data) {
+        map.insert("online".into(), online);
+    }
+    shaped(data, partial)
+}
+
 /// A per-connection operation that needs the connection online.
 async fn live_op(
     core: &CoreRef,
     system: &Arc<str>,
     client_id: &str,
     op: ConnOp,
-) -> Result<Option<ClientInfo>, ApiError> {
-    let target = remote::resolve(core, system, client_id).await?;
-    match remote::conn_op(core, system, target, op).await? {
-        Outcome::Done(info) => Ok(info),
-        Outcome::Offline => Err(ApiError::ClientOffline),
-        Outcome::Invalid => Err(ApiError::InvalidClientId),
-        Outcome::Unreachable => Err(ApiError::Busy),
-    }
-}
-
-/// Whether a connection is online: (online, partial).
-async fn reach(
-    core: &CoreRef,
-    system: &Arc<str>,
-    client_id: &str,
-    op: ConnOp,
-) -> Result<(bool, bool), ApiError> {
-    let target = remote::resolve(core, system, client_id).await?;
-    match remote::conn_op(core, system, target, op).await? {
-        Outcome::Done(_) => Ok((true, false)),
-        Outcome::Offline => Ok((false, false)),
-        Outcome::Unreachable => Ok((false, true)),
-        Outcome::Invalid => Err(ApiError::InvalidClientId),
+) -> Result<ConnOutcome, ApiError> {
+    let location = locate(core, system, client_id).await?;
+    match send::conn_op(core, system, location, op).await? {
+        Some(ConnOutcome::Offline) => Err(ApiError::ClientOffline),
+        Some(ConnOutcome::Invalid) => Err(ApiError::InvalidClientId),
+        Some(done) => Ok(done),
+        None => Err(ApiError::Busy),
     }
 }
 
 async fn send_to_client(core: &CoreRef, (system, b): (Arc<str>, SendToClient)) -> Answered {
-    let (id, online, partial) = push_to_client(core, &system, b).await?;
-    Ok(shaped(
-        json!({ "messageId": id.to_string(), "online": online }),
-        partial,
-    ))
-}
-
-/// One push to one clientId, wherever it lives: (id, online, partial).
-pub(super) async fn push_to_client(
-    core: &CoreRef,
-    system: &Arc<str>,
-    b: SendToClient,
-) -> Result<(MessageId, bool, bool), ApiError> {
     let id = next_id(core);
-    let frame = push::push_frame(id, &b.message);
-    let (online, partial) = reach(core, system, &b.client_id, ConnOp::Deliver(frame)).await?;
-    Ok((id, online, partial))
+    let frame = b.message.frame(id);
+    let (online, partial) = send::to_client(core, &system, &b.client_id, frame).await?;
+    Ok(sent(id, Some(json!(online)), partial))
 }
 
 async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients)) -> Answered {
     let mut targets = Vec::with_capacity(b.client_ids.len());
     for text in &b.client_ids {
-        targets.push(remote::resolve(core, &system, text).await?);
+        targets.push(locate(core, &system, text).await?);
     }
     let id = next_id(core);
-    let frame = push::push_frame(id, &b.message);
-    let (online, partial) = remote::deliver_many(core, &system, targets, frame).await?;
-    Ok(shaped(
-        json!({ "messageId": id.to_string(), "online": online }),
-        partial,
-    ))
+    let frame = b.message.frame(id);
+    let (online, partial) = send::deliver_many(core, &system, targets, frame).await?;
+    Ok(sent(id, Some(json!(online)), partial))
 }
 
 fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
-    let (id, partial) = push_to_group(core, &system, b)?;
-    Ok(shaped(json!({ "messageId": id.to_string() }), partial))
-}
-
-/// One push to a group on every core and node: (id, partial).
-pub(super) fn push_to_group(
-    core: &CoreRef,
-    system: &Arc<str>,
-    b: SendToGroup,
-) -> Result<(MessageId, bool), ApiError> {
     let id = next_id(core);
-    let frame = push::push_frame(id, &b.message);
-    let wire = Frame::Group {
-        system: system.to_string(),
-        group: b.group_name.clone(),
-        frame: frame.to_vec(),
-    };
-    let group: Arc<str> = Arc::from(b.group_name);
-    let local = || CoreMsg::Group {
-        system: system.clone(),
-        group: group.clone(),
-        frame: frame.clone(),
-    };
-    let partial = remote::broadcast(core, local, wire)?;
-    Ok((id, partial))
+    let partial = send::to_group(core, &system, &b.group_name, b.message.frame(id))?;
+    Ok(sent(id, None, partial))
 }
 
 fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {
     let id = next_id(core);
-    let frame = push::push_frame(id, &b.message);
-    let wire = Frame::System {
-        system: system.to_string(),
-        frame: frame.to_vec(),
-    };
-    let local = || CoreMsg::System {
-        system: system.clone(),
-        frame: frame.clone(),
-    };
-    let partial = remote::broadcast(core, local, wire)?;
-    Ok(shaped(json!({ "messageId": id.to_string() }), partial))
+    let partial = send::to_system(core, &system, b.message.frame(id))?;
+    Ok(sent(id, None, partial))
 }
 
 async fn send_to_user(core: &CoreRef, (system, b): (Arc<str>, SendToUser)) -> Answered {
-    let (id, online, partial) = push_to_user(core, &system, b).await?;
-    Ok(shaped(
-        json!({ "messageId": id.to_string(), "online": online }),
-        partial,
-    ))
-}
-
-/// One push to every connection of a userId on every core and node:
-/// (id, connections reached, partial).
-pub(super) async fn push_to_user(
-    core: &CoreRef,
-    system: &Arc<str>,
-    b: SendToUser,
-) -> Result<(MessageId, u64, bool), ApiError> {
     let id = next_id(core);
-    let frame = push::push_frame(id, &b.message);
-    let user: Arc<str> = Arc::from(b.user_id.as_str());
-    let local = |reply| CoreMsg::User {
-        system: system.clone(),
-        user: user.clone(),
-        frame: frame.clone(),
-        reply,
-    };
-    let remote = |req| Frame::User {
-        req,
-        system: system.to_string(),
-        user: b.user_id.clone(),
-        frame: frame.to_vec(),
-    };
-    let g = remote::gather(core, local, remote).await?;
-    let far: u64 = g
-        .remote
-        .iter()
-        .map(|a| if let Answer::Count(n) = a { *n } else { 0 })
-        .sum();
-    let online = g.local.iter().sum::<usize>() as u64 + far;
-    Ok((id, online, g.partial))
+    let frame = b.message.frame(id);
+    let (online, partial) = send::to_user(core, &system, &b.user_id, frame).await?;
+    Ok(sent(id, Some(json!(online)), partial))
 }
 
 async fn bind(core: &CoreRef, (system, b): (Arc<str>, BindToGroup)) -> Answered {
     let op = ConnOp::Bind {
-        group: Arc::from(b.group_name),
+        group: b.group_name,
         user_id: b.user_id,
         extend: b.extend,
     };
@@ -223,7 +139,9 @@ async fn unbind(core: &CoreRef, (system, b): (Arc<str>, UnbindFromGroup)) -> Ans
         core,
         &system,
         &b.client_id,
-        ConnOp::Unbind(Arc::from(b.group_name)),
+        ConnOp::Unbind {
+            group: b.group_name,
+        },
     )
     .await?;
     Ok("[]".into())
@@ -235,16 +153,16 @@ async fn close(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {
 }
 
 async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {
-    let target = remote::resolve(core, &system, &b.client_id).await?;
-    let owner = match target {
-        Target::Remote { node, .. } => node,
+    let location = locate(core, &system, &b.client_id).await?;
+    let owner = match location {
+        Location::Remote { node, .. } => node,
         _ => core.borrow().node.node_id,
     };
-    let info = match remote::conn_op(core, &system, target, ConnOp::Info).await? {
-        Outcome::Done(Some(info)) => info,
-        Outcome::Done(None) | Outcome::Offline => return Err(ApiError::ClientOffline),
-        Outcome::Invalid => return Err(ApiError::InvalidClientId),
-        Outcome::Unreachable => return Err(ApiError::Busy),
+    let info = match send::conn_op(core, &system, location, ConnOp::Info).await? {
+        Some(ConnOutcome::Info(info)) => info,
+        Some(ConnOutcome::Done | ConnOutcome::Offline) => return Err(ApiError::ClientOffline),
+        Some(ConnOutcome::Invalid) => return Err(ApiError::InvalidClientId),
+        None => return Err(ApiError::Busy),
     };
     Ok(json!({
         "online": true,
@@ -258,7 +176,9 @@ async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answ
 }
 
 async fn is_online(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {
-    let (online, partial) = reach(core, &system, &b.client_id, ConnOp::Info).await?;
+    let location = locate(core, &system, &b.client_id).await?;
+    let outcome = send::conn_op(core, &system, location, ConnOp::Info).await?;
+    let (online, partial) = send::reached(outcome)?;
     Ok(shaped(json!({ "online": online }), partial))
 }
 
@@ -277,9 +197,9 @@ async fn online_list(core: &CoreRef, (system, b): (Arc<str>, GetOnlineList)) -> 
         group: b.group_name.clone(),
         with_info,
     };
-    let g = remote::gather(core, local, remote).await?;
+    let g = send::gather(core, local, remote).await?;
     let far = g.remote.into_iter().flat_map(|a| match a {
-        Answer::Clients(c) => c.into_iter().map(ClientInfo::from).collect(),
+        Frame::Clients { clients, .. } => clients,
         _ => Vec::new(),
     });
     let clients: Vec<ClientInfo> = g.local.into_iter().flatten().chain(far).collect();
@@ -306,17 +226,14 @@ async fn group_list(core: &CoreRef, system: Arc<str>) -> Answered {
         req,
         system: system.to_string(),
     };
-    let g = remote::gather(core, local, remote).await?;
+    let g = send::gather(core, local, remote).await?;
+    let far = g.remote.into_iter().flat_map(|a| match a {
+        Frame::Groups { groups, .. } => groups,
+        _ => Vec::new(),
+    });
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
-    for (group, n) in g.local.into_iter().flatten() {
-        *counts.entry(group).or_default() += n as u64;
-    }
-    for answer in g.remote {
-        if let Answer::Groups(groups) = answer {
-            for gc in groups {
-                *counts.entry(gc.group).or_default() += gc.count;
-            }
-        }
+    for gc in g.local.into_iter().flatten().chain(far) {
+        *counts.entry(gc.group).or_default() += gc.count;
     }
     let list: Vec<Value> = counts
         .iter()
@@ -357,7 +274,7 @@ async fn register(core: &CoreRef, req: &Request) -> Answered {
     };
     store(core, &b.system_id, entry.clone()).await?;
     let id: Arc<str> = Arc::from(b.system_id);
-    Core::gather_local(core, |reply| CoreMsg::SystemAdded {
+    Core::ask_every_core(core, |reply| CoreMsg::SystemAdded {
         id: id.clone(),
         entry: entry.clone(),
         reply: Some(reply),

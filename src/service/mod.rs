@@ -1,5 +1,7 @@
-//! One accepted TCP connection on the shared port: HTTP/1.1 requests with
-//! keep-alive and pipelining, until it upgrades to a WebSocket or closes.
+//! What answers on the http port: one accepted TCP connection's HTTP/1.1
+//! requests with keep-alive and pipelining, until it upgrades to a
+//! WebSocket (`upgrade`) or closes. API calls go to `api`, operations
+//! routes and the console are answered here.
 //!
 //! Responses to pipelined requests are collected and written together.
 //! Limits protect everyone else: a head over 16 KiB (431), a body over
@@ -14,11 +16,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use super::request::{parse_request, Limits, Method, Parsed, Request};
-use super::response::{write_json, write_response};
+mod api;
+mod handlers;
+mod upgrade;
+
+use crate::api::envelope::error_envelope;
 use crate::api::error::ApiError;
 use crate::core::CoreRef;
-use crate::push::error_envelope;
+use crate::http::request::{parse_request, Limits, Method, Parsed, Request, DEFAULT_MAX_HEAD};
+use crate::http::response::{write_json, write_response};
 use crate::socket;
 
 /// How long, and how much, a refused connection is read before it closes.
@@ -30,7 +36,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
     let (limits, request_timeout, keepalive_timeout) = {
         let api = &core.borrow().node.config.api;
         let limits = Limits {
-            max_head: super::request::DEFAULT_MAX_HEAD,
+            max_head: DEFAULT_MAX_HEAD,
             max_body: api.max_body,
         };
         (limits, api.request_timeout, api.keepalive_timeout)
@@ -48,7 +54,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                         // The session is a task of its own so that it does
                         // not carry this task's HTTP state for its lifetime.
                         if flush(&core, &stream, &mut out).await {
-                            monoio::spawn(crate::ws::session::serve(core, stream, request, buf));
+                            monoio::spawn(upgrade::serve(core, stream, request, buf));
                         }
                         return;
                     }
@@ -173,7 +179,7 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
             req.http10,
         ),
         _ => {
-            let (status, body) = crate::api::handle(core, req).await;
+            let (status, body) = api::handle(core, req).await;
             write_json(out, status, &body, keep, req.http10);
         }
     }

@@ -1,5 +1,9 @@
-//! Starting a node: registry, listeners, one pinned worker thread per core,
-//! and the graceful shutdown on SIGTERM/SIGINT.
+//! Starting a node: registry, listeners, one pinned thread per core, and
+//! the graceful shutdown on SIGTERM/SIGINT. The top of the layering
+//! (docs/architecture.md): it wires every other module together.
+
+mod core_thread;
+mod listen;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,11 +15,12 @@ use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
 use crate::config::{AuthMode, Config};
-use crate::core::mailbox::CoreMsg;
-use crate::core::{bind_listener, ensure_port_free, run_worker};
+use crate::mailbox::CoreMsg;
 use crate::node::{ClusterJoin, Node, Systems};
 use crate::registry::{new_secret, Registry, RegistryError, SystemEntry};
 use crate::webhook::{self, WebhookError, WebhookThread, Webhooks};
+use core_thread::run_core;
+use listen::{bind_listener, ensure_port_free};
 
 /// Open-file limit below which the startup log warns that the node is not
 /// tuned for production.
@@ -70,7 +75,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
                     tracing::warn!(worker = id, error = ?e, "cannot pin worker to a core");
                 }
-                let result = run_worker(node, id as u8, mailbox, listener, links);
+                let result = run_core(node, id as u8, mailbox, listener, links);
                 let _ = done.send((id, result.map_err(|e| e.to_string())));
             })?;
     }
@@ -163,9 +168,9 @@ fn build_node(
     };
     let codec = ClientIdCodec::new(&key).map_err(|e| std::io::Error::other(e.to_string()))?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded()).unzip();
-    let view = Arc::new(ClusterView::new(senders.clone(), !config.cluster.enabled));
+    let view = Arc::new(ClusterView::new(!config.cluster.enabled));
     let (systems, join) = if config.cluster.enabled {
-        let (systems, join) = join_cluster(&config, workers, &view)?;
+        let (systems, join) = join_cluster(&config, workers, &view, senders.clone())?;
         (Systems::Etcd(systems), Some(join))
     } else {
         (Systems::File(open_registry(&config)?), None)
@@ -184,6 +189,7 @@ fn join_cluster(
     config: &Config,
     workers: usize,
     view: &Arc<ClusterView>,
+    mailboxes: Vec<flume::Sender<CoreMsg>>,
 ) -> Result<(Vec<(String, SystemEntry)>, ClusterJoin), StartError> {
     let epoch = crate::node::unix_seconds() as u32;
     let me = NodeInfo {
@@ -197,14 +203,17 @@ fn join_cluster(
         systems.push((id.clone(), fresh_entry(config)?));
     }
     let sink = view.clone();
-    let joined = membership::join(
-        &config.cluster,
-        me,
-        systems,
-        Box::new(move |e| sink.apply(e)),
-    )?;
-    view.apply(ClusterEvent::Peers(Arc::new(joined.peers)));
-    view.apply(ClusterEvent::Ready(true));
+    let apply = move |e: ClusterEvent| {
+        sink.apply(&e);
+        if let Some(make) = CoreMsg::from_cluster(&e) {
+            for mb in &mailboxes {
+                let _ = mb.send(make());
+            }
+        }
+    };
+    let joined = membership::join(&config.cluster, me, systems, Box::new(apply))?;
+    view.apply(&ClusterEvent::Peers(Arc::new(joined.peers)));
+    view.apply(&ClusterEvent::Ready(true));
     let join = ClusterJoin {
         node_id: joined.node_id,
         epoch,

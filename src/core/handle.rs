@@ -1,0 +1,223 @@
+//! What a core does with its mailbox messages: operations on the
+//! connections it owns, fan-outs to its members, and answers to queries.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::conn::Conn;
+use super::Core;
+use crate::cluster::frame::Frame;
+use crate::mailbox::CoreMsg;
+use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
+use crate::ws::message::notice_frame;
+use crate::ws::CloseReason;
+
+/// Why an operation found no connection to work on.
+pub(super) type Missing = ConnOutcome;
+
+impl Core {
+    /// Executes one mailbox message on this core.
+    pub fn handle(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Conn {
+                addr,
+                system,
+                op,
+                reply,
+            } => {
+                let outcome = self.conn_op(addr, &system, op);
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+            CoreMsg::Many {
+                system,
+                targets,
+                frame,
+                reply,
+            } => {
+                let online = targets
+                    .iter()
+                    .filter(|a| self.deliver(**a, &system, &frame).is_ok())
+                    .count();
+                let _ = reply.send(online);
+            }
+            CoreMsg::Group {
+                system,
+                group,
+                frame,
+            } => {
+                let slots: Vec<u32> = self.index.group(&system, &group).collect();
+                self.fan_out(&slots, &frame);
+            }
+            CoreMsg::User {
+                system,
+                user,
+                frame,
+                reply,
+            } => {
+                let slots: Vec<u32> = self.index.user(&system, &user).collect();
+                self.fan_out(&slots, &frame);
+                let _ = reply.send(slots.len());
+            }
+            CoreMsg::System { system, frame } => {
+                let slots: Vec<u32> = self.index.system(&system).collect();
+                self.fan_out(&slots, &frame);
+            }
+            CoreMsg::OnlineList {
+                system,
+                group,
+                with_info,
+                reply,
+            } => {
+                let _ = reply.send(self.online_list(&system, &group, with_info));
+            }
+            CoreMsg::GroupList { system, reply } => {
+                let counts = self.index.group_counts(&system);
+                let counts = counts.map(|(g, n)| GroupCount {
+                    group: g.to_owned(),
+                    count: n as u64,
+                });
+                let _ = reply.send(counts.collect());
+            }
+            CoreMsg::SystemAdded { id, entry, reply } => {
+                self.systems.insert(Box::from(id.as_ref()), entry);
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+            }
+            CoreMsg::Peers(peers) => self.set_peers(peers),
+            CoreMsg::NodeLost => self.close_all(CloseReason::NodeLost),
+            CoreMsg::Shutdown => self.shutdown.fire(),
+        }
+    }
+
+    fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Bytes) -> Result<(), Missing> {
+        self.owned(addr, system)?;
+        self.enqueue(addr, frame.clone());
+        Ok(())
+    }
+
+    /// The connection at `addr` if it is live and belongs to `system`.
+    pub(super) fn owned(&mut self, addr: ConnAddr, system: &str) -> Result<&mut Conn, Missing> {
+        let conn = self.conns.get_mut(addr).ok_or(ConnOutcome::Offline)?;
+        if &*conn.system != system {
+            return Err(ConnOutcome::Invalid);
+        }
+        Ok(conn)
+    }
+
+    fn conn_op(&mut self, addr: ConnAddr, system: &str, op: ConnOp) -> ConnOutcome {
+        let done = match op {
+            ConnOp::Deliver(frame) => self.deliver(addr, system, &frame),
+            ConnOp::Bind {
+                group,
+                user_id,
+                extend,
+            } => self.bind(addr, system, &group, user_id, extend),
+            ConnOp::Unbind { group } => self.unbind(addr, system, &group),
+            ConnOp::Close => self.owned(addr, system).map(drop).map(|()| {
+                self.close_conn(addr, CloseReason::ClosedByApi, Some(1000));
+            }),
+            ConnOp::Info => match self.owned(addr, system) {
+                Ok(conn) => return ConnOutcome::Info(info(conn)),
+                Err(missing) => Err(missing),
+            },
+        };
+        done.map_or_else(|missing| missing, |()| ConnOutcome::Done)
+    }
+
+    fn bind(
+        &mut self,
+        addr: ConnAddr,
+        system: &str,
+        group: &str,
+        user_id: String,
+        extend: String,
+    ) -> Result<(), Missing> {
+        let conn = self.owned(addr, system)?;
+        if !extend.is_empty() {
+            conn.extend = extend.into();
+        }
+        if !user_id.is_empty() && *conn.user_id != *user_id {
+            let new: Rc<str> = Rc::from(user_id);
+            let old = std::mem::replace(&mut conn.user_id, new.clone());
+            self.index.set_user(system, &old, &new, addr.slot);
+        }
+        let group: Rc<str> = Rc::from(group);
+        if self.index.join(system, &group, addr.slot) {
+            let conn = self.owned(addr, system)?;
+            conn.groups.push(group.clone());
+            let frame = self.notice(addr, true);
+            self.group_notice(system, &group, frame);
+        }
+        Ok(())
+    }
+
+    fn unbind(&mut self, addr: ConnAddr, system: &str, group: &str) -> Result<(), Missing> {
+        let conn = self.owned(addr, system)?;
+        conn.groups.retain(|g| &**g != group);
+        if self.index.leave(system, group, addr.slot) {
+            let frame = self.notice(addr, false);
+            self.group_notice(system, group, frame);
+        }
+        Ok(())
+    }
+
+    /// The online/offline notice of the connection at `addr`, encoded once.
+    fn notice(&mut self, addr: ConnAddr, online: bool) -> Bytes {
+        let id = self.ids.next();
+        match self.conns.get(addr) {
+            Some(c) => notice_frame(id, online, &c.client_id, &c.user_id, &c.extend),
+            None => Bytes::new(),
+        }
+    }
+
+    /// Sends `frame` to the members of `group` on every core and every
+    /// peer node, once.
+    pub(super) fn group_notice(&mut self, system: &str, group: &str, frame: Bytes) {
+        self.peer_broadcast(&Frame::Group {
+            system: system.to_owned(),
+            group: group.to_owned(),
+            frame: frame.clone(),
+        });
+        let (system, group): (std::sync::Arc<str>, std::sync::Arc<str>) =
+            (system.into(), group.into());
+        self.tell_every_core(|| CoreMsg::Group {
+            system: system.clone(),
+            group: group.clone(),
+            frame: frame.clone(),
+        });
+    }
+
+    fn online_list(&self, system: &str, group: &str, with_info: bool) -> Vec<ClientInfo> {
+        let members = self.index.group(system, group);
+        members
+            .filter_map(|slot| self.conns.at(slot).map(|(_, c)| c))
+            .map(|c| {
+                if with_info {
+                    info(c)
+                } else {
+                    ClientInfo {
+                        client_id: c.client_id.to_string(),
+                        user_id: String::new(),
+                        extend: String::new(),
+                        groups: Vec::new(),
+                        connect_time: 0,
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn info(c: &Conn) -> ClientInfo {
+    ClientInfo {
+        client_id: c.client_id.to_string(),
+        user_id: c.user_id.to_string(),
+        extend: c.extend.to_string(),
+        groups: c.groups.iter().map(|g| g.to_string()).collect(),
+        connect_time: c.connect_time,
+    }
+}

@@ -1,0 +1,402 @@
+//! This core's share of the cluster: its view of the peers, its links to
+//! them (one it dialled per peer, plus those peers dialled to it), the
+//! requests it waits on, and the buffered writing of frames.
+//!
+//! Frames to send are encoded into the link's buffer and written by the
+//! core's `flush`, one write per batch, like WebSocket pushes. A peer's
+//! answer comes back on the link that carried the request, to the core that
+//! sent it, so no state is shared between cores.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hashbrown::{HashMap, HashSet};
+use monoio::net::TcpStream;
+
+use super::slots::Slots;
+use super::{Core, CoreRef};
+use crate::cluster::frame::{self, Frame};
+use crate::cluster::link::{self, Credentials};
+use crate::cluster::PeerTable;
+use crate::mailbox::{reply_channel, Reply};
+use crate::op::ConnAddr;
+use crate::socket;
+
+/// Bytes queued on one link before frames are dropped.
+const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a node id not found in etcd is remembered as unknown.
+const UNKNOWN_TTL: Duration = Duration::from_secs(1);
+
+/// How often a request waiting for a link looks again.
+const LINK_WAIT_STEP: Duration = Duration::from_millis(5);
+
+/// A link's place in the core's link slab.
+pub(super) type LinkKey = ConnAddr;
+
+/// One link's socket and output buffer.
+pub(super) struct LinkIo {
+    /// The peer's node id (known after the handshake).
+    node: u16,
+    pub(super) stream: Rc<TcpStream>,
+    out: BytesMut,
+    dirty: bool,
+    write_waiting: bool,
+    /// This core dialled it (it carries this core's requests).
+    outbound: bool,
+}
+
+/// A request waiting for its answer frame.
+struct Pending {
+    node: u16,
+    reply: Reply<Frame>,
+    sent: Instant,
+}
+
+/// One core's share of the cluster.
+pub(super) struct Peers {
+    pub(super) creds: Rc<Credentials>,
+    pub(super) request_timeout: Duration,
+    pub(super) table: Arc<PeerTable>,
+    pub(super) links: Slots<LinkIo>,
+    /// Key of this core's established link to each peer.
+    outbound: HashMap<u16, LinkKey>,
+    /// Peers a dialling task is responsible for.
+    pub(super) maintained: HashSet<u16>,
+    /// Peers whose link broke or failed to come up and is not up again.
+    pub(super) broken: HashSet<u16>,
+    pending: HashMap<u64, Pending>,
+    next_req: u64,
+    dirty: Vec<LinkKey>,
+    /// Nodes recently looked up in etcd and not found: ids of departed
+    /// nodes are answered offline without asking etcd again each time.
+    unknown: HashMap<u16, Instant>,
+}
+
+impl Peers {
+    pub(super) fn new(
+        creds: Credentials,
+        request_timeout: Duration,
+        table: Arc<PeerTable>,
+    ) -> Self {
+        Self {
+            creds: Rc::new(creds),
+            request_timeout,
+            table,
+            links: Slots::default(),
+            outbound: HashMap::new(),
+            maintained: HashSet::new(),
+            broken: HashSet::new(),
+            pending: HashMap::new(),
+            next_req: 1,
+            dirty: Vec::new(),
+            unknown: HashMap::new(),
+        }
+    }
+
+    /// Whether `node` was looked up and not found within the last second;
+    /// records a new lookup when not.
+    pub(super) fn recently_unknown(&mut self, node: u16) -> bool {
+        let now = Instant::now();
+        match self.unknown.get(&node) {
+            Some(t) if now.duration_since(*t) < UNKNOWN_TTL => true,
+            _ => {
+                self.unknown
+                    .retain(|_, t| now.duration_since(*t) < UNKNOWN_TTL);
+                self.unknown.insert(node, now);
+                false
+            }
+        }
+    }
+
+    /// Answers nobody will claim: their requester timed out and left.
+    pub(super) fn expire_pending(&mut self) {
+        let limit = self.request_timeout * 2;
+        self.pending.retain(|_, p| p.sent.elapsed() < limit);
+    }
+
+    fn has_link(&self, node: u16) -> bool {
+        self.outbound.contains_key(&node)
+    }
+
+    /// A peer in etcd whose link has not failed yet: worth waiting for.
+    fn worth_waiting_for(&self, node: u16) -> bool {
+        self.table.contains_key(&node) && !self.broken.contains(&node)
+    }
+}
+
+impl Core {
+    /// Adopts a new view of the peers: starts a dialling task for each new
+    /// peer, closes links to peers that left and fails their requests.
+    pub fn set_peers(&mut self, table: Arc<PeerTable>) {
+        let Some(p) = self.peers.as_mut() else {
+            return;
+        };
+        for (node, key) in p.outbound.iter() {
+            if !table.contains_key(node) {
+                if let Some(l) = p.links.get(*key) {
+                    link::close(&l.stream);
+                }
+            }
+        }
+        p.pending.retain(|_, r| table.contains_key(&r.node));
+        p.broken.retain(|n| table.contains_key(n));
+        p.table = table;
+        let new: Vec<u16> = p
+            .table
+            .keys()
+            .copied()
+            .filter(|n| p.maintained.insert(*n))
+            .collect();
+        for node in new {
+            monoio::spawn(super::peer_links::maintain(self.this.clone(), node));
+        }
+    }
+
+    /// Expires requests nobody waits for any more (heartbeat).
+    pub fn expire_pending(&mut self) {
+        if let Some(p) = self.peers.as_mut() {
+            p.expire_pending();
+        }
+    }
+
+    pub(super) fn add_link(
+        &mut self,
+        node: u16,
+        stream: Rc<TcpStream>,
+        outbound: bool,
+    ) -> Option<LinkKey> {
+        let p = self.peers.as_mut()?;
+        let io = LinkIo {
+            node,
+            stream,
+            out: BytesMut::new(),
+            dirty: false,
+            write_waiting: false,
+            outbound,
+        };
+        let key = p.links.insert(io)?;
+        if outbound {
+            p.outbound.insert(node, key);
+        }
+        Some(key)
+    }
+
+    pub(super) fn remove_link(&mut self, key: LinkKey) {
+        let Some(p) = self.peers.as_mut() else {
+            return;
+        };
+        let Some(io) = p.links.remove(key) else {
+            return;
+        };
+        if io.outbound && p.outbound.get(&io.node) == Some(&key) {
+            p.outbound.remove(&io.node);
+            // Requests on this link will not be answered: fail them now.
+            p.pending.retain(|_, r| r.node != io.node);
+        }
+    }
+
+    /// Closes link `key` from our side (its reader then ends it).
+    pub(super) fn close_link(&self, key: LinkKey) {
+        if let Some(io) = self.peers.as_ref().and_then(|p| p.links.get(key)) {
+            link::close(&io.stream);
+        }
+    }
+
+    /// Sends a request to `node` on this core's link. None when the node has
+    /// no established link (down, handshaking, or unknown).
+    pub(super) fn request(
+        &mut self,
+        node: u16,
+        make: impl FnOnce(u64) -> Frame,
+    ) -> Option<flume::Receiver<Frame>> {
+        let p = self.peers.as_mut()?;
+        let key = *p.outbound.get(&node)?;
+        let req = p.next_req;
+        p.next_req += 1;
+        let (reply, rx) = reply_channel();
+        let sent = Instant::now();
+        p.pending.insert(req, Pending { node, reply, sent });
+        if self.link_send(key, &make(req)) {
+            return Some(rx);
+        }
+        if let Some(p) = self.peers.as_mut() {
+            p.pending.remove(&req);
+        }
+        None
+    }
+
+    /// Hands an answer frame to the request `req` waits on, if it still does.
+    pub(super) fn answered(&mut self, req: u64, answer: Frame) {
+        if let Some(p) = self.peers.as_mut().and_then(|p| p.pending.remove(&req)) {
+            let _ = p.reply.send(answer);
+        }
+    }
+
+    /// Queues `f` on one link; false when it was dropped.
+    pub(super) fn link_send(&mut self, key: LinkKey, f: &Frame) -> bool {
+        let mut buf = BytesMut::new();
+        if frame::encode(f, &mut buf).is_err() {
+            return false;
+        }
+        self.link_send_encoded(key, &buf)
+    }
+
+    fn link_send_encoded(&mut self, key: LinkKey, encoded: &[u8]) -> bool {
+        let Some(p) = self.peers.as_mut() else {
+            return false;
+        };
+        let Some(io) = p.links.get_mut(key) else {
+            return false;
+        };
+        if io.out.len() + encoded.len() > LINK_QUEUE_BYTES {
+            self.node.metrics.core(self.id as usize).link_drop();
+            return false;
+        }
+        io.out.extend_from_slice(encoded);
+        if !io.dirty {
+            io.dirty = true;
+            p.dirty.push(key);
+        }
+        self.node
+            .metrics
+            .core(self.id as usize)
+            .link_out(encoded.len());
+        true
+    }
+
+    /// Sends `f` once to every peer node on this core's links. Returns how
+    /// many known peers could not be reached (no established link).
+    pub(super) fn peer_broadcast(&mut self, f: &Frame) -> usize {
+        let Some(p) = self.peers.as_ref() else {
+            return 0;
+        };
+        if p.table.is_empty() {
+            return 0;
+        }
+        let targets: Vec<Option<LinkKey>> =
+            p.table.keys().map(|n| p.outbound.get(n).copied()).collect();
+        let mut buf = BytesMut::new();
+        if frame::encode(f, &mut buf).is_err() {
+            return targets.len();
+        }
+        targets
+            .into_iter()
+            .filter(|t| !t.is_some_and(|key| self.link_send_encoded(key, &buf)))
+            .count()
+    }
+
+    /// The peers of this core's view (none standalone).
+    pub(super) fn peer_nodes(&self) -> Vec<u16> {
+        self.peers
+            .as_ref()
+            .map(|p| p.table.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Writes every link with queued frames (part of `flush`).
+    pub(super) fn flush_links(&mut self) {
+        let Some(p) = self.peers.as_mut() else {
+            return;
+        };
+        for key in std::mem::take(&mut p.dirty) {
+            let Some(io) = p.links.get_mut(key) else {
+                continue;
+            };
+            io.dirty = false;
+            if io.write_waiting || io.out.is_empty() {
+                continue;
+            }
+            let chunk = io.out.split().freeze();
+            let mut queue = std::collections::VecDeque::from([chunk]);
+            match socket::send_queue(io.stream.as_raw_fd(), &mut queue) {
+                Ok(_) | Err(_) if queue.is_empty() => {}
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => link::close(&io.stream),
+                _ => {
+                    let rest = queue.pop_front().unwrap_or_default();
+                    let mut unsent = BytesMut::from(&rest[..]);
+                    unsent.extend_from_slice(&io.out);
+                    io.out = unsent;
+                    io.write_waiting = true;
+                    monoio::spawn(link_writer(self.this.clone(), key, io.stream.clone()));
+                }
+            }
+        }
+    }
+
+    /// Sends a request to a peer and waits (bounded) for its answer. A peer
+    /// whose first link is still being set up (it has just joined) is waited
+    /// for within the same deadline; one whose link broke is not.
+    pub async fn call(this: &CoreRef, node: u16, make: impl FnOnce(u64) -> Frame) -> Option<Frame> {
+        let sent = Instant::now();
+        let limit = this.borrow().peers.as_ref()?.request_timeout;
+        loop {
+            let (linked, worth) = {
+                let c = this.borrow();
+                let p = c.peers.as_ref()?;
+                (p.has_link(node), p.worth_waiting_for(node))
+            };
+            if linked {
+                break;
+            }
+            if sent.elapsed() >= limit || !worth {
+                return None;
+            }
+            monoio::time::sleep(LINK_WAIT_STEP).await;
+        }
+        let rx = {
+            let mut c = this.borrow_mut();
+            let rx = c.request(node, make);
+            c.flush();
+            rx
+        }?;
+        Self::await_answer(this, rx, sent).await
+    }
+
+    /// Waits for the answer to a request sent at `sent`, until the request
+    /// timeout has passed since then.
+    pub(super) async fn await_answer(
+        this: &CoreRef,
+        rx: flume::Receiver<Frame>,
+        sent: Instant,
+    ) -> Option<Frame> {
+        let limit = this.borrow().peers.as_ref()?.request_timeout;
+        let left = limit.saturating_sub(sent.elapsed());
+        match monoio::time::timeout(left, rx.recv_async()).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                this.borrow().metrics().link_timeout();
+                None
+            }
+        }
+    }
+}
+
+/// Waits for a link's socket to drain, then writes the rest.
+async fn link_writer(
+    core: std::rc::Weak<std::cell::RefCell<Core>>,
+    key: LinkKey,
+    stream: Rc<TcpStream>,
+) {
+    let ok = stream.writable(false).await.is_ok();
+    let Some(core) = core.upgrade() else { return };
+    let mut c = core.borrow_mut();
+    let Some(p) = c.peers.as_mut() else { return };
+    let Some(io) = p.links.get_mut(key) else {
+        return;
+    };
+    io.write_waiting = false;
+    if !ok {
+        link::close(&io.stream);
+        return;
+    }
+    if !io.dirty {
+        io.dirty = true;
+        p.dirty.push(key);
+    }
+    c.flush();
+}

@@ -1,0 +1,142 @@
+//! What a connection sends us: bytes read into the core's scratch buffer,
+//! fed to the connection's WebSocket codec, and the messages that come out
+//! (pings answered, client messages handed to `chat`, closes honoured).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::Message;
+
+use super::conn::{Conn, WsIo};
+use super::Core;
+use crate::config::ClientSendPolicy;
+use crate::op::ConnAddr;
+use crate::socket;
+use crate::ws::CloseReason;
+
+impl Core {
+    /// Feeds bytes read from the socket to the connection's WebSocket codec
+    /// and acts on every complete message.
+    pub fn on_ws_input(&mut self, addr: ConnAddr, len: usize) {
+        let input = std::mem::take(&mut self.scratch);
+        let mut output = std::mem::take(&mut self.ws_out);
+        let ws = &self.node.config.ws;
+        let mode = match ws.client_send {
+            _ if ws.echo => Mode::Echo,
+            ClientSendPolicy::Off => Mode::Discard,
+            _ => Mode::Collect,
+        };
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let end = match self.conns.get_mut(addr) {
+            Some(conn) => {
+                conn.last_rx = Instant::now();
+                let mut io = WsIo {
+                    input: &input[..len],
+                    output: &mut output,
+                };
+                read_messages(conn, &mut io, mode, &mut inbox)
+            }
+            None => None,
+        };
+        if !output.is_empty() {
+            self.enqueue(addr, Bytes::copy_from_slice(&output));
+            output.clear();
+        }
+        for text in inbox.drain(..) {
+            self.client_message(addr, text.as_str());
+        }
+        self.inbox = inbox;
+        if let Some((reason, code)) = end {
+            self.close_conn(addr, reason, code);
+        }
+        self.scratch = input;
+        self.ws_out = output;
+    }
+
+    /// Feeds bytes that arrived with the upgrade request.
+    pub fn feed(&mut self, addr: ConnAddr, data: &[u8]) {
+        let size = self.scratch.len();
+        for chunk in data.chunks(size) {
+            self.scratch[..chunk.len()].copy_from_slice(chunk);
+            self.on_ws_input(addr, chunk.len());
+        }
+    }
+
+    /// Reads from a connection's socket into the core's scratch buffer.
+    pub fn recv(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+        socket::recv(fd, &mut self.scratch)
+    }
+}
+
+/// What becomes of the text messages a client sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `ws.echo`: sent back unchanged.
+    Echo,
+    /// `ws.client_send = "off"`: read and discarded (`ping` is answered).
+    Discard,
+    /// Kept for `client_message` (`ping` is answered).
+    Collect,
+}
+
+/// Drains complete messages out of the codec; text messages to handle as
+/// client messages go to `inbox`. Returns why and how the connection must
+/// close, if it must.
+fn read_messages(
+    conn: &mut Conn,
+    io: &mut WsIo<'_>,
+    mode: Mode,
+    inbox: &mut Vec<tungstenite::Utf8Bytes>,
+) -> Option<(CloseReason, Option<u16>)> {
+    let echo = mode == Mode::Echo;
+    loop {
+        let msg = match conn.ws.read(io) {
+            Ok(m) => m,
+            Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(e) => return Some(close_for(&e)),
+        };
+        let reply = match msg {
+            // The client started the close handshake. tungstenite's own reply
+            // would go out with no flush before the socket is shut; answer
+            // through `close_conn` instead, which sends what is queued (echoes
+            // included), then the close frame, then half-closes. The code is
+            // echoed (tungstenite already turned a code not allowed on the
+            // wire into 1002); a close without a code gets 1000.
+            Message::Close(frame) => {
+                let code = frame.map_or(1000, |f| u16::from(f.code));
+                return Some((CloseReason::ClientClosed, Some(code)));
+            }
+            Message::Text(t) if echo => Message::Text(t),
+            Message::Binary(b) if echo => Message::Binary(b),
+            Message::Text(t) if t.as_str() == "ping" => Message::text("pong"),
+            Message::Text(t) if mode == Mode::Collect => {
+                inbox.push(t);
+                continue;
+            }
+            // Under "off" client messages are read and discarded, as
+            // go-websocket does; binary frames always are.
+            _ => continue,
+        };
+        if let Err(e) = conn.ws.write(io, reply) {
+            return Some(close_for(&e));
+        }
+    }
+}
+
+/// The close reason and code for a codec error.
+fn close_for(e: &WsError) -> (CloseReason, Option<u16>) {
+    match e {
+        // Not expected: read_messages stops at the client's close frame.
+        WsError::ConnectionClosed | WsError::AlreadyClosed => (CloseReason::ClientClosed, None),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            (CloseReason::TooLarge, Some(1009))
+        }
+        WsError::Utf8(_) => (CloseReason::Error, Some(1007)),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            (CloseReason::ClientClosed, None)
+        }
+        WsError::Protocol(_) | WsError::Capacity(_) => (CloseReason::Error, Some(1002)),
+        _ => (CloseReason::Error, None),
+    }
+}

@@ -1,0 +1,280 @@
+//! Sends and operations that reach connections wherever they live: this
+//! core, another core of this node (one mailbox message per core), another
+//! node (one frame per peer), each with the deadline of
+//! `cluster.request_timeout` so that no answer ever hangs.
+//!
+//! A push is encoded once by the caller; the same `Bytes` goes to every
+//! core and, inside one frame, to every peer node. The HTTP routes and
+//! client messages both send through here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::locate::Location;
+use super::{Core, CoreRef};
+use crate::api::error::ApiError;
+use crate::cluster::frame::Frame;
+use crate::mailbox::{reply_channel, CoreMsg, Reply};
+use crate::op::{ConnAddr, ConnOp, ConnOutcome};
+
+/// Runs `op` on the connection wherever it lives. `None`: its node is in
+/// the cluster but did not answer in time.
+pub async fn conn_op(
+    core: &CoreRef,
+    system: &Arc<str>,
+    location: Location,
+    op: ConnOp,
+) -> Result<Option<ConnOutcome>, ApiError> {
+    match location {
+        Location::Gone => Ok(Some(ConnOutcome::Offline)),
+        Location::Local { core: owner, addr } => {
+            let (tx, rx) = reply_channel();
+            let msg = CoreMsg::Conn {
+                addr,
+                system: system.clone(),
+                op,
+                reply: Some(tx),
+            };
+            Core::to_core(core, owner, msg).map_err(|_| ApiError::Busy)?;
+            Ok(Some(recv(rx).await?))
+        }
+        Location::Remote {
+            node,
+            core: owner,
+            addr,
+        } => {
+            let system = system.to_string();
+            let frame = move |req| Frame::Conn {
+                req,
+                core: owner,
+                addr,
+                system,
+                op,
+            };
+            Ok(match Core::call(core, node, frame).await {
+                Some(Frame::ConnDone { outcome, .. }) => Some(outcome),
+                _ => None,
+            })
+        }
+    }
+}
+
+async fn recv<T>(rx: flume::Receiver<T>) -> Result<T, ApiError> {
+    rx.recv_async().await.map_err(|_| ApiError::Busy)
+}
+
+/// Answers of every core of this node and of every peer node. `partial`
+/// when a peer did not answer within the deadline.
+pub struct Gathered<T> {
+    pub local: Vec<T>,
+    pub remote: Vec<Frame>,
+    pub partial: bool,
+}
+
+/// Asks every core of this node (`local`) and every peer node (`remote`).
+pub async fn gather<T>(
+    core: &CoreRef,
+    local: impl Fn(Reply<T>) -> CoreMsg,
+    remote: impl Fn(u64) -> Frame,
+) -> Result<Gathered<T>, ApiError> {
+    let sent = Instant::now();
+    let (mut waiting, mut partial) = (Vec::new(), false);
+    {
+        let mut c = core.borrow_mut();
+        for node in c.peer_nodes() {
+            match c.request(node, &remote) {
+                Some(rx) => waiting.push(rx),
+                None => partial = true,
+            }
+        }
+        c.flush();
+    }
+    let local = Core::ask_every_core(core, local)
+        .await
+        .map_err(|_| ApiError::Busy)?;
+    let mut answers = Vec::with_capacity(waiting.len());
+    for rx in waiting {
+        match Core::await_answer(core, rx, sent).await {
+            Some(a) => answers.push(a),
+            None => partial = true,
+        }
+    }
+    Ok(Gathered {
+        local,
+        remote: answers,
+        partial,
+    })
+}
+
+/// Sends one message to every core of this node and one frame to every
+/// peer node. Returns true when a peer could not be reached.
+pub fn broadcast(
+    core: &CoreRef,
+    local: impl Fn() -> CoreMsg,
+    remote: Frame,
+) -> Result<bool, ApiError> {
+    Core::to_every_core(core, local).map_err(|_| ApiError::Busy)?;
+    let missed = core.borrow_mut().peer_broadcast(&remote);
+    Ok(missed > 0)
+}
+
+/// Delivers one frame to many connections: one message per owning core,
+/// one request per owning (node, core); each connection once. Returns
+/// (online, partial).
+pub async fn deliver_many(
+    core: &CoreRef,
+    system: &Arc<str>,
+    targets: Vec<Location>,
+    frame: Bytes,
+) -> Result<(usize, bool), ApiError> {
+    let mut local: BTreeMap<u8, Vec<ConnAddr>> = Default::default();
+    let mut remote: BTreeMap<(u16, u8), Vec<ConnAddr>> = Default::default();
+    let mut seen = hashbrown::HashSet::with_capacity(targets.len());
+    for t in targets.into_iter().filter(|t| seen.insert(*t)) {
+        match t {
+            Location::Local { core, addr } => local.entry(core).or_default().push(addr),
+            Location::Remote { node, core, addr } => {
+                remote.entry((node, core)).or_default().push(addr)
+            }
+            Location::Gone => {}
+        }
+    }
+    let mut pending = Vec::new();
+    for (c, targets) in local {
+        let (reply, rx) = reply_channel();
+        let msg = CoreMsg::Many {
+            system: system.clone(),
+            targets,
+            frame: frame.clone(),
+            reply,
+        };
+        Core::to_core(core, c, msg).map_err(|_| ApiError::Busy)?;
+        pending.push(rx);
+    }
+    let (mut online, mut partial) = (0, false);
+    let mut calls = Vec::new();
+    let sent = Instant::now();
+    {
+        let mut c = core.borrow_mut();
+        for ((node, owner), targets) in remote {
+            let system = system.to_string();
+            let frame = frame.clone();
+            let request = move |req| Frame::DeliverMany {
+                req,
+                core: owner,
+                system,
+                targets,
+                frame,
+            };
+            match c.request(node, request) {
+                Some(rx) => calls.push(rx),
+                None => partial = true,
+            }
+        }
+        c.flush();
+    }
+    for rx in pending {
+        online += recv(rx).await?;
+    }
+    for rx in calls {
+        match Core::await_answer(core, rx, sent).await {
+            Some(Frame::Count { n, .. }) => online += n as usize,
+            _ => partial = true,
+        }
+    }
+    Ok((online, partial))
+}
+
+/// A push to one clientId, wherever it lives: (online, partial).
+pub async fn to_client(
+    core: &CoreRef,
+    system: &Arc<str>,
+    client_id: &str,
+    frame: Bytes,
+) -> Result<(bool, bool), ApiError> {
+    let location = super::locate::locate(core, system, client_id).await?;
+    reached(conn_op(core, system, location, ConnOp::Deliver(frame)).await?)
+}
+
+/// Whether an operation found its connection: (online, partial).
+pub fn reached(outcome: Option<ConnOutcome>) -> Result<(bool, bool), ApiError> {
+    match outcome {
+        Some(ConnOutcome::Done | ConnOutcome::Info(_)) => Ok((true, false)),
+        Some(ConnOutcome::Offline) => Ok((false, false)),
+        Some(ConnOutcome::Invalid) => Err(ApiError::InvalidClientId),
+        None => Ok((false, true)),
+    }
+}
+
+/// A push to a group on every core and node: partial.
+pub fn to_group(
+    core: &CoreRef,
+    system: &Arc<str>,
+    group: &str,
+    frame: Bytes,
+) -> Result<bool, ApiError> {
+    let wire = Frame::Group {
+        system: system.to_string(),
+        group: group.to_owned(),
+        frame: frame.clone(),
+    };
+    let group: Arc<str> = Arc::from(group);
+    let local = || CoreMsg::Group {
+        system: system.clone(),
+        group: group.clone(),
+        frame: frame.clone(),
+    };
+    broadcast(core, local, wire)
+}
+
+/// A push to every connection of a system, cluster-wide: partial.
+pub fn to_system(core: &CoreRef, system: &Arc<str>, frame: Bytes) -> Result<bool, ApiError> {
+    let wire = Frame::System {
+        system: system.to_string(),
+        frame: frame.clone(),
+    };
+    let local = || CoreMsg::System {
+        system: system.clone(),
+        frame: frame.clone(),
+    };
+    broadcast(core, local, wire)
+}
+
+/// A push to every connection of a userId on every core and node:
+/// (connections reached, partial).
+pub async fn to_user(
+    core: &CoreRef,
+    system: &Arc<str>,
+    user: &str,
+    frame: Bytes,
+) -> Result<(u64, bool), ApiError> {
+    let shared: Arc<str> = Arc::from(user);
+    let local = |reply| CoreMsg::User {
+        system: system.clone(),
+        user: shared.clone(),
+        frame: frame.clone(),
+        reply,
+    };
+    let remote = |req| Frame::User {
+        req,
+        system: system.to_string(),
+        user: user.to_owned(),
+        frame: frame.clone(),
+    };
+    let g = gather(core, local, remote).await?;
+    let far: u64 = g
+        .remote
+        .iter()
+        .map(|a| {
+            if let Frame::Count { n, .. } = a {
+                *n
+            } else {
+                0
+            }
+        })
+        .sum();
+    Ok((g.local.iter().sum::<usize>() as u64 + far, g.partial))
+}

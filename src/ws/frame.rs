@@ -1,0 +1,198 @@
+//! RFC 6455 frame bytes: the one place WebSocket framing is written.
+//!
+//! The node sends only unmasked server frames: text frames built in one
+//! allocation (the payload is written after room for the longest header,
+//! then the header — computed from the length actually written, so it can
+//! never disagree with the payload — goes in front), close frames and empty
+//! pings. Clients' frames are decoded by tungstenite; [`client_frame`] and
+//! [`parse_head`] serve the load generator and the tests, which speak the
+//! protocol by hand.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::json::Part;
+
+pub const OP_CONT: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+/// Longest frame header: 2 bytes + 64-bit length (+ 4 mask bytes for a client).
+const MAX_HEADER: usize = 10;
+
+/// A protocol ping with no payload.
+pub const PING_FRAME: &[u8] = &[0x80 | OP_PING, 0x00];
+
+/// A frame header: FIN, `opcode`, the length in its shortest form.
+struct Header {
+    bytes: [u8; MAX_HEADER],
+    len: usize,
+}
+
+impl Header {
+    fn new(opcode: u8, masked: bool, payload_len: usize) -> Self {
+        let mut bytes = [0u8; MAX_HEADER];
+        bytes[0] = 0x80 | opcode;
+        let mask = if masked { 0x80 } else { 0 };
+        let len = match u16::try_from(payload_len) {
+            Ok(n @ 0..=125) => {
+                bytes[1] = mask | n as u8;
+                2
+            }
+            Ok(n) => {
+                bytes[1] = mask | 126;
+                bytes[2..4].copy_from_slice(&n.to_be_bytes());
+                4
+            }
+            Err(_) => {
+                bytes[1] = mask | 127;
+                bytes[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+                10
+            }
+        };
+        Header { bytes, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Appends the header of a server text frame carrying `payload_len` bytes.
+pub fn text_header(payload_len: usize, out: &mut BytesMut) {
+    out.extend_from_slice(Header::new(OP_TEXT, false, payload_len).as_bytes());
+}
+
+/// A server text frame holding `payload`, in one exactly sized buffer.
+pub fn text(payload: Part) -> Bytes {
+    let mut buf = BytesMut::with_capacity(MAX_HEADER + payload.len());
+    buf.put_bytes(0, MAX_HEADER);
+    payload.put(&mut buf);
+    let header = Header::new(OP_TEXT, false, buf.len() - MAX_HEADER);
+    let start = MAX_HEADER - header.len;
+    buf[start..MAX_HEADER].copy_from_slice(header.as_bytes());
+    buf.advance(start);
+    buf.freeze()
+}
+
+/// A server text frame holding `payload` bytes.
+pub fn text_frame(payload: &[u8]) -> Bytes {
+    text(Part::Raw(payload))
+}
+
+/// A server close frame with `code`.
+pub fn close_frame(code: u16) -> Bytes {
+    let [hi, lo] = code.to_be_bytes();
+    Bytes::copy_from_slice(&[0x80 | OP_CLOSE, 0x02, hi, lo])
+}
+
+/// Appends a masked client frame (zero mask key, so the payload is written
+/// as is) to `out`.
+pub fn client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.extend_from_slice(Header::new(opcode, true, payload.len()).as_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(payload);
+}
+
+/// A frame header as read off the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub fin: bool,
+    pub opcode: u8,
+    /// Bytes of header (including a mask key, if any).
+    pub header_len: usize,
+    pub payload_len: u64,
+    pub masked: bool,
+}
+
+impl Head {
+    pub fn frame_len(&self) -> u64 {
+        (self.header_len as u64).saturating_add(self.payload_len)
+    }
+}
+
+/// The header at the start of `buf`, or None while it is incomplete.
+pub fn parse_head(buf: &[u8]) -> Option<Head> {
+    let b0 = *buf.first()?;
+    let b1 = *buf.get(1)?;
+    let masked = b1 & 0x80 != 0;
+    let (len, mut header_len) = match b1 & 0x7f {
+        126 => (
+            u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4,
+        ),
+        127 => {
+            let b: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (u64::from_be_bytes(b), 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    if masked {
+        header_len += 4;
+        if buf.len() < header_len {
+            return None;
+        }
+    }
+    Some(Head {
+        fin: b0 & 0x80 != 0,
+        opcode: b0 & 0x0f,
+        header_len,
+        payload_len: len,
+        masked,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_header_lengths() {
+        for (len, head) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            let frame = text_frame(&vec![b'x'; len]);
+            assert_eq!(frame.len(), head + len);
+            let h = parse_head(&frame).unwrap();
+            assert_eq!((h.opcode, h.masked, h.header_len), (OP_TEXT, false, head));
+            assert_eq!(h.frame_len(), frame.len() as u64);
+            let mut out = BytesMut::new();
+            text_header(len, &mut out);
+            assert_eq!(&out[..], &frame[..head]);
+        }
+        let mut out = BytesMut::new();
+        text_header(65536, &mut out);
+        assert_eq!(&out[..], [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        out.clear();
+        text_header(300, &mut out);
+        assert_eq!(&out[..], [0x81, 126, 1, 44]);
+    }
+
+    #[test]
+    fn client_frames_and_heads() {
+        assert_eq!(parse_head(&[0x81]), None);
+        let h = parse_head(&[0x81, 5, b'h']).unwrap();
+        assert_eq!(
+            (h.fin, h.opcode, h.header_len, h.payload_len),
+            (true, 1, 2, 5)
+        );
+        let h = parse_head(&[0x01, 126, 1, 0]).unwrap();
+        assert_eq!((h.fin, h.header_len, h.payload_len), (false, 4, 256));
+        assert_eq!(parse_head(&[0x82, 127, 0, 0, 0, 0, 0, 1]), None);
+        let mut f = Vec::new();
+        client_frame(&mut f, OP_PONG, b"abc");
+        assert_eq!(f, [0x8a, 0x83, 0, 0, 0, 0, b'a', b'b', b'c']);
+        let h = parse_head(&f).unwrap();
+        assert!(h.masked);
+        assert_eq!(h.frame_len(), 9);
+        let mut long = Vec::new();
+        client_frame(&mut long, OP_TEXT, &[b'y'; 300]);
+        assert_eq!(&long[..4], [0x81, 0x80 | 126, 1, 44]);
+    }
+
+    #[test]
+    fn control_frames() {
+        assert_eq!(&close_frame(1001)[..], [0x88, 2, 0x03, 0xe9]);
+        assert_eq!(PING_FRAME, [0x89, 0]);
+    }
+}
