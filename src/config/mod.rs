@@ -21,8 +21,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
-/// Prefix of environment variables that override config keys.
-const ENV_PREFIX: &str = "SHARDCAST_";
+mod duration;
+mod env;
+
+use duration::duration_str;
+pub use duration::parse_duration;
+use env::{apply_env, process_env};
+
 /// Upper bound of `server.workers`; worker ids must fit in a byte.
 pub const MAX_WORKERS: usize = 255;
 /// Longest accepted system id in `api.systems`, in bytes.
@@ -503,94 +508,6 @@ fn attribute(err: ConfigError, sources: &HashMap<String, String>) -> ConfigError
     }
 }
 
-/// One key that an environment variable may override.
-struct EnvKey {
-    section: String,
-    key: String,
-    /// The key holds a string, so the raw value is used unless it is a quoted
-    /// TOML string (`SHARDCAST_API_ADMIN_TOKEN=123456` stays a string).
-    text: bool,
-}
-
-/// Maps `SHARDCAST_<SECTION>_<KEY>` to its key, for every key of the defaults.
-fn env_keys() -> HashMap<String, EnvKey> {
-    let defaults = Table::try_from(Config::default())
-        .expect("built-in defaults always serialize to a TOML table");
-    let mut keys = HashMap::new();
-    for (section, value) in defaults {
-        let Value::Table(fields) = value else {
-            continue;
-        };
-        for (key, value) in fields {
-            let name = format!("{ENV_PREFIX}{section}_{key}").to_ascii_uppercase();
-            let text = value.is_str();
-            let section = section.clone();
-            keys.insert(name, EnvKey { section, key, text });
-        }
-    }
-    keys
-}
-
-/// Inserts the overrides into `table`; returns which variable set which key.
-fn apply_env(
-    table: &mut Table,
-    env: impl IntoIterator<Item = (String, String)>,
-    warnings: &mut Vec<String>,
-) -> HashMap<String, String> {
-    let keys = env_keys();
-    let mut vars: Vec<_> = env
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
-        .collect();
-    vars.sort();
-    let mut sources = HashMap::new();
-    for (name, raw) in vars {
-        let Some(k) = keys.get(&name) else {
-            warnings.push(format!(
-                "ignoring environment variable {name}: it names no config key"
-            ));
-            continue;
-        };
-        let section = table
-            .entry(k.section.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
-        // A non-table section is reported by deserialization, naming the section.
-        if let Value::Table(section) = section {
-            section.insert(k.key.clone(), env_value(&raw, k.text));
-            sources.insert(format!("{}.{}", k.section, k.key), name);
-        }
-    }
-    sources
-}
-
-/// Reads an environment value as a TOML value when it is one, else as a string.
-fn env_value(raw: &str, text: bool) -> Value {
-    let parsed = Value::deserialize(toml::de::ValueDeserializer::new(raw)).ok();
-    match parsed {
-        Some(Value::String(s)) => Value::String(s),
-        Some(value) if !text => value,
-        _ => Value::String(raw.to_string()),
-    }
-}
-
-/// The `SHARDCAST_*` variables of the process; non-UTF-8 ones become warnings.
-fn process_env(warnings: &mut Vec<String>) -> Vec<(String, String)> {
-    let mut vars = Vec::new();
-    for (name, value) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if !name.starts_with(ENV_PREFIX) {
-            continue;
-        }
-        match value.into_string() {
-            Ok(value) => vars.push((name, value)),
-            Err(_) => warnings.push(format!(
-                "ignoring environment variable {name}: value is not valid UTF-8"
-            )),
-        }
-    }
-    vars
-}
-
 fn decode_key(hex: &str) -> Option<Vec<u8>> {
     if hex.len() != 32 && hex.len() != 64 {
         return None;
@@ -610,82 +527,6 @@ fn valid_host_port(addr: &str) -> bool {
     match addr.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
         None => false,
-    }
-}
-
-/// Parses a duration written as a number and a unit: `500ms`, `25s`, `2m`,
-/// `1h`, `3d`; the number may have a fraction (`1.5s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration {text:?}: expected e.g. \"500ms\", \"25s\", \"2m\", \"1h\", \"3d\""
-        )
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(bad()),
-    };
-    if let Ok(n) = number.parse::<u64>() {
-        let ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
-        return Ok(Duration::from_millis(ms));
-    }
-    let n: f64 = number.parse().map_err(|_| bad())?;
-    Duration::try_from_secs_f64(n * unit_ms as f64 / 1000.0).map_err(|_| bad())
-}
-
-/// Writes a duration in the largest unit that represents it exactly.
-fn format_duration(d: Duration) -> String {
-    const MS: u128 = 1_000_000;
-    let units = [
-        (86_400_000 * MS, "d"),
-        (3_600_000 * MS, "h"),
-        (60_000 * MS, "m"),
-        (1_000 * MS, "s"),
-        (MS, "ms"),
-    ];
-    let nanos = d.as_nanos();
-    match units.iter().find(|(size, _)| nanos % size == 0) {
-        _ if nanos == 0 => "0s".to_string(),
-        Some((size, unit)) => format!("{}{unit}", nanos / size),
-        None => format!("{}s", d.as_secs_f64()),
-    }
-}
-
-/// serde glue for `Duration` fields written as duration strings.
-mod duration_str {
-    use std::fmt;
-    use std::time::Duration;
-
-    use serde::{de, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_str(Visitor)
-    }
-
-    struct Visitor;
-
-    impl de::Visitor<'_> for Visitor {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a duration string such as \"500ms\", \"25s\" or \"2m\"")
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            super::parse_duration(v).map_err(E::custom)
-        }
     }
 }
 
@@ -1032,56 +873,6 @@ mod tests {
     }
 
     #[test]
-    fn duration_parser() {
-        let ok = [
-            ("500ms", Duration::from_millis(500)),
-            ("25s", secs(25)),
-            ("2m", secs(120)),
-            ("1h", secs(3600)),
-            ("3d", secs(259_200)),
-            ("0s", Duration::ZERO),
-            ("1.5s", Duration::from_millis(1500)),
-        ];
-        for (text, want) in ok {
-            assert_eq!(parse_duration(text), Ok(want), "{text}");
-        }
-        let bad = [
-            "",
-            "25",
-            "s",
-            "25x",
-            "-1s",
-            "+1s",
-            "1 s",
-            " 1s",
-            "1.2.3s",
-            "1e3s",
-            "25S",
-            "99999999999999999999d",
-            "18446744073709551615d",
-        ];
-        for text in bad {
-            assert!(parse_duration(text).is_err(), "{text:?} should be rejected");
-        }
-    }
-
-    #[test]
-    fn durations_format_in_the_largest_exact_unit() {
-        let cases = [
-            (Duration::ZERO, "0s"),
-            (Duration::from_millis(500), "500ms"),
-            (secs(90), "90s"),
-            (secs(120), "2m"),
-            (secs(86_400), "1d"),
-            (Duration::from_micros(1500), "0.0015s"),
-        ];
-        for (d, text) in cases {
-            assert_eq!(format_duration(d), text);
-            assert_eq!(parse_duration(text), Ok(d));
-        }
-    }
-
-    #[test]
     fn crypto_key_and_worker_count() {
         assert_eq!(Config::default().crypto_key_bytes(), None);
         let c = parse(&format!("[server]\ncrypto_key = \"{KEY128}\"")).unwrap();
@@ -1096,7 +887,7 @@ mod tests {
 
     #[test]
     fn shipped_config_loads() {
-        let shipped = include_str!("../conf/shardcast.toml");
+        let shipped = include_str!("../../conf/shardcast.toml");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shardcast.toml");
         std::fs::write(&path, shipped).unwrap();
@@ -1116,7 +907,7 @@ mod tests {
         expected.api.systems = vec!["demo".to_string()];
         expected.console.enabled = true;
         assert_eq!(c, expected);
-        if !std::env::vars().any(|(k, _)| k.starts_with(ENV_PREFIX)) {
+        if !std::env::vars().any(|(k, _)| k.starts_with(env::ENV_PREFIX)) {
             assert_eq!(loaded, c);
         }
     }
