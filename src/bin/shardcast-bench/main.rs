@@ -29,7 +29,6 @@ mod sources;
 mod subscriber;
 mod url;
 mod worker;
-mod wsframe;
 
 use std::process::ExitCode;
 use std::str::FromStr;

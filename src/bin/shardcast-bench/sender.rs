@@ -9,7 +9,7 @@ use crate::ipc::ChatSpec;
 use crate::marker;
 use crate::poller::Poller;
 use crate::subscriber::Subscribers;
-use crate::wsframe::{self, OP_TEXT};
+use shardcast::ws::frame::{self as wsframe, OP_TEXT};
 
 pub struct Sender {
     spec: ChatSpec,

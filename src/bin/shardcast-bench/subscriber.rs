@@ -15,7 +15,7 @@ use crate::histogram::Histogram;
 use crate::marker;
 use crate::poller::{Poller, HUP, READ, WRITE};
 use crate::sock::{self, Fd};
-use crate::wsframe::{self, Head};
+use shardcast::ws::frame::{self as wsframe, Head};
 
 /// Largest frame accepted from a server; beyond it the connection is dropped.
 const MAX_FRAME: u64 = 16 << 20;
