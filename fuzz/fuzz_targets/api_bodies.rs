@@ -17,7 +17,8 @@ use shardcast::api::body::{
     SendToClient, SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
 };
 use shardcast::api::client_message::{self, Kind};
-use shardcast::push::{ack_frame, push_frame, MessageId};
+use shardcast::ws::message::ack_frame;
+use shardcast::ws::MessageId;
 
 /// Small limits as well as the defaults, so the limit paths are reached.
 const SMALL: BodyLimits = BodyLimits {
@@ -81,7 +82,7 @@ struct Push<'a> {
 
 fn check_push(message: &Message, seed: u64) {
     let id = MessageId(seed);
-    let frame = push_frame(id, message);
+    let frame = message.frame(id);
     let payload = frame_payload(&frame);
 
     // Parses as JSON, with exactly the caller's fields and `data` embedded
@@ -100,7 +101,7 @@ fn check_push(message: &Message, seed: u64) {
     assert_eq!(push.msg, message.msg);
     assert_eq!(push.data.get(), message.data.get());
 
-    // Field order and escaping are serde_json's, byte for byte (API.md §2).
+    // Field order and escaping are serde_json's, byte for byte (docs/api.md §2).
     let expected = format!(
         r#"{{"messageId":"{id}","sendUserId":{},"code":{},"msg":{},"data":{}}}"#,
         serde_json::to_string(&message.send_user_id).expect("string"),
@@ -138,7 +139,7 @@ fuzz_target!(|data: &[u8]| {
     run::<GetGroupList>(data);
     run::<ClientRef>(data);
 
-    // A client message (API.md §2.1) is a bare Message object.
+    // A client message (docs/api.md §2.1) is a bare Message object.
     if let Ok(message) = serde_json::from_slice::<Message>(data) {
         let _ = message.check_limits(&BodyLimits::default());
         check_push(&message, seed);

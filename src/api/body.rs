@@ -1,4 +1,4 @@
-//! Request bodies of the `/api/*` routes (API.md §4).
+//! Request bodies of the `/api/*` routes (docs/api.md §4).
 //!
 //! Checking a body is split into three steps because §5 orders the failures:
 //! a malformed body (400) beats authentication, which beats a missing
@@ -54,7 +54,7 @@ impl From<&crate::config::ApiConfig> for BodyLimits {
 }
 
 impl Default for BodyLimits {
-    /// The defaults of API.md §6.
+    /// The defaults of docs/api.md §6.
     fn default() -> Self {
         BodyLimits {
             max_message: 65536,

@@ -1,4 +1,4 @@
-//! Connect tokens (API.md §2): `base64url(payload) "." base64url(mac)` where
+//! Connect tokens (docs/api.md §2): `base64url(payload) "." base64url(mac)` where
 //! mac = HMAC-SHA256 keyed with the system secret (its 32 ASCII characters)
 //! over the payload bytes, and payload = `{"userId":"…","exp":<unix s>}`.
 //! The business system mints them; the node only verifies, in constant time.

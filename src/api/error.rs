@@ -1,4 +1,4 @@
-//! The one catalogue of API failures (API.md §5).
+//! The one catalogue of API failures (docs/api.md §5).
 //!
 //! Every failure the HTTP API or the WebSocket ack can report is a variant of
 //! [`ApiError`], so the HTTP status and the user-visible text are decided in
@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use crate::config::Lang;
 
-/// A request field named in an error message, spelled as API.md §5 prints it.
+/// A request field named in an error message, spelled as docs/api.md §5 prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     SystemId,

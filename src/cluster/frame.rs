@@ -195,6 +195,18 @@ fn read_body(body: &[u8], scratch: &mut AlignedVec) -> Result<Frame, FrameError>
     rkyv::deserialize::<Frame, BoxedError>(archived).map_err(invalid)
 }
 
+/// `body` behind a correct header (its length and CRC), whatever the body
+/// holds: for tests and the fuzzer, which need bytes that pass the CRC.
+/// A body over [`MAX_BODY`] gets the length the decoder refuses.
+pub fn wrap_body(body: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    let mut v = Vec::with_capacity(HEADER_LEN + body.len());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
 /// The body length as it goes in the header, refusing what a peer would refuse.
 fn checked_len(len: usize) -> Result<u32, FrameError> {
     match u32::try_from(len) {
@@ -419,13 +431,35 @@ mod tests {
         Ok((frames, pos))
     }
 
-    /// Header + body with a correct CRC around arbitrary body bytes.
     fn wrap(body: &[u8]) -> Vec<u8> {
-        let len = u32::try_from(body.len()).expect("small body");
-        let mut v = len.to_le_bytes().to_vec();
-        v.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-        v.extend_from_slice(body);
-        v
+        wrap_body(body)
+    }
+
+    /// The seeds of `fuzz/fuzz_targets/link_frame.rs`: every sample as a
+    /// body (mode byte 0) and as a raw stream (mode byte 1), and all of
+    /// them back to back.
+    #[test]
+    #[ignore = "writes fuzz/seeds/link_frame; run by hand after a frame change"]
+    fn write_link_frame_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/link_frame");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, f) in samples().iter().enumerate() {
+            let wire = encode_all(std::slice::from_ref(f));
+            let name = format!("{i:02}_{:?}", f)
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>();
+            let mut body = vec![0u8];
+            body.extend_from_slice(&wire[HEADER_LEN..]);
+            std::fs::write(dir.join(format!("body_{name}")), body).unwrap();
+            let mut raw = vec![1u8];
+            raw.extend_from_slice(&wire);
+            std::fs::write(dir.join(format!("raw_{name}")), raw).unwrap();
+        }
+        let mut all = vec![1u8];
+        all.extend_from_slice(&encode_all(&samples()));
+        std::fs::write(dir.join("raw_stream_of_all"), all).unwrap();
     }
 
     struct XorShift(u64);

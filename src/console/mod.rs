@@ -1,4 +1,4 @@
-//! The built-in console (API.md §2.3): one page compiled into the binary and
+//! The built-in console (docs/api.md §2.3): one page compiled into the binary and
 //! the JSON figures it polls.
 //!
 //! The page is plain HTML/CSS/JS with no build step, so what is in the

@@ -1,5 +1,5 @@
 //! The per-connection token bucket of client messages (`ws.client_send_rate`,
-//! API.md §2.1): it holds `rate` messages and refills at `rate` per second.
+//! docs/api.md §2.1): it holds `rate` messages and refills at `rate` per second.
 //!
 //! Every connection carries one, so it is 8 bytes: it counts tokens *spent*
 //! (a new bucket is full whatever the rate) and stamps the last refill in

@@ -1,4 +1,4 @@
-//! Events and their JSON body (API.md §2.2), fields in the documented order.
+//! Events and their JSON body (docs/api.md §2.2), fields in the documented order.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Webhooks: connection and message events POSTed to the business system
-//! (API.md §2.2).
+//! (docs/api.md §2.2).
 //!
 //! Cores run monoio and must never wait on a receiver that is down, slow or
 //! hanging, so delivery lives on its own std thread ("shardcast-webhook")

@@ -1,5 +1,5 @@
 //! `X-Shardcast-Signature`: lets the receiver check that an event comes from
-//! shardcast and was not altered (token mode only; API.md §2.2).
+//! shardcast and was not altered (token mode only; docs/api.md §2.2).
 
 use std::fmt::Write;
 

@@ -1,4 +1,4 @@
-//! `chat`: N WebSocket clients send client messages (API.md §2.1) for a while, together
+//! `chat`: N WebSocket clients send client messages (docs/api.md §2.1) for a while, together
 //! keeping window × N of them awaiting their ack (optionally paced); reports the send
 //! and ack rates (code 0 and refused), the send → ack latency, the CPU of both sides,
 //! and how chosen series of the server's metrics page moved over the steady part of

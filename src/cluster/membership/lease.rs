@@ -4,7 +4,7 @@
 //! Readiness follows what the node can know: a lease is alive for `ttl` after
 //! etcd last confirmed it, whether or not etcd answers now. So an etcd outage
 //! shorter than the TTL changes nothing (the node keeps serving and stays
-//! ready, as API.md §4 asks), and once the TTL has passed without a
+//! ready, as docs/api.md §4 asks), and once the TTL has passed without a
 //! confirmation the node reports itself not ready and keeps trying to get a
 //! new lease and put its record back. Only when another node's record holds
 //! the id is the node lost: the clientIds it issued would now route to

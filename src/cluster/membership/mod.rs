@@ -1,6 +1,6 @@
 //! Cluster membership: the etcd side thread.
 //!
-//! etcd holds two things for a cluster (DESIGN.md §5, API.md §4): which nodes
+//! etcd holds two things for a cluster (docs/cluster.md, docs/api.md §4): which nodes
 //! are alive (`nodes/<id>`, each under a lease this thread keeps alive) and
 //! the registry of systems (`systems/<id>`, created only if absent so two
 //! nodes can never both register one id). etcd-client needs tokio while the
