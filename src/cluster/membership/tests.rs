@@ -35,7 +35,7 @@ impl Etcd {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = (free_port(), free_port());
         let child = spawn_etcd(dir.path(), ports);
-        let etcd = Self {
+        let mut etcd = Self {
             child,
             ports,
             endpoint: format!("http://127.0.0.1:{}", ports.0),
@@ -53,15 +53,26 @@ impl Etcd {
         self.wait_healthy();
     }
 
-    fn wait_healthy(&self) {
+    /// Waits for etcd to answer; fails at once, with its log, if it exited.
+    fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "etcd exited ({status}) before it was healthy:\n{}",
+                    self.log()
+                );
+            }
             if healthy(self.ports.0) {
                 return;
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("etcd did not become healthy");
+        panic!("etcd did not become healthy:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
     }
 
     fn signal(&self, signal: &str) {
@@ -111,9 +122,20 @@ fn spawn_etcd(dir: &Path, (client, peer): (u16, u16)) -> Child {
         .expect("etcd starts")
 }
 
+/// A loopback port that was free a moment ago and that no other test of
+/// this process has been given (the kernel may hand a just-closed port out
+/// again, and etcd needs two distinct ones).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn healthy(port: u16) -> bool {
@@ -129,10 +151,12 @@ fn healthy(port: u16) -> bool {
         && answer.contains("\"health\":\"true\"")
 }
 
+/// A node's config for the cluster of `etcd`, named after that etcd so that
+/// no two tests share a key prefix even if they shared an etcd.
 fn config(etcd: &Etcd) -> ClusterConfig {
     ClusterConfig {
         enabled: true,
-        name: "test".into(),
+        name: format!("test-{}", etcd.ports.0),
         advertise_addr: "127.0.0.1:7901".into(),
         etcd_endpoints: vec![etcd.endpoint.clone()],
         secret: "cluster secret".into(),
@@ -140,6 +164,11 @@ fn config(etcd: &Etcd) -> ClusterConfig {
         request_timeout: TIMEOUT,
         ..ClusterConfig::default()
     }
+}
+
+/// Where the keys of `config(etcd)`'s cluster live.
+fn prefix(etcd: &Etcd) -> String {
+    format!("/shardcast/test-{}", etcd.ports.0)
 }
 
 fn me(addr: &str) -> NodeInfo {
@@ -394,7 +423,8 @@ fn register_is_exclusive_and_the_secret_is_not_stored() {
     assert_eq!(a.wait_system(Duration::ZERO, "sys"), Some(token(SECRET_A)));
     assert_eq!(b.wait_system(secs(1), "sys"), Some(token(SECRET_A)));
 
-    let (value, lease, _) = raw_get(&etcd, "/shardcast/test/systems/sys").expect("stored");
+    let (value, lease, _) =
+        raw_get(&etcd, &format!("{}/systems/sys", prefix(&etcd))).expect("stored");
     let text = String::from_utf8(value).expect("utf8");
     assert!(!text.contains(SECRET_A), "{text}");
     assert_eq!(lease, 0, "systems are not leased");
@@ -437,7 +467,7 @@ fn a_short_etcd_pause_loses_nothing() {
     let a = Node::join(&cfg, "127.0.0.1:1", vec![]);
     let b = Node::join(&cfg, "127.0.0.1:2", vec![]);
     assert!(a.wait_peers(secs(2), |p| p.contains_key(&b.id())));
-    let key = format!("/shardcast/test/nodes/{}", a.id());
+    let key = format!("{}/nodes/{}", prefix(&etcd), a.id());
     let (_, _, created) = raw_get(&etcd, &key).expect("registered");
 
     etcd.pause();
@@ -482,7 +512,7 @@ fn a_pause_longer_than_the_ttl_costs_readiness_not_the_node_id() {
     thread::sleep(Duration::from_millis(500));
     etcd.resume();
     assert!(a.wait_ready(secs(3), true));
-    let key = format!("/shardcast/test/nodes/{}", a.id());
+    let key = format!("{}/nodes/{}", prefix(&etcd), a.id());
     let (value, lease, _) = raw_get(&etcd, &key).expect("registered again");
     assert_ne!(lease, 0);
     let info: NodeInfo = serde_json::from_slice(&value).expect("record");
@@ -497,7 +527,7 @@ fn a_revoked_lease_is_replaced_under_the_same_id() {
     let etcd = Etcd::start();
     let cfg = config(&etcd);
     let a = Node::join(&cfg, "127.0.0.1:1", vec![]);
-    let key = format!("/shardcast/test/nodes/{}", a.id());
+    let key = format!("{}/nodes/{}", prefix(&etcd), a.id());
     let (_, lease, _) = raw_get(&etcd, &key).expect("registered");
     raw(&etcd, |mut c| async move {
         c.lease_revoke(lease).await.expect("revoke")
@@ -513,7 +543,7 @@ fn an_id_taken_by_another_node_is_node_lost() {
     let etcd = Etcd::start();
     let cfg = config(&etcd);
     let a = Node::join(&cfg, "127.0.0.1:1", vec![]);
-    let key = format!("/shardcast/test/nodes/{}", a.id());
+    let key = format!("{}/nodes/{}", prefix(&etcd), a.id());
     let (_, lease, _) = raw_get(&etcd, &key).expect("registered");
     let impostor = serde_json::to_vec(&me("127.0.0.1:66")).expect("json");
     raw(&etcd, |mut c| async move {
@@ -548,7 +578,8 @@ fn a_claim_moves_only_our_own_record_to_a_new_lease() {
     let cfg = config(&etcd);
     let ours = serde_json::to_vec(&me("127.0.0.1:1")).expect("json");
     let theirs = serde_json::to_vec(&me("127.0.0.1:2")).expect("json");
-    let key = "/shardcast/test/nodes/5";
+    let key = format!("{}/nodes/5", prefix(&etcd));
+    let key = key.as_str();
     let (old, new, result) = raw(&etcd, |mut c| async move {
         let old = c.lease_grant(30, None).await.expect("grant").id();
         let opts = etcd_client::PutOptions::new().with_lease(old);
