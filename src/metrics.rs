@@ -74,7 +74,7 @@ impl CoreMetrics {
 
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
-/// The counters exposed per worker: name, type, help, field.
+/// The counters exposed per core (label `worker`): name, type, help, field.
 const PER_WORKER: [(&str, &str, &str, Field); 11] = [
     (
         "shardcast_connections",
@@ -149,9 +149,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(workers: usize) -> Self {
+    pub fn new(cores: usize) -> Self {
         Self {
-            cores: (0..workers).map(|_| CoreMetrics::default()).collect(),
+            cores: (0..cores).map(|_| CoreMetrics::default()).collect(),
         }
     }
 

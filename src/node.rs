@@ -78,7 +78,7 @@ impl Node {
         join: Option<ClusterJoin>,
         webhooks: Option<Webhooks>,
     ) -> Self {
-        let workers = mailboxes.len();
+        let cores = mailboxes.len();
         let (node_id, epoch) = join
             .as_ref()
             .map_or((config.cluster.node_id, unix_seconds() as u32), |j| {
@@ -101,7 +101,7 @@ impl Node {
             epoch,
             codec,
             mailboxes,
-            metrics: Metrics::new(workers),
+            metrics: Metrics::new(cores),
             registry,
             systems,
             message_key,
@@ -116,7 +116,7 @@ impl Node {
         }
     }
 
-    pub fn workers(&self) -> usize {
+    pub fn cores(&self) -> usize {
         self.mailboxes.len()
     }
 
@@ -139,15 +139,15 @@ impl Node {
         self.admitted.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// A worker is listening.
-    pub fn worker_started(&self) {
+    /// A core is listening.
+    pub fn core_started(&self) {
         self.started.fetch_add(1, Ordering::Release);
     }
 
-    /// Every worker listens, the node is in the cluster (when clustered)
+    /// Every core listens, the node is in the cluster (when clustered)
     /// and not draining.
     pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::Acquire) == self.workers()
+        self.started.load(Ordering::Acquire) == self.cores()
             && self.view.is_ready()
             && !self.is_draining()
     }

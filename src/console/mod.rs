@@ -21,7 +21,7 @@ pub const PAGE: &str = include_str!("index.html");
 
 /// The body of `GET /console/stats`.
 pub fn stats(node: &Node) -> String {
-    let cores: Vec<Value> = (0..node.workers())
+    let cores: Vec<Value> = (0..node.cores())
         .map(|i| {
             let m = node.metrics.core(i);
             json!({
@@ -57,7 +57,7 @@ fn cluster(node: &Node) -> Value {
     let me = json!({
         "nodeId": node.node_id,
         "addr": cfg.advertise_addr,
-        "cores": node.workers(),
+        "cores": node.cores(),
         "self": true,
     });
     let mut members = vec![me];

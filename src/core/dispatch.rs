@@ -34,8 +34,8 @@ impl Core {
 
     /// Sends one message to every core (built by `make` for each).
     pub fn to_every_core(this: &CoreRef, make: impl Fn() -> CoreMsg) -> Result<(), Busy> {
-        let workers = this.borrow().node.workers();
-        (0..workers).try_for_each(|c| Self::to_core(this, c as u8, make()))
+        let cores = this.borrow().node.cores();
+        (0..cores).try_for_each(|c| Self::to_core(this, c as u8, make()))
     }
 
     /// Asks every core of this node and collects their answers.
@@ -43,14 +43,14 @@ impl Core {
         this: &CoreRef,
         make: impl Fn(Reply<T>) -> CoreMsg,
     ) -> Result<Vec<T>, Busy> {
-        let workers = this.borrow().node.workers();
-        let mut pending = Vec::with_capacity(workers);
-        for c in 0..workers {
+        let cores = this.borrow().node.cores();
+        let mut pending = Vec::with_capacity(cores);
+        for c in 0..cores {
             let (tx, rx) = reply_channel();
             Self::to_core(this, c as u8, make(tx))?;
             pending.push(rx);
         }
-        let mut answers = Vec::with_capacity(workers);
+        let mut answers = Vec::with_capacity(cores);
         for rx in pending {
             answers.push(rx.recv_async().await.map_err(|_| Busy)?);
         }

@@ -41,7 +41,7 @@ pub async fn locate(core: &CoreRef, system: &str, text: &str) -> Result<Location
         gen: id.generation,
     };
     if id.node == node.node_id {
-        let here = id.epoch == node.epoch && (id.core as usize) < node.workers();
+        let here = id.epoch == node.epoch && (id.core as usize) < node.cores();
         return Ok(match here {
             true => Location::Local {
                 core: id.core,

@@ -144,8 +144,8 @@ fn on_owner<T: 'static>(
     fallback: T,
 ) {
     let (tx, rx) = reply_channel();
-    let workers = this.borrow().node.workers();
-    if (owner as usize) >= workers || Core::to_core(this, owner, msg(tx)).is_err() {
+    let cores = this.borrow().node.cores();
+    if (owner as usize) >= cores || Core::to_core(this, owner, msg(tx)).is_err() {
         this.borrow_mut().link_send(key, &answer(fallback));
         return;
     }

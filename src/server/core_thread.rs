@@ -40,7 +40,7 @@ pub fn run_core(
         }
         let peers = node.peers();
         core.borrow_mut().set_peers(peers);
-        node.worker_started();
+        node.core_started();
         accept_loop(&core, listener, "http", |core, stream, _| {
             crate::service::serve(core, stream)
         })

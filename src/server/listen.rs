@@ -17,7 +17,7 @@ pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
     probe.bind(&addr.into())
 }
 
-/// A listening socket on `addr` that other workers may bind too
+/// A listening socket on `addr` that the other cores may bind too
 /// (SO_REUSEPORT: the kernel spreads connections across them).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

@@ -37,8 +37,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("worker {0} failed: {1}")]
-    Worker(usize, String),
+    #[error("core {0} failed: {1}")]
+    Core(usize, String),
     #[error("cannot join the cluster")]
     Cluster(#[from] MembershipError),
     #[error("cannot start webhook delivery")]
@@ -47,21 +47,21 @@ pub enum StartError {
 
 type Mailbox = flume::Receiver<CoreMsg>;
 
-/// Runs the node until a signal has drained it. Returns when every worker
+/// Runs the node until a signal has drained it. Returns when every core
 /// has stopped (or `server.shutdown_timeout` passed).
 pub fn run(config: Config) -> Result<(), StartError> {
-    let workers = config.worker_count();
-    let listeners = bind_all(config.server.http_addr, workers)?;
+    let cores = config.worker_count();
+    let listeners = bind_all(config.server.http_addr, cores)?;
     let links: Vec<Option<std::net::TcpListener>> = match config.cluster.enabled {
-        true => bind_all(config.cluster.listen_addr, workers)?
+        true => bind_all(config.cluster.listen_addr, cores)?
             .into_iter()
             .map(Some)
             .collect(),
-        false => (0..workers).map(|_| None).collect(),
+        false => (0..cores).map(|_| None).collect(),
     };
     let (webhooks, webhook_thread) = start_webhooks(&config)?.unzip();
-    let (node, mailboxes) = build_node(config, workers, webhooks)?;
-    log_startup(&node, workers);
+    let (node, mailboxes) = build_node(config, cores, webhooks)?;
+    log_startup(&node, cores);
     let signals = Signals::new([SIGTERM, SIGINT])?;
     let (done_tx, done_rx) = flume::unbounded();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -70,10 +70,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let node = node.clone();
         let done = done_tx.clone();
         std::thread::Builder::new()
-            .name(format!("shardcast-w{id}"))
+            .name(format!("shardcast-core{id}"))
             .spawn(move || {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
-                    tracing::warn!(worker = id, error = ?e, "cannot pin worker to a core");
+                    tracing::warn!(core = id, error = ?e, "cannot pin a core thread to its CPU");
                 }
                 let result = run_core(node, id as u8, mailbox, listener, links);
                 let _ = done.send((id, result.map_err(|e| e.to_string())));
@@ -92,7 +92,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             }
         }
     });
-    let result = wait(&node, workers, &done_rx);
+    let result = wait(&node, cores, &done_rx);
     signals_handle.close();
     if let Some(thread) = webhook_thread {
         // The disconnects of the drain are queued by now; they get what is
@@ -112,16 +112,16 @@ fn start_webhooks(config: &Config) -> Result<Option<(Webhooks, WebhookThread)>, 
     })
 }
 
-/// Waits for the workers. A worker that stops before shutdown was asked
+/// Waits for the cores. A core that stops before shutdown was asked
 /// for is a failure; after it, we give them `shutdown_timeout` (+1 s).
 fn wait(
     node: &Node,
-    workers: usize,
+    cores: usize,
     done: &flume::Receiver<(usize, Result<(), String>)>,
 ) -> Result<(), StartError> {
     let mut finished = 0;
     let mut deadline: Option<Instant> = None;
-    while finished < workers {
+    while finished < cores {
         let received = match deadline {
             Some(d) => done.recv_deadline(d).ok(),
             None => done.recv_timeout(Duration::from_millis(100)).ok(),
@@ -131,13 +131,13 @@ fn wait(
                 Some(Instant::now() + node.config.server.shutdown_timeout + Duration::from_secs(1));
         }
         match received {
-            Some((id, Err(e))) => return Err(StartError::Worker(id, e)),
+            Some((id, Err(e))) => return Err(StartError::Core(id, e)),
             Some((id, Ok(()))) if !node.is_draining() => {
-                return Err(StartError::Worker(id, "stopped unexpectedly".into()))
+                return Err(StartError::Core(id, "stopped unexpectedly".into()))
             }
             Some(_) => finished += 1,
             None if deadline.is_some_and(|d| Instant::now() >= d) => {
-                tracing::warn!("shutdown timeout passed with workers still draining");
+                tracing::warn!("shutdown timeout passed with cores still draining");
                 break;
             }
             None => {}
@@ -148,18 +148,18 @@ fn wait(
 
 fn bind_all(
     addr: std::net::SocketAddr,
-    workers: usize,
+    cores: usize,
 ) -> Result<Vec<std::net::TcpListener>, StartError> {
     let fail = |source| StartError::Listen { addr, source };
     ensure_port_free(addr).map_err(fail)?;
-    (0..workers)
+    (0..cores)
         .map(|_| bind_listener(addr).map_err(fail))
         .collect()
 }
 
 fn build_node(
     config: Config,
-    workers: usize,
+    cores: usize,
     webhooks: Option<Webhooks>,
 ) -> Result<(Arc<Node>, Vec<Mailbox>), StartError> {
     let key = match config.crypto_key_bytes() {
@@ -167,10 +167,10 @@ fn build_node(
         None => random_bytes(16)?,
     };
     let codec = ClientIdCodec::new(&key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded()).unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
     let view = Arc::new(ClusterView::new(!config.cluster.enabled));
     let (systems, join) = if config.cluster.enabled {
-        let (systems, join) = join_cluster(&config, workers, &view, senders.clone())?;
+        let (systems, join) = join_cluster(&config, cores, &view, senders.clone())?;
         (Systems::Etcd(systems), Some(join))
     } else {
         (Systems::File(open_registry(&config)?), None)
@@ -183,18 +183,18 @@ fn build_node(
     Ok((Arc::new(node), receivers))
 }
 
-/// Joins the cluster before any worker starts: the node id goes into every
+/// Joins the cluster before any core starts: the node id goes into every
 /// clientId. Events from etcd flow into `view` from then on.
 fn join_cluster(
     config: &Config,
-    workers: usize,
+    cores: usize,
     view: &Arc<ClusterView>,
     mailboxes: Vec<flume::Sender<CoreMsg>>,
 ) -> Result<(Vec<(String, SystemEntry)>, ClusterJoin), StartError> {
     let epoch = crate::node::unix_seconds() as u32;
     let me = NodeInfo {
         addr: config.cluster.advertise_addr.clone(),
-        cores: workers as u8,
+        cores: cores as u8,
         version: env!("CARGO_PKG_VERSION").into(),
         started: u64::from(epoch),
     };
@@ -257,7 +257,7 @@ fn open_registry(config: &Config) -> Result<Registry, StartError> {
     Ok(registry)
 }
 
-fn log_startup(node: &Node, workers: usize) {
+fn log_startup(node: &Node, cores: usize) {
     let driver = if monoio::utils::detect_uring() {
         "io_uring"
     } else {
@@ -269,7 +269,7 @@ fn log_startup(node: &Node, workers: usize) {
         version = env!("CARGO_PKG_VERSION"),
         addr = %cfg.http_addr,
         driver,
-        workers,
+        cores,
         open_file_limit = nofile,
         node = node.node_id,
         "shardcast listening"
