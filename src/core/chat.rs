@@ -80,7 +80,7 @@ impl Core {
         };
         let system: Arc<str> = Arc::from(&*conn.system);
         monoio::spawn(async move {
-            let sent = route(&core, &system, request).await.map(Some);
+            let sent = send_message(&core, &system, request).await.map(Some);
             let mut c = core.borrow_mut();
             c.ack(addr, &req_id, sent);
             c.flush();
@@ -117,7 +117,11 @@ impl Core {
 
 /// Sends an accepted message exactly like the HTTP route of the same name;
 /// the id the recipients' frames carry.
-async fn route(core: &CoreRef, system: &Arc<str>, request: Request) -> Result<MessageId, ApiError> {
+async fn send_message(
+    core: &CoreRef,
+    system: &Arc<str>,
+    request: Request,
+) -> Result<MessageId, ApiError> {
     let id = core.borrow_mut().ids.next();
     let frame = request.message().frame(id);
     match &request {
