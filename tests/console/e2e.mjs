@@ -8,7 +8,7 @@
 // registered. The third argument is the send path the page must take:
 // `http` (default; the node has `ws.client_send = "off"`, so the page sends
 // through the HTTP API) or `ws` (the node has `ws.client_send = "group"`, so
-// a member of the group sends a client message over its WebSocket, API.md
+// a member of the group sends a client message over its WebSocket, docs/api.md
 // §2.1, and gets an ack). Writes the screenshot to the given path (1280x800)
 // and a phone-sized one next to it (`-narrow.png`). Exit code 0 on success.
 

@@ -9,7 +9,7 @@
 //!
 //! - `api`: the HTTP push API (docs/api.md §4, §5) on one node.
 //! - `ws`: the WebSocket endpoint, notices and client messages (docs/api.md §2, §2.1).
-//! - `server`: HTTP connection handling and the process lifecycle (§1, §6).
+//! - `server`: HTTP connection handling and the process lifecycle (docs/api.md §1, §6).
 //! - `cluster`: several nodes and an etcd (docs/cluster.md).
 //! - `fault`: faults and overload: floods, slow consumers, slowloris, dead and corrupt
 //!   peers.

@@ -1,4 +1,4 @@
-//! Token mode (API.md §2, §4, §5): `/api/register` needs `AdminToken` and returns a
+//! Token mode (docs/api.md §2, §4, §5): `/api/register` needs `AdminToken` and returns a
 //! 32-hex secret; API calls need the system's `Token`; connect tokens
 //! (`base64url(payload).base64url(HMAC-SHA256(secret, payload))`) in `optional` mode
 //! (anonymous allowed; bad / expired / foreign tokens refused with `token无效` + 1008;

@@ -1,4 +1,4 @@
-//! API errors (API.md §5): every error row with its HTTP status and (Chinese) msg —
+//! API errors (docs/api.md §5): every error row with its HTTP status and (Chinese) msg —
 //! unknown path 404, method 405, body too large 413 (connection closed), bad JSON /
 //! wrong field type 400, SystemId missing / invalid, required fields, limits, invalid
 //! clientIds (garbage, truncated, altered, another system's), offline clients — the

@@ -1,4 +1,4 @@
-//! Group and connection routes of the push API (API.md §4): bind_to_group (userId /
+//! Group and connection routes of the push API (docs/api.md §4): bind_to_group (userId /
 //! extend replacement rules), unbind_from_group, get_online_list (with and without
 //! withInfo), get_group_list, is_online, get_client_info and close_client.
 

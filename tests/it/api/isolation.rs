@@ -1,5 +1,5 @@
-//! Tenant isolation (API.md §3, §4): a clientId of system A used with `SystemId` B is an
-//! invalid clientId on every per-client route, and B's group / user / system sends,
+//! Tenant isolation (docs/api.md §3, §4): a clientId of system A used with `SystemId` B
+//! is an invalid clientId on every per-client route, and B's group / user / system sends,
 //! notices, online lists and group lists never see A's connections or A's groups that
 //! share a name with B's.
 

@@ -1,7 +1,7 @@
-//! `/api/register` in open mode (API.md §4, §5): a new system answers `[]` and is usable
-//! at once for WebSocket connections and API calls; registering an existing id (from the
-//! config or the API) fails with `该系统ID已被注册`; a `webhookUrl` in open mode is refused
-//! with `无权设置WebhookUrl` and creates nothing. (Persistence: see lifecycle.rs.)
+//! `/api/register` in open mode (docs/api.md §4, §5): a new system answers `[]` and is
+//! usable at once for WebSocket connections and API calls; registering an existing id
+//! (from the config or the API) fails with `该系统ID已被注册`; a `webhookUrl` in open mode is
+//! refused with `无权设置WebhookUrl` and creates nothing. (Persistence: see lifecycle.rs.)
 
 use crate::support::{
     api::{expect_err, expect_ok},

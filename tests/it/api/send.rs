@@ -1,4 +1,4 @@
-//! The send routes of the push API (API.md §2, §4): send_to_client, send_to_clients,
+//! The send routes of the push API (docs/api.md §2, §4): send_to_client, send_to_clients,
 //! send_to_group, send_to_user and send_to_system — success shapes, the push frame
 //! (field order, `data` passed through unchanged), defaults of the message fields,
 //! who receives what, and sends to connections that have gone (`online:false`).

@@ -1,4 +1,4 @@
-//! Client messages across a cluster (API.md §2.1): a group chat whose members sit on
+//! Client messages across a cluster (docs/api.md §2.1): a group chat whose members sit on
 //! two nodes, and 1:1 messages to a userId and a clientId held by the other node, each
 //! routed like the HTTP route of the same name and acked to the sender once.
 

@@ -1,6 +1,6 @@
-//! etcd outages (API.md §4 "Cluster rules"): etcd is never on the message path, so pushes
-//! on one node and across nodes go on while it is paused; `/api/register` answers 503
-//! `etcd服务器错误` within `request_timeout` (+ 0.5 s); nodes stay ready while they
+//! etcd outages (docs/api.md §4 "Cluster rules"): etcd is never on the message path, so
+//! pushes on one node and across nodes go on while it is paused; `/api/register` answers
+//! 503 `etcd服务器错误` within `request_timeout` (+ 0.5 s); nodes stay ready while they
 //! believe their lease alive, and after an outage longer than the lease they re-register
 //! under the same node id, keeping their connections.
 //!

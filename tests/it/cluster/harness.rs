@@ -1,4 +1,4 @@
-//! Checks of the cluster harness itself (tests/common/cluster.rs), independent of the
+//! Checks of the cluster harness itself (tests/it/support/cluster.rs), independent of the
 //! node's cluster mode: the private etcd starts, answers, pauses, resumes and dies with
 //! its guard; the cluster config the harness writes is one the binary accepts.
 

@@ -1,6 +1,7 @@
-//! Membership (API.md §4 "Cluster rules", DESIGN.md §5): a SIGKILLed node is gone from
-//! every peer's view within `lease_ttl` + 1 s and nothing hangs meanwhile; a SIGTERMed
-//! node is dropped at once; a node joining a running cluster receives its pushes.
+//! Membership (docs/api.md §4 "Cluster rules"; docs/cluster.md, membership): a SIGKILLed
+//! node is gone from every peer's view within `lease_ttl` + 1 s and nothing hangs
+//! meanwhile; a SIGTERMed node is dropped at once; a node joining a running cluster
+//! receives its pushes.
 //!
 //! Test settings: `lease_ttl = 2s`, `request_timeout = 1s`, so every call must answer
 //! within 1.5 s (`CALL_LIMIT`) and the view must be clean 3 s after a SIGKILL.
@@ -10,13 +11,13 @@
 //!   (its link may already be known broken); they never list members of the dead node
 //!   (no node can answer for them) and sends to its clients answer `online: false`.
 //!   A request sent once the view must be clean (`lease_ttl` + 1 s after the kill)
-//!   answers with exactly the §4 shape: no `partial` key, no dead member.
+//!   answers with exactly the docs/api.md §4 shape: no `partial` key, no dead member.
 //! - `is_online` of a killed node's client may still answer `true` only until it first
 //!   answers `false`; it never flips back.
 //! - "Dropped at once" after SIGTERM: requests sent 1 s after the signal see a clean view.
 //! - A node joining is visible to every peer within 1 s of its `/readyz` 200 (the bound
 //!   the contract gives for registrations); a peer handed a clientId of a node it has not
-//!   seen re-reads membership first (§4), so bind through node 1 works at once.
+//!   seen re-reads membership first (docs/api.md §4), so bind through node 1 works at once.
 //! - Between two binds to one group the tests leave `SETTLE` (100 ms): a client joining
 //!   while an earlier notice is in transit may receive it (see `SETTLE`).
 
@@ -264,8 +265,9 @@ fn a_node_joining_a_running_cluster_receives_its_pushes() {
     let nid = newbie.client_id.clone();
 
     // Node 1 has perhaps not seen node 4 yet (nor linked to it): a clientId of an
-    // unknown node makes it re-read membership (§4), and the welcome is sent only once
-    // the connection is routable (§2), so this bind works at once — no 503 meanwhile.
+    // unknown node makes it re-read membership (docs/api.md §4), and the welcome is
+    // sent only once the connection is routable (docs/api.md §2), so this bind works
+    // at once — no 503 meanwhile.
     let d = n1.call(
         SYS_A,
         "/api/bind_to_group",
@@ -351,7 +353,8 @@ fn a_terminated_node_is_dropped_by_its_peers_at_once() {
     let xid = x.client_id.clone();
     let live: BTreeSet<String> = [a.client_id.clone(), b.client_id.clone()].into();
 
-    // The terminated node's client is read on its own thread (close 1001 of §2).
+    // The terminated node's client is read on its own thread (close 1001 of
+    // docs/api.md §2).
     let reader = std::thread::spawn(move || x.expect_close(Duration::from_secs(10)));
     n3.sigterm();
     let termed = Instant::now();

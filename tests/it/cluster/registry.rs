@@ -1,4 +1,4 @@
-//! The tenant registry of a cluster (API.md §4 "Cluster rules", `/api/register`): a
+//! The tenant registry of a cluster (docs/api.md §4 "Cluster rules", `/api/register`): a
 //! registration made on one node is visible on every node within 1 s, an id can be
 //! registered once cluster-wide (also when two nodes race for it), and it lives in etcd,
 //! not in a node's data directory.

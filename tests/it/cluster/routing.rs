@@ -1,11 +1,12 @@
-//! Cluster routing (API.md §3, §4): any node routes any clientId — sends to a client, a
-//! list, a group, a user and a whole system reach the connections on every node exactly
-//! once; group queries are cluster-wide; bind / unbind / close / info / is_online work on a
-//! connection held by another node, with their notices delivered across nodes once.
+//! Cluster routing (docs/api.md §3, §4): any node routes any clientId — sends to a
+//! client, a list, a group, a user and a whole system reach the connections on every node
+//! exactly once; group queries are cluster-wide; bind / unbind / close / info / is_online
+//! work on a connection held by another node, with their notices delivered across nodes
+//! once.
 //!
 //! Assumptions where the contract is silent:
 //! - `partial` appears only in an answer that left a node out; with every node up the
-//!   answers have exactly the shapes of the §4 table (no `partial` key at all).
+//!   answers have exactly the shapes of the docs/api.md §4 table (no `partial` key at all).
 //! - `get_group_list`'s `count` is the number of groups listed (as the standalone suite
 //!   assumes).
 //! - `get_client_info`'s `node` is the same number whichever node answers, and differs
@@ -35,7 +36,7 @@ fn ids(clients: &[Client]) -> Vec<String> {
     clients.iter().map(|c| c.client_id.clone()).collect()
 }
 
-/// Asserts the raw text of a push frame has the §2 fields in order.
+/// Asserts the raw text of a push frame has the docs/api.md §2 fields in order.
 fn assert_push_field_order(text: &str) {
     let keys = [
         "\"messageId\"",

@@ -1,17 +1,17 @@
-//! The cluster port (API.md §1, DESIGN.md §4): garbage, an absurd length prefix or a bad
-//! checksum closes that connection and nothing else; a node without the shared
-//! `cluster.secret` gets no link — it cannot push to the cluster's clients and they do
-//! not receive anything through it.
+//! The cluster port (docs/api.md §1; docs/cluster.md, the link handshake and frames):
+//! garbage, an absurd length prefix or a bad checksum closes that connection and nothing
+//! else; a node without the shared `cluster.secret` gets no link — it cannot push to the
+//! cluster's clients and they do not receive anything through it.
 //!
 //! Assumptions where the contract is silent:
 //! - A connection that sends bytes which cannot start a valid handshake is closed by the
 //!   node within 5 s (at once for a bad length or checksum; a handshake timeout covers
 //!   a length that merely promises more bytes).
 //! - A node with the wrong secret still becomes ready (readiness is "joined" = registered
-//!   in etcd, §4); its peers see it in etcd and fail its handshake. Towards its clients,
-//!   sends answer offline (possibly `partial: true`) or 503 `服务繁忙`, within
-//!   `request_timeout` + 0.5 s; bind/close/info answer 503 `服务繁忙` (§4 "Cluster rules"),
-//!   and the same holds in the other direction.
+//!   in etcd, docs/api.md §4); its peers see it in etcd and fail its handshake. Towards
+//!   its clients, sends answer offline (possibly `partial: true`) or 503 `服务繁忙`,
+//!   within `request_timeout` + 0.5 s; bind/close/info answer 503 `服务繁忙`
+//!   (docs/api.md §4 "Cluster rules"), and the same holds in the other direction.
 
 use crate::support::{
     api::{api_timed, message_id_of, Answer},

@@ -1,10 +1,10 @@
-//! The console page (API.md §2.3) driven in a real browser: headless Chromium,
+//! The console page (docs/api.md §2.3) driven in a real browser: headless Chromium,
 //! scripted by `tests/console/e2e.mjs` (playwright-core). Two users connect as
 //! `sys-a`, join `room1` and chat; both logs show the message with its sender,
 //! the node panel counts the connections, and the page fits a 390 px phone.
 //! Once with the node's default `ws.client_send = "off"` (the page sends
 //! through the HTTP API), once with `"group"` (the page sends client messages
-//! over the WebSocket, API.md §2.1, and shows their acks).
+//! over the WebSocket, docs/api.md §2.1, and shows their acks).
 //!
 //! Needs Debian's `chromium` and `npm ci --prefix tests/console`, both done by
 //! `scripts/setup.sh`. With `SHARDCAST_UPDATE_SCREENSHOT=1` the screenshot

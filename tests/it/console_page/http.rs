@@ -1,4 +1,4 @@
-//! The console (API.md §2.3): `GET /` serves the built-in page as HTML when
+//! The console (docs/api.md §2.3): `GET /` serves the built-in page as HTML when
 //! `console.enabled`, and `/console/stats` gives the live figures it shows.
 //! (The page itself is driven in a real browser by `console_browser.rs`.)
 

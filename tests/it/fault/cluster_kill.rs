@@ -1,4 +1,5 @@
-//! A node dies under load (API.md §4 "Cluster rules": answers never hang; DESIGN.md §4).
+//! A node dies under load (docs/api.md §4 "Cluster rules": answers never hang;
+//! docs/cluster.md: a dead peer's links).
 //!
 //! Three nodes, one client on each. Two pushers — one through node 1, one through node 2
 //! — call `send_to_client` continuously, round-robin to the clients on nodes 1, 2 and 3,

@@ -1,4 +1,4 @@
-//! Connection flood (API.md §6 `server.max_connections`).
+//! Connection flood (docs/api.md §6 `server.max_connections`).
 //!
 //! `server.max_connections = 300`; 400 WebSocket upgrades arrive at once from eight
 //! threads. Exactly 300 get the 101 and the welcome; the other 100 are refused cleanly:

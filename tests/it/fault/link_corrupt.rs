@@ -1,6 +1,6 @@
-//! Corrupt frames on an authenticated peer link (DESIGN.md §4: "A length over the limit,
-//! a CRC mismatch or a failed validation closes the link with a logged reason; it never
-//! panics").
+//! Corrupt frames on an authenticated peer link (docs/cluster.md, the link frames: "A
+//! length over the limit, a CRC mismatch or a failed validation closes the link with a
+//! logged reason; it never panics").
 //!
 //! Two nodes. A test-only fake peer (node id 999, which no real node uses) dials node 1's
 //! cluster port and performs a VALID handshake — it knows the test cluster's name and
@@ -343,7 +343,7 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
         reconnects_before[1],
         reconnects_after[1]
     );
-    // DESIGN.md §4 wants the reason logged; at the default level it may not be.
+    // docs/cluster.md wants the reason logged; at the default level it may not be.
     let log = n1.log();
     let reasons: Vec<&str> = ["checksum", "exceeds the limit", "failed validation"]
         .into_iter()

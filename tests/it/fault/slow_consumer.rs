@@ -1,5 +1,5 @@
-//! Slow consumers under fan-out (API.md §6 `ws.send_queue_bytes`, DESIGN.md §6.7 "a slow
-//! consumer never slows anyone else").
+//! Slow consumers under fan-out (docs/api.md §6 `ws.send_queue_bytes`;
+//! docs/architecture.md, the data path: "a slow consumer never slows anyone else").
 //!
 //! `ws.send_queue_bytes = 65536`; 100 clients in one group, 20 of which stop reading (raw
 //! WebSocket sockets with a 4 KiB receive buffer that never read after the welcome). A

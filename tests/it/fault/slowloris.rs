@@ -1,6 +1,6 @@
-//! Slowloris (API.md §5 "a request not complete within `api.request_timeout` of its first
-//! byte gets a 408 and a closed connection; it never affects other connections", §6
-//! `api.keepalive_timeout`).
+//! Slowloris (docs/api.md §5 "a request not complete within `api.request_timeout` of its
+//! first byte gets a 408 and a closed connection; it never affects other connections",
+//! docs/api.md §6 `api.keepalive_timeout`).
 //!
 //! With `request_timeout = keepalive_timeout = 1s`: 200 connections dribble a request
 //! head one byte every 200 ms and 200 connect and say nothing, all at once. Meanwhile a

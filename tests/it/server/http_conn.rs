@@ -1,4 +1,4 @@
-//! HTTP/1.1 connection handling on the shared port (API.md §4, §5): keep-alive,
+//! HTTP/1.1 connection handling on the shared port (docs/api.md §4, §5): keep-alive,
 //! pipelining (responses in order, pushes in order), `Connection: close`, malformed
 //! requests (garbage → 400, head over 16 KiB → 431, a stalled request → 408 within
 //! `api.request_timeout`) closing only their own connection, the idle keep-alive

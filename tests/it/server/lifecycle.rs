@@ -1,4 +1,4 @@
-//! Process lifecycle (API.md §4, §6): the system registry survives a restart (open and
+//! Process lifecycle (docs/api.md §4, §6): the system registry survives a restart (open and
 //! token mode), config validation (`check-config` and start-up name the bad key: unknown
 //! key, wrong type, bad value), `SHARDCAST_<SECTION>_<KEY>` environment overrides, and
 //! graceful shutdown on SIGTERM / SIGINT (clients get close 1001, `/readyz` is not 200

@@ -360,9 +360,9 @@ pub fn expect_messages(c: &mut Client, message_ids: &[String], timeout: Duration
 // Notices
 // ---------------------------------------------------------------------------
 
-/// Asserts `frame` is the online (1001) or offline (1002) notice of docs/api.md §4 for the given
-/// connection: `data` a JSON string with exactly the keys clientId, extend, userId in
-/// sorted order.
+/// Asserts `frame` is the online (1001) or offline (1002) notice of docs/api.md §4 for
+/// the given connection: `data` a JSON string with exactly the keys clientId, extend,
+/// userId in sorted order.
 pub fn assert_notice(frame: &Value, code: i64, client_id: &str, user_id: &str, extend: &str) {
     let msg = match code {
         1001 => "客户端上线",

@@ -1,5 +1,5 @@
-//! Webhooks in a cluster (API.md §2.2): when a node loses its place in the cluster (its
-//! node id is taken by another record while its lease was gone) it closes every
+//! Webhooks in a cluster (docs/api.md §2.2): when a node loses its place in the cluster
+//! (its node id is taken by another record while its lease was gone) it closes every
 //! connection, and each gets exactly one `disconnect` with reason `node_lost`.
 
 use crate::support::{

@@ -1,4 +1,4 @@
-//! Webhooks (API.md §2.2) against a real HTTP receiver started by each test: `connect`
+//! Webhooks (docs/api.md §2.2) against a real HTTP receiver started by each test: `connect`
 //! and `disconnect` (exactly once, with the reason of each way a connection ends),
 //! `message` under `ws.client_send = "webhook"`, signatures in token mode, a retry after
 //! a 500, the queue bound, delivery on shutdown, and pushes unaffected by a receiver that
@@ -254,7 +254,7 @@ fn client_messages_are_forwarded_under_the_webhook_policy() {
         .iter()
         .filter(|h| h.json()["event"] == "message")
         .count();
-    assert_eq!(again, 1, "only §2.1 messages are forwarded");
+    assert_eq!(again, 1, "only docs/api.md §2.1 messages are forwarded");
 }
 
 const ADMIN: &str = "admin-secret-for-webhook-tests";

@@ -1,4 +1,4 @@
-//! Client messages (API.md §2.1) on a standalone node: each `ws.client_send` policy,
+//! Client messages (docs/api.md §2.1) on a standalone node: each `ws.client_send` policy,
 //! each message type, acks and refusals, the server-set `sendUserId`, and the rate
 //! limit. (Across nodes: `cluster_chat.rs`; the `webhook` policy: `webhooks.rs`.)
 //!

@@ -1,8 +1,8 @@
-//! Behaviour under load (API.md §6 `ws.send_queue_bytes`, DESIGN.md §6.7): a consumer
-//! that stops reading is closed as a slow consumer (counted in a `shardcast_` metric
-//! whose name contains `slow`, one offline notice) while a healthy member of the same
-//! group receives every message in order; 500 connections on 2 workers get distinct
-//! clientIds and all receive one send_to_system.
+//! Behaviour under load (docs/api.md §6 `ws.send_queue_bytes`; docs/architecture.md, the
+//! data path): a consumer that stops reading is closed as a slow consumer (counted in a
+//! `shardcast_` metric whose name contains `slow`, one offline notice) while a healthy
+//! member of the same group receives every message in order; 500 connections on 2 workers
+//! get distinct clientIds and all receive one send_to_system.
 
 use crate::support::{
     api::{assert_message_id, expect_ok},

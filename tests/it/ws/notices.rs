@@ -1,4 +1,4 @@
-//! Online / offline notices (API.md §4): bind sends 1001 `客户端上线` to every group member
+//! Online / offline notices (docs/api.md §4): bind sends 1001 `客户端上线` to every group member
 //! (the joiner included) exactly once, re-binding sends none; unbind sends 1002
 //! `客户端下线` to the remaining members; close_client and an abrupt TCP disconnect send
 //! one offline notice per group. The notice `data` is a JSON string with sorted keys.

@@ -1,5 +1,5 @@
-//! The WebSocket endpoint (API.md §2): the welcome frame and clientId form, an API call
-//! made the instant the welcome is read reaches the client (race check, 50 rounds),
+//! The WebSocket endpoint (docs/api.md §2): the welcome frame and clientId form, an API
+//! call made the instant the welcome is read reaches the client (race check, 50 rounds),
 //! heartbeat (protocol pings, idle timeout of a silent socket, a pong-answering client
 //! stays), text `ping` → `pong`, other client messages discarded, oversize client message
 //! → close 1009, refusals without / with an unknown systemId (-1001 frame + close 1008),
