@@ -8,7 +8,7 @@ use crate::support::{
     api::{assert_message_id, expect_ok},
     http::wait_eof,
     node::Node,
-    raw_frames::{connect_small_rcvbuf, raw_ws_handshake, read_raw_frame},
+    raw_frames::raw_client,
     SYS_A, WAIT,
 };
 use serde_json::json;
@@ -29,12 +29,7 @@ fn a_slow_consumer_is_closed_and_the_others_get_everything() {
     let healthy_id = healthy.client_id.clone();
 
     // The slow one: a small receive window, and it never reads after the welcome.
-    let mut slow = connect_small_rcvbuf(node.socket_addr(), 4096);
-    let (st, head) = raw_ws_handshake(&mut slow, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
-    assert_eq!(st, 101, "{head}");
-    let (_, welcome) = read_raw_frame(&mut slow, WAIT).expect("welcome of the slow client");
-    let w: serde_json::Value = serde_json::from_slice(&welcome).unwrap();
-    let slow_id = w["data"]["clientId"].as_str().unwrap().to_string();
+    let (mut slow, slow_id) = raw_client(&node, SYS_A, Some(4096));
 
     node.bind(SYS_A, &slow_id, "feed", "slowpoke", "");
     node.bind(SYS_A, &healthy_id, "feed", "", "");
