@@ -276,7 +276,7 @@ fn slowloris_and_silent_connections_are_cut_and_the_healthy_client_loses_nothing
             .copied()
             .unwrap_or_default();
         let metrics = node.metrics();
-        let http_408 = metrics.try_sum("shardcast_http_errors_total");
+        let http_408 = metrics.sum_where("shardcast_http_errors_total", &[("status", "408")]);
         eprintln!(
             "[slowloris] {SLOW} slow (1 byte / {} ms) + {SILENT} silent connections kept in \
              flight for {:.1}s ({} slow and {} silent in all; the first {} opened in {:.3}s); \
@@ -309,7 +309,8 @@ fn slowloris_and_silent_connections_are_cut_and_the_healthy_client_loses_nothing
         eprintln!(
             "[slowloris] attack watched for {:.3}s; healthy pushes: {sent} sent, {received} \
              received, {} lost; API latency max {:.1} ms, p99 {:.1} ms over {} calls; \
-             same keep-alive connection throughout: {same_conn}; shardcast_http_errors_total {:?}",
+             same keep-alive connection throughout: {same_conn}; \
+             shardcast_http_errors_total{{status=\"408\"}} {}",
             attack_took.as_secs_f64(),
             sent.saturating_sub(received),
             max_latency.as_secs_f64() * 1e3,
@@ -341,6 +342,11 @@ fn slowloris_and_silent_connections_are_cut_and_the_healthy_client_loses_nothing
             slow_408,
             slow.len(),
             "every slow request head must be answered 408 (others: {slow_other:?})"
+        );
+        assert!(
+            http_408 >= slow_408 as f64,
+            "shardcast_http_errors_total{{status=\"408\"}} = {http_408}, but {slow_408} \
+             requests were answered 408"
         );
         assert!(
             sent >= 40,

@@ -264,9 +264,15 @@ fn operations_routes() {
     assert_eq!(r.status, 200);
     let ct = r.header("content-type").unwrap_or("").to_ascii_lowercase();
     assert!(ct.starts_with("text/plain"), "metrics Content-Type {ct:?}");
-    let text = r.text();
-    assert!(text.contains("shardcast_connections"), "metrics:\n{text}");
-    if let Some(n) = Metrics::parse(&text).try_sum("shardcast_connections") {
-        assert_eq!(n, 2.0, "shardcast_connections with two clients:\n{text}");
-    }
+    let m = Metrics::parse(&r.text());
+    assert_eq!(
+        m.sum("shardcast_connections"),
+        2.0,
+        "shardcast_connections with two clients:\n{m}"
+    );
+    assert_eq!(
+        m.sum("shardcast_connections_accepted_total"),
+        2.0,
+        "shardcast_connections_accepted_total after two clients:\n{m}"
+    );
 }

@@ -6,8 +6,9 @@
 //! case-insensitive upgrade headers and no negotiated extension.
 
 use crate::support::{
-    api::{assert_message_id, expect_ok, is_client_id_form},
+    api::{expect_ok, is_client_id_form},
     http::wait_eof,
+    metrics::Metrics,
     node::Node,
     raw_frames::{
         head_header, raw_upgrade, raw_ws_handshake, read_raw_frame, SAMPLE_WS_ACCEPT, SAMPLE_WS_KEY,
@@ -215,10 +216,28 @@ fn connecting_without_a_system_id_is_refused() {
 #[test]
 fn connecting_with_an_unknown_system_id_is_refused() {
     let node = Node::start("");
+    let counts = |m: &Metrics| {
+        (
+            m.sum("shardcast_connections"),
+            m.sum("shardcast_connections_accepted_total"),
+        )
+    };
+    assert_eq!(counts(&node.metrics()), (0.0, 0.0), "a fresh node");
     expect_refusal(&node, "/ws?systemId=no-such-system", "系统ID无效");
-    // A refused connection is not counted as a member of anything.
-    let d = node.call(SYS_A, "/api/send_to_system", json!({}));
-    assert_message_id(&d["messageId"]);
+    expect_refusal(&node, "/ws", "系统ID不能为空");
+    // A refused connection is not counted: neither open nor accepted.
+    let m = node.metrics();
+    assert_eq!(
+        counts(&m),
+        (0.0, 0.0),
+        "(shardcast_connections, shardcast_connections_accepted_total) after two refused \
+         connections:\n{m}"
+    );
+    // … while a welcomed one is (so the figures above are live).
+    let c = node.ws(SYS_A);
+    assert_eq!(counts(&node.metrics()), (1.0, 1.0), "after one welcome");
+    let d = node.send_to_client(SYS_A, &c.client_id, "hi", json!(1));
+    assert_eq!(d["online"], json!(true), "{d}");
 }
 
 #[test]
