@@ -139,17 +139,6 @@ pub fn expect_err(resp: (u16, Value), status: u16, msg: &str) {
     );
 }
 
-/// `{"code":-1,…}` with HTTP `status`; returns the msg.
-pub fn expect_err_any(resp: (u16, Value), status: u16) -> String {
-    let (st, v) = resp;
-    assert_eq!(st, status, "expected HTTP {status}, got {st}: {v}");
-    assert_eq!(v["code"], json!(-1), "expected code -1: {v}");
-    v["msg"]
-        .as_str()
-        .unwrap_or_else(|| panic!("msg not a string: {v}"))
-        .to_string()
-}
-
 pub fn is_message_id(s: &str) -> bool {
     s.len() == 16
         && s.bytes()
