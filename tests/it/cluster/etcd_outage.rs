@@ -7,6 +7,9 @@
 //! Settings: `lease_ttl = 3s`, `request_timeout = 1s`.
 //!
 //! Assumptions where the contract is silent:
+//! - "The same node id": each node's membership record in etcd is back under the id it
+//!   had before (read from etcd, by the advertised address), and `get_client_info`
+//!   reports that id for the node's own clients.
 //! - A register refused during the outage may still be applied by etcd once it resumes
 //!   (the request was already on etcd's socket), so that id is not reused afterwards.
 //! - After SIGCONT, register works again within 3 s, and after an outage longer than the
@@ -18,12 +21,13 @@
 
 use crate::support::{
     api::{api_timed, assert_not_partial, message_id_of},
-    cluster::{Cluster, ClusterNode, CALL_LIMIT},
+    cluster::{Cluster, ClusterNode, Etcd, CALL_LIMIT},
     node::Node,
     ws::{expect_message, try_ws, Client},
     QUIET, SYS_A, WAIT,
 };
-use serde_json::json;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 fn secs(d: Duration) -> String {
@@ -95,8 +99,8 @@ fn check_pushes(n1: &Node, n2: &Node, cl: &mut Clients, label: &str) {
 }
 
 /// A send from `via` to `to`: true when it answers online within `CALL_LIMIT` and the
-/// message arrives; a failure is described in `why`.
-fn probe(via: &Node, to: &mut Client, why: &mut String) -> bool {
+/// message arrives (its id is added to `delivered`); a failure is described in `why`.
+fn probe(via: &Node, to: &mut Client, delivered: &mut HashSet<String>, why: &mut String) -> bool {
     let a = api_timed(
         via,
         "/api/send_to_client",
@@ -108,8 +112,44 @@ fn probe(via: &Node, to: &mut Client, why: &mut String) -> bool {
         *why = format!("send via {}: HTTP {} {}", via.addr(), a.status, a.body);
         return false;
     }
-    expect_message(to, &message_id_of(&a.ok()), WAIT);
+    let mid = message_id_of(&a.ok());
+    expect_message(to, &mid, WAIT);
+    delivered.insert(mid);
     true
+}
+
+/// The node ids of this cluster's membership records in etcd (`nodes/<id>`), by the
+/// advertised address each record names. The key layout is a design choice
+/// (docs/cluster.md), read here only to tell whether a node kept its id.
+fn node_ids_in_etcd(etcd: &Etcd) -> BTreeMap<String, u16> {
+    let prefix = format!("{}nodes/", etcd.cluster_prefix());
+    etcd.keys_under(&prefix)
+        .into_iter()
+        .map(|(key, value)| {
+            let id = key
+                .strip_prefix(&prefix)
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("not a node record: {key} = {value}"));
+            let record: Value = serde_json::from_str(&value)
+                .unwrap_or_else(|e| panic!("node record {key} is not JSON ({e}): {value}"));
+            let addr = record["addr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("node record {key} without addr: {value}"));
+            (addr.to_string(), id)
+        })
+        .collect()
+}
+
+/// The node id a node reports for one of its own clients (`get_client_info`).
+fn own_node_id(node: &Node, client: &Client) -> u64 {
+    let info = node.call(
+        SYS_A,
+        "/api/get_client_info",
+        json!({ "clientId": client.client_id }),
+    );
+    info["node"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("get_client_info without node: {info}"))
 }
 
 fn wait_ready(nodes: &[&ClusterNode], within: Duration, label: &str) -> Duration {
@@ -144,6 +184,18 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
     }
     check_pushes(n1, n2, &mut cl, "before");
     quiet(&mut cl);
+    // The node ids: in etcd (by advertised address) and as each node reports them.
+    let ids_before = node_ids_in_etcd(&c.etcd);
+    let reported_before = (own_node_id(n1, &cl.a1), own_node_id(n2, &cl.b));
+    assert_eq!(
+        (
+            ids_before.get(&n1.cluster_addr()).map(|id| u64::from(*id)),
+            ids_before.get(&n2.cluster_addr()).map(|id| u64::from(*id)),
+        ),
+        (Some(reported_before.0), Some(reported_before.1)),
+        "node records in etcd {ids_before:?}"
+    );
+    assert_ne!(reported_before.0, reported_before.1, "two nodes, one id");
 
     // ---- a short outage (1.5 s, under the 3 s lease) ----
     c.etcd.pause();
@@ -245,11 +297,12 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
     let mut streak: Option<Instant> = None;
     let mut first_ok: Option<Duration> = None;
     let mut last_failure = String::new();
+    let mut probed: HashSet<String> = HashSet::new();
     loop {
         let ready = (n1.readyz(), n2.readyz());
         let ok = ready == (Some(200), Some(200))
-            && probe(n1, &mut cl.b, &mut last_failure)
-            && probe(n2, &mut cl.a1, &mut last_failure);
+            && probe(n1, &mut cl.b, &mut probed, &mut last_failure)
+            && probe(n2, &mut cl.a1, &mut probed, &mut last_failure);
         if !ok && ready != (Some(200), Some(200)) {
             last_failure = format!("readyz {ready:?}");
         }
@@ -265,7 +318,8 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
         }
         assert!(
             resumed.elapsed() < Duration::from_secs(8),
-            "not ready and pushing across nodes steadily 8 s after etcd resumed              (last failure: {last_failure})"
+            "not ready and pushing across nodes steadily 8 s after etcd resumed \
+             (last failure: {last_failure})"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -281,9 +335,39 @@ fn pushes_go_on_while_etcd_is_paused_and_register_fails_fast() {
         "took {} after SIGCONT to serve steadily again",
         secs(stable_from)
     );
+    // Whatever else arrived must not be a second copy of a delivered probe. (A probe
+    // answered with a failure may still have been delivered late: that one is allowed.)
     for x in [&mut cl.a1, &mut cl.a2, &mut cl.b] {
-        let _ = x.drain(QUIET);
+        for f in x.drain(QUIET) {
+            let mid = f["messageId"].as_str().unwrap_or("");
+            assert!(
+                !probed.contains(mid),
+                "client {}: probe {mid} delivered twice: {f}",
+                x.client_id
+            );
+            assert_eq!(
+                f["msg"],
+                json!("probe"),
+                "client {}: unexpected frame after the long outage: {f}",
+                x.client_id
+            );
+            eprintln!(
+                "[cluster] a probe answered as failed arrived late at {}: {f}",
+                x.client_id
+            );
+        }
     }
+    // Re-registered under the same node ids: in etcd, and as the nodes report them.
+    let ids_after = node_ids_in_etcd(&c.etcd);
+    assert_eq!(
+        ids_after, ids_before,
+        "node records in etcd before and after the long outage (address -> id)"
+    );
+    assert_eq!(
+        (own_node_id(n1, &cl.a1), own_node_id(n2, &cl.b)),
+        reported_before,
+        "node ids reported by the nodes before and after the long outage"
+    );
     check_pushes(n1, n2, &mut cl, "after a long outage");
     quiet(&mut cl);
     // The registry works again too.
