@@ -39,6 +39,9 @@ use std::time::{Duration, Instant};
 
 const FAKE_NODE: u16 = 999;
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+/// What a node logs (at warn) when it drops a link for a bad frame (src/core/links.rs),
+/// with `peer=<node>` and `error=<FrameError>` (its texts: src/cluster/frame.rs).
+const DROPPED_LINK: &str = "dropped a link: bad frame";
 
 fn encode(f: &Frame) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -158,8 +161,64 @@ fn invalid_body(n: usize) -> Vec<u8> {
     unreachable!()
 }
 
+/// `line` without its ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits (at most `timeout`) for the `n`-th (0-based) line of `node`'s log that reports a
+/// link dropped for a bad frame; Ok(it, colours stripped) when it names the fake peer and
+/// `reason`, else Err(why).
+fn logged_drop(node: &Node, n: usize, reason: &str, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let line = loop {
+        let log = node.log();
+        if let Some(l) = log.lines().filter(|l| l.contains(DROPPED_LINK)).nth(n) {
+            break strip_ansi(l);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no {}. {DROPPED_LINK:?} line in node 1's log within {timeout:?}",
+                n + 1
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let peer = format!("peer={FAKE_NODE}");
+    let error = format!("error={reason}");
+    if line.contains(&peer) && line.contains(&error) {
+        Ok(line)
+    } else {
+        Err(format!(
+            "expected {peer} and {error:?} in the log line {line:?}"
+        ))
+    }
+}
+
 fn reconnects(node: &Node) -> f64 {
     node.metric("shardcast_link_reconnects_total")
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// One push of the background pusher.
@@ -197,9 +256,13 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
     let targets = [clients[0].client_id.clone(), clients[1].client_id.clone()];
     let valid_mid = "00000000f00dface";
     let corrupt_mid = "00000000deadbeef";
-    let mut results: Vec<(&str, Option<Duration>, bool)> = Vec::new();
+    // (case, closed after, /healthz fine, the logged reason)
+    let mut results: Vec<(&str, Option<Duration>, bool, Result<String, String>)> = Vec::new();
 
     let (pushes, frames) = std::thread::scope(|s| {
+        // A panic of the attack below stops the pusher and the readers, so the scope
+        // can end and report it.
+        let _stop_on_panic = StopOnDrop(&stop);
         let readers: Vec<_> = clients
             .iter_mut()
             .map(|cl| {
@@ -286,13 +349,22 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
         let mut too_long = ((MAX_BODY + 1) as u32).to_le_bytes().to_vec();
         too_long.extend_from_slice(&0u32.to_le_bytes());
         too_long.extend_from_slice(&garbage(0x5eed, 1024));
-        let cases: [(&str, Vec<u8>); 4] = [
-            ("a Ping with a bad CRC", bad_crc),
-            ("a System push altered after its CRC", altered),
-            ("a length over the 64 MiB limit", too_long),
-            ("a valid header + CRC around garbage", invalid_body(256)),
+        let checksum = "frame checksum mismatch".to_string();
+        let cases: [(&str, Vec<u8>, String); 4] = [
+            ("a Ping with a bad CRC", bad_crc, checksum.clone()),
+            ("a System push altered after its CRC", altered, checksum),
+            (
+                "a length over the 64 MiB limit",
+                too_long,
+                format!("frame body of {} bytes exceeds the limit", MAX_BODY + 1),
+            ),
+            (
+                "a valid header + CRC around garbage",
+                invalid_body(256),
+                "frame body failed validation: ".to_string(),
+            ),
         ];
-        for (k, (what, bytes)) in cases.iter().enumerate() {
+        for (k, (what, bytes, reason)) in cases.iter().enumerate() {
             let mut p = FakePeer::connect(&target, &cluster, n1_id);
             p.ping(10 + k as u64);
             let sent = Instant::now();
@@ -300,14 +372,19 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
             let closed = wait_eof(&mut p.stream, CLOSE_LIMIT).map(|_| sent.elapsed());
             let h = try_get(n1.addr(), "/healthz", Duration::from_secs(2));
             let healthy = h.is_ok_and(|r| r.status == 200 && r.text().trim() == "ok");
+            let logged = logged_drop(n1, k, reason, WAIT);
             eprintln!(
-                "[link-corrupt] {what}: link closed by node 1 {}; /healthz {}",
+                "[link-corrupt] {what}: link closed by node 1 {}; /healthz {}; logged: {}",
                 closed
                     .map(|d| format!("after {:.3}s", d.as_secs_f64()))
                     .unwrap_or_else(|| format!("NOT within {CLOSE_LIMIT:?}")),
-                if healthy { "ok" } else { "FAILED" }
+                if healthy { "ok" } else { "FAILED" },
+                match &logged {
+                    Ok(line) => line.as_str(),
+                    Err(why) => why.as_str(),
+                }
             );
-            results.push((what, closed, healthy));
+            results.push((what, closed, healthy, logged));
             std::thread::sleep(Duration::from_millis(200));
         }
         // A little more traffic after the last one, then stop.
@@ -340,16 +417,6 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
         reconnects_after[0],
         reconnects_before[1],
         reconnects_after[1]
-    );
-    // docs/cluster.md wants the reason logged; at the default level it may not be.
-    let log = n1.log();
-    let reasons: Vec<&str> = ["checksum", "exceeds the limit", "failed validation"]
-        .into_iter()
-        .filter(|r| log.contains(r))
-        .collect();
-    eprintln!(
-        "[link-corrupt] node 1's log (level info) names these reasons: {reasons:?} \
-         (looked for checksum / exceeds the limit / failed validation)"
     );
     let mut problems: Vec<String> = Vec::new();
     for (k, got) in frames.iter().enumerate() {
@@ -407,12 +474,16 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
     }
 
     // ---- assertions ----
-    for (what, closed, healthy) in &results {
+    for (what, closed, healthy, logged) in &results {
         assert!(
             closed.is_some(),
             "{what}: node 1 kept the link open for {CLOSE_LIMIT:?}"
         );
         assert!(healthy, "{what}: node 1's /healthz failed afterwards");
+        // docs/cluster.md: the link is closed "with a logged reason".
+        if let Err(why) = logged {
+            panic!("{what}: the reason is not logged: {why}");
+        }
     }
     assert!(n1.alive() && n2.alive(), "a node died");
     assert!(
