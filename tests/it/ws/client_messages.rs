@@ -15,7 +15,7 @@ use crate::support::{
     QUIET, SYS_A, SYS_B, WAIT,
 };
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 fn node(policy: &str, rate: u32) -> Node {
@@ -240,8 +240,10 @@ fn frames_that_are_not_client_messages_are_discarded_silently() {
 
 #[test]
 fn rate_limit_refuses_messages_over_the_bucket_and_refills() {
-    let node = node("group", 3);
+    const RATE: u32 = 3;
+    let node = node("group", RATE);
     let (mut a, mut b) = pair(&node);
+    let burst_start = Instant::now();
     for i in 0..8 {
         send(
             &mut a,
@@ -249,11 +251,16 @@ fn rate_limit_refuses_messages_over_the_bucket_and_refills() {
         );
     }
     let acks: Vec<Value> = (0..8).map(|_| ack(&mut a)).collect();
+    let burst_took = burst_start.elapsed();
     let ok = acks.iter().filter(|v| v["code"] == 0).count();
     let slow = acks.iter().filter(|v| v["msg"] == "发送过于频繁").count();
+    // A full bucket of RATE tokens, plus what refilled (RATE per second) while the burst
+    // was being handled (on a busy machine that may be more than a moment).
+    let refilled = (burst_took.as_secs_f64() * f64::from(RATE)).ceil() as usize;
     assert!(
-        (3..=4).contains(&ok),
-        "3 tokens (+1 refilled at most): {acks:?}"
+        (RATE as usize..=RATE as usize + refilled.max(1)).contains(&ok),
+        "{RATE} tokens (+{} refilled in {burst_took:?}): {acks:?}",
+        refilled.max(1)
     );
     assert_eq!(ok + slow, 8, "{acks:?}");
     let delivered = b
@@ -262,12 +269,28 @@ fn rate_limit_refuses_messages_over_the_bucket_and_refills() {
         .filter(|v| v["msg"] == "burst")
         .count();
     assert_eq!(delivered, ok, "only accepted messages are delivered");
-    std::thread::sleep(Duration::from_millis(1100));
-    send(
-        &mut a,
-        json!({"type":"send_to_group","groupName":"room","msg":"later","reqId":"l"}),
-    );
-    assert_eq!(ack(&mut a)["code"], 0, "the bucket refills within a second");
+    // The bucket refills: a message is accepted again within a second or so (polled,
+    // every refusal being the rate refusal).
+    let deadline = Instant::now() + Duration::from_secs(1) + WAIT;
+    let mut refused = 0;
+    loop {
+        send(
+            &mut a,
+            json!({"type":"send_to_group","groupName":"room","msg":"later","reqId":"l"}),
+        );
+        let acked = ack(&mut a);
+        if acked["code"] == 0 {
+            break;
+        }
+        assert_refused(&acked, "l", "发送过于频繁");
+        refused += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the bucket did not refill: {refused} refusals since the burst"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(push_with(&mut b, "later")["sendUserId"], "alice");
 }
 
 #[test]
