@@ -16,8 +16,9 @@
 //!   answers `false`; it never flips back.
 //! - "Dropped at once" after SIGTERM: requests sent 1 s after the signal see a clean view.
 //! - A node joining is visible to every peer within 1 s of its `/readyz` 200 (the bound
-//!   the contract gives for registrations); a peer handed a clientId of a node it has not
-//!   seen re-reads membership first (docs/api.md §4), so bind through node 1 works at once.
+//!   the contract gives for registrations; polled, with `CALL_LIMIT` more for a busy
+//!   machine); a peer handed a clientId of a node it has not seen re-reads membership
+//!   first (docs/api.md §4), so bind through node 1 works at once.
 //! - Between two binds to one group the tests leave `SETTLE` (100 ms): a client joining
 //!   while an earlier notice is in transit may receive it (see `SETTLE`).
 
@@ -48,6 +49,9 @@ fn bind_in_order(group: &str, members: &mut [(&Node, &mut Client)]) {
         c.expect_silence(QUIET);
     }
 }
+
+/// How soon every peer must know a node that joined (after its `/readyz` 200).
+const JOIN_VISIBLE: Duration = Duration::from_secs(1);
 
 fn id_set(v: &Value) -> BTreeSet<String> {
     sorted_strings(v).into_iter().collect()
@@ -300,20 +304,49 @@ fn a_node_joining_a_running_cluster_receives_its_pushes() {
         expect_messages(cl, &[gmid.clone(), smid.clone()], WAIT);
     }
 
-    // Nodes 2 and 3 must know node 4 as well, within 1 s of its readiness.
-    let settle = (ready + Duration::from_secs(1)).saturating_duration_since(Instant::now());
-    std::thread::sleep(settle);
+    // Nodes 2 and 3 must know node 4 as well, within 1 s of its readiness: polled with
+    // group sends from each until node 4's member gets one (`CALL_LIMIT` more allowed for
+    // a busy machine). Every old member gets every send once; node 4's member gets each
+    // send at most once, none from before node k knew node 4.
+    let known_by = ready + JOIN_VISIBLE + CALL_LIMIT;
     for (k, n) in [(2, n2), (3, n3)] {
-        let d = n.call(
-            SYS_A,
-            "/api/send_to_group",
-            json!({"groupName": "g", "msg": format!("from node {k}")}),
-        );
-        let mid = message_id_of(&d);
-        assert_eq!(d, json!({ "messageId": mid }), "group send on node {k}");
-        for cl in old.iter_mut().chain([&mut newbie]) {
-            expect_message(cl, &mid, WAIT);
+        let mut sent: Vec<String> = Vec::new();
+        let mut got: BTreeSet<String> = BTreeSet::new();
+        let reached_after = loop {
+            let d = n.call(
+                SYS_A,
+                "/api/send_to_group",
+                json!({"groupName": "g", "msg": format!("from node {k}, try {}", sent.len())}),
+            );
+            let mid = message_id_of(&d);
+            assert_eq!(d, json!({ "messageId": mid }), "group send on node {k}");
+            for cl in old.iter_mut() {
+                expect_message(cl, &mid, WAIT);
+            }
+            sent.push(mid);
+            if let Some(v) = newbie.recv_json(Duration::from_millis(200)) {
+                let m = v["messageId"].as_str().unwrap_or("").to_string();
+                assert!(sent.contains(&m), "node 4's member got {v}");
+                got.insert(m);
+                break ready.elapsed();
+            }
+            assert!(
+                Instant::now() < known_by,
+                "node {k}'s group sends do not reach node 4's member {} after it was ready",
+                secs(ready.elapsed())
+            );
+        };
+        for v in newbie.drain(QUIET) {
+            let m = v["messageId"].as_str().unwrap_or("").to_string();
+            assert!(sent.contains(&m), "node 4's member got {v}");
+            assert!(got.insert(m), "node 4's member got a send twice: {v}");
         }
+        eprintln!(
+            "[cluster] node {k}'s group sends reach node 4 {} after it was ready \
+             ({} tries)",
+            secs(reached_after),
+            sent.len()
+        );
     }
     for cl in old.iter_mut().chain([&mut newbie]) {
         cl.expect_silence(QUIET);
