@@ -1,15 +1,30 @@
 //! Checks of the cluster harness itself (tests/it/support/cluster.rs), independent of the
 //! node's cluster mode: the private etcd starts, answers, pauses, resumes and dies with
-//! its guard; the cluster config the harness writes is one the binary accepts.
+//! its guard; each etcd gets ports no one else gets and a cluster name of its own test;
+//! an etcd that exited is reported as such; the cluster config the harness writes is one
+//! the binary accepts.
 
 use crate::support::{
     api::message_id_of,
-    cluster::{cluster_config, Etcd},
-    node::{build_config, free_port, process_state, run_binary, Node},
+    cluster::{cluster_config, ClusterNode, Etcd},
+    node::{build_config, free_port, process_state, run_binary, send_signal, Node},
     ws::expect_message,
     SYS_A, WAIT,
 };
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
+
+/// The message of a panic caught by `catch_unwind`.
+fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
+    match e.downcast::<String>() {
+        Ok(s) => *s,
+        Err(e) => e
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+    }
+}
 
 #[test]
 fn etcd_starts_pauses_resumes_and_dies_with_its_guard() {
@@ -46,6 +61,52 @@ fn etcd_starts_pauses_resumes_and_dies_with_its_guard() {
         process_state(pid).is_none(),
         "etcd {pid} survived its guard"
     );
+}
+
+#[test]
+fn each_etcd_has_ports_and_a_cluster_name_of_its_own_and_its_exit_is_reported() {
+    let a = Etcd::start();
+    let b = Etcd::start();
+    // Client and peer ports of both, never handed out twice in this process.
+    let ports = [a.ports().0, a.ports().1, b.ports().0, b.ports().1];
+    assert_eq!(
+        ports.iter().collect::<BTreeSet<_>>().len(),
+        4,
+        "etcd ports handed out twice: {ports:?}"
+    );
+    for _ in 0..100 {
+        let p = free_port();
+        assert!(!ports.contains(&p), "port {p} of an etcd handed out again");
+    }
+    // A cluster name per test (named after it) and per etcd.
+    let test = "each_etcd_has_ports_and_a_cluster_name_of_its_own_and_its_exit_is_rep";
+    for e in [&a, &b] {
+        assert!(
+            e.cluster_name().starts_with(&test[..40]),
+            "cluster name {:?} does not name its test",
+            e.cluster_name()
+        );
+    }
+    assert_ne!(a.cluster_name(), b.cluster_name());
+
+    // An etcd that exits is reported as such, also when a node is started against it.
+    assert!(a.running());
+    send_signal(a.pid(), libc::SIGKILL);
+    let t = Instant::now();
+    while a.running() {
+        assert!(t.elapsed() < WAIT, "etcd survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let why = panic_text(catch_unwind(AssertUnwindSafe(|| a.assert_running())).unwrap_err());
+    assert!(why.contains("has exited"), "{why}");
+    let started = catch_unwind(AssertUnwindSafe(|| ClusterNode::start(&a, "")));
+    let why = match started {
+        Ok(_) => panic!("a node started against an etcd that has exited"),
+        Err(e) => panic_text(e),
+    };
+    assert!(why.contains("has exited"), "{why}");
+    // The other one is unaffected.
+    assert!(b.running() && b.healthy(Duration::from_secs(1)));
 }
 
 #[test]

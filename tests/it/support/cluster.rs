@@ -84,7 +84,13 @@ fn cluster_name_for_this_test(seq: u32) -> String {
         .next()
         .unwrap_or(test)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     format!("{short}-{}-{seq}", std::process::id())

@@ -269,27 +269,6 @@ impl Node {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Waits until the log contains every one of `needles` (in one line each, not
-    /// necessarily the same line); the log. Panics naming what is missing after
-    /// `timeout`.
-    pub fn wait_log(&self, needles: &[&str], timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let log = self.log();
-            let missing: Vec<&&str> = needles.iter().filter(|n| !log.contains(**n)).collect();
-            if missing.is_empty() {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {}: the log does not contain {missing:?} after {timeout:?}:\n{}",
-                self.addr,
-                tail(&log, 8000)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Spawns the process and waits until it is ready. A port taken by someone else
     /// between free_port() and the node's bind makes the node exit at once: another port
     /// is tried then.
