@@ -212,6 +212,17 @@ fn reconnects(node: &Node) -> f64 {
     node.metric("shardcast_link_reconnects_total")
 }
 
+/// What became of one corrupt frame.
+struct Case {
+    what: &'static str,
+    /// When node 1 closed the link, after the frame was sent.
+    closed: Option<Duration>,
+    /// Node 1's `/healthz` answered "ok" afterwards.
+    healthy: bool,
+    /// The log line reporting the dropped link, or why there is none.
+    logged: Result<String, String>,
+}
+
 /// Sets its flag when dropped.
 struct StopOnDrop<'a>(&'a AtomicBool);
 
@@ -256,8 +267,7 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
     let targets = [clients[0].client_id.clone(), clients[1].client_id.clone()];
     let valid_mid = "00000000f00dface";
     let corrupt_mid = "00000000deadbeef";
-    // (case, closed after, /healthz fine, the logged reason)
-    let mut results: Vec<(&str, Option<Duration>, bool, Result<String, String>)> = Vec::new();
+    let mut results: Vec<Case> = Vec::new();
 
     let (pushes, frames) = std::thread::scope(|s| {
         // A panic of the attack below stops the pusher and the readers, so the scope
@@ -384,7 +394,12 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
                     Err(why) => why.as_str(),
                 }
             );
-            results.push((what, closed, healthy, logged));
+            results.push(Case {
+                what,
+                closed,
+                healthy,
+                logged,
+            });
             std::thread::sleep(Duration::from_millis(200));
         }
         // A little more traffic after the last one, then stop.
@@ -474,7 +489,13 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
     }
 
     // ---- assertions ----
-    for (what, closed, healthy, logged) in &results {
+    for Case {
+        what,
+        closed,
+        healthy,
+        logged,
+    } in &results
+    {
         assert!(
             closed.is_some(),
             "{what}: node 1 kept the link open for {CLOSE_LIMIT:?}"
