@@ -15,7 +15,7 @@ use crate::support::{
     cluster::{start_cluster, CALL_LIMIT},
     node::Node,
     ws::{expect_message, Client, WsEvent},
-    SYS_A, WAIT,
+    StopOnDrop, SYS_A, WAIT,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -113,6 +113,7 @@ fn killing_a_node_under_load_stalls_nothing_and_loses_no_acknowledged_push() {
 
     let mut killed_at = Instant::now();
     let (calls, frames) = std::thread::scope(|s| {
+        let _stop_on_panic = StopOnDrop(&stop);
         let readers: Vec<_> = clients
             .iter_mut()
             .map(|cl| {

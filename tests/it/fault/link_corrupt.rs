@@ -25,7 +25,7 @@ use crate::support::{
     node::Node,
     raw_frames::{garbage, push_ws_frame},
     ws::{expect_message, WsEvent},
-    QUIET, SYS_A, WAIT,
+    StopOnDrop, QUIET, SYS_A, WAIT,
 };
 use bytes::BytesMut;
 use serde_json::{json, Value};
@@ -223,15 +223,6 @@ struct Case {
     logged: Result<String, String>,
 }
 
-/// Sets its flag when dropped.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 /// One push of the background pusher.
 struct Push {
     to: usize,
@@ -270,8 +261,6 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
     let mut results: Vec<Case> = Vec::new();
 
     let (pushes, frames) = std::thread::scope(|s| {
-        // A panic of the attack below stops the pusher and the readers, so the scope
-        // can end and report it.
         let _stop_on_panic = StopOnDrop(&stop);
         let readers: Vec<_> = clients
             .iter_mut()

@@ -21,7 +21,7 @@ use crate::support::{
     node::Node,
     raw_frames::{raw_client, read_raw_frame},
     ws::{is_notice, Client, WsEvent},
-    SYS_A, WAIT,
+    StopOnDrop, SYS_A, WAIT,
 };
 use serde_json::{json, Value};
 use std::net::TcpStream;
@@ -142,6 +142,7 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
 
     let storm_start = Instant::now();
     let (sent, storm_took, results) = std::thread::scope(|s| {
+        let _stop_on_panic = StopOnDrop(&done);
         // Healthy readers: every storm message in order (notices skipped).
         let readers: Vec<_> = healthy
             .drain(..)

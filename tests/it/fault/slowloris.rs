@@ -9,7 +9,7 @@
 //! within its timeout + 1 s, every silent one closed within `keepalive_timeout` + 1 s;
 //! the healthy client must lose no push and the API must keep answering.
 
-use crate::support::{api::expect_ok, node::Node, SYS_A, WAIT};
+use crate::support::{api::expect_ok, node::Node, StopOnDrop, SYS_A, WAIT};
 use serde_json::json;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -142,6 +142,7 @@ fn slowloris_and_silent_connections_are_cut_and_the_healthy_client_loses_nothing
     let total = AtomicUsize::new(0); // 0 = not known yet
 
     std::thread::scope(|s| {
+        let _stop_on_panic = StopOnDrop(&stop);
         // The healthy WebSocket client: every push, in order.
         let reader = s.spawn(|| {
             let mut client = client;

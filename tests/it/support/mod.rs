@@ -20,6 +20,7 @@ pub mod raw_frames;
 pub mod receiver;
 pub mod ws;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -66,4 +67,15 @@ pub fn sorted_strings(v: &Value) -> Vec<String> {
 pub fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+/// Sets its flag when dropped: made at the top of a `std::thread::scope` whose threads
+/// run until the flag is set, it stops them when the test panics, so the scope ends and
+/// the panic is reported (and the test's processes are stopped) instead of a hang.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
