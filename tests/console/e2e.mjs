@@ -1,6 +1,6 @@
 // Drives the built-in console (src/console/index.html) in headless Chromium:
 // two users chat through a group, the node panel counts them, the page fits
-// a phone-sized window. Run by tests/console_browser.rs; by hand:
+// a phone-sized window. Run by tests/it/console_page/browser.rs; by hand:
 //
 //   node tests/console/e2e.mjs http://127.0.0.1:7800 /tmp/console.png [http|ws]
 //

@@ -8,7 +8,8 @@
 //!
 //! Needs Debian's `chromium` and `npm ci --prefix tests/console`, both done by
 //! `scripts/setup.sh`. With `SHARDCAST_UPDATE_SCREENSHOT=1` the screenshot
-//! replaces `tests/console/screenshot.png` (the README's picture).
+//! replaces `tests/console/screenshot.png` (the README's picture):
+//! `SHARDCAST_UPDATE_SCREENSHOT=1 cargo test --test it console_page::browser`.
 
 use crate::support::node::Node;
 use std::fs::File;
