@@ -88,12 +88,23 @@ pub fn close_frame(code: u16) -> Bytes {
     Bytes::copy_from_slice(&[0x80 | OP_CLOSE, 0x02, hi, lo])
 }
 
-/// Appends a masked client frame (zero mask key, so the payload is written
-/// as is) to `out`.
-pub fn client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+/// Appends a client frame (FIN, `opcode` as given, so reserved ones too)
+/// masked with `mask` to `out`. A zero mask writes the payload as is.
+pub fn client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
     out.extend_from_slice(Header::new(opcode, true, payload.len()).as_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&mask);
+    let start = out.len();
     out.extend_from_slice(payload);
+    if mask != [0; 4] {
+        apply_mask(&mut out[start..], mask);
+    }
+}
+
+/// XORs `payload` with the repeated `mask` (masking and unmasking alike).
+pub fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
 }
 
 /// A frame header as read off the wire.
@@ -180,13 +191,19 @@ mod tests {
         assert_eq!((h.fin, h.header_len, h.payload_len), (false, 4, 256));
         assert_eq!(parse_head(&[0x82, 127, 0, 0, 0, 0, 0, 1]), None);
         let mut f = Vec::new();
-        client_frame(&mut f, OP_PONG, b"abc");
+        client_frame(&mut f, OP_PONG, b"abc", [0; 4]);
         assert_eq!(f, [0x8a, 0x83, 0, 0, 0, 0, b'a', b'b', b'c']);
+        let mut masked = Vec::new();
+        client_frame(&mut masked, OP_TEXT, b"abcde", [1, 2, 3, 4]);
+        assert_eq!(&masked[..6], [0x81, 0x85, 1, 2, 3, 4]);
+        let mut payload = masked[6..].to_vec();
+        apply_mask(&mut payload, [1, 2, 3, 4]);
+        assert_eq!(payload, b"abcde");
         let h = parse_head(&f).unwrap();
         assert!(h.masked);
         assert_eq!(h.frame_len(), 9);
         let mut long = Vec::new();
-        client_frame(&mut long, OP_TEXT, &[b'y'; 300]);
+        client_frame(&mut long, OP_TEXT, &[b'y'; 300], [0; 4]);
         assert_eq!(&long[..4], [0x81, 0x80 | 126, 1, 44]);
     }
 

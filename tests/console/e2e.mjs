@@ -1,6 +1,6 @@
 // Drives the built-in console (src/console/index.html) in headless Chromium:
 // two users chat through a group, the node panel counts them, the page fits
-// a phone-sized window. Run by tests/console_browser.rs; by hand:
+// a phone-sized window. Run by tests/it/console_page/browser.rs; by hand:
 //
 //   node tests/console/e2e.mjs http://127.0.0.1:7800 /tmp/console.png [http|ws]
 //
@@ -8,7 +8,7 @@
 // registered. The third argument is the send path the page must take:
 // `http` (default; the node has `ws.client_send = "off"`, so the page sends
 // through the HTTP API) or `ws` (the node has `ws.client_send = "group"`, so
-// a member of the group sends a client message over its WebSocket, API.md
+// a member of the group sends a client message over its WebSocket, docs/api.md
 // §2.1, and gets an ack). Writes the screenshot to the given path (1280x800)
 // and a phone-sized one next to it (`-narrow.png`). Exit code 0 on success.
 

@@ -90,7 +90,7 @@ impl Sender {
             text.push_str(&self.spec.head);
             text.push_str(&marker::payload(t, marker::MARKER_LEN));
             text.push_str(&self.spec.tail);
-            wsframe::client_frame(&mut self.frames, OP_TEXT, text.as_bytes());
+            wsframe::client_frame(&mut self.frames, OP_TEXT, text.as_bytes(), [0; 4]);
         }
     }
 }

@@ -386,7 +386,7 @@ impl Subscribers {
             }
             wsframe::OP_PING => {
                 self.stats.pings += 1;
-                wsframe::client_frame(&mut self.conns[i].out, wsframe::OP_PONG, payload);
+                wsframe::client_frame(&mut self.conns[i].out, wsframe::OP_PONG, payload, [0; 4]);
                 Outcome::Keep
             }
             wsframe::OP_CLOSE => {

@@ -1,0 +1,306 @@
+//! Token mode (docs/api.md §2, §4, §5): `/api/register` needs `AdminToken` and returns a
+//! 32-hex secret; API calls need the system's `Token`; connect tokens
+//! (`base64url(payload).base64url(HMAC-SHA256(secret, payload))`) in `optional` mode
+//! (anonymous allowed; bad / expired / foreign tokens refused with `token无效` + 1008;
+//! a valid one binds its userId) and `required` mode; open mode ignores `token`.
+
+use crate::support::{
+    api::{expect_err, expect_ok},
+    node::Node,
+    now_unix,
+    ws::Client,
+    SYS_A, WAIT,
+};
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const ADMIN: &str = "admin-secret-for-tests";
+
+fn token_mode(extra: &str) -> Node {
+    Node::start(&format!(
+        "[api]\nauth = \"token\"\nadmin_token = \"{ADMIN}\"\nsystems = []\n{extra}"
+    ))
+}
+
+/// Registers `sys` with the admin token; returns its secret.
+fn register(node: &Node, sys: &str) -> String {
+    let d = expect_ok(node.api_with_headers(
+        "/api/register",
+        &[("AdminToken", ADMIN)],
+        &json!({ "systemId": sys }).to_string(),
+    ));
+    let token = d["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("token-mode register data without token: {d}"))
+        .to_string();
+    assert!(
+        token.len() == 32
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "secret is not 32 lowercase hex: {token:?}"
+    );
+    token
+}
+
+fn tcall(node: &Node, sys: &str, secret: &str, path: &str, body: Value) -> Value {
+    expect_ok(node.api_with_headers(
+        path,
+        &[("SystemId", sys), ("Token", secret)],
+        &body.to_string(),
+    ))
+}
+
+fn sign(secret: &str, payload: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(payload);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A connect token for `user_id` expiring at `exp` (unix seconds), signed with `secret`.
+fn connect_token(secret: &str, user_id: &str, exp: u64) -> String {
+    let payload = json!({"userId": user_id, "exp": exp}).to_string();
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&payload),
+        URL_SAFE_NO_PAD.encode(sign(secret, payload.as_bytes()))
+    )
+}
+
+fn expect_token_refusal(node: &Node, path: &str) {
+    let mut c = Client {
+        client_id: String::new(),
+        socket: node.ws_connect(path),
+    };
+    let f = c.expect_json(WAIT);
+    assert_eq!(
+        f,
+        json!({"messageId": "", "sendUserId": "", "code": -1001, "msg": "token无效", "data": []}),
+        "refusal on {path}"
+    );
+    assert_eq!(c.expect_close(WAIT), 1008, "refusal close code on {path}");
+}
+
+fn ws_path(sys: &str, token: &str) -> String {
+    format!("/ws?systemId={sys}&token={token}")
+}
+
+#[test]
+fn register_needs_the_admin_token_and_returns_a_secret() {
+    let node = token_mode("");
+    let body = "{\"systemId\":\"t1\"}";
+    expect_err(node.api("/api/register", None, body), 401, "token无效");
+    // The admin token is checked before required fields.
+    expect_err(node.api("/api/register", None, "{}"), 401, "token无效");
+    expect_err(
+        node.api_with_headers("/api/register", &[("AdminToken", "wrong")], body),
+        401,
+        "token无效",
+    );
+    expect_err(
+        node.api_with_headers("/api/register", &[("AdminToken", "")], body),
+        401,
+        "token无效",
+    );
+    // Header names are case-insensitive.
+    let d = expect_ok(node.api_with_headers("/api/register", &[("admintoken", ADMIN)], body));
+    let s1 = d["token"].as_str().unwrap().to_string();
+    assert_eq!(s1.len(), 32, "{d}");
+    let s2 = register(&node, "t2");
+    assert_ne!(s1, s2, "two systems got the same secret");
+
+    expect_err(
+        node.api_with_headers("/api/register", &[("AdminToken", ADMIN)], body),
+        200,
+        "该系统ID已被注册",
+    );
+    // A webhookUrl is accepted in token mode.
+    let d = expect_ok(node.api_with_headers(
+        "/api/register",
+        &[("AdminToken", ADMIN)],
+        "{\"systemId\":\"hooked\",\"webhookUrl\":\"http://127.0.0.1:9/hook\"}",
+    ));
+    assert!(d["token"].is_string(), "{d}");
+}
+
+#[test]
+fn api_calls_need_the_system_token() {
+    let node = token_mode("");
+    let s1 = register(&node, "t1");
+    let s2 = register(&node, "t2");
+    let path = "/api/get_group_list";
+    expect_err(node.api(path, Some("t1"), "{}"), 401, "token无效");
+    for bad in ["", "wrong", &s2, &s1.to_uppercase(), &s1[..31]] {
+        expect_err(
+            node.api_with_headers(path, &[("SystemId", "t1"), ("Token", bad)], "{}"),
+            401,
+            "token无效",
+        );
+    }
+    let d = tcall(&node, "t1", &s1, path, json!({}));
+    assert_eq!(d["count"], json!(0));
+    let d = expect_ok(node.api_with_headers(path, &[("systemid", "t1"), ("token", &s1)], "{}"));
+    assert_eq!(d["count"], json!(0));
+
+    // SystemId is still checked first; the token check comes before required fields.
+    expect_err(
+        node.api_with_headers(path, &[("SystemId", "nope"), ("Token", &s1)], "{}"),
+        200,
+        "系统ID无效",
+    );
+    expect_err(
+        node.api_with_headers(
+            "/api/send_to_client",
+            &[("SystemId", "t1"), ("Token", "wrong")],
+            "{}",
+        ),
+        401,
+        "token无效",
+    );
+
+    // The whole flow works with the token: connect, push, receive.
+    let mut c = node.ws("t1");
+    let d = tcall(
+        &node,
+        "t1",
+        &s1,
+        "/api/send_to_client",
+        json!({"clientId": c.client_id, "msg": "with token"}),
+    );
+    assert_eq!(d["online"], json!(true));
+    assert_eq!(c.expect_json(WAIT)["msg"], json!("with token"));
+}
+
+#[test]
+fn connect_tokens_in_optional_mode() {
+    let node = token_mode("");
+    let secret = register(&node, "t1");
+    let other_secret = register(&node, "t2");
+    let exp = now_unix() + 120;
+
+    // No token: anonymous.
+    let anon = node.ws("t1");
+    let i = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/get_client_info",
+        json!({"clientId": anon.client_id}),
+    );
+    assert_eq!(i["userId"], json!(""), "{i}");
+
+    // A valid token binds its userId.
+    let mut alice =
+        Client::welcome(node.ws_connect(&ws_path("t1", &connect_token(&secret, "alice", exp))));
+    let i = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/get_client_info",
+        json!({"clientId": alice.client_id}),
+    );
+    assert_eq!(i["userId"], json!("alice"), "{i}");
+    let d = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/send_to_user",
+        json!({"userId": "alice", "msg": "hi alice"}),
+    );
+    assert_eq!(d["online"], json!(1), "{d}");
+    assert_eq!(alice.expect_json(WAIT)["msg"], json!("hi alice"));
+
+    // Padding is accepted.
+    let payload = json!({"userId": "bob", "exp": exp}).to_string();
+    let padded = format!(
+        "{}.{}",
+        URL_SAFE.encode(&payload),
+        URL_SAFE.encode(sign(&secret, payload.as_bytes()))
+    );
+    assert!(
+        padded.contains('='),
+        "test token should carry padding: {padded}"
+    );
+    let bob = Client::welcome(node.ws_connect(&ws_path("t1", &padded)));
+    let i = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/get_client_info",
+        json!({"clientId": bob.client_id}),
+    );
+    assert_eq!(i["userId"], json!("bob"), "{i}");
+
+    // Refused: expired, signed with another system's secret, tampered, garbage.
+    expect_token_refusal(
+        &node,
+        &ws_path("t1", &connect_token(&secret, "late", now_unix() - 30)),
+    );
+    expect_token_refusal(
+        &node,
+        &ws_path("t1", &connect_token(&other_secret, "alice", exp)),
+    );
+    let good = connect_token(&secret, "alice", exp);
+    let sig = good.split('.').nth(1).unwrap();
+    let forged_payload =
+        URL_SAFE_NO_PAD.encode(json!({"userId": "mallory", "exp": exp}).to_string());
+    expect_token_refusal(&node, &ws_path("t1", &format!("{forged_payload}.{sig}")));
+    expect_token_refusal(&node, &ws_path("t1", "garbage"));
+    expect_token_refusal(&node, &ws_path("t1", "a.b"));
+    let no_sig = good.split('.').next().unwrap().to_string();
+    expect_token_refusal(&node, &ws_path("t1", &no_sig));
+
+    // The refused connections left nothing behind: mallory is not online.
+    let d = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/send_to_user",
+        json!({"userId": "mallory"}),
+    );
+    assert_eq!(d["online"], json!(0), "{d}");
+}
+
+#[test]
+fn connect_tokens_in_required_mode() {
+    let node = token_mode("connect_token = \"required\"\n");
+    let secret = register(&node, "t1");
+    expect_token_refusal(&node, "/ws?systemId=t1");
+    expect_token_refusal(&node, &ws_path("t1", "garbage"));
+    expect_token_refusal(
+        &node,
+        &ws_path("t1", &connect_token(&secret, "u", now_unix() - 30)),
+    );
+    let c = Client::welcome(node.ws_connect(&ws_path(
+        "t1",
+        &connect_token(&secret, "carol", now_unix() + 60),
+    )));
+    let i = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/get_client_info",
+        json!({"clientId": c.client_id}),
+    );
+    assert_eq!(i["userId"], json!("carol"), "{i}");
+    // The systemId check still comes first.
+    let mut r = Client {
+        client_id: String::new(),
+        socket: node.ws_connect("/ws?systemId=nope"),
+    };
+    let f = r.expect_json(WAIT);
+    assert_eq!(f["code"], json!(-1001), "{f}");
+    assert_eq!(f["msg"], json!("系统ID无效"), "{f}");
+}
+
+#[test]
+fn open_mode_ignores_the_token_parameter() {
+    let node = Node::start("");
+    let c = Client::welcome(node.ws_connect(&format!("/ws?systemId={SYS_A}&token=garbage")));
+    assert!(node.is_online(SYS_A, &c.client_id));
+    // And API calls need no Token header.
+    node.call(SYS_A, "/api/get_group_list", json!({}));
+}

@@ -1,0 +1,8 @@
+//! The HTTP push API on one node (docs/api.md §3, §4, §5).
+
+mod auth_token;
+mod errors;
+mod groups;
+mod isolation;
+mod register;
+mod send;

@@ -1,0 +1,9 @@
+//! Several nodes and a private etcd (docs/api.md §4 "Cluster rules", docs/cluster.md).
+
+mod chat;
+mod etcd_outage;
+mod harness;
+mod membership;
+mod registry;
+mod routing;
+mod security;

@@ -1,0 +1,260 @@
+//! The cluster port (docs/api.md §1; docs/cluster.md, the link handshake and frames):
+//! garbage, an absurd length prefix or a bad checksum closes that connection and nothing
+//! else; a node without the shared `cluster.secret` gets no link — it cannot push to the
+//! cluster's clients and they do not receive anything through it.
+//!
+//! Assumptions where the contract is silent:
+//! - A connection that sends bytes which cannot start a valid handshake is closed by the
+//!   node within 5 s (at once for a bad length or checksum; a handshake timeout covers
+//!   a length that merely promises more bytes).
+//! - A node with the wrong secret still becomes ready (readiness is "joined" = registered
+//!   in etcd, docs/api.md §4); its peers see it in etcd and fail its handshake. Towards
+//!   its clients, sends answer offline (possibly `partial: true`) or 503 `服务繁忙`,
+//!   within `request_timeout` + 0.5 s; bind/close/info answer 503 `服务繁忙`
+//!   (docs/api.md §4 "Cluster rules"), and the same holds in the other direction.
+
+use crate::support::{
+    api::{api_timed, message_id_of, Answer},
+    cluster::{start_cluster, CALL_LIMIT},
+    http::wait_eof,
+    node::Node,
+    raw_frames::{garbage, write_raw},
+    ws::{assert_notice, expect_message, expect_messages, Client},
+    QUIET, SYS_A, WAIT,
+};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// A short look for frames already on their way (after a longer wait elsewhere).
+const BRIEF: Duration = Duration::from_millis(50);
+
+/// Cross-node pushes both ways between nodes 1 and 2, answered exactly (no `partial`).
+fn pushes_work(n1: &Node, n2: &Node, a: &mut Client, b: &mut Client) {
+    let d = n1.send_to_client(SYS_A, &b.client_id, "1->2", json!(1));
+    assert_eq!(d, json!({"messageId": message_id_of(&d), "online": true}));
+    expect_message(b, &message_id_of(&d), WAIT);
+    let d = n2.send_to_client(SYS_A, &a.client_id, "2->1", json!(2));
+    assert_eq!(d, json!({"messageId": message_id_of(&d), "online": true}));
+    expect_message(a, &message_id_of(&d), WAIT);
+}
+
+#[test]
+fn garbage_on_the_cluster_port_closes_that_connection_only() {
+    let c = start_cluster(2);
+    let (n1, n2) = (&c[0], &c[1]);
+    let mut a = n1.ws(SYS_A);
+    let mut b = n2.ws(SYS_A);
+    pushes_work(n1, n2, &mut a, &mut b);
+    let target = n1.cluster_addr();
+
+    // 1 KiB of (reproducible) random bytes.
+    let random = garbage(0x5eed_0001, 1024);
+    // A frame header announcing a 4 GiB body (u32::MAX), with some body bytes.
+    let mut huge = u32::MAX.to_le_bytes().to_vec();
+    huge.extend_from_slice(&0xdead_beef_u32.to_le_bytes());
+    huge.extend_from_slice(&garbage(0x5eed_0002, 1016));
+    // A small, complete frame whose checksum is wrong.
+    let mut bad_crc = 16u32.to_le_bytes().to_vec();
+    bad_crc.extend_from_slice(&0x1234_5678_u32.to_le_bytes());
+    bad_crc.extend_from_slice(&[0u8; 16]);
+    // Bytes that look like HTTP (a port scanner or a misconfigured balancer).
+    let http = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+
+    let cases = [
+        ("1 KiB of random bytes", random),
+        ("a 4 GiB length header", huge),
+        ("a frame with a bad checksum", bad_crc),
+        ("an HTTP request", http),
+    ];
+    let mut streams: Vec<_> = cases
+        .iter()
+        .map(|(what, bytes)| (*what, Instant::now(), write_raw(&target, bytes)))
+        .collect();
+    for (what, sent, s) in streams.iter_mut() {
+        let left = (*sent + Duration::from_secs(5)).saturating_duration_since(Instant::now());
+        let closed = wait_eof(s, left);
+        assert!(
+            closed.is_some(),
+            "{what}: the node kept the connection open for 5 s"
+        );
+        eprintln!(
+            "[cluster] {what}: connection closed by the node after {:.3}s",
+            sent.elapsed().as_secs_f64()
+        );
+    }
+
+    // The node is alive and healthy, and the cluster still works both ways.
+    assert!(n1.alive(), "node 1 died");
+    let h = n1.get("/healthz");
+    assert_eq!((h.status, h.text().trim()), (200, "ok"), "healthz");
+    pushes_work(n1, n2, &mut a, &mut b);
+    let d = n2.call(SYS_A, "/api/send_to_system", json!({"msg": "all"}));
+    assert_eq!(d, json!({"messageId": message_id_of(&d)}));
+    for x in [&mut a, &mut b] {
+        expect_message(x, &message_id_of(&d), WAIT);
+        x.expect_silence(QUIET);
+    }
+    // Many short garbage connections at once do not hurt either.
+    let start = Instant::now();
+    let mut many: Vec<_> = (0..50u64)
+        .map(|i| write_raw(&target, &garbage(i, 64)))
+        .collect();
+    for (i, s) in many.iter_mut().enumerate() {
+        let left = (start + Duration::from_secs(5)).saturating_duration_since(Instant::now());
+        assert!(
+            wait_eof(s, left).is_some(),
+            "garbage connection {i} not closed"
+        );
+    }
+    assert!(n1.alive(), "node 1 died");
+    pushes_work(n1, n2, &mut a, &mut b);
+}
+
+/// A send to a client unreachable because of a refused link: offline (partial allowed)
+/// or 503 `服务繁忙`, within `CALL_LIMIT`.
+fn assert_send_refused(ans: &Answer, what: &str) {
+    ans.within(CALL_LIMIT, what);
+    if ans.status == 503 {
+        assert!(ans.is_err(503, "服务繁忙"), "{what}: {}", ans.body);
+        return;
+    }
+    let d = ans.ok();
+    assert_eq!(d["online"], json!(false), "{what}: {d}");
+    if d.get("partial").is_some() {
+        assert!(ans.partial(), "{what}: {d}");
+    }
+}
+
+#[test]
+fn a_node_with_a_wrong_secret_gets_no_link() {
+    let mut c = start_cluster(2);
+    let i = c.add_node("[cluster]\nsecret = \"not-the-cluster-secret\"");
+    let (n1, n2, rogue) = (&c[0], &c[1], &c[i]);
+    let mut a = n1.ws(SYS_A);
+    let mut b = n2.ws(SYS_A);
+    let mut r = rogue.ws(SYS_A);
+    let (aid, rid) = (a.client_id.clone(), r.client_id.clone());
+    // a is in "g" (bound on node 1); r joins "g" on its own node.
+    n1.bind(SYS_A, &aid, "g", "", "");
+    assert_notice(&a.expect_json(WAIT), 1001, &aid, "", "");
+    rogue.bind(SYS_A, &rid, "g", "", "");
+    assert_notice(&r.expect_json(WAIT), 1001, &rid, "", "");
+    // Let the links try (and fail) for a while.
+    std::thread::sleep(Duration::from_secs(1));
+    a.expect_silence(QUIET); // no online notice of r through a refused link
+
+    // Node 1 → the rogue's client.
+    let ans = api_timed(
+        n1,
+        "/api/send_to_client",
+        Some(SYS_A),
+        &json!({"clientId": rid, "msg": "leak"}),
+    );
+    assert_send_refused(&ans, "node 1 → rogue client");
+    let ans = api_timed(n1, "/api/is_online", Some(SYS_A), &json!({"clientId": rid}));
+    assert_send_refused(&ans, "is_online of the rogue's client");
+    for path in ["/api/get_client_info", "/api/close_client"] {
+        let ans = api_timed(n1, path, Some(SYS_A), &json!({"clientId": rid}));
+        ans.within(CALL_LIMIT, path);
+        assert!(
+            ans.is_err(503, "服务繁忙"),
+            "{path} via node 1: {}",
+            ans.body
+        );
+    }
+    let ans = api_timed(
+        n1,
+        "/api/send_to_system",
+        Some(SYS_A),
+        &json!({"msg": "system"}),
+    );
+    ans.within(CALL_LIMIT, "send_to_system with a refused node");
+    let mid = message_id_of(&ans.ok());
+    let ans = api_timed(
+        n1,
+        "/api/send_to_group",
+        Some(SYS_A),
+        &json!({"groupName": "g", "msg": "group"}),
+    );
+    ans.within(CALL_LIMIT, "send_to_group with a refused node");
+    let gmid = message_id_of(&ans.ok());
+    expect_messages(&mut a, &[mid.clone(), gmid], WAIT);
+    expect_messages(&mut b, &[mid], WAIT);
+    let ans = api_timed(
+        n1,
+        "/api/get_online_list",
+        Some(SYS_A),
+        &json!({"groupName": "g"}),
+    );
+    ans.within(CALL_LIMIT, "get_online_list with a refused node");
+    let list = ans.ok();
+    assert_eq!(list["list"], json!([aid]), "{list}");
+
+    // The rogue → the cluster's clients.
+    for to in [&aid, &b.client_id] {
+        let ans = api_timed(
+            rogue,
+            "/api/send_to_client",
+            Some(SYS_A),
+            &json!({"clientId": to, "msg": "forged"}),
+        );
+        assert_send_refused(&ans, "rogue → cluster client");
+    }
+    for (path, body) in [
+        (
+            "/api/bind_to_group",
+            json!({"clientId": aid, "groupName": "evil"}),
+        ),
+        ("/api/close_client", json!({ "clientId": aid })),
+    ] {
+        let ans = api_timed(rogue, path, Some(SYS_A), &body);
+        ans.within(CALL_LIMIT, path);
+        assert!(
+            ans.is_err(503, "服务繁忙"),
+            "{path} via the rogue: {}",
+            ans.body
+        );
+    }
+    for (path, body) in [
+        ("/api/send_to_system", json!({"msg": "forged"})),
+        (
+            "/api/send_to_group",
+            json!({"groupName": "g", "msg": "forged"}),
+        ),
+    ] {
+        let ans = api_timed(rogue, path, Some(SYS_A), &body);
+        ans.within(CALL_LIMIT, path);
+    }
+    a.expect_silence(QUIET);
+    b.expect_silence(BRIEF);
+    // The rogue's own client got only its own node's pushes (the rogue's system and
+    // group sends), never anything from node 1.
+    for f in r.drain(QUIET) {
+        assert_eq!(f["msg"], json!("forged"), "the rogue's client got {f}");
+    }
+    // A reconnect with backoff must not get through later either.
+    std::thread::sleep(Duration::from_millis(1500));
+    let ans = api_timed(
+        n1,
+        "/api/send_to_client",
+        Some(SYS_A),
+        &json!({"clientId": rid, "msg": "leak"}),
+    );
+    assert_send_refused(&ans, "node 1 → rogue client, later");
+    let ans = api_timed(
+        rogue,
+        "/api/send_to_client",
+        Some(SYS_A),
+        &json!({"clientId": aid, "msg": "forged"}),
+    );
+    assert_send_refused(&ans, "rogue → cluster client, later");
+    a.expect_silence(QUIET);
+    r.expect_silence(BRIEF);
+
+    // a was neither closed nor re-bound by the rogue.
+    assert!(n1.is_online(SYS_A, &aid));
+    let info = n2.call(SYS_A, "/api/get_client_info", json!({ "clientId": aid }));
+    assert_eq!(info["groups"], json!(["g"]), "{info}");
+    // Nodes 1 and 2 still serve each other exactly.
+    pushes_work(n1, n2, &mut a, &mut b);
+}

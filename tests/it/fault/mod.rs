@@ -1,0 +1,8 @@
+//! Faults and overload: connection floods, slow consumers, slowloris, a node killed
+//! under load, corrupt frames from an authenticated peer.
+
+mod cluster_kill;
+mod flood;
+mod link_corrupt;
+mod slow_consumer;
+mod slowloris;

@@ -1,0 +1,215 @@
+//! Process lifecycle (docs/api.md §4, §6): the system registry survives a restart (open and
+//! token mode), config validation (`check-config` and start-up name the bad key: unknown
+//! key, wrong type, bad value), `SHARDCAST_<SECTION>_<KEY>` environment overrides, and
+//! graceful shutdown on SIGTERM / SIGINT (clients get close 1001, `/readyz` answers 503
+//! while draining, exit status 0 within `server.shutdown_timeout`).
+
+use crate::support::{
+    api::{expect_err, expect_ok},
+    node::{build_config, free_port, run_binary, Node},
+    raw_frames::raw_ws_handshake,
+    SYS_A, SYS_B, WAIT,
+};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[test]
+fn registered_systems_survive_a_restart() {
+    let mut node = Node::start("");
+    expect_ok(node.api("/api/register", None, "{\"systemId\":\"persisted\"}"));
+    node.restart();
+
+    let mut c = node.ws("persisted");
+    let d = node.send_to_client("persisted", &c.client_id, "after restart", json!(1));
+    assert_eq!(d["online"], json!(true));
+    assert_eq!(c.expect_json(WAIT)["msg"], json!("after restart"));
+    expect_err(
+        node.api("/api/register", None, "{\"systemId\":\"persisted\"}"),
+        200,
+        "该系统ID已被注册",
+    );
+    // The configured systems are still there as well.
+    node.ws(SYS_A);
+}
+
+#[test]
+fn a_token_mode_secret_survives_a_restart() {
+    let admin = "restart-admin";
+    let mut node = Node::start(&format!(
+        "[api]\nauth = \"token\"\nadmin_token = \"{admin}\"\nsystems = []\n"
+    ));
+    let d = expect_ok(node.api_with_headers(
+        "/api/register",
+        &[("AdminToken", admin)],
+        "{\"systemId\":\"kept\"}",
+    ));
+    let secret = d["token"].as_str().unwrap().to_string();
+    node.restart();
+    let d = expect_ok(node.api_with_headers(
+        "/api/get_group_list",
+        &[("SystemId", "kept"), ("Token", &secret)],
+        "{}",
+    ));
+    assert_eq!(d["count"], json!(0));
+}
+
+/// Writes a config (a free port, a temp data dir, plus `extra` verbatim) and returns
+/// (tempdir guard, path).
+fn write_config(extra: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let text = build_config(&format!("127.0.0.1:{}", free_port()), &data, extra);
+    let path = dir.path().join("shardcast.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_string_lossy().into_owned())
+}
+
+fn assert_rejected(extra: &str, key: &str) {
+    let (_dir, path) = write_config(extra);
+    let (status, out) = run_binary(&["check-config", "-c", &path], Duration::from_secs(10));
+    let status = status.expect("check-config did not exit within 10 s");
+    assert!(
+        !status.success(),
+        "check-config accepted a config with bad {key}:\n{out}"
+    );
+    assert!(
+        out.contains(key),
+        "check-config output does not name {key}:\n{out}"
+    );
+
+    let (status, out) = run_binary(&["-c", &path], Duration::from_secs(10));
+    let status =
+        status.unwrap_or_else(|| panic!("shardcast started with bad {key}; output:\n{out}"));
+    assert!(!status.success(), "start-up accepted bad {key}:\n{out}");
+    assert!(
+        out.contains(key),
+        "start-up error does not name {key}:\n{out}"
+    );
+}
+
+#[test]
+fn check_config_accepts_a_valid_file() {
+    let (_dir, path) = write_config("[ws]\nping_interval = \"500ms\"\nidle_timeout = \"48h\"\n");
+    let (status, out) = run_binary(&["check-config", "-c", &path], Duration::from_secs(10));
+    let status = status.expect("check-config did not exit within 10 s");
+    assert!(
+        status.success(),
+        "check-config rejected a valid file:\n{out}"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    assert_rejected("[server]\nbogus = 1\n", "server.bogus");
+    assert_rejected("[api]\nsystemz = []\n", "api.systemz");
+}
+
+#[test]
+fn a_wrong_type_or_bad_value_is_named() {
+    assert_rejected("[server]\nworkers = \"two\"\n", "server.workers");
+    assert_rejected("[ws]\nping_interval = 25\n", "ws.ping_interval");
+    assert_rejected("[ws]\nidle_timeout = \"soon\"\n", "ws.idle_timeout");
+    assert_rejected("[api]\nauth = \"maybe\"\n", "api.auth");
+    assert_rejected("[api]\nlang = \"fr\"\n", "api.lang");
+}
+
+#[test]
+fn environment_variables_override_config_keys() {
+    let node = Node::start_with_env(
+        "",
+        &[("SHARDCAST_API_LANG", "en"), ("SHARDCAST_NO_SUCH_KEY", "1")],
+    );
+    // The English text of src/api/error.rs for a missing SystemId.
+    expect_err(
+        node.api("/api/is_online", None, "{}"),
+        200,
+        "SystemId must not be empty",
+    );
+    assert!(
+        node.log().contains("SHARDCAST_NO_SUCH_KEY"),
+        "an unknown SHARDCAST_ variable is ignored with a warning naming it; log:\n{}",
+        node.log()
+    );
+}
+
+#[test]
+fn sigterm_closes_clients_with_1001_and_exits_zero() {
+    let mut node = Node::start("[server]\nshutdown_timeout = \"3s\"\n");
+    let mut c1 = node.ws(SYS_A);
+    let mut c2 = node.ws(SYS_B);
+    node.bind(SYS_A, &c1.client_id, "g", "", "");
+    c1.drain(WAIT);
+
+    // The listener closes when the drain begins, so /readyz is asked on a keep-alive
+    // connection opened before; the drain lasts while c1 and c2 have not answered their
+    // close frame (they are not read until /readyz said 503).
+    let mut ops = node.http();
+    let r = ops.request("GET", "/readyz", &[], b"");
+    assert_eq!(
+        (r.status, r.closes()),
+        (200, false),
+        "/readyz before SIGTERM"
+    );
+
+    let start = Instant::now();
+    node.sigterm();
+    let draining_after = loop {
+        let r = ops.request("GET", "/readyz", &[], b"");
+        match r.status {
+            503 => break start.elapsed(),
+            200 => assert!(
+                start.elapsed() < WAIT,
+                "/readyz still 200 {:?} after SIGTERM",
+                start.elapsed()
+            ),
+            other => panic!("/readyz answered {other} while draining: {:?}", r.text()),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("[lifecycle] /readyz 503 {draining_after:?} after SIGTERM");
+    assert_eq!(c1.expect_close(WAIT), 1001, "close code on shutdown");
+    assert_eq!(c2.expect_close(WAIT), 1001, "close code on shutdown");
+    let status = node.wait_exit(Duration::from_secs(6));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        start.elapsed() <= Duration::from_secs(4),
+        "exit took {:?} with shutdown_timeout 3s",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn sigterm_without_clients_and_sigint_exit_zero_promptly() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut node = Node::start("[server]\nshutdown_timeout = \"3s\"\n");
+        let start = Instant::now();
+        node.signal(sig);
+        let status = node.wait_exit(Duration::from_secs(6));
+        assert!(status.success(), "exit status after signal {sig}: {status}");
+        assert!(
+            start.elapsed() <= Duration::from_secs(4),
+            "exit took {:?} after signal {sig}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_client_that_ignores_the_close_does_not_hold_shutdown_past_the_timeout() {
+    let mut node = Node::start("[server]\nshutdown_timeout = \"2s\"\n");
+    // A raw connection that never reads or answers the close frame.
+    let mut s = std::net::TcpStream::connect(node.addr()).unwrap();
+    let (st, _) = raw_ws_handshake(&mut s, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
+    assert_eq!(st, 101);
+    let start = Instant::now();
+    node.sigterm();
+    let status = node.wait_exit(Duration::from_secs(6));
+    assert!(status.success(), "exit status: {status}");
+    assert!(
+        start.elapsed() <= Duration::from_secs(3),
+        "exit took {:?} with shutdown_timeout 2s",
+        start.elapsed()
+    );
+    drop(s);
+}

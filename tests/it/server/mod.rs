@@ -1,0 +1,5 @@
+//! The HTTP server and the process: connection handling on the shared port
+//! (docs/api.md §1, §5) and the lifecycle — restart, config, signals (§6).
+
+mod http_conn;
+mod lifecycle;

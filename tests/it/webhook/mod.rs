@@ -1,0 +1,4 @@
+//! Webhooks (docs/api.md §2.2) on one node and in a cluster.
+
+mod cluster;
+mod standalone;
