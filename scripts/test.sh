@@ -12,10 +12,23 @@ scripts/setup.sh etcd-server chromium "${node_pkgs[@]}"
 # downloads no browser of its own (the test launches /usr/bin/chromium).
 npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+step() { echo "== test.sh $(date +%T) $*"; }
+step fmt
 cargo fmt --all -- --check
+step clippy
 cargo clippy --all-targets -- -D warnings
-cargo test --all-targets
+step "unit tests (library, binaries, benches as tests)"
+cargo test --lib --bins --benches
+# The integration tests are one binary (tests/it). Most of them wait on sockets
+# and timers, so they run eight at a time; the fault tests (floods, storms,
+# timing bounds under load) run two at a time, as on the 2-core machine.
+step "integration tests"
+cargo test --test it -- --skip fault:: --test-threads 8
+step "fault tests"
+cargo test --test it fault:: -- --test-threads 2
 # Fuzz smoke run: every cargo-fuzz target for a short time (FUZZ_SECONDS=0 skips).
 if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
+  step "fuzz smoke run"
   scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 fi
+step done
