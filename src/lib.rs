@@ -24,22 +24,34 @@
 //! 6. [`core`]: one core's connections, index, links and sends.
 //! 7. [`console`] and [`service`]: what answers on the http port.
 //! 8. [`server`]: starting the node and its core threads.
+//!
+//! Without the default feature `node`, the library is layers 1–2 and the
+//! inter-node frame codec: the codecs, with no runtime (the fuzz targets).
 
 pub mod api;
 pub mod client_id;
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "node")]
 pub mod console;
+#[cfg(feature = "node")]
 pub mod core;
 pub mod http;
 pub mod json;
+#[cfg(feature = "node")]
 pub mod mailbox;
+#[cfg(feature = "node")]
 pub mod metrics;
+#[cfg(feature = "node")]
 pub mod node;
 pub mod op;
 pub mod registry;
+#[cfg(feature = "node")]
 pub mod server;
+#[cfg(feature = "node")]
 pub mod service;
+#[cfg(feature = "node")]
 pub mod socket;
+#[cfg(feature = "node")]
 pub mod webhook;
 pub mod ws;

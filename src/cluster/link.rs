@@ -199,3 +199,103 @@ pub async fn read_frames(
 pub fn close(stream: &TcpStream) {
     socket::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR);
 }
+
+#[cfg(test)]
+mod tests {
+    //! The transport on its own, with no core: two ends on loopback.
+
+    use super::*;
+    use std::cell::RefCell;
+
+    fn creds(node: u16, secret: &str) -> Credentials {
+        Credentials {
+            cluster: "c".into(),
+            secret: secret.into(),
+            node,
+            core: 0,
+        }
+    }
+
+    /// Accepts one link as node 2 (secret `theirs`) and dials it as node 1
+    /// (secret `ours`); returns what each side's handshake gave.
+    fn handshake(ours: &str, theirs: &str) -> (Result<u16, String>, Result<(), String>) {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        let (ours, theirs) = (ours.to_owned(), theirs.to_owned());
+        rt.block_on(async move {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr").to_string();
+            let limit = Duration::from_secs(2);
+            let acceptor = monoio::spawn(async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let accepted = accept(&stream, &creds(2, &theirs), limit).await;
+                accepted.map(|(node, _)| node).map_err(|e| e.to_string())
+            });
+            let dialled = dial(&addr, &creds(1, &ours), 2, limit).await;
+            let accepted = acceptor.await;
+            (accepted, dialled.map(drop).map_err(|e| e.to_string()))
+        })
+    }
+
+    #[test]
+    fn a_handshake_with_the_secret_links_two_nodes() {
+        let (accepted, dialled) = handshake("s", "s");
+        assert_eq!(accepted, Ok(1), "the acceptor learns the dialler's node id");
+        assert_eq!(dialled, Ok(()));
+    }
+
+    #[test]
+    fn a_wrong_secret_is_refused_on_both_sides() {
+        let (accepted, dialled) = handshake("s", "other");
+        assert_eq!(
+            accepted,
+            Err("handshake refused: wrong cluster secret".into())
+        );
+        assert!(dialled.is_err(), "the dialler gets no welcome: {dialled:?}");
+    }
+
+    #[test]
+    fn frames_written_on_a_socket_are_read_back_in_order() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        let seen = rt.block_on(async {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let writer = monoio::spawn(async move {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                for t in 0..100 {
+                    write_frame(&stream, &Frame::Ping { t })
+                        .await
+                        .expect("write");
+                }
+                write_frame(&stream, &Frame::Goodbye).await.expect("write");
+            });
+            let (stream, _) = listener.accept().await.expect("accept");
+            let seen = RefCell::new(Vec::new());
+            let batches = RefCell::new(0);
+            let why = read_frames(
+                Rc::new(stream),
+                BytesMut::new(),
+                |f, n| {
+                    assert!(n >= HEADER_BYTES);
+                    seen.borrow_mut().push(f);
+                },
+                || *batches.borrow_mut() += 1,
+            )
+            .await;
+            writer.await;
+            assert!(matches!(why, LinkError::Closed), "{why}");
+            assert!(*batches.borrow() >= 1);
+            seen.into_inner()
+        });
+        let mut want: Vec<Frame> = (0..100).map(|t| Frame::Ping { t }).collect();
+        want.push(Frame::Goodbye);
+        assert_eq!(seen, want);
+    }
+
+    const HEADER_BYTES: usize = frame::HEADER_LEN;
+}
