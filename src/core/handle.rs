@@ -149,8 +149,10 @@ impl Core {
         if self.index.join(system, &group, addr.slot) {
             let conn = self.owned(addr, system)?;
             conn.groups.push(group.clone());
-            let frame = self.notice(addr, true);
-            self.group_notice(system, &group, frame);
+            if self.node.config.ws.notices {
+                let frame = self.notice(addr, true);
+                self.group_notice(system, &group, frame);
+            }
         }
         Ok(())
     }
@@ -158,7 +160,7 @@ impl Core {
     fn unbind(&mut self, addr: ConnAddr, system: &str, group: &str) -> Result<(), Missing> {
         let conn = self.owned(addr, system)?;
         conn.groups.retain(|g| &**g != group);
-        if self.index.leave(system, group, addr.slot) {
+        if self.index.leave(system, group, addr.slot) && self.node.config.ws.notices {
             let frame = self.notice(addr, false);
             self.group_notice(system, group, frame);
         }

@@ -108,6 +108,9 @@ impl Core {
         self.finish_writes(&mut conn, code);
         let reason = reason.as_str();
         self.emit(&conn, EventKind::Disconnect { reason });
+        if !self.node.config.ws.notices {
+            return;
+        }
         for group in &conn.groups {
             let id = self.ids.next();
             let frame = notice_frame(id, false, &conn.client_id, &conn.user_id, &conn.extend);

@@ -56,7 +56,8 @@ pub fn run_shardcast(a: FanoutArgs, out: &Out) -> anyhow::Result<()> {
         eprintln!(
             "note: group mode binds every subscriber, and each bind sends an online notice to \
              every member already in the group: ~{} notices before the first publish \
-             (--mode system fans out without that setup)",
+             (none on a node with ws.notices = false; --mode system fans out without \
+             that setup)",
             report::int((a.subscribers as u64).pow(2) / 2)
         );
     }

@@ -2,6 +2,7 @@
 //! (the joiner included) exactly once, re-binding sends none; unbind sends 1002
 //! `客户端下线` to the remaining members; close_client and an abrupt TCP disconnect send
 //! one offline notice per group. The notice `data` is a JSON string with sorted keys.
+//! With `ws.notices = false` none of them is sent, and groups work the same.
 
 use crate::support::{node::Node, ws::assert_notice, QUIET, SYS_A, WAIT};
 use serde_json::json;
@@ -163,4 +164,55 @@ fn client_close_frame_sends_one_offline_notice() {
     let n = watcher.expect_json(WAIT);
     assert_notice(&n, 1002, &id, "bye", "");
     watcher.expect_silence(Duration::from_millis(600));
+}
+
+#[test]
+fn with_notices_off_joins_and_leaves_send_nothing_and_groups_still_work() {
+    let node = Node::start("[ws]\nnotices = false\n");
+    let mut stays = node.ws(SYS_A);
+    let mut unbound = node.ws(SYS_A);
+    let mut closed = node.ws(SYS_A);
+    let gone = node.ws(SYS_A);
+    for (c, user) in [
+        (&stays, "u1"),
+        (&unbound, "u2"),
+        (&closed, "u3"),
+        (&gone, "u4"),
+    ] {
+        node.bind(SYS_A, &c.client_id, "room", user, "");
+    }
+    node.unbind(SYS_A, &unbound.client_id, "room");
+    node.call(
+        SYS_A,
+        "/api/close_client",
+        json!({"clientId": closed.client_id}),
+    );
+    assert_eq!(closed.expect_close(WAIT), 1000);
+    let gone_id = gone.client_id.clone();
+    gone.drop_abruptly();
+    node.wait_offline(SYS_A, &gone_id, WAIT);
+
+    // Nothing of the joins and leaves reached anyone: the first frame the
+    // remaining member gets is the group push sent now.
+    let list = node.call(SYS_A, "/api/get_online_list", json!({"groupName": "room"}));
+    assert_eq!(list["list"], json!([stays.client_id]), "{list}");
+    let sent = node.call(
+        SYS_A,
+        "/api/send_to_group",
+        json!({"groupName": "room", "msg": "hi"}),
+    );
+    let frame = stays.expect_json(WAIT);
+    assert_eq!(frame["messageId"], sent["messageId"], "got {frame} first");
+    assert_eq!(frame["msg"], json!("hi"));
+    stays.expect_silence(QUIET);
+    unbound.expect_silence(QUIET);
+    let info = node.call(
+        SYS_A,
+        "/api/get_client_info",
+        json!({"clientId": stays.client_id}),
+    );
+    assert_eq!(
+        (info["userId"].clone(), info["groups"].clone()),
+        (json!("u1"), json!(["room"]))
+    );
 }
