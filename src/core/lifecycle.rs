@@ -118,19 +118,24 @@ impl Core {
         }
     }
 
-    /// Heartbeat: closes connections silent for `idle_timeout`, and pings
-    /// every connection when `ping_due`.
-    pub fn sweep(&mut self, ping_due: bool) {
+    /// One heartbeat tick: closes the connections silent for
+    /// `idle_timeout`, and pings the share of connections whose turn it is —
+    /// `turn` of `turns` (slot `s` is pinged on the ticks where
+    /// `s % turns == turn`), so that every connection is pinged once per
+    /// `ping_interval` and a tick writes to a `1/turns` share of them, never
+    /// to all at once. Walks the slab in place, copying no keys.
+    pub fn sweep(&mut self, turn: u32, turns: u32) {
         let idle = self.node.config.ws.idle_timeout;
+        let ping = !self.node.config.ws.echo;
+        let turns = turns.max(1);
         let now = Instant::now();
-        for addr in self.conns.keys() {
-            let silent = self
-                .conns
-                .get(addr)
-                .is_some_and(|c| now.duration_since(c.last_rx) >= idle);
-            if silent {
+        for slot in 0..self.conns.slot_count() {
+            let Some((addr, conn)) = self.conns.at(slot) else {
+                continue;
+            };
+            if now.duration_since(conn.last_rx) >= idle {
                 self.close_conn(addr, CloseReason::IdleTimeout, Some(1001));
-            } else if ping_due && !self.node.config.ws.echo {
+            } else if ping && slot % turns == turn % turns {
                 self.enqueue(addr, Bytes::from_static(PING_FRAME));
             }
         }

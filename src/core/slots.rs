@@ -112,6 +112,12 @@ impl<T> Slots<T> {
         self.live == 0
     }
 
+    /// One more than the highest slot ever used: every live value is at a
+    /// slot below it (for walks that must not copy the keys).
+    pub fn slot_count(&self) -> u32 {
+        self.entries.len() as u32
+    }
+
     /// The address of every live value.
     pub fn keys(&self) -> Vec<ConnAddr> {
         self.entries

@@ -96,25 +96,26 @@ async fn drain_mailbox(core: CoreRef, mailbox: flume::Receiver<CoreMsg>) {
     }
 }
 
-/// Pings every connection each `ping_interval` and closes those silent for
-/// `idle_timeout`, checking often enough that neither is late by more than a
-/// quarter of the shorter period.
+/// Closes connections silent for `idle_timeout` and pings each connection
+/// once per `ping_interval`, ticking often enough that neither is late by
+/// more than a quarter of the shorter period. A tick pings only the
+/// connections whose turn it is (one in `turns`), so the pings of a full
+/// core are spread over the interval instead of written in one run.
 async fn heartbeat(core: CoreRef) {
     let (ping, idle) = {
         let ws = &core.borrow().node.config.ws;
         (ws.ping_interval, ws.idle_timeout)
     };
     let tick = (ping.min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut next_ping = Instant::now() + ping;
+    let turns = (ping.as_secs_f64() / tick.as_secs_f64())
+        .round()
+        .clamp(1.0, 1e6) as u32;
+    let mut turn: u32 = 0;
     loop {
         monoio::time::sleep(tick).await;
-        let now = Instant::now();
-        let ping_due = now >= next_ping;
-        if ping_due {
-            next_ping = now + ping;
-        }
+        turn = (turn + 1) % turns;
         let mut c = core.borrow_mut();
-        c.sweep(ping_due);
+        c.sweep(turn, turns);
         c.expire_pending();
     }
 }

@@ -96,6 +96,50 @@ fn protocol_pings_are_sent_every_ping_interval() {
     );
 }
 
+/// The pings of a core go out in turns across the ping interval, not all in one
+/// run: 40 clients, ping_interval 1 s, a heartbeat tick of 250 ms (a quarter of the
+/// shorter period) — each client is pinged about once a second, and the first pings
+/// of the clients fall on several ticks spread over most of the interval.
+#[test]
+fn pings_are_spread_over_the_ping_interval() {
+    let node = Node::start("[ws]\nping_interval = \"1s\"\nidle_timeout = \"30s\"\n");
+    let clients: Vec<Client> = (0..40).map(|_| node.ws(SYS_A)).collect();
+    let start = Instant::now();
+    let watch = Duration::from_millis(2600);
+    let pings: Vec<Vec<Duration>> = std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                s.spawn(move || {
+                    let mut seen = Vec::new();
+                    while start.elapsed() < watch {
+                        match c.next_event(Duration::from_millis(50)) {
+                            WsEvent::Ping => seen.push(start.elapsed()),
+                            WsEvent::Timeout | WsEvent::Pong => {}
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, p) in pings.iter().enumerate() {
+        assert!(
+            (2..=3).contains(&p.len()),
+            "client {i}: {} pings in {watch:?} with ping_interval 1s: {p:?}",
+            p.len()
+        );
+    }
+    let firsts: Vec<Duration> = pings.iter().map(|p| p[0]).collect();
+    let spread = *firsts.iter().max().unwrap() - *firsts.iter().min().unwrap();
+    assert!(
+        spread >= Duration::from_millis(400),
+        "first pings of 40 clients within {spread:?}: not spread over the interval ({firsts:?})"
+    );
+}
+
 #[test]
 fn a_client_answering_pings_stays_connected() {
     let node = Node::start(HEARTBEAT);
