@@ -42,6 +42,7 @@ pub mod slots;
 mod write;
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,8 +84,14 @@ pub struct Core {
     pub ws_tasks: usize,
     /// Links and peers (cluster mode only).
     peers: Option<Peers>,
-    /// Connections with queued frames, written by the next `flush`.
-    dirty: Vec<ConnAddr>,
+    /// Connections with queued frames, oldest first, written by `flush` in
+    /// slices (`write.rs`).
+    dirty: VecDeque<ConnAddr>,
+    /// A flusher task is writing the rest of `dirty`, a slice at a time.
+    flushing: bool,
+    /// A socket that is always writable: waiting on it lets the runtime
+    /// reap I/O completions between two slices (`write.rs`).
+    nudge: Option<Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>>,
     scratch: Vec<u8>,
     /// Client messages read from one connection, handled after the read.
     inbox: Vec<tungstenite::Utf8Bytes>,
@@ -123,7 +130,9 @@ impl Core {
                 shutdown: Rc::new(LocalEvent::default()),
                 ws_tasks: 0,
                 peers,
-                dirty: Vec::new(),
+                dirty: VecDeque::new(),
+                flushing: false,
+                nudge: monoio::net::UnixStream::pair().ok().map(Rc::new),
                 scratch: vec![0; SCRATCH_BYTES],
                 inbox: Vec::new(),
                 clock: Instant::now(),

@@ -1,8 +1,15 @@
 //! Writing to the connections of a core.
 //!
 //! Writes are batched: `enqueue` only appends to a connection's queue and
-//! marks it dirty; `flush` (called once per mailbox batch, API call or read)
-//! writes every dirty queue with one `sendmsg` each, then the links.
+//! marks it dirty; `flush` (called once per mailbox batch, batch of API
+//! calls or read) writes the links, then the dirty queues with one
+//! `sendmsg` each — at most [`FLUSH_SLICE`] of them at once. What is left is
+//! written by a flusher task of the core, a slice at a time, and between two
+//! slices the core takes in what has arrived: requests, mailbox batches,
+//! link frames. So when publishes come faster than the core can write, the
+//! queues not written yet take the next frames too, and one `sendmsg`
+//! carries several (docs/architecture.md, performance rule 8); at light load
+//! a push still leaves at once, in the inline slice, with no timer.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -17,6 +24,10 @@ use crate::op::ConnAddr;
 use crate::socket;
 use crate::ws::frame::close_frame;
 use crate::ws::CloseReason;
+
+/// Connections written in one run of the loop before the core looks at
+/// its sockets again.
+pub const FLUSH_SLICE: usize = 256;
 
 impl Core {
     /// Queues `frame` on every slot. The slot list is collected first so the
@@ -51,7 +62,7 @@ impl Core {
         conn.out.push(frame);
         if !conn.dirty {
             conn.dirty = true;
-            self.dirty.push(addr);
+            self.dirty.push_back(addr);
         }
         self.metrics().pushed.fetch_add(1, Relaxed);
     }
@@ -63,16 +74,25 @@ impl Core {
             .is_some_and(|c| c.out.would_exceed(len, limit))
     }
 
-    /// Writes every dirty connection's and link's queue, one `sendmsg` each.
+    /// Writes every link with queued frames and the oldest [`FLUSH_SLICE`]
+    /// dirty connections, one `sendmsg` each; leaves the rest to the
+    /// flusher task.
     pub fn flush(&mut self) {
         self.flush_links();
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &addr in &dirty {
-            self.flush_conn(addr);
+        self.flush_slice();
+        if !self.dirty.is_empty() && !self.flushing {
+            self.flushing = true;
+            monoio::spawn(flusher(self.this.clone(), self.nudge.clone()));
         }
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
+    }
+
+    /// Writes the oldest [`FLUSH_SLICE`] dirty connections.
+    fn flush_slice(&mut self) {
+        for _ in 0..FLUSH_SLICE {
+            let Some(addr) = self.dirty.pop_front() else {
+                return;
+            };
+            self.flush_conn(addr);
         }
     }
 
@@ -154,5 +174,50 @@ impl Core {
             let _ = monoio::time::timeout(LINGER, drain).await;
             socket::shutdown(fd, libc::SHUT_WR);
         });
+    }
+}
+
+/// Writes what `flush` left, a slice at a time; before each slice the core
+/// takes in whatever has arrived, so that the frames it queues join the
+/// queues still waiting.
+async fn flusher(
+    core: std::rc::Weak<std::cell::RefCell<Core>>,
+    nudge: Option<Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>>,
+) {
+    loop {
+        // Back of the run queue, then a readiness wait that completes at
+        // once: under io_uring the runtime reaps completions only when no
+        // task is ready, so this is what lets the sockets' readiness in.
+        YieldNow(false).await;
+        if let Some(n) = &nudge {
+            let _ = n.0.writable(false).await;
+        }
+        let Some(core) = core.upgrade() else { return };
+        let mut c = core.borrow_mut();
+        c.flush_links();
+        c.flush_slice();
+        if c.dirty.is_empty() {
+            c.flushing = false;
+            return;
+        }
+    }
+}
+
+/// Pending once, woken at once: goes to the back of the run queue.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
