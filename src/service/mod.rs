@@ -194,8 +194,9 @@ async fn close_after_refusal(core: &CoreRef, stream: &TcpStream, out: &mut Bytes
     }
 }
 
-/// Writes the pushes the answered requests queued on this core (one write
-/// per connection for a whole batch of pipelined requests), then the
+/// Starts writing the pushes the answered requests queued on this core (the
+/// core's flush: its first slice now, the rest by its flusher task; one write
+/// per connection for a whole batch of pipelined requests), then writes the
 /// answers in `out`; false when the peer is gone.
 async fn flush(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) -> bool {
     core.borrow_mut().flush();
