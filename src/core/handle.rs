@@ -13,9 +13,6 @@ use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::ws::message::notice_frame;
 use crate::ws::CloseReason;
 
-/// Why an operation found no connection to work on.
-pub(super) type Missing = ConnOutcome;
-
 impl Core {
     /// Executes one mailbox message on this core.
     pub fn handle(&mut self, msg: CoreMsg) {
@@ -93,14 +90,15 @@ impl Core {
         }
     }
 
-    fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Bytes) -> Result<(), Missing> {
+    fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Bytes) -> Result<(), ConnOutcome> {
         self.owned(addr, system)?;
         self.enqueue(addr, frame.clone());
         Ok(())
     }
 
-    /// The connection at `addr` if it is live and belongs to `system`.
-    pub(super) fn owned(&mut self, addr: ConnAddr, system: &str) -> Result<&mut Conn, Missing> {
+    /// The connection at `addr` if it is live and belongs to `system`; else
+    /// why not (`Offline` or `Invalid`).
+    pub(super) fn owned(&mut self, addr: ConnAddr, system: &str) -> Result<&mut Conn, ConnOutcome> {
         let conn = self.conns.get_mut(addr).ok_or(ConnOutcome::Offline)?;
         if &*conn.system != system {
             return Err(ConnOutcome::Invalid);
@@ -117,15 +115,19 @@ impl Core {
                 extend,
             } => self.bind(addr, system, &group, user_id, extend),
             ConnOp::Unbind { group } => self.unbind(addr, system, &group),
-            ConnOp::Close => self.owned(addr, system).map(drop).map(|()| {
-                self.close_conn(addr, CloseReason::ClosedByApi, Some(1000));
-            }),
-            ConnOp::Info => match self.owned(addr, system) {
-                Ok(conn) => return ConnOutcome::Info(info(conn)),
-                Err(missing) => Err(missing),
-            },
+            ConnOp::Close => self.close_by_api(addr, system),
+            ConnOp::Info => {
+                let info = self.owned(addr, system).map(|c| info(c));
+                return info.map_or_else(|missing| missing, ConnOutcome::Info);
+            }
         };
         done.map_or_else(|missing| missing, |()| ConnOutcome::Done)
+    }
+
+    fn close_by_api(&mut self, addr: ConnAddr, system: &str) -> Result<(), ConnOutcome> {
+        self.owned(addr, system)?;
+        self.close_conn(addr, CloseReason::ClosedByApi, Some(1000));
+        Ok(())
     }
 
     fn bind(
@@ -135,7 +137,7 @@ impl Core {
         group: &str,
         user_id: String,
         extend: String,
-    ) -> Result<(), Missing> {
+    ) -> Result<(), ConnOutcome> {
         let conn = self.owned(addr, system)?;
         if !extend.is_empty() {
             conn.extend = extend.into();
@@ -157,7 +159,7 @@ impl Core {
         Ok(())
     }
 
-    fn unbind(&mut self, addr: ConnAddr, system: &str, group: &str) -> Result<(), Missing> {
+    fn unbind(&mut self, addr: ConnAddr, system: &str, group: &str) -> Result<(), ConnOutcome> {
         let conn = self.owned(addr, system)?;
         conn.groups.retain(|g| &**g != group);
         if self.index.leave(system, group, addr.slot) && self.node.config.ws.notices {
@@ -179,7 +181,7 @@ impl Core {
     /// Sends `frame` to the members of `group` on every core and every
     /// peer node, once.
     pub(super) fn group_notice(&mut self, system: &str, group: &str, frame: Bytes) {
-        self.peer_broadcast(&Frame::Group {
+        self.peer_broadcast(|| Frame::Group {
             system: system.to_owned(),
             group: group.to_owned(),
             frame: frame.clone(),

@@ -268,15 +268,18 @@ impl Core {
         true
     }
 
-    /// Sends `f` once to every peer node on this core's links. Returns how
-    /// many known peers could not be reached (no established link).
-    pub(super) fn peer_broadcast(&mut self, f: &Frame) -> usize {
+    /// Sends the frame `make` builds once to every peer node on this core's
+    /// links (built only when there are peers: standalone it costs
+    /// nothing). Returns how many known peers could not be reached (no
+    /// established link).
+    pub(super) fn peer_broadcast(&mut self, make: impl FnOnce() -> Frame) -> usize {
         let Some(p) = self.peers.as_ref() else {
             return 0;
         };
         if p.table.is_empty() {
             return 0;
         }
+        let f = &make();
         let targets: Vec<Option<LinkKey>> =
             p.table.keys().map(|n| p.outbound.get(n).copied()).collect();
         let mut buf = BytesMut::new();

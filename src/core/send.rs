@@ -114,10 +114,10 @@ pub async fn gather<T>(
 pub fn broadcast(
     core: &CoreRef,
     local: impl Fn() -> CoreMsg,
-    remote: Frame,
+    remote: impl FnOnce() -> Frame,
 ) -> Result<bool, ApiError> {
     Core::to_every_core(core, local).map_err(|_| ApiError::Busy)?;
-    let missed = core.borrow_mut().peer_broadcast(&remote);
+    let missed = core.borrow_mut().peer_broadcast(remote);
     Ok(missed > 0)
 }
 
@@ -195,13 +195,19 @@ pub async fn to_client(
     client_id: &str,
     frame: Bytes,
 ) -> Result<(bool, bool), ApiError> {
-    let location = super::locate::locate(core, system, client_id).await?;
-    reached(conn_op(core, system, location, ConnOp::Deliver(frame)).await?)
+    reach(core, system, client_id, ConnOp::Deliver(frame)).await
 }
 
-/// Whether an operation found its connection: (online, partial).
-pub fn reached(outcome: Option<ConnOutcome>) -> Result<(bool, bool), ApiError> {
-    match outcome {
+/// Runs `op` on the connection of `client_id` and tells whether it found
+/// it: (online, partial). An id of another system is an error.
+pub async fn reach(
+    core: &CoreRef,
+    system: &Arc<str>,
+    client_id: &str,
+    op: ConnOp,
+) -> Result<(bool, bool), ApiError> {
+    let location = super::locate::locate(core, system, client_id).await?;
+    match conn_op(core, system, location, op).await? {
         Some(ConnOutcome::Done | ConnOutcome::Info(_)) => Ok((true, false)),
         Some(ConnOutcome::Offline) => Ok((false, false)),
         Some(ConnOutcome::Invalid) => Err(ApiError::InvalidClientId),
@@ -216,15 +222,15 @@ pub fn to_group(
     group: &str,
     frame: Bytes,
 ) -> Result<bool, ApiError> {
-    let wire = Frame::Group {
+    let wire = || Frame::Group {
         system: system.to_string(),
         group: group.to_owned(),
         frame: frame.clone(),
     };
-    let group: Arc<str> = Arc::from(group);
+    let shared: Arc<str> = Arc::from(group);
     let local = || CoreMsg::Group {
         system: system.clone(),
-        group: group.clone(),
+        group: shared.clone(),
         frame: frame.clone(),
     };
     broadcast(core, local, wire)
@@ -232,7 +238,7 @@ pub fn to_group(
 
 /// A push to every connection of a system, cluster-wide: partial.
 pub fn to_system(core: &CoreRef, system: &Arc<str>, frame: Bytes) -> Result<bool, ApiError> {
-    let wire = Frame::System {
+    let wire = || Frame::System {
         system: system.to_string(),
         frame: frame.clone(),
     };

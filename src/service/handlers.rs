@@ -176,9 +176,7 @@ async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answ
 }
 
 async fn is_online(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {
-    let location = locate(core, &system, &b.client_id).await?;
-    let outcome = send::conn_op(core, &system, location, ConnOp::Info).await?;
-    let (online, partial) = send::reached(outcome)?;
+    let (online, partial) = send::reach(core, &system, &b.client_id, ConnOp::Info).await?;
     Ok(shaped(json!({ "online": online }), partial))
 }
 
