@@ -17,11 +17,15 @@
 # an online notice to every member already there: N²/2 frames of setup).
 #
 # Usage: scripts/bench-vs-nchan.sh [--quick] [--rounds R] [--idle N] [--subscribers N]
-#                                   [--messages M] [--payload B] [--keep]
+#                                   [--messages M] [--payload B] [--depth D]
+#                                   [--publishers P] [--keep]
 #   default: 19,000 idle connections, 10,000 subscribers, 50 messages, 3 rounds
 #            (each figure is the median of its rounds)
 #   --quick: 2,000 idle connections, 2,000 subscribers, 10 messages, 1 round: a check
 #            that everything works (about 15 s once built), not a measurement
+#   --depth D, --publishers P: P publisher connections with D requests in flight
+#            each (default 1 and 16: one pipelining publisher; the PHP SDK and
+#            most backends publish with --depth 1)
 #   --keep:  keep the work directory (configs, logs, JSON results)
 #
 # Needs Debian (apt-get) for nginx and libnginx-mod-nchan, which it installs if missing
@@ -34,6 +38,8 @@ IDLE_N=19000
 FAN_N=10000
 FAN_M=50
 PAYLOAD=64
+DEPTH=16
+PUBLISHERS=1
 ROUNDS=""
 KEEP=0
 QUICK=0
@@ -45,6 +51,8 @@ while [ "$#" -gt 0 ]; do
     --subscribers) FAN_N="$2"; shift 2 ;;
     --messages) FAN_M="$2"; shift 2 ;;
     --payload) PAYLOAD="$2"; shift 2 ;;
+    --depth) DEPTH="$2"; shift 2 ;;
+    --publishers) PUBLISHERS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench-vs-nchan: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -186,11 +194,12 @@ bench() {
     shardcast-fanout)
       timeout --foreground 900 "$BENCH" fanout --json --label shardcast --api "http://127.0.0.1:$PORT" --system bench \
         --mode system --subscribers "$FAN_N" --messages "$FAN_M" --payload "$PAYLOAD" \
-        --server-pid "$SERVER_PID" >"$out" ;;
+        --depth "$DEPTH" --publishers "$PUBLISHERS" --server-pid "$SERVER_PID" >"$out" ;;
     nchan-fanout)
       timeout --foreground 900 "$BENCH" generic --json --label nchan --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
         --publish "http://127.0.0.1:$PORT/pub/bench" --subscribers "$FAN_N" --messages "$FAN_M" \
-        --payload "$PAYLOAD" --server-pid "$SERVER_PID" >"$out" ;;
+        --payload "$PAYLOAD" --depth "$DEPTH" --publishers "$PUBLISHERS" \
+        --server-pid "$SERVER_PID" >"$out" ;;
   esac
   stop_server
   sleep 1
@@ -214,7 +223,7 @@ echo "shardcast vs nchan — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, kernel $(uname -r), ${cpu_model:-unknown CPU}"
 echo "servers: shardcast $("$SHARDCAST" --version | awk '{print $2}') (2 workers);" \
   "nginx $("$NGINX" -v 2>&1 | sed 's|.*nginx/||') + nchan $nchan_version (2 worker processes)"
-echo "load: shardcast-bench on the same machine, $ROUNDS round(s)"
+echo "load: shardcast-bench on the same machine, $ROUNDS round(s); fan-out published by $PUBLISHERS connection(s) with $DEPTH request(s) in flight each"
 echo
 "$BENCH" compare --baseline nchan "$WORK"/results/*.json
 echo "handshake = connect start → welcome frame (shardcast) / → 101 answer (nchan sends no welcome);"
