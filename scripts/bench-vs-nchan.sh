@@ -1,31 +1,33 @@
 #!/usr/bin/env bash
 # Measures shardcast against nchan (the nginx push module) on this machine, with the
-# same load generator (shardcast-bench) and the same workloads, and prints a table:
+# same load generator (shardcast-bench) and the same workloads, and prints a table per
+# workload:
 #
-#   (a) idle WebSocket connections   → connect rate, handshake latency, server memory
-#                                      per connection (VmRSS delta / N; nginx: master +
-#                                      workers, the delta is the workers')
-#   (b) fan-out: one channel of N subscribers, M messages of 64 B published over HTTP
-#       as fast as the server accepts them → delivered messages/s, delivered %, publish
-#       → receive latency p50/p99, CPU of each side
+#   idle   WebSocket connections → connect rate, handshake latency, server memory per
+#          connection (VmRSS delta / N; nginx: master + workers, the delta is the workers')
+#   fan-out: one channel of N subscribers, M messages of 64 B published over HTTP →
+#          delivered messages/s, delivered %, publish → receive latency p50/p99, server
+#          CPU per delivered message, publish answer p99 — published as users publish:
+#     (a) one publisher, one request in flight (the PHP SDK over keep-alive, most backends)
+#     (b) 8 publishers, one request in flight each
+#     (c) a new HTTP connection per publish, as the PHP SDK makes them
+#     (d) paced: one publisher at 10 msg/s
+#     (e) one publisher pipelining 16 requests (the figure earlier versions led with)
 #
 # Both servers run with 2 worker threads/processes on free loopback ports, each started
 # fresh for every measurement (so that memory deltas are not hidden by reuse), in the
 # order shardcast, nchan, nchan, shardcast, … (alternating, to cancel drift).
 # shardcast fans out with send_to_system to a system that only the subscribers use
-# (its send_to_group needs one bind_to_group per subscriber first, each of which sends
-# an online notice to every member already there: N²/2 frames of setup).
+# (its send_to_group needs one bind_to_group per subscriber first).
 #
 # Usage: scripts/bench-vs-nchan.sh [--quick] [--rounds R] [--idle N] [--subscribers N]
-#                                   [--messages M] [--payload B] [--depth D]
-#                                   [--publishers P] [--keep]
-#   default: 19,000 idle connections, 10,000 subscribers, 50 messages, 3 rounds
-#            (each figure is the median of its rounds)
+#                                   [--messages M] [--payload B] [--workloads "a b c d e"]
+#                                   [--keep]
+#   default: 19,000 idle connections, 10,000 subscribers, 50 messages, workloads a–e,
+#            3 rounds (each figure is the median of its rounds); about 8 minutes
 #   --quick: 2,000 idle connections, 2,000 subscribers, 10 messages, 1 round: a check
-#            that everything works (about 15 s once built), not a measurement
-#   --depth D, --publishers P: P publisher connections with D requests in flight
-#            each (default 1 and 16: one pipelining publisher; the PHP SDK and
-#            most backends publish with --depth 1)
+#            that everything works, not a measurement
+#   --workloads: the fan-out workloads to run ("" for the idle figures only)
 #   --keep:  keep the work directory (configs, logs, JSON results)
 #
 # Needs Debian (apt-get) for nginx and libnginx-mod-nchan, which it installs if missing
@@ -38,8 +40,7 @@ IDLE_N=19000
 FAN_N=10000
 FAN_M=50
 PAYLOAD=64
-DEPTH=16
-PUBLISHERS=1
+WORKLOADS="a b c d e"
 ROUNDS=""
 KEEP=0
 QUICK=0
@@ -51,8 +52,7 @@ while [ "$#" -gt 0 ]; do
     --subscribers) FAN_N="$2"; shift 2 ;;
     --messages) FAN_M="$2"; shift 2 ;;
     --payload) PAYLOAD="$2"; shift 2 ;;
-    --depth) DEPTH="$2"; shift 2 ;;
-    --publishers) PUBLISHERS="$2"; shift 2 ;;
+    --workloads) WORKLOADS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench-vs-nchan: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -177,14 +177,40 @@ EOF
   wait_http "$PORT" /healthz
 }
 
+# The publishing options of a fan-out workload, and its title.
+workload_args() {
+  case "$1" in
+    a) echo "--publishers 1 --depth 1" ;;
+    b) echo "--publishers 8 --depth 1" ;;
+    c) echo "--new-connection-per-request" ;;
+    d) echo "--publishers 1 --depth 1 --rate 10" ;;
+    e) echo "--publishers 1 --depth 16" ;;
+    *) echo "bench-vs-nchan: unknown workload $1 (a–e)" >&2; return 1 ;;
+  esac
+}
+workload_title() {
+  case "$1" in
+    a) echo "(a) one publisher, one request in flight" ;;
+    b) echo "(b) 8 publishers, one request in flight each" ;;
+    c) echo "(c) a new HTTP connection per publish (the PHP SDK)" ;;
+    d) echo "(d) paced: 10 msg/s from one publisher" ;;
+    e) echo "(e) one publisher pipelining 16 requests" ;;
+  esac
+}
+for w in $WORKLOADS; do workload_args "$w" >/dev/null; done
+
 # bench SERVER KIND ROUND: one measurement on a fresh server; JSON result kept.
+# KIND is idle or fanout-W (W a workload letter).
 bench() {
-  local server=$1 kind=$2 round=$3 out
+  local server=$1 kind=$2 round=$3 out publish
   out="$WORK/results/$round-$server-$kind.json"
   "start_$server"
   sleep 0.5
   log "round $round: $server $kind (port $PORT)"
-  case "$server-$kind" in
+  if [ "${kind#fanout-}" != "$kind" ]; then
+    read -r -a publish <<<"$(workload_args "${kind#fanout-}")"
+  fi
+  case "$server-${kind%%-*}" in
     shardcast-idle)
       timeout --foreground 900 "$BENCH" idle --json --label shardcast --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
         --connections "$IDLE_N" --server-pid "$SERVER_PID" >"$out" ;;
@@ -194,12 +220,11 @@ bench() {
     shardcast-fanout)
       timeout --foreground 900 "$BENCH" fanout --json --label shardcast --api "http://127.0.0.1:$PORT" --system bench \
         --mode system --subscribers "$FAN_N" --messages "$FAN_M" --payload "$PAYLOAD" \
-        --depth "$DEPTH" --publishers "$PUBLISHERS" --server-pid "$SERVER_PID" >"$out" ;;
+        "${publish[@]}" --server-pid "$SERVER_PID" >"$out" ;;
     nchan-fanout)
       timeout --foreground 900 "$BENCH" generic --json --label nchan --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
         --publish "http://127.0.0.1:$PORT/pub/bench" --subscribers "$FAN_N" --messages "$FAN_M" \
-        --payload "$PAYLOAD" --depth "$DEPTH" --publishers "$PUBLISHERS" \
-        --server-pid "$SERVER_PID" >"$out" ;;
+        --payload "$PAYLOAD" "${publish[@]}" --server-pid "$SERVER_PID" >"$out" ;;
   esac
   stop_server
   sleep 1
@@ -207,7 +232,7 @@ bench() {
 
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) -eq 1 ]; then order="shardcast nchan"; else order="nchan shardcast"; fi
-  for kind in idle fanout; do
+  for kind in idle $(for w in $WORKLOADS; do echo "fanout-$w"; done); do
     for server in $order; do
       bench "$server" "$kind" "$round"
     done
@@ -223,9 +248,15 @@ echo "shardcast vs nchan — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, kernel $(uname -r), ${cpu_model:-unknown CPU}"
 echo "servers: shardcast $("$SHARDCAST" --version | awk '{print $2}') (2 workers);" \
   "nginx $("$NGINX" -v 2>&1 | sed 's|.*nginx/||') + nchan $nchan_version (2 worker processes)"
-echo "load: shardcast-bench on the same machine, $ROUNDS round(s); fan-out published by $PUBLISHERS connection(s) with $DEPTH request(s) in flight each"
+echo "load: shardcast-bench on the same machine, $ROUNDS round(s)"
 echo
-"$BENCH" compare --baseline nchan "$WORK"/results/*.json
+"$BENCH" compare --baseline nchan "$WORK"/results/*-idle.json
+for w in $WORKLOADS; do
+  echo
+  workload_title "$w"
+  "$BENCH" compare --baseline nchan "$WORK"/results/*-fanout-"$w".json
+done
+echo
 echo "handshake = connect start → welcome frame (shardcast) / → 101 answer (nchan sends no welcome);"
 echo "memory = server VmRSS growth / connections (nginx: master + workers); latency = publish → receive;"
 echo "the load generator shares the machine's cores with the server under test."

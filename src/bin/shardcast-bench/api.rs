@@ -56,6 +56,7 @@ pub fn run(a: ApiArgs, out: &Out) -> anyhow::Result<()> {
             total,
             rate: None,
             token_base: 0,
+            fresh: false,
         };
         handles.push(std::thread::spawn(move || {
             let pool = Pool::new(

@@ -141,6 +141,22 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         kind: "fanout",
+        name: "server CPU per delivery",
+        unit: "µs",
+        path: &["server_cpu_per_delivery_us"],
+        scale: 1.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "fanout",
+        name: "publish answer p99",
+        unit: "ms",
+        path: &["publish_answer_us", "p99_us"],
+        scale: 1e-3,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "fanout",
         name: "bench tool CPU",
         unit: "s",
         path: &["tool_cpu_s"],
@@ -224,6 +240,20 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     })
+}
+
+/// How a fan-out run published: "by P connection(s), D in flight each" or "on a new
+/// connection each".
+fn publishing(r: &Value) -> String {
+    if r.get("new_connection_per_request").and_then(Value::as_bool) == Some(true) {
+        return "on a new connection each".into();
+    }
+    let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(1);
+    format!(
+        "by {} connection(s), {} in flight each",
+        n("publishers"),
+        n("depth")
+    )
 }
 
 fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -330,10 +360,11 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
                 }
             ),
             _ => format!(
-                "fan-out: {} subscribers × {} messages of {} B, published {}",
+                "fan-out: {} subscribers × {} messages of {} B, published {} {}",
                 report::int(n("subscribers")),
                 report::int(n("messages")),
                 n("payload"),
+                publishing(r),
                 match r.get("rate").and_then(Value::as_f64) {
                     Some(rate) => format!("at {} msg/s", report::rate(rate)),
                     None => "as fast as accepted".into(),

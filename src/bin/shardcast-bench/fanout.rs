@@ -288,6 +288,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
             total: m,
             rate: job.publish.rate.per_sec(),
             token_base: 0,
+            fresh: job.publish.new_connection_per_request,
         },
         make,
         judge,
@@ -340,6 +341,9 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         (Some(a), Some(b)) => Some(b.cpu_s - a.cpu_s),
         _ => None,
     };
+    let cpu_per_delivery_us = server_cpu
+        .filter(|_| received > 0)
+        .map(|c| c * 1e6 / received as f64);
 
     if out.json {
         let v = json!({
@@ -355,6 +359,9 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
             "setup_frames": setup_frames,
             "messages": m,
             "rate": job.publish.rate.per_sec(),
+            "publishers": job.publish.publishers.max(1),
+            "depth": if job.publish.new_connection_per_request { 1 } else { job.publish.depth.max(1) },
+            "new_connection_per_request": job.publish.new_connection_per_request,
             "payload": job.publish.payload.max(marker::MARKER_LEN),
             "published": pubr.sent,
             "publish_accepted": pubr.succeeded,
@@ -372,6 +379,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
             "latency_us": lat,
             "tool_cpu_s": tool_cpu,
             "server_cpu_s": server_cpu,
+            "server_cpu_per_delivery_us": cpu_per_delivery_us,
             "server_rss": s1.map(|s| s.rss),
             "wall_s": wall,
             "errors": errors,
@@ -427,8 +435,9 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     print!("  cpu         tool {}", report::cpu(tool_cpu, wall));
     match (server_cpu, s1) {
         (Some(c), Some(s)) => println!(
-            ", server {}; server RSS {}",
+            ", server {} ({:.2} µs per delivery); server RSS {}",
             report::cpu(c, wall),
+            cpu_per_delivery_us.unwrap_or(0.0),
             report::bytes(s.rss as f64)
         ),
         _ => println!(),

@@ -2,6 +2,10 @@
 //! it issues `total` requests (built on demand, so a publisher can stamp each with the
 //! time it is sent), at most `depth` outstanding per connection, optionally paced at a
 //! fixed rate, and records each answer's latency and whether it was a success.
+//!
+//! With `fresh`, every request gets a connection of its own, closed after its answer,
+//! as a PHP SDK call does: the request is stamped with the time its connect started,
+//! so its latency (and the publish → receive latency) includes the connect.
 
 use std::collections::VecDeque;
 use std::io;
@@ -32,6 +36,8 @@ pub struct PoolConfig {
     pub rate: Option<f64>,
     /// Epoll tokens of this pool are `token_base + connection index`.
     pub token_base: u64,
+    /// A new connection per request (depth 1), closed after the answer.
+    pub fresh: bool,
 }
 
 struct HConn {
@@ -42,6 +48,8 @@ struct HConn {
     /// Send time of each request awaiting its answer.
     inflight: VecDeque<u64>,
     want_write: bool,
+    /// When the current connection's connect started.
+    opened_ns: u64,
     reconnects: u32,
     dead: bool,
 }
@@ -80,6 +88,7 @@ impl Pool {
                 inbuf: Vec::new(),
                 inflight: VecDeque::new(),
                 want_write: false,
+                opened_ns: 0,
                 reconnects: 0,
                 dead: false,
             })
@@ -133,6 +142,7 @@ impl Pool {
         let r = sock::connect(self.cfg.dst, self.cfg.src)
             .and_then(|fd| poller.add(fd.raw(), token, READ | WRITE).map(|_| fd));
         let c = &mut self.conns[i];
+        c.opened_ns = mono_ns();
         match r {
             Ok(fd) => {
                 c.fd = Some(fd);
@@ -175,24 +185,29 @@ impl Pool {
             None => self.cfg.total,
         };
         let n = self.conns.len();
+        let depth = if self.cfg.fresh { 1 } else { self.cfg.depth };
         let mut idle_rounds = 0;
         while self.next < allowed && idle_rounds < n {
             let i = self.rr % n;
             self.rr = self.rr.wrapping_add(1);
             let c = &mut self.conns[i];
-            if !c.connected || c.fd.is_none() || c.inflight.len() >= self.cfg.depth {
+            if !c.connected || c.fd.is_none() || c.inflight.len() >= depth {
                 idle_rounds += 1;
                 continue;
             }
             idle_rounds = 0;
-            let t = mono_ns();
+            let t = if self.cfg.fresh {
+                c.opened_ns
+            } else {
+                mono_ns()
+            };
             if self.first_send_ns == 0 {
                 self.first_send_ns = t;
             }
             (self.make)(self.next, t, &mut c.out);
             c.inflight.push_back(t);
             self.next += 1;
-            if c.inflight.len() >= self.cfg.depth || self.next >= allowed {
+            if c.inflight.len() >= depth || self.next >= allowed {
                 self.flush(poller, i);
             }
         }
@@ -276,6 +291,10 @@ impl Pool {
                     c.inbuf.extend_from_slice(&self.rbuf[..n]);
                     if let Err(why) = self.parse_answers(i) {
                         self.drop_conn(poller, i, why);
+                        return;
+                    }
+                    if self.cfg.fresh && self.conns[i].inflight.is_empty() {
+                        self.renew(poller, i);
                         return;
                     }
                     if n < self.rbuf.len() {
@@ -394,6 +413,21 @@ impl Pool {
             self.connect(poller, i);
         } else {
             self.conns[i].dead = true;
+        }
+        self.check_all_dead();
+    }
+
+    /// `fresh`: closes connection `i` after its answer and opens the next one while
+    /// requests remain.
+    fn renew(&mut self, poller: &Poller, i: usize) {
+        let c = &mut self.conns[i];
+        c.fd = None;
+        c.connected = false;
+        c.inbuf.clear();
+        c.out.clear();
+        c.want_write = false;
+        if self.next < self.cfg.total {
+            self.connect(poller, i);
         }
         self.check_all_dead();
     }

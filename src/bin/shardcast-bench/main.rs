@@ -129,6 +129,10 @@ pub struct PublishArgs {
     /// Requests in flight per publisher connection (HTTP pipelining; 1 = none).
     #[arg(long, default_value_t = 16)]
     pub depth: usize,
+    /// A new HTTP connection per publish, closed after its answer, as the PHP SDK
+    /// makes them (implies --depth 1; latencies include the connect).
+    #[arg(long)]
+    pub new_connection_per_request: bool,
     /// After the last publish answer, stop waiting once no message arrived for this long (ms).
     #[arg(long, default_value_t = 3000)]
     pub drain_timeout: u64,

@@ -244,6 +244,7 @@ fn bind_pool(bind: &BindSpec, ids: Vec<String>) -> Pool {
             total,
             rate: None,
             token_base: POOL_TOKENS,
+            fresh: false,
         },
         make,
         Box::new(|status, body| status == 200 && crate::api::code_is_zero(body)),
