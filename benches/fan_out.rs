@@ -1,5 +1,5 @@
 //! One `send_to_group` fanned out to 10,000 members of one core, without
-//! sockets: walk the core's `GroupIndex`, and queue the same pre-encoded
+//! sockets: walk the core's `GroupIndex` in place, and queue the same pre-encoded
 //! push frame (`Bytes`) on each member's `OutQueue` — what a core does per
 //! recipient before its single write per connection.
 //!
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shardcast::core::conn::out_queue::OutQueue;
-use shardcast::core::index::GroupIndex;
+use shardcast::core::index::{Audience, GroupIndex};
 
 const MEMBERS: u32 = 10_000;
 const LIMIT: usize = 1 << 20;
@@ -30,11 +30,9 @@ fn bench_fan_out(c: &mut Criterion) {
     }
     let mut queues: Vec<OutQueue> = (0..MEMBERS).map(|_| OutQueue::default()).collect();
     let frame = Bytes::from(vec![b'x'; 120]);
-    let mut slots: Vec<u32> = Vec::with_capacity(MEMBERS as usize);
-    let mut fan_out = |queues: &mut [OutQueue]| {
-        slots.clear();
-        slots.extend(index.group(black_box("demo-system"), black_box("live-room")));
-        for &slot in &slots {
+    let fan_out = |queues: &mut [OutQueue]| {
+        let room = Audience::Group(black_box("demo-system"), black_box("live-room"));
+        for slot in index.members(room) {
             let q = &mut queues[slot as usize];
             if !q.would_exceed(frame.len(), LIMIT) {
                 q.push(frame.clone());

@@ -74,9 +74,72 @@ pub enum CoreMsg {
     /// This node lost its identity in etcd: close every connection.
     NodeLost,
     Shutdown,
+    /// What one core had for this one since its last flush, in order: one
+    /// mailbox hop (and one wake-up) for a whole batch of requests.
+    Batch(Vec<CoreMsg>),
 }
 
 impl CoreMsg {
+    /// Whether a task waits for this message's answer (it must not wait in
+    /// an outbox for the sender's next flush).
+    pub fn wants_reply(&self) -> bool {
+        match self {
+            CoreMsg::Conn { reply, .. } => reply.is_some(),
+            CoreMsg::SystemAdded { reply, .. } => reply.is_some(),
+            CoreMsg::Many { .. }
+            | CoreMsg::User { .. }
+            | CoreMsg::OnlineList { .. }
+            | CoreMsg::GroupList { .. } => true,
+            CoreMsg::Batch(msgs) => msgs.iter().any(CoreMsg::wants_reply),
+            _ => false,
+        }
+    }
+
+    /// The message with a fan-out's frame copied for the receiving core: its
+    /// recipients' clones then count references on a buffer of that core
+    /// alone, not on a cache line two cores write per recipient.
+    pub fn own_copy(self) -> CoreMsg {
+        let copy = |frame: Bytes| Bytes::copy_from_slice(&frame);
+        match self {
+            CoreMsg::Many {
+                system,
+                targets,
+                frame,
+                reply,
+            } => CoreMsg::Many {
+                system,
+                targets,
+                frame: copy(frame),
+                reply,
+            },
+            CoreMsg::Group {
+                system,
+                group,
+                frame,
+            } => CoreMsg::Group {
+                system,
+                group,
+                frame: copy(frame),
+            },
+            CoreMsg::User {
+                system,
+                user,
+                frame,
+                reply,
+            } => CoreMsg::User {
+                system,
+                user,
+                frame: copy(frame),
+                reply,
+            },
+            CoreMsg::System { system, frame } => CoreMsg::System {
+                system,
+                frame: copy(frame),
+            },
+            other => other,
+        }
+    }
+
     /// What a core must hear of a membership event, if anything.
     pub fn from_cluster(event: &ClusterEvent) -> Option<Box<dyn Fn() -> CoreMsg + '_>> {
         let make: Box<dyn Fn() -> CoreMsg + '_> = match event {

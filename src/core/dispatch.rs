@@ -1,5 +1,14 @@
 //! Reaching the other cores of this node: one mailbox hop, or none when
 //! the target is this core.
+//!
+//! Messages nobody waits for go to an outbox per target core and leave at
+//! the core's next `flush` (after each batch of requests, mailbox messages
+//! or reads), as one mailbox message per core — so a batch of pipelined
+//! publishes costs the other cores one hop and one wake-up, not one per
+//! request. A message with a reply leaves at once, behind what the outbox
+//! holds for that core (order per core is kept). A fan-out's frame is
+//! copied once per receiving core (`CoreMsg::own_copy`), so that no
+//! reference count is written by two cores per recipient.
 
 use super::{Core, CoreRef};
 use crate::mailbox::{reply_channel, CoreMsg, Reply};
@@ -24,12 +33,13 @@ impl Core {
             this.borrow_mut().handle(msg);
             return Ok(());
         }
-        let core = this.borrow();
+        let mut core = this.borrow_mut();
         let mailbox = core.node.mailboxes.get(target as usize).ok_or(Busy)?;
         if mailbox.len() > MAILBOX_HIGH_WATER {
             return Err(Busy);
         }
-        mailbox.send(msg).map_err(|_| Busy)
+        core.post(target, msg);
+        Ok(())
     }
 
     /// Sends one message to every core (built by `make` for each).
@@ -57,17 +67,52 @@ impl Core {
         Ok(answers)
     }
 
-    /// Like `to_every_core`, from inside the core: other cores by mailbox
+    /// Like `to_every_core`, from inside the core: other cores by outbox
     /// (never refused: internal notices must not be lost), this core
     /// directly.
     pub(super) fn tell_every_core(&mut self, make: impl Fn() -> CoreMsg) {
-        let node = self.node.clone();
-        for (i, mailbox) in node.mailboxes.iter().enumerate() {
+        for i in 0..self.node.cores() {
             if i == self.id as usize {
                 self.handle(make());
             } else {
-                let _ = mailbox.send(make());
+                self.post(i as u8, make());
             }
+        }
+    }
+
+    /// Puts `msg` in the outbox of core `target`; sends that outbox now when
+    /// someone waits for the answer.
+    fn post(&mut self, target: u8, msg: CoreMsg) {
+        let now = msg.wants_reply();
+        let Some(outbox) = self.outbox.get_mut(target as usize) else {
+            return;
+        };
+        outbox.push(msg.own_copy());
+        if now {
+            self.send_outbox(target as usize);
+        }
+    }
+
+    /// Hands every core what this core has for it.
+    pub(super) fn send_outboxes(&mut self) {
+        for target in 0..self.outbox.len() {
+            self.send_outbox(target);
+        }
+    }
+
+    /// One mailbox message for everything the outbox of `target` holds. A
+    /// send fails only when that core has stopped (shutdown).
+    fn send_outbox(&mut self, target: usize) {
+        let Some(outbox) = self.outbox.get_mut(target) else {
+            return;
+        };
+        let msg = match outbox.len() {
+            0 => return,
+            1 => outbox.pop(),
+            _ => Some(CoreMsg::Batch(std::mem::take(outbox))),
+        };
+        if let (Some(msg), Some(mailbox)) = (msg, self.node.mailboxes.get(target)) {
+            let _ = mailbox.send(msg);
         }
     }
 }

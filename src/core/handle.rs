@@ -6,6 +6,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::conn::Conn;
+use super::index::Audience;
 use super::Core;
 use crate::cluster::frame::Frame;
 use crate::mailbox::CoreMsg;
@@ -45,8 +46,7 @@ impl Core {
                 group,
                 frame,
             } => {
-                let slots: Vec<u32> = self.index.group(&system, &group).collect();
-                self.fan_out(&slots, &frame);
+                self.fan_out(Audience::Group(&system, &group), &frame);
             }
             CoreMsg::User {
                 system,
@@ -54,13 +54,11 @@ impl Core {
                 frame,
                 reply,
             } => {
-                let slots: Vec<u32> = self.index.user(&system, &user).collect();
-                self.fan_out(&slots, &frame);
-                let _ = reply.send(slots.len());
+                let reached = self.fan_out(Audience::User(&system, &user), &frame);
+                let _ = reply.send(reached);
             }
             CoreMsg::System { system, frame } => {
-                let slots: Vec<u32> = self.index.system(&system).collect();
-                self.fan_out(&slots, &frame);
+                self.fan_out(Audience::System(&system), &frame);
             }
             CoreMsg::OnlineList {
                 system,
@@ -87,6 +85,7 @@ impl Core {
             CoreMsg::Peers(peers) => self.set_peers(peers),
             CoreMsg::NodeLost => self.close_all(CloseReason::NodeLost),
             CoreMsg::Shutdown => self.shutdown.fire(),
+            CoreMsg::Batch(msgs) => msgs.into_iter().for_each(|m| self.handle(m)),
         }
     }
 
@@ -196,7 +195,7 @@ impl Core {
     }
 
     fn online_list(&self, system: &str, group: &str, with_info: bool) -> Vec<ClientInfo> {
-        let members = self.index.group(system, group);
+        let members = self.index.members(Audience::Group(system, group));
         members
             .filter_map(|slot| self.conns.at(slot).map(|(_, c)| c))
             .map(|c| {

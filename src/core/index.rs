@@ -17,6 +17,17 @@ struct Members {
     users: HashMap<Rc<str>, HashSet<u32>>,
 }
 
+/// Whom a fan-out reaches on this core.
+#[derive(Clone, Copy, Debug)]
+pub enum Audience<'a> {
+    /// Every connection of a system.
+    System(&'a str),
+    /// The members of (system, group).
+    Group(&'a str, &'a str),
+    /// The connections of (system, userId).
+    User(&'a str, &'a str),
+}
+
 #[derive(Default)]
 pub struct GroupIndex {
     systems: HashMap<Rc<str>, Members>,
@@ -86,31 +97,18 @@ impl GroupIndex {
         }
     }
 
-    pub fn group(&self, system: &str, group: &str) -> impl Iterator<Item = u32> + '_ {
-        self.systems
-            .get(system)
-            .and_then(|m| m.groups.get(group))
-            .into_iter()
-            .flatten()
-            .copied()
-    }
-
-    pub fn user(&self, system: &str, user: &str) -> impl Iterator<Item = u32> + '_ {
-        self.systems
-            .get(system)
-            .and_then(|m| m.users.get(user))
-            .into_iter()
-            .flatten()
-            .copied()
-    }
-
-    pub fn system(&self, system: &str) -> impl Iterator<Item = u32> + '_ {
-        self.systems
-            .get(system)
-            .map(|m| &m.all)
-            .into_iter()
-            .flatten()
-            .copied()
+    /// The slots of `audience`, walked in place.
+    pub fn members(&self, audience: Audience<'_>) -> impl Iterator<Item = u32> + '_ {
+        let set = match audience {
+            Audience::System(system) => self.systems.get(system).map(|m| &m.all),
+            Audience::Group(system, group) => {
+                self.systems.get(system).and_then(|m| m.groups.get(group))
+            }
+            Audience::User(system, user) => {
+                self.systems.get(system).and_then(|m| m.users.get(user))
+            }
+        };
+        set.into_iter().flatten().copied()
     }
 
     /// (group name, members on this core) for every group of the system.
@@ -139,8 +137,15 @@ mod tests {
         assert!(ix.join("sys-a", &rc("room"), 1));
         assert!(!ix.join("sys-a", &rc("room"), 1), "second join is not new");
         assert!(ix.join("sys-b", &rc("room"), 2));
-        assert_eq!(ix.group("sys-a", "room").collect::<Vec<_>>(), vec![1]);
-        assert_eq!(ix.system("sys-b").collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            ix.members(Audience::Group("sys-a", "room"))
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert_eq!(
+            ix.members(Audience::System("sys-b")).collect::<Vec<_>>(),
+            vec![2]
+        );
     }
 
     #[test]
@@ -152,10 +157,10 @@ mod tests {
         ix.join("s", &rc("g2"), 7);
         ix.set_user("s", "", &rc("alice"), 7);
         ix.remove_conn("s", 7, &[rc("g1"), rc("g2")], "alice");
-        assert_eq!(ix.group("s", "g1").count(), 0);
-        assert_eq!(ix.user("s", "alice").count(), 0);
+        assert_eq!(ix.members(Audience::Group("s", "g1")).count(), 0);
+        assert_eq!(ix.members(Audience::User("s", "alice")).count(), 0);
         assert_eq!(ix.group_counts("s").count(), 0);
-        assert_eq!(ix.system("s").count(), 0);
+        assert_eq!(ix.members(Audience::System("s")).count(), 0);
     }
 
     #[test]
@@ -165,7 +170,10 @@ mod tests {
         ix.add_conn(&s, 3);
         ix.set_user("s", "", &rc("u1"), 3);
         ix.set_user("s", "u1", &rc("u2"), 3);
-        assert_eq!(ix.user("s", "u1").count(), 0);
-        assert_eq!(ix.user("s", "u2").collect::<Vec<_>>(), vec![3]);
+        assert_eq!(ix.members(Audience::User("s", "u1")).count(), 0);
+        assert_eq!(
+            ix.members(Audience::User("s", "u2")).collect::<Vec<_>>(),
+            vec![3]
+        );
     }
 }

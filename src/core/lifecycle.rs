@@ -71,6 +71,7 @@ impl Core {
             bucket: Default::default(),
             dirty: false,
             write_waiting: false,
+            doomed: false,
         };
         self.conns.insert(conn)?;
         self.index.add_conn(&system, addr.slot);

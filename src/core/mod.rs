@@ -89,6 +89,10 @@ pub struct Core {
     dirty: VecDeque<ConnAddr>,
     /// A flusher task is writing the rest of `dirty`, a slice at a time.
     flushing: bool,
+    /// Connections to close once the fan-out under way is over (`write.rs`).
+    doomed: Vec<(ConnAddr, crate::ws::CloseReason)>,
+    /// Messages for each other core, sent at the next flush (`dispatch.rs`).
+    outbox: Vec<Vec<crate::mailbox::CoreMsg>>,
     /// A socket that is always writable: waiting on it lets the runtime
     /// reap I/O completions between two slices (`write.rs`).
     nudge: Option<Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>>,
@@ -109,6 +113,7 @@ impl Core {
             .map(|(k, v)| (Box::from(k.as_str()), v.clone()))
             .collect();
         let ids = MessageIdGen::new(node.message_key, id);
+        let cores = node.cores();
         let peers = node.config.cluster.enabled.then(|| {
             let cfg = &node.config.cluster;
             let creds = Credentials {
@@ -132,6 +137,8 @@ impl Core {
                 peers,
                 dirty: VecDeque::new(),
                 flushing: false,
+                doomed: Vec::new(),
+                outbox: (0..cores).map(|_| Vec::new()).collect(),
                 nudge: monoio::net::UnixStream::pair().ok().map(Rc::new),
                 scratch: vec![0; SCRATCH_BYTES],
                 inbox: Vec::new(),

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use super::conn::Conn;
+use super::index::Audience;
 use super::{Core, LINGER};
 use crate::op::ConnAddr;
 use crate::socket;
@@ -30,29 +31,42 @@ use crate::ws::CloseReason;
 pub const FLUSH_SLICE: usize = 256;
 
 impl Core {
-    /// Queues `frame` on every slot. The slot list is collected first so the
-    /// index is not borrowed while a slow consumer is being removed from it.
-    pub(super) fn fan_out(&mut self, slots: &[u32], frame: &Bytes) {
-        for &slot in slots {
+    /// Queues `frame` on every connection of `audience`; returns how many.
+    /// The members are walked in place, not copied: nothing here closes a
+    /// connection (a slow consumer is only doomed, and `reap` closes it
+    /// after the walk), so the index cannot change under the walk — it is
+    /// taken out of the core for the walk's length all the same.
+    pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
+        let index = std::mem::take(&mut self.index);
+        let mut reached = 0;
+        for slot in index.members(audience) {
             if let Some((addr, _)) = self.conns.at_mut(slot) {
                 self.enqueue(addr, frame.clone());
+                reached += 1;
             }
         }
+        self.index = index;
+        reached
     }
 
     /// Appends `frame` to the connection's queue. A connection whose queue
     /// would pass `ws.send_queue_bytes` even after writing what its socket
-    /// takes now is closed as a slow consumer: only bytes the client is not
-    /// reading count, not a burst this core has not written yet. A frame on
-    /// an empty queue always fits (`api.max_message` bounds it).
+    /// takes now is doomed as a slow consumer (closed by `reap`, not here:
+    /// closing sends notices, which are fan-outs themselves): only bytes the
+    /// client is not reading count, not a burst this core has not written
+    /// yet. A frame on an empty queue always fits (`api.max_message` bounds
+    /// it). A doomed connection takes nothing more.
     pub fn enqueue(&mut self, addr: ConnAddr, frame: Bytes) {
+        if self.conns.get(addr).is_none_or(|c| c.doomed) {
+            return;
+        }
         if self.over_limit(addr, frame.len()) {
             self.flush_conn(addr);
             if self.over_limit(addr, frame.len()) {
                 let queued = self.conns.get(addr).map_or(0, |c| c.out.len());
                 let dropped = queued as u64 + 1;
                 self.metrics().dropped.fetch_add(dropped, Relaxed);
-                self.close_conn(addr, CloseReason::SlowConsumer, None);
+                self.doom(addr, CloseReason::SlowConsumer);
                 return;
             }
         }
@@ -67,6 +81,25 @@ impl Core {
         self.metrics().pushed.fetch_add(1, Relaxed);
     }
 
+    /// Marks a connection to be closed by the next `reap`.
+    fn doom(&mut self, addr: ConnAddr, reason: CloseReason) {
+        if let Some(conn) = self.conns.get_mut(addr) {
+            if !conn.doomed {
+                conn.doomed = true;
+                self.doomed.push((addr, reason));
+            }
+        }
+    }
+
+    /// Closes the doomed connections. Their offline notices may doom more
+    /// (members whose queues they overflow): those are closed in the same
+    /// loop, one after another, never by recursion.
+    pub(super) fn reap(&mut self) {
+        while let Some((addr, reason)) = self.doomed.pop() {
+            self.close_conn(addr, reason, None);
+        }
+    }
+
     fn over_limit(&self, addr: ConnAddr, len: usize) -> bool {
         let limit = self.node.config.ws.send_queue_bytes;
         self.conns
@@ -78,12 +111,28 @@ impl Core {
     /// dirty connections, one `sendmsg` each; leaves the rest to the
     /// flusher task.
     pub fn flush(&mut self) {
-        self.flush_links();
-        self.flush_slice();
+        self.write_round();
         if !self.dirty.is_empty() && !self.flushing {
             self.flushing = true;
             monoio::spawn(flusher(self.this.clone(), self.nudge.clone()));
         }
+    }
+
+    /// One slice of writing, with what must go out before and after it.
+    fn write_round(&mut self) {
+        self.settle();
+        self.flush_slice();
+        if !self.doomed.is_empty() {
+            self.settle();
+        }
+    }
+
+    /// Closes the doomed connections, hands the other cores what this core
+    /// has for them (`dispatch`), and writes the links.
+    fn settle(&mut self) {
+        self.reap();
+        self.send_outboxes();
+        self.flush_links();
     }
 
     /// Writes the oldest [`FLUSH_SLICE`] dirty connections.
@@ -120,7 +169,7 @@ impl Core {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.close_conn(addr, CloseReason::Error, None);
+                    self.doom(addr, CloseReason::Error);
                     return;
                 }
             }
@@ -141,8 +190,9 @@ impl Core {
             if ok {
                 core.flush_conn(addr);
             } else {
-                core.close_conn(addr, CloseReason::Error, None);
+                core.doom(addr, CloseReason::Error);
             }
+            core.flush();
         });
     }
 
@@ -194,8 +244,7 @@ async fn flusher(
         }
         let Some(core) = core.upgrade() else { return };
         let mut c = core.borrow_mut();
-        c.flush_links();
-        c.flush_slice();
+        c.write_round();
         if c.dirty.is_empty() {
             c.flushing = false;
             return;

@@ -66,6 +66,8 @@ pub struct Conn {
     pub dirty: bool,
     /// The socket buffer is full; a writer task waits for writability.
     pub write_waiting: bool,
+    /// To be closed once the fan-out under way is over (`write.rs`).
+    pub doomed: bool,
 }
 
 /// Bytes handed to tungstenite and what it writes back (pongs, close

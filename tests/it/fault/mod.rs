@@ -6,3 +6,4 @@ mod flood;
 mod link_corrupt;
 mod slow_consumer;
 mod slowloris;
+mod stalled_group;
