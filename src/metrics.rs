@@ -6,6 +6,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::api::error::Limit;
 use crate::api::route::Route;
 use crate::ws::CloseReason;
 
@@ -29,6 +30,7 @@ pub struct CoreMetrics {
     closed: [AtomicU64; CloseReason::ALL.len()],
     api: [[AtomicU64; 2]; Route::ALL.len()],
     http_errors: [AtomicU64; HTTP_ERRORS.len()],
+    limit_hits: [AtomicU64; Limit::ALL.len()],
 }
 
 impl CoreMetrics {
@@ -63,6 +65,10 @@ impl CoreMetrics {
 
     pub fn link_timeout(&self) {
         self.link_timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits[limit as usize].fetch_add(1, Relaxed);
     }
 
     pub fn http_error(&self, status: u16) {
@@ -222,6 +228,17 @@ impl Metrics {
                 out,
                 "shardcast_http_errors_total{{status=\"{status}\"}} {n}"
             );
+        }
+        header(
+            &mut out,
+            "shardcast_limit_hits_total",
+            "counter",
+            "Requests refused by a limit of docs/api.md §7, by config key.",
+        );
+        for limit in Limit::ALL {
+            let n = self.sum(|c| &c.limit_hits[limit as usize]);
+            let key = limit.key();
+            let _ = writeln!(out, "shardcast_limit_hits_total{{limit=\"{key}\"}} {n}");
         }
         out
     }

@@ -49,6 +49,9 @@ pub enum ConnOutcome {
     Offline,
     /// The connection is live but belongs to another system.
     Invalid,
+    /// `bind_to_group` of a connection already in `api.max_groups_per_client`
+    /// groups: nothing changed.
+    TooManyGroups,
 }
 
 /// What the API tells of one connection.

@@ -92,10 +92,14 @@ pub struct Message {
 }
 
 impl Message {
-    /// `sendUserId` and `data` limits; also used for client messages (§2.1).
+    /// `sendUserId` and `data` limits, and `msg`, which counts toward
+    /// `api.max_message` with `data` (so that the push frame is bounded);
+    /// also used for client messages (§2.1).
     pub fn check_limits(&self, limits: &BodyLimits) -> Result<(), ApiError> {
         within(Field::SendUserId, &self.send_user_id, MAX_TEXT)?;
-        within(Field::Data, self.data.get(), limits.max_message)
+        let data = self.data.get().len();
+        within(Field::Data, self.data.get(), limits.max_message)?;
+        too_long_if(self.msg.len() > limits.max_message - data, Field::Msg)
     }
 
     /// The push frame every recipient of this message gets.

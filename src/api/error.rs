@@ -21,6 +21,7 @@ pub enum Field {
     Extend,
     SendUserId,
     Data,
+    Msg,
     WebhookUrl,
 }
 
@@ -36,6 +37,7 @@ impl Field {
             Field::Extend => "Extend",
             Field::SendUserId => "SendUserId",
             Field::Data => "Data",
+            Field::Msg => "Msg",
             Field::WebhookUrl => "WebhookUrl",
         }
     }
@@ -64,6 +66,34 @@ pub enum ApiError {
     WebhookUrlForbidden,
     ClientSendForbidden,
     ClientSendRate,
+    TooManyGroups,
+    TooManySystems,
+}
+
+/// The limits of docs/api.md §7 an API answer can report, each counted in
+/// `shardcast_limit_hits_total{limit}` under its config key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    MaxMessage,
+    MaxGroupsPerClient,
+    MaxSystems,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 3] = [
+        Limit::MaxMessage,
+        Limit::MaxGroupsPerClient,
+        Limit::MaxSystems,
+    ];
+
+    /// The config key, which is also the metric's label.
+    pub fn key(self) -> &'static str {
+        match self {
+            Limit::MaxMessage => "api.max_message",
+            Limit::MaxGroupsPerClient => "api.max_groups_per_client",
+            Limit::MaxSystems => "api.max_systems",
+        }
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -73,6 +103,16 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
+    /// The §7 limit this answer reports, if any.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            ApiError::FieldTooLong(Field::Data | Field::Msg) => Some(Limit::MaxMessage),
+            ApiError::TooManyGroups => Some(Limit::MaxGroupsPerClient),
+            ApiError::TooManySystems => Some(Limit::MaxSystems),
+            _ => None,
+        }
+    }
+
     /// HTTP status of the answer (§5); the envelope's `code` is -1 regardless.
     pub fn status(&self) -> u16 {
         match self {
@@ -106,6 +146,8 @@ impl ApiError {
             ApiError::WebhookUrlForbidden => ("无权设置WebhookUrl", "webhookUrl may not be set"),
             ApiError::ClientSendForbidden => ("客户端无权发送", "client may not send"),
             ApiError::ClientSendRate => ("发送过于频繁", "sending too fast"),
+            ApiError::TooManyGroups => ("分组数量超出限制", "too many groups"),
+            ApiError::TooManySystems => ("系统数量超出限制", "too many systems"),
         };
         Cow::Borrowed(pick(lang, zh, en))
     }
@@ -129,7 +171,7 @@ fn pick<'a>(lang: Lang, zh: &'a str, en: &'a str) -> &'a str {
 mod tests {
     use super::*;
 
-    const FIELDS: [(Field, &str); 9] = [
+    const FIELDS: [(Field, &str); 10] = [
         (Field::SystemId, "SystemId"),
         (Field::ClientId, "ClientId"),
         (Field::ClientIds, "ClientIds"),
@@ -138,6 +180,7 @@ mod tests {
         (Field::Extend, "Extend"),
         (Field::SendUserId, "SendUserId"),
         (Field::Data, "Data"),
+        (Field::Msg, "Msg"),
         (Field::WebhookUrl, "WebhookUrl"),
     ];
 
@@ -167,6 +210,8 @@ mod tests {
                 "客户端无权发送".to_owned(),
             ),
             (ApiError::ClientSendRate, 200, "发送过于频繁".to_owned()),
+            (ApiError::TooManyGroups, 200, "分组数量超出限制".to_owned()),
+            (ApiError::TooManySystems, 200, "系统数量超出限制".to_owned()),
         ];
         for (field, name) in FIELDS {
             all.push((

@@ -139,6 +139,10 @@ section! {
         max_message: usize = 65536,
         /// Most messages in one batch request.
         max_batch: usize = 1000,
+        /// Most groups one connection may be in.
+        max_groups_per_client: usize = 256,
+        /// Most systems a node (or cluster) keeps in its registry.
+        max_systems: usize = 10000,
         /// Whether WebSocket clients must present a connect token.
         connect_token: ConnectTokenMode = ConnectTokenMode::Optional,
         /// Time limit for reading one request.
@@ -421,6 +425,9 @@ impl Config {
             );
             return Err(invalid("api.systems", msg));
         }
+        let systems_ok = self.api.systems.len() <= self.api.max_systems;
+        let msg = "more systems than api.max_systems";
+        ensure(systems_ok, "api.systems", msg)?;
         let level_ok = !self.log.level.trim().is_empty();
         ensure(level_ok, "log.level", "must not be empty")
     }

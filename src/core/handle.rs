@@ -137,7 +137,12 @@ impl Core {
         user_id: String,
         extend: String,
     ) -> Result<(), ConnOutcome> {
+        let max_groups = self.node.config.api.max_groups_per_client;
         let conn = self.owned(addr, system)?;
+        let joined = conn.groups.iter().any(|g| &**g == group);
+        if !joined && conn.groups.len() >= max_groups {
+            return Err(ConnOutcome::TooManyGroups);
+        }
         if !extend.is_empty() {
             conn.extend = extend.into();
         }

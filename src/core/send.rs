@@ -211,6 +211,7 @@ pub async fn reach(
         Some(ConnOutcome::Done | ConnOutcome::Info(_)) => Ok((true, false)),
         Some(ConnOutcome::Offline) => Ok((false, false)),
         Some(ConnOutcome::Invalid) => Err(ApiError::InvalidClientId),
+        Some(ConnOutcome::TooManyGroups) => Err(ApiError::TooManyGroups),
         None => Ok((false, true)),
     }
 }

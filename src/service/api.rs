@@ -29,7 +29,13 @@ pub async fn handle(core: &CoreRef, req: &Request) -> (u16, Vec<u8>) {
     } else {
         handlers::dispatch(core, route, req).await
     };
-    core.borrow().metrics().api(route, result.is_ok());
+    {
+        let c = core.borrow();
+        c.metrics().api(route, result.is_ok());
+        if let Some(limit) = result.as_ref().err().and_then(ApiError::limit) {
+            c.metrics().limit_hit(limit);
+        }
+    }
     match result {
         Ok(data) => (200, ok_envelope(&data)),
         Err(e) => (e.status(), error_envelope(&e, lang)),

@@ -82,6 +82,7 @@ async fn live_op(
     match send::conn_op(core, system, location, op).await? {
         Some(ConnOutcome::Offline) => Err(ApiError::ClientOffline),
         Some(ConnOutcome::Invalid) => Err(ApiError::InvalidClientId),
+        Some(ConnOutcome::TooManyGroups) => Err(ApiError::TooManyGroups),
         Some(done) => Ok(done),
         None => Err(ApiError::Busy),
     }
@@ -160,7 +161,9 @@ async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answ
     };
     let info = match send::conn_op(core, &system, location, ConnOp::Info).await? {
         Some(ConnOutcome::Info(info)) => info,
-        Some(ConnOutcome::Done | ConnOutcome::Offline) => return Err(ApiError::ClientOffline),
+        Some(ConnOutcome::Done | ConnOutcome::Offline | ConnOutcome::TooManyGroups) => {
+            return Err(ApiError::ClientOffline)
+        }
         Some(ConnOutcome::Invalid) => return Err(ApiError::InvalidClientId),
         None => return Err(ApiError::Busy),
     };
@@ -261,6 +264,13 @@ async fn register(core: &CoreRef, req: &Request) -> Answered {
         return Err(ApiError::WebhookUrlForbidden);
     }
     b.check_limits(&limits(core))?;
+    {
+        let c = core.borrow();
+        let max = c.node.config.api.max_systems;
+        if c.systems.len() >= max && !c.systems.contains_key(b.system_id.as_str()) {
+            return Err(ApiError::TooManySystems);
+        }
+    }
     let secret = if token_mode {
         Some(new_secret().map_err(|_| ApiError::Busy)?)
     } else {

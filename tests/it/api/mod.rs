@@ -4,5 +4,6 @@ mod auth_token;
 mod errors;
 mod groups;
 mod isolation;
+mod limits;
 mod register;
 mod send;
