@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,32 @@ impl Registry {
         Ok(())
     }
 
+    /// Gives every system without a secret a new one from `make`, and
+    /// persists; returns their ids (token mode: a system created in open
+    /// mode must not stay verifiable with an empty key).
+    pub fn give_secrets(
+        &mut self,
+        mut make: impl FnMut() -> io::Result<String>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut given = Vec::new();
+        for (id, entry) in self.systems.iter_mut() {
+            if entry.secret.as_deref().is_none_or(str::is_empty) {
+                let secret = make().map_err(|source| RegistryError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                entry.secret = Some(secret);
+                given.push(id.clone());
+            }
+        }
+        if !given.is_empty() {
+            self.save()?;
+        }
+        Ok(given)
+    }
+
+    /// Writes the file (mode 0600: it holds the secrets) through a
+    /// temporary file renamed over it.
     fn save(&self) -> Result<(), RegistryError> {
         let io_err = |source| RegistryError::Io {
             path: self.path.clone(),
@@ -102,7 +129,13 @@ impl Registry {
         })
         .map_err(|e| io_err(io::Error::other(e)))?;
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = fs::File::create(&tmp).map_err(io_err)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err)?;
         f.write_all(&body).map_err(io_err)?;
         f.sync_all().map_err(io_err)?;
         fs::rename(&tmp, &self.path).map_err(io_err)

@@ -57,6 +57,9 @@ macro_rules! section {
     };
 }
 
+/// Shortest `api.admin_token` accepted in token mode (docs/api.md §7).
+const MIN_ADMIN_TOKEN: usize = 16;
+
 section! {
     /// The whole configuration; `Config::default()` is the built-in defaults.
     pub struct Config {
@@ -462,11 +465,12 @@ impl Config {
     }
 
     fn validate_combinations(&self) -> Result<(), ConfigError> {
-        let token_ok = self.api.auth != AuthMode::Token || !self.api.admin_token.is_empty();
+        let token_ok = self.api.auth != AuthMode::Token
+            || self.api.admin_token.chars().count() >= MIN_ADMIN_TOKEN;
         ensure(
             token_ok,
             "api.admin_token",
-            "required when api.auth = \"token\"",
+            "at least 16 characters are required when api.auth = \"token\"",
         )?;
         let no_webhook = self.ws.client_send == ClientSendPolicy::Webhook
             && self.api.auth == AuthMode::Open
@@ -647,7 +651,7 @@ mod tests {
         client_send_rate = 0
         [api]
         auth = "token"
-        admin_token = "t0k"
+        admin_token = "t0k-of-16-chars!"
         lang = "en"
         systems = ["a", "b"]
         max_body = 2048
@@ -821,6 +825,10 @@ mod tests {
                 "cluster.etcd_endpoints",
             ),
             ("[api]\nauth = \"token\"", "api.admin_token"),
+            (
+                "[api]\nauth = \"token\"\nadmin_token = \"123456\"",
+                "api.admin_token",
+            ),
             ("[ws]\nclient_send = \"webhook\"", "ws.client_send"),
             ("[server]\ncrypto_key = \"abc\"", "server.crypto_key"),
             (
@@ -850,7 +858,7 @@ mod tests {
         let with_url = "[ws]\nclient_send = \"webhook\"\n[webhook]\nurl = \"http://h/x\"";
         assert!(parse(with_url).is_ok());
         let with_token =
-            "[ws]\nclient_send = \"webhook\"\n[api]\nauth = \"token\"\nadmin_token = \"t\"";
+            "[ws]\nclient_send = \"webhook\"\n[api]\nauth = \"token\"\nadmin_token = \"t123456789abcdef\"";
         assert!(parse(with_token).is_ok());
         assert!(parse(&format!("[api]\nsystems = [\"{}\"]", "x".repeat(128))).is_ok());
     }

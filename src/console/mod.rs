@@ -19,8 +19,9 @@ use crate::node::{unix_seconds, Node};
 /// The page, as served at `GET /`.
 pub const PAGE: &str = include_str!("index.html");
 
-/// The body of `GET /console/stats`.
-pub fn stats(node: &Node) -> String {
+/// The body of `GET /console/stats`; `members`: with the cluster members'
+/// addresses.
+pub fn stats(node: &Node, members: bool) -> String {
     let cores: Vec<Value> = (0..node.cores())
         .map(|i| {
             let m = node.metrics.core(i);
@@ -45,27 +46,27 @@ pub fn stats(node: &Node) -> String {
         "connections": sum("connections"),
         "pushes": sum("pushes"),
         "cores": cores,
-        "cluster": cluster(node),
+        "cluster": cluster(node, members),
         "webhook": webhook(node),
     })
     .to_string()
 }
 
-/// This node and its peers, by node id.
-fn cluster(node: &Node) -> Value {
+/// This node and its peers, by node id; without their addresses unless
+/// `addrs` (token mode shows them to the admin only).
+fn cluster(node: &Node, addrs: bool) -> Value {
     let cfg = &node.config.cluster;
+    let addr = |a: &str| if addrs { json!(a) } else { Value::Null };
     let me = json!({
         "nodeId": node.node_id,
-        "addr": cfg.advertise_addr,
+        "addr": addr(&cfg.advertise_addr),
         "cores": node.cores(),
         "self": true,
     });
     let mut members = vec![me];
-    members.extend(
-        node.peers()
-            .values()
-            .map(|p| json!({ "nodeId": p.node, "addr": p.addr, "cores": p.cores, "self": false })),
-    );
+    members.extend(node.peers().values().map(
+        |p| json!({ "nodeId": p.node, "addr": addr(&p.addr), "cores": p.cores, "self": false }),
+    ));
     members.sort_by_key(|m| m["nodeId"].as_u64());
     json!({ "enabled": cfg.enabled, "name": cfg.name, "members": members })
 }

@@ -254,6 +254,11 @@ fn open_registry(config: &Config) -> Result<Registry, StartError> {
             Err(e) => return Err(e.into()),
         }
     }
+    if config.api.auth == AuthMode::Token {
+        for id in registry.give_secrets(new_secret)? {
+            tracing::warn!(system = %id, "the system had no secret: a new one is in systems.json");
+        }
+    }
     Ok(registry)
 }
 

@@ -57,6 +57,25 @@ pub(super) fn limits(core: &CoreRef) -> BodyLimits {
 
 /// The system named by the `SystemId` header, checked against its secret in
 /// token mode.
+/// Who may read `/console/stats`: anyone in open mode; in token mode the
+/// holder of `AdminToken` (everything) or of a system's `Token` with its
+/// `SystemId` (everything but the cluster members' addresses).
+pub(super) fn console_access(core: &CoreRef, req: &Request) -> Option<ConsoleAccess> {
+    let c = core.borrow();
+    let api = &c.node.config.api;
+    if api.auth != AuthMode::Token || secret_matches(req.admin_token.as_deref(), &api.admin_token) {
+        return Some(ConsoleAccess::Full);
+    }
+    drop(c);
+    authenticate(core, req).ok().map(|_| ConsoleAccess::System)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConsoleAccess {
+    Full,
+    System,
+}
+
 fn authenticate(core: &CoreRef, req: &Request) -> Result<Arc<str>, ApiError> {
     let c = core.borrow();
     let id = req

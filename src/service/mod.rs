@@ -166,10 +166,18 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
             keep,
             req.http10,
         ),
-        "/console/stats" if ops_get && console => {
-            let body = crate::console::stats(&core.borrow().node);
-            write_json(out, 200, body.as_bytes(), keep, req.http10);
-        }
+        "/console/stats" if ops_get && console => match api::console_access(core, req) {
+            Some(access) => {
+                let members = access == api::ConsoleAccess::Full;
+                let body = crate::console::stats(&core.borrow().node, members);
+                write_json(out, 200, body.as_bytes(), keep, req.http10);
+            }
+            None => {
+                let lang = core.borrow().node.config.api.lang;
+                let body = error_envelope(&ApiError::BadToken, lang);
+                write_json(out, 401, &body, keep, req.http10);
+            }
+        },
         "/ws" => write_response(
             out,
             426,

@@ -304,3 +304,98 @@ fn open_mode_ignores_the_token_parameter() {
     // And API calls need no Token header.
     node.call(SYS_A, "/api/get_group_list", json!({}));
 }
+
+/// A system made in open mode has no secret. In token mode it must not be reachable with
+/// an empty key: the node gives it a secret at start (written to `systems.json`, mode
+/// 0600, its id logged) and connect tokens signed with an empty key are refused.
+#[test]
+fn a_system_from_open_mode_gets_a_secret_and_empty_keys_never_verify() {
+    let mut node = Node::start("[api]\nsystems = [\"legacy\"]\n");
+    node.restart_with(&format!(
+        "[api]\nauth = \"token\"\nadmin_token = \"{ADMIN}\"\nsystems = [\"legacy\"]\n"
+    ));
+    assert!(
+        node.log().contains("legacy") && node.log().contains("had no secret"),
+        "the new secret is not reported:\n{}",
+        node.log()
+    );
+    let file = node.data_dir().join("systems.json");
+    let mode = std::fs::metadata(&file)
+        .expect("systems.json")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600,
+        "systems.json must be readable by its owner only"
+    );
+    let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let secret = stored["systems"]["legacy"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no secret stored: {stored}"))
+        .to_string();
+    assert_eq!(secret.len(), 32, "{secret}");
+    assert!(
+        !node.log().contains(&secret),
+        "the secret must never be logged"
+    );
+
+    let exp = now_unix() + 600;
+    expect_token_refusal(
+        &node,
+        &ws_path("legacy", &connect_token("", "mallory", exp)),
+    );
+    expect_err(
+        node.api_with_headers(
+            "/api/get_group_list",
+            &[("SystemId", "legacy"), ("Token", "")],
+            "{}",
+        ),
+        401,
+        "token无效",
+    );
+    let d = tcall(&node, "legacy", &secret, "/api/get_group_list", json!({}));
+    assert_eq!(d["count"], json!(0));
+    let path = ws_path("legacy", &connect_token(&secret, "alice", exp));
+    let c = Client::welcome(node.ws_connect(&path));
+    let info = tcall(
+        &node,
+        "legacy",
+        &secret,
+        "/api/get_client_info",
+        json!({"clientId": c.client_id}),
+    );
+    assert_eq!(info["userId"], json!("alice"));
+}
+
+/// Token mode: `/console/stats` answers the admin (with member addresses) or the holder
+/// of a system's token (without them), and nobody else.
+#[test]
+fn console_stats_need_a_token_in_token_mode() {
+    let node = token_mode("[console]\nenabled = true\n");
+    let secret = register(&node, "watched");
+    let get = |headers: &[(&str, &str)]| {
+        let mut http = node.http();
+        let head: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        http.send_raw(format!("GET /console/stats HTTP/1.1\r\nHost: x\r\n{head}\r\n").as_bytes());
+        http.read_response(WAIT).expect("an answer")
+    };
+    let anonymous = get(&[]);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert_eq!(anonymous.json()["msg"], json!("token无效"));
+    let wrong = get(&[
+        ("SystemId", "watched"),
+        ("Token", "0123456789abcdef0123456789abcdef"),
+    ]);
+    assert_eq!(wrong.status, 401);
+    let admin = get(&[("AdminToken", ADMIN)]);
+    assert_eq!(admin.status, 200, "{}", admin.text());
+    assert!(admin.json()["cluster"]["members"][0]
+        .get("addr")
+        .is_some_and(|a| !a.is_null()));
+    let system = get(&[("SystemId", "watched"), ("Token", &secret)]);
+    assert_eq!(system.status, 200, "{}", system.text());
+    assert_eq!(system.json()["cluster"]["members"][0]["addr"], Value::Null);
+}

@@ -34,7 +34,7 @@ fn registered_systems_survive_a_restart() {
 
 #[test]
 fn a_token_mode_secret_survives_a_restart() {
-    let admin = "restart-admin";
+    let admin = "restart-admin-token";
     let mut node = Node::start(&format!(
         "[api]\nauth = \"token\"\nadmin_token = \"{admin}\"\nsystems = []\n"
     ));

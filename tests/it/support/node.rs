@@ -362,6 +362,17 @@ impl Node {
         }
     }
 
+    /// Like `restart`, with `extra` as the config's additions from now on.
+    pub fn restart_with(&mut self, extra: &str) {
+        self.extra = extra.to_string();
+        self.restart();
+    }
+
+    /// The node's `server.data_dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// `GET /readyz` status, None when the node does not answer within 1 s.
     pub fn readyz(&self) -> Option<u16> {
         try_get(&self.addr, "/readyz", Duration::from_secs(1))
