@@ -41,6 +41,8 @@ pub struct Node {
     pub webhooks: Option<Webhooks>,
     /// WebSocket connections open or being admitted (server.max_connections).
     admitted: AtomicUsize,
+    /// HTTP connections that are not WebSockets (api.max_http_connections).
+    http_connections: AtomicUsize,
     started: AtomicUsize,
     draining: AtomicBool,
     drain_started: OnceLock<Instant>,
@@ -109,6 +111,7 @@ impl Node {
             view,
             webhooks,
             admitted: AtomicUsize::new(0),
+            http_connections: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drain_started: OnceLock::new(),
@@ -128,15 +131,21 @@ impl Node {
             0 => usize::MAX,
             n => n,
         };
-        self.admitted
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
+        reserve(&self.admitted, max)
     }
 
     pub fn release_connection(&self) {
         self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Takes a place for a new HTTP connection; false when
+    /// `api.max_http_connections` are taken.
+    pub fn reserve_http(&self) -> bool {
+        reserve(&self.http_connections, self.config.api.max_http_connections)
+    }
+
+    pub fn release_http(&self) {
+        self.http_connections.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// A core is listening.
@@ -197,4 +206,14 @@ pub fn unix_seconds() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// One more on `counter` unless it is at `max`, in one atomic step (so that
+/// concurrent cores cannot overshoot).
+fn reserve(counter: &AtomicUsize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
 }

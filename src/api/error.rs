@@ -77,13 +77,17 @@ pub enum Limit {
     MaxMessage,
     MaxGroupsPerClient,
     MaxSystems,
+    MaxHttpConnections,
+    MaxPendingAnswers,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 3] = [
+    pub const ALL: [Limit; 5] = [
         Limit::MaxMessage,
         Limit::MaxGroupsPerClient,
         Limit::MaxSystems,
+        Limit::MaxHttpConnections,
+        Limit::MaxPendingAnswers,
     ];
 
     /// The config key, which is also the metric's label.
@@ -92,6 +96,8 @@ impl Limit {
             Limit::MaxMessage => "api.max_message",
             Limit::MaxGroupsPerClient => "api.max_groups_per_client",
             Limit::MaxSystems => "api.max_systems",
+            Limit::MaxHttpConnections => "api.max_http_connections",
+            Limit::MaxPendingAnswers => "api.max_pending_answers",
         }
     }
 }

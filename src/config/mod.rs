@@ -146,6 +146,11 @@ section! {
         max_groups_per_client: usize = 256,
         /// Most systems a node (or cluster) keeps in its registry.
         max_systems: usize = 10000,
+        /// Most HTTP connections (not WebSockets) open at once on a node.
+        max_http_connections: usize = 4096,
+        /// Bytes of answers held for one HTTP connection that is not reading
+        /// them; past it no further request of it is read.
+        max_pending_answers: usize = 65536,
         /// Whether WebSocket clients must present a connect token.
         connect_token: ConnectTokenMode = ConnectTokenMode::Optional,
         /// Time limit for reading one request.

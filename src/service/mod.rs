@@ -3,7 +3,11 @@
 //! WebSocket (`upgrade`) or closes. API calls go to `api`, operations
 //! routes and the console are answered here.
 //!
-//! Responses to pipelined requests are collected and written together.
+//! Responses to pipelined requests are collected and written together, up to
+//! `api.max_pending_answers` bytes; a client that does not read them within
+//! `api.request_timeout` is closed, so pipelining never makes the node hold
+//! more than that per connection. At most `api.max_http_connections` are
+//! open at once (one more is answered 503 and closed).
 //! Limits protect everyone else: a head over 16 KiB (431), a body over
 //! `api.max_body` (413, answered without reading the body), garbage (400)
 //! and a request not complete within `api.request_timeout` of its first
@@ -21,7 +25,7 @@ mod handlers;
 mod upgrade;
 
 use crate::api::envelope::error_envelope;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, Limit};
 use crate::core::CoreRef;
 use crate::http::request::{parse_request, Limits, Method, Parsed, Request, DEFAULT_MAX_HEAD};
 use crate::http::response::{write_json, write_response};
@@ -33,19 +37,40 @@ const REFUSAL_LINGER_BYTES: usize = 256 * 1024;
 
 pub async fn serve(core: CoreRef, stream: TcpStream) {
     let stream = Rc::new(stream);
-    let (limits, request_timeout, keepalive_timeout) = {
+    let Some(_place) = HttpPlace::take(&core) else {
+        let mut out = BytesMut::new();
+        core.borrow().metrics().limit_hit(Limit::MaxHttpConnections);
+        let lang = core.borrow().node.config.api.lang;
+        write_json(
+            &mut out,
+            503,
+            &error_envelope(&ApiError::Busy, lang),
+            false,
+            false,
+        );
+        close_after_refusal(&core, &stream, &mut out).await;
+        return;
+    };
+    let (limits, request_timeout, keepalive_timeout, max_pending) = {
         let api = &core.borrow().node.config.api;
         let limits = Limits {
             max_head: DEFAULT_MAX_HEAD,
             max_body: api.max_body,
         };
-        (limits, api.request_timeout, api.keepalive_timeout)
+        let t = (api.request_timeout, api.keepalive_timeout);
+        (limits, t.0, t.1, api.max_pending_answers)
     };
     let mut buf = BytesMut::new();
     let mut out = BytesMut::new();
     let mut started: Option<Instant> = None;
     loop {
-        loop {
+        // Answers what is complete, until the answers held reach
+        // `api.max_pending_answers`: then they are written (and the client
+        // must read them) before the next request is looked at.
+        let held_back = loop {
+            if out.len() >= max_pending {
+                break true;
+            }
             match parse_request(&buf, &limits) {
                 Ok(Parsed::Complete { request, consumed }) => {
                     let _ = buf.split_to(consumed);
@@ -65,16 +90,19 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                         return;
                     }
                 }
-                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Incomplete) => break false,
                 Err(e) => {
                     refuse(&core, &mut out, e.status(), &e);
                     close_after_refusal(&core, &stream, &mut out).await;
                     return;
                 }
             }
-        }
+        };
         if !flush(&core, &stream, &mut out).await {
             return;
+        }
+        if held_back {
+            continue;
         }
         let wait = match started {
             None if buf.is_empty() => keepalive_timeout,
@@ -94,6 +122,24 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                 return;
             }
         }
+    }
+}
+
+/// A place among the node's `api.max_http_connections`, for as long as the
+/// connection speaks HTTP (a WebSocket counts toward
+/// `server.max_connections` instead).
+struct HttpPlace(std::sync::Arc<crate::node::Node>);
+
+impl HttpPlace {
+    fn take(core: &CoreRef) -> Option<HttpPlace> {
+        let node = core.borrow().node.clone();
+        node.reserve_http().then_some(HttpPlace(node))
+    }
+}
+
+impl Drop for HttpPlace {
+    fn drop(&mut self) {
+        self.0.release_http();
     }
 }
 
@@ -205,13 +251,20 @@ async fn close_after_refusal(core: &CoreRef, stream: &TcpStream, out: &mut Bytes
 /// Starts writing the pushes the answered requests queued on this core (the
 /// core's flush: its first slice now, the rest by its flusher task; one write
 /// per connection for a whole batch of pipelined requests), then writes the
-/// answers in `out`; false when the peer is gone.
+/// answers in `out`; false when the peer is gone, or has not read them within
+/// `api.request_timeout` (the connection is then closed).
 async fn flush(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) -> bool {
     core.borrow_mut().flush();
     if out.is_empty() {
         return true;
     }
-    socket::write_all(stream, out.split().freeze())
-        .await
-        .is_ok()
+    let timeout = core.borrow().node.config.api.request_timeout;
+    let write = socket::write_all(stream, out.split().freeze());
+    match monoio::time::timeout(timeout, write).await {
+        Ok(done) => done.is_ok(),
+        Err(_) => {
+            core.borrow().metrics().limit_hit(Limit::MaxPendingAnswers);
+            false
+        }
+    }
 }

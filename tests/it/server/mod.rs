@@ -2,4 +2,5 @@
 //! (docs/api.md §1, §5) and the lifecycle — restart, config, signals (§6).
 
 mod http_conn;
+mod http_limits;
 mod lifecycle;
