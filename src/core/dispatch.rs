@@ -28,24 +28,42 @@ impl Core {
     /// batch of pipelined requests, so their pushes share one write per
     /// connection).
     pub fn to_core(this: &CoreRef, target: u8, msg: CoreMsg) -> Result<(), Busy> {
-        let local = this.borrow().id == target;
-        if local {
-            this.borrow_mut().handle(msg);
-            return Ok(());
-        }
-        let mut core = this.borrow_mut();
-        let mailbox = core.node.mailboxes.get(target as usize).ok_or(Busy)?;
-        if mailbox.len() > MAILBOX_HIGH_WATER {
-            return Err(Busy);
-        }
-        core.post(target, msg);
+        Self::admit(this, [target])?;
+        Self::hand(this, target, msg);
         Ok(())
     }
 
-    /// Sends one message to every core (built by `make` for each).
+    /// Busy when the mailbox of any of `targets` (other than this core) is
+    /// over its high-water mark. Checked for every target before anything is
+    /// sent, so that a send reaches all its cores or none: never a 503 after
+    /// part of it went out (a retry would duplicate that part).
+    pub fn admit(this: &CoreRef, targets: impl IntoIterator<Item = u8>) -> Result<(), Busy> {
+        let core = this.borrow();
+        for target in targets.into_iter().filter(|t| *t != core.id) {
+            let mailbox = core.node.mailboxes.get(target as usize).ok_or(Busy)?;
+            if mailbox.len() > MAILBOX_HIGH_WATER {
+                return Err(Busy);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `msg` to core `target`, admitted or not (see `admit`).
+    pub fn hand(this: &CoreRef, target: u8, msg: CoreMsg) {
+        let local = this.borrow().id == target;
+        if local {
+            this.borrow_mut().handle(msg);
+        } else {
+            this.borrow_mut().post(target, msg);
+        }
+    }
+
+    /// Sends one message to every core (built by `make` for each), or none.
     pub fn to_every_core(this: &CoreRef, make: impl Fn() -> CoreMsg) -> Result<(), Busy> {
-        let cores = this.borrow().node.cores();
-        (0..cores).try_for_each(|c| Self::to_core(this, c as u8, make()))
+        let cores = this.borrow().node.cores() as u8;
+        Self::admit(this, 0..cores)?;
+        (0..cores).for_each(|c| Self::hand(this, c, make()));
+        Ok(())
     }
 
     /// Asks every core of this node and collects their answers.
@@ -54,10 +72,20 @@ impl Core {
         make: impl Fn(Reply<T>) -> CoreMsg,
     ) -> Result<Vec<T>, Busy> {
         let cores = this.borrow().node.cores();
+        Self::admit(this, 0..cores as u8)?;
+        Self::ask_admitted(this, make).await
+    }
+
+    /// `ask_every_core` after `admit`: nothing is refused.
+    pub async fn ask_admitted<T>(
+        this: &CoreRef,
+        make: impl Fn(Reply<T>) -> CoreMsg,
+    ) -> Result<Vec<T>, Busy> {
+        let cores = this.borrow().node.cores();
         let mut pending = Vec::with_capacity(cores);
         for c in 0..cores {
             let (tx, rx) = reply_channel();
-            Self::to_core(this, c as u8, make(tx))?;
+            Self::hand(this, c as u8, make(tx));
             pending.push(rx);
         }
         let mut answers = Vec::with_capacity(cores);

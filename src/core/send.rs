@@ -81,6 +81,8 @@ pub async fn gather<T>(
     remote: impl Fn(u64) -> Frame,
 ) -> Result<Gathered<T>, ApiError> {
     let sent = Instant::now();
+    let cores = core.borrow().node.cores() as u8;
+    Core::admit(core, 0..cores).map_err(|_| ApiError::Busy)?;
     let (mut waiting, mut partial) = (Vec::new(), false);
     {
         let mut c = core.borrow_mut();
@@ -92,7 +94,7 @@ pub async fn gather<T>(
         }
         c.flush();
     }
-    let local = Core::ask_every_core(core, local)
+    let local = Core::ask_admitted(core, local)
         .await
         .map_err(|_| ApiError::Busy)?;
     let mut answers = Vec::with_capacity(waiting.len());
@@ -142,6 +144,7 @@ pub async fn deliver_many(
             Location::Gone => {}
         }
     }
+    Core::admit(core, local.keys().copied()).map_err(|_| ApiError::Busy)?;
     let mut pending = Vec::new();
     for (c, targets) in local {
         let (reply, rx) = reply_channel();
@@ -151,7 +154,7 @@ pub async fn deliver_many(
             frame: frame.clone(),
             reply,
         };
-        Core::to_core(core, c, msg).map_err(|_| ApiError::Busy)?;
+        Core::hand(core, c, msg);
         pending.push(rx);
     }
     let (mut online, mut partial) = (0, false);
