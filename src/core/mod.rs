@@ -77,7 +77,9 @@ pub struct Core {
     pub conns: Slots<Conn>,
     pub index: GroupIndex,
     /// This core's copy of the registry of systems.
-    pub systems: HashMap<Box<str>, SystemEntry>,
+    pub systems: HashMap<Rc<str>, SystemEntry>,
+    /// The user id of connections without one, shared by all of them.
+    no_user: Rc<str>,
     pub ids: MessageIdGen,
     pub shutdown: Rc<LocalEvent>,
     /// WebSocket reader tasks alive (lingering ones included).
@@ -93,6 +95,10 @@ pub struct Core {
     /// reap I/O completions between two slices (`write.rs`).
     nudge: Option<Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>>,
     scratch: Vec<u8>,
+    /// The WebSocket codec lent to each read (`conn::codec`), and the
+    /// settings of a new one.
+    codec: conn::codec::Codec,
+    ws_config: tungstenite::protocol::WebSocketConfig,
     /// Client messages read from one connection, handled after the read.
     inbox: Vec<tungstenite::Utf8Bytes>,
     /// Start of this core's millisecond clock (rate buckets).
@@ -106,7 +112,7 @@ impl Core {
         let systems = node
             .systems
             .iter()
-            .map(|(k, v)| (Box::from(k.as_str()), v.clone()))
+            .map(|(k, v)| (Rc::from(k.as_str()), v.clone()))
             .collect();
         let ids = MessageIdGen::new(node.message_key, id);
         let peers = node.config.cluster.enabled.then(|| {
@@ -119,6 +125,7 @@ impl Core {
             };
             Peers::new(creds, cfg.request_timeout, node.peers())
         });
+        let ws_config = conn::codec::ws_config(&node.config.ws);
         Rc::new_cyclic(|this| {
             RefCell::new(Core {
                 id,
@@ -126,6 +133,7 @@ impl Core {
                 conns: Slots::default(),
                 index: GroupIndex::default(),
                 systems,
+                no_user: Rc::from(""),
                 ids,
                 shutdown: Rc::new(LocalEvent::default()),
                 ws_tasks: 0,
@@ -134,6 +142,8 @@ impl Core {
                 flushing: false,
                 nudge: monoio::net::UnixStream::pair().ok().map(Rc::new),
                 scratch: vec![0; SCRATCH_BYTES],
+                codec: conn::codec::Codec::new(ws_config),
+                ws_config,
                 inbox: Vec::new(),
                 clock: Instant::now(),
                 ws_out: Vec::new(),

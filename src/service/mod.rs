@@ -51,10 +51,12 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                     let _ = buf.split_to(consumed);
                     started = None;
                     if request.websocket.is_some() {
-                        // The session is a task of its own so that it does
-                        // not carry this task's HTTP state for its lifetime.
+                        // The upgrade ends this task; the connection's
+                        // session is a task of its own, which does not carry
+                        // this task's HTTP state for its lifetime.
                         if flush(&core, &stream, &mut out).await {
-                            monoio::spawn(upgrade::serve(core, stream, request, buf));
+                            drop(out);
+                            upgrade::serve(core, stream, request, buf).await;
                         }
                         return;
                     }

@@ -30,6 +30,7 @@ struct Admission {
 
 /// Serves an upgrade request: answers 101 (or an HTTP error), admits or
 /// refuses the client, registers the connection and spawns its session.
+/// An admitted client gets the 101 and its welcome frame in one write.
 pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: BytesMut) {
     let prepared = prepare(&core, &req);
     drop(req);
@@ -40,18 +41,15 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
             return;
         }
     };
-    if socket::write_all(&stream, answer).await.is_err() {
-        return;
-    }
     let lang = core.borrow().node.config.api.lang;
     let opened = admission.and_then(|a| {
-        let opened = core
-            .borrow_mut()
-            .open_conn(stream.clone(), &a.system, &a.user_id);
+        let opened =
+            core.borrow_mut()
+                .open_conn(stream.clone(), &a.system, &a.user_id, answer.clone());
         opened.ok_or(ApiError::Busy)
     });
     match opened {
-        Ok((addr, signal)) => {
+        Ok(addr) => {
             // The connection holds its place now; `close_conn` gives it back.
             place.keep();
             {
@@ -62,9 +60,13 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
                 c.flush();
                 c.ws_tasks += 1;
             }
-            monoio::spawn(session(core, stream, addr, signal));
+            monoio::spawn(session(core, stream, addr));
         }
-        Err(e) => refuse(&stream, &e.message(lang)).await,
+        Err(e) => {
+            if socket::write_all(&stream, answer).await.is_ok() {
+                refuse(&stream, &e.message(lang)).await;
+            }
+        }
     }
 }
 

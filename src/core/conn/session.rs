@@ -1,10 +1,10 @@
 //! The reader task of one WebSocket connection, for as long as it lives.
 //!
 //! The task owns no buffer: it waits for readability (or for its core to
-//! detach it), then the core reads into its scratch buffer and feeds the
-//! connection's codec. When the core closes the connection it detaches the
-//! task, which lingers briefly to let the close handshake finish and then
-//! drops the socket.
+//! close the connection), then the core reads into its scratch buffer and
+//! feeds the connection's codec. When the core closes the connection it
+//! wakes the task, which finds the connection gone from its slot, lingers
+//! briefly to let the close handshake finish and then drops the socket.
 
 use std::future::{poll_fn, Future};
 use std::os::fd::AsRawFd;
@@ -13,7 +13,6 @@ use std::task::Poll;
 
 use monoio::net::TcpStream;
 
-use super::ConnSignal;
 use crate::core::{CoreRef, LINGER};
 use crate::op::ConnAddr;
 use crate::socket;
@@ -35,14 +34,16 @@ impl Drop for TaskGuard {
 }
 
 /// The connection's steady state, for as long as it lives: wait, read,
-/// feed. Kept small (it is most of an idle connection's memory): everything
-/// it needs only at the end is boxed.
-pub async fn session(core: CoreRef, stream: Rc<TcpStream>, addr: ConnAddr, signal: Rc<ConnSignal>) {
-    let _guard = TaskGuard(core.clone());
+/// feed. Kept small (it is a good part of an idle connection's memory):
+/// it holds the core once (in its guard), and everything it needs only at
+/// the end is boxed.
+pub async fn session(core: CoreRef, stream: Rc<TcpStream>, addr: ConnAddr) {
+    let guard = TaskGuard(core);
+    let core = &guard.0;
     let fd = stream.as_raw_fd();
     loop {
-        match readable_or_detached(&stream, &signal).await {
-            Wake::Detached => break,
+        match readable_or_closed(core, &stream, addr).await {
+            Wake::Closed => break,
             Wake::Failed => core.borrow_mut().close_conn(addr, CloseReason::Error, None),
             Wake::Readable => {
                 let mut c = core.borrow_mut();
@@ -68,17 +69,28 @@ fn would_block(e: &std::io::Error) -> bool {
 
 enum Wake {
     Readable,
-    Detached,
+    Closed,
     Failed,
 }
 
-async fn readable_or_detached(stream: &TcpStream, signal: &ConnSignal) -> Wake {
+/// Waits for readability, or for the core to close the connection (it then
+/// wakes the waker left in `Conn::reader`).
+async fn readable_or_closed(core: &CoreRef, stream: &TcpStream, addr: ConnAddr) -> Wake {
     let mut readable = std::pin::pin!(stream.readable(false));
     poll_fn(|cx| {
-        if signal.is_detached() {
-            return Poll::Ready(Wake::Detached);
+        {
+            let mut c = core.borrow_mut();
+            let Some(conn) = c.conns.get_mut(addr) else {
+                return Poll::Ready(Wake::Closed);
+            };
+            if !conn
+                .reader
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                conn.reader = Some(cx.waker().clone());
+            }
         }
-        signal.register(cx.waker());
         match readable.as_mut().poll(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Wake::Readable),
             Poll::Ready(Err(_)) => Poll::Ready(Wake::Failed),
