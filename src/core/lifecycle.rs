@@ -2,6 +2,7 @@
 //! closed in one place (so notices and the disconnect webhook go out
 //! exactly once), and the heartbeat sweep that pings and expires them.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use super::conn::out_queue::OutQueue;
+use super::conn::reader::linger;
 use super::conn::Conn;
 use super::Core;
 use crate::client_id::ClientId;
@@ -61,9 +63,9 @@ impl Core {
         if welcome {
             out.push(welcome_frame(&client_id));
         }
+        let fd = stream.as_raw_fd();
         let conn = Conn {
             stream,
-            reader: None,
             system: system.clone(),
             client_id: client_id.into(),
             user_id: user.clone(),
@@ -78,6 +80,11 @@ impl Core {
             write_waiting: false,
         };
         self.conns.insert(conn)?;
+        if self.readiness.add(fd, addr).is_err() {
+            self.conns.remove(addr);
+            return None;
+        }
+        self.ws_sockets += 1;
         self.index.add_conn(&system, addr.slot);
         if !user.is_empty() {
             self.index.set_user(&system, "", &user, addr.slot);
@@ -101,8 +108,8 @@ impl Core {
 
     /// Ends a connection: it leaves the slab and the index at once (so it is
     /// offline from now on), gets `code` as a close frame when given, its
-    /// groups get the offline notice once, and its reader task is woken to
-    /// find it gone, linger and stop.
+    /// groups get the offline notice once, and its socket lingers a while
+    /// before it is dropped.
     pub fn close_conn(&mut self, addr: ConnAddr, reason: CloseReason, code: Option<u16>) {
         let Some(mut conn) = self.conns.remove(addr) else {
             return;
@@ -113,8 +120,9 @@ impl Core {
         let m = self.metrics();
         m.connections.fetch_sub(1, Relaxed);
         m.closed(reason);
-        if let Some(reader) = conn.reader.take() {
-            reader.wake();
+        self.readiness.remove(conn.stream.as_raw_fd());
+        if let Some(core) = self.this.upgrade() {
+            monoio::spawn(linger(core, conn.stream.clone()));
         }
         self.finish_writes(&mut conn, code);
         let reason = reason.as_str();

@@ -8,8 +8,8 @@
 //! (`mailbox::CoreMsg`), other nodes only through a link.
 //!
 //! The files, by what they own:
-//! - `conn/`: one WebSocket connection — its state, outgoing queue and
-//!   reader task;
+//! - `conn/`: one WebSocket connection — its state, codec and outgoing
+//!   queue — and the core's reader task, which reads all of them;
 //! - `slots`, `index`, `rate`, `event`: the slab of connections, the
 //!   group/user/system index, the client-message bucket, a one-shot event;
 //! - `lifecycle`, `read`, `write`: opening and closing connections, what
@@ -82,8 +82,11 @@ pub struct Core {
     no_user: Rc<str>,
     pub ids: MessageIdGen,
     pub shutdown: Rc<LocalEvent>,
-    /// WebSocket reader tasks alive (lingering ones included).
-    pub ws_tasks: usize,
+    /// WebSocket sockets not dropped yet: open connections and closed ones
+    /// still lingering.
+    pub ws_sockets: usize,
+    /// The epoll instance of this core's connections (`conn::reader`).
+    pub readiness: Rc<conn::reader::Readiness>,
     /// Links and peers (cluster mode only).
     peers: Option<Peers>,
     /// Connections with queued frames, oldest first, written by `flush` in
@@ -108,7 +111,8 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(node: Arc<Node>, id: u8) -> CoreRef {
+    /// A core; inside its runtime only (it registers descriptors with it).
+    pub fn new(node: Arc<Node>, id: u8) -> std::io::Result<CoreRef> {
         let systems = node
             .systems
             .iter()
@@ -126,7 +130,8 @@ impl Core {
             Peers::new(creds, cfg.request_timeout, node.peers())
         });
         let ws_config = conn::codec::ws_config(&node.config.ws);
-        Rc::new_cyclic(|this| {
+        let readiness = Rc::new(conn::reader::Readiness::new()?);
+        Ok(Rc::new_cyclic(|this| {
             RefCell::new(Core {
                 id,
                 node,
@@ -136,7 +141,8 @@ impl Core {
                 no_user: Rc::from(""),
                 ids,
                 shutdown: Rc::new(LocalEvent::default()),
-                ws_tasks: 0,
+                ws_sockets: 0,
+                readiness,
                 peers,
                 dirty: VecDeque::new(),
                 flushing: false,
@@ -149,7 +155,7 @@ impl Core {
                 ws_out: Vec::new(),
                 this: this.clone(),
             })
-        })
+        }))
     }
 
     pub fn metrics(&self) -> &CoreMetrics {

@@ -2,6 +2,7 @@
 //! fed to the connection's WebSocket codec, and the messages that come out
 //! (pings answered, client messages handed to `chat`, closes honoured).
 
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -76,6 +77,21 @@ impl Core {
         self.ws_out = output;
     }
 
+    /// Reads what a ready connection sent (one `recv` into the scratch
+    /// buffer) and acts on it; end of stream or an error closes it.
+    pub fn read_conn(&mut self, addr: ConnAddr) {
+        let Some(conn) = self.conns.get(addr) else {
+            return;
+        };
+        let fd = conn.stream.as_raw_fd();
+        match socket::recv(fd, &mut self.scratch) {
+            Ok(0) => self.close_conn(addr, CloseReason::ClientClosed, None),
+            Ok(n) => self.on_ws_input(addr, n),
+            Err(e) if would_block(&e) => {}
+            Err(_) => self.close_conn(addr, CloseReason::Error, None),
+        }
+    }
+
     /// Feeds bytes that arrived with the upgrade request.
     pub fn feed(&mut self, addr: ConnAddr, data: &[u8]) {
         let size = self.scratch.len();
@@ -84,11 +100,13 @@ impl Core {
             self.on_ws_input(addr, chunk.len());
         }
     }
+}
 
-    /// Reads from a connection's socket into the core's scratch buffer.
-    pub fn recv(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
-        socket::recv(fd, &mut self.scratch)
-    }
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
 }
 
 /// What becomes of the text messages a client sends.

@@ -51,9 +51,8 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                     let _ = buf.split_to(consumed);
                     started = None;
                     if request.websocket.is_some() {
-                        // The upgrade ends this task; the connection's
-                        // session is a task of its own, which does not carry
-                        // this task's HTTP state for its lifetime.
+                        // The upgrade ends this task: an open connection
+                        // has no task of its own (`core::conn::reader`).
                         if flush(&core, &stream, &mut out).await {
                             drop(out);
                             upgrade::serve(core, stream, request, buf).await;

@@ -1,23 +1,21 @@
 //! One WebSocket connection, as its owning core holds it: the one home of
 //! a connection's state (`Conn`), its codec while a message is partly
-//! received (`codec`), its outgoing queue (`out_queue`) and its reader task
-//! (`session`).
+//! received (`codec`) and its outgoing queue (`out_queue`); and the reading
+//! of a core's connections (`reader`).
 //!
-//! The core's slab owns this state; the connection's reader task holds only
-//! the stream and the connection's address, and stops when the slab no
-//! longer holds the connection at that address. An idle connection holds
-//! no codec, no queue capacity and no copy of its system's name
-//! (docs/architecture.md, performance rule 4). Outgoing bytes are a queue
+//! The core's slab owns this state; a connection has no task of its own
+//! while it is open (one reader task per core waits for all of them). An
+//! idle connection holds no codec, no queue capacity and no copy of its
+//! system's name (docs/architecture.md, performance rule 4). Outgoing bytes are a queue
 //! of `Bytes` (a push is the same `Bytes` for every recipient), bounded by
 //! `ws.send_queue_bytes`, written by the core with one `sendmsg` per drain.
 
 pub mod codec;
 pub mod out_queue;
-pub mod session;
+pub mod reader;
 
 use std::io;
 use std::rc::Rc;
-use std::task::Waker;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
@@ -28,8 +26,6 @@ use out_queue::OutQueue;
 
 pub struct Conn {
     pub stream: Rc<TcpStream>,
-    /// The reader task, woken when the connection is closed.
-    pub reader: Option<Waker>,
     pub system: Rc<str>,
     pub client_id: Box<str>,
     pub user_id: Rc<str>,
