@@ -63,7 +63,7 @@ where
         monoio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
+                    // TCP_NODELAY comes from the listener (`listen`).
                     monoio::spawn(serve(core.clone(), stream, addr));
                 }
                 Err(e) => {
