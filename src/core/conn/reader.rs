@@ -142,3 +142,58 @@ pub async fn linger(core: CoreRef, stream: Rc<TcpStream>) {
     let _guard = SocketGuard(core);
     socket::linger(&stream, LINGER_BYTES, LINGER).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Input on a watched socket wakes the wait and reports its address,
+    /// again after it was read (a level-triggered instance seen through
+    /// the driver's poll), and not once the socket is removed.
+    async fn reports_input_until_removed() {
+        let readiness = Readiness::new().expect("epoll instance");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let addr = ConnAddr { slot: 7, gen: 3 };
+        readiness.add(server.as_raw_fd(), addr).expect("add");
+        let mut ready = Vec::new();
+        for round in 0..2 {
+            client.write_all(b"x").expect("write");
+            let wait = monoio::time::timeout(Duration::from_secs(5), readiness.ep.readable(false));
+            assert!(matches!(wait.await, Ok(Ok(()))), "round {round}");
+            readiness.ready(&mut ready);
+            assert_eq!(std::mem::take(&mut ready), vec![addr], "round {round}");
+            let mut buf = [0u8; 8];
+            assert_eq!(socket::recv(server.as_raw_fd(), &mut buf).expect("recv"), 1);
+        }
+        readiness.remove(server.as_raw_fd());
+        client.write_all(b"y").expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        readiness.ready(&mut ready);
+        assert!(ready.is_empty());
+    }
+
+    #[test]
+    fn epoll_driver() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(reports_input_until_removed());
+    }
+
+    #[test]
+    fn io_uring_driver() {
+        // Where io_uring is not available the epoll test above is the one.
+        if let Ok(mut rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            rt.block_on(reports_input_until_removed());
+        }
+    }
+}
