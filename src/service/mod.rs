@@ -31,6 +31,13 @@ use crate::socket;
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 const REFUSAL_LINGER_BYTES: usize = 256 * 1024;
 
+/// What the first read of a connection may take: a WebSocket upgrade
+/// request fits (a few hundred bytes); a longer request grows the buffer
+/// (`socket::read_some`). Small because a burst of connects holds one
+/// buffer per handshake in flight, and the pages the allocator keeps of
+/// them count in the server's memory.
+const FIRST_READ: usize = 1024;
+
 pub async fn serve(core: CoreRef, stream: TcpStream) {
     let stream = Rc::new(stream);
     let (limits, request_timeout, keepalive_timeout) = {
@@ -41,7 +48,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
         };
         (limits, api.request_timeout, api.keepalive_timeout)
     };
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut out = BytesMut::new();
     let mut started: Option<Instant> = None;
     loop {
