@@ -77,7 +77,7 @@ impl Core {
                 let _ = reply.send(counts.collect());
             }
             CoreMsg::SystemAdded { id, entry, reply } => {
-                self.systems.insert(Box::from(id.as_ref()), entry);
+                self.systems.insert(Rc::from(id.as_ref()), entry);
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }

@@ -2,15 +2,17 @@
 //! closed in one place (so notices and the disconnect webhook go out
 //! exactly once), and the heartbeat sweep that pings and expires them.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use monoio::net::TcpStream;
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
-use super::conn::{Conn, ConnSignal};
+use super::conn::out_queue::OutQueue;
+use super::conn::reader::linger;
+use super::conn::Conn;
 use super::Core;
 use crate::client_id::ClientId;
 use crate::node::unix_seconds;
@@ -24,20 +26,18 @@ use crate::ws::CloseReason;
 /// close reply and let our last bytes leave before the descriptor closes.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// tungstenite's read buffer per connection: small, because an idle
-/// connection keeps it (docs/architecture.md, idle memory); client messages
-/// are small anyway.
-const WS_READ_BUFFER: usize = 256;
-
 impl Core {
-    /// Registers a new WebSocket connection; its welcome frame is queued only
-    /// now that the id routes to it. None when no slot is left.
+    /// Registers a new WebSocket connection and writes `answer` (the 101)
+    /// and its welcome frame in one `sendmsg`: the welcome goes out only
+    /// now that the id routes to it, and nothing can be queued between the
+    /// two. None when no slot is left (nothing written then).
     pub fn open_conn(
         &mut self,
         stream: Rc<TcpStream>,
         system: &str,
         user_id: &str,
-    ) -> Option<(ConnAddr, Rc<ConnSignal>)> {
+        answer: Bytes,
+    ) -> Option<ConnAddr> {
         let addr = self.conns.vacant()?;
         let id = ClientId {
             node: self.node.node_id,
@@ -47,26 +47,33 @@ impl Core {
             epoch: self.node.epoch,
         };
         let client_id = self.node.codec.encode(&id, system);
-        let signal = Rc::new(ConnSignal::default());
-        let system: Rc<str> = Rc::from(system);
-        let ws_cfg = &self.node.config.ws;
-        let config = WebSocketConfig::default()
-            .read_buffer_size(WS_READ_BUFFER)
-            .write_buffer_size(0)
-            .max_message_size(Some(ws_cfg.max_client_message))
-            .max_frame_size(Some(ws_cfg.max_client_message));
-        let welcome = (!ws_cfg.echo).then(|| welcome_frame(&client_id));
+        // Shared with the registry's key: no copy per connection.
+        let system: Rc<str> = match self.systems.get_key_value(system) {
+            Some((key, _)) => key.clone(),
+            None => Rc::from(system),
+        };
+        let user: Rc<str> = if user_id.is_empty() {
+            self.no_user.clone()
+        } else {
+            Rc::from(user_id)
+        };
+        let mut out = OutQueue::default();
+        out.push(answer);
+        let welcome = !self.node.config.ws.echo;
+        if welcome {
+            out.push(welcome_frame(&client_id));
+        }
+        let fd = stream.as_raw_fd();
         let conn = Conn {
             stream,
-            signal: signal.clone(),
             system: system.clone(),
             client_id: client_id.into(),
-            user_id: Rc::from(user_id),
+            user_id: user.clone(),
             extend: Box::from(""),
             groups: Vec::new(),
             connect_time: unix_seconds(),
-            ws: WebSocketContext::new(Role::Server, Some(config)),
-            out: Default::default(),
+            codec: None,
+            out,
             last_rx: Instant::now(),
             bucket: Default::default(),
             dirty: false,
@@ -74,27 +81,36 @@ impl Core {
             doomed: false,
         };
         self.conns.insert(conn)?;
+        if self.readiness.add(fd, addr).is_err() {
+            self.conns.remove(addr);
+            return None;
+        }
+        self.ws_sockets += 1;
         self.index.add_conn(&system, addr.slot);
-        if !user_id.is_empty() {
-            self.index
-                .set_user(&system, "", &Rc::from(user_id), addr.slot);
+        if !user.is_empty() {
+            self.index.set_user(&system, "", &user, addr.slot);
         }
         let m = self.metrics();
         m.connections.fetch_add(1, Relaxed);
         m.accepted.fetch_add(1, Relaxed);
-        if let Some(w) = welcome {
-            self.enqueue(addr, w);
+        if welcome {
+            m.pushed.fetch_add(1, Relaxed);
         }
         if let Some(conn) = self.conns.get(addr) {
             self.emit(conn, EventKind::Connect);
         }
-        Some((addr, signal))
+        self.flush_conn(addr);
+        if let Some(conn) = self.conns.get_mut(addr) {
+            // Written: an idle connection keeps no queue.
+            conn.out.release_if_empty();
+        }
+        Some(addr)
     }
 
     /// Ends a connection: it leaves the slab and the index at once (so it is
     /// offline from now on), gets `code` as a close frame when given, its
-    /// groups get the offline notice once, and its reader task is told to
-    /// linger and stop.
+    /// groups get the offline notice once, and its socket lingers a while
+    /// before it is dropped.
     pub fn close_conn(&mut self, addr: ConnAddr, reason: CloseReason, code: Option<u16>) {
         let Some(mut conn) = self.conns.remove(addr) else {
             return;
@@ -105,7 +121,10 @@ impl Core {
         let m = self.metrics();
         m.connections.fetch_sub(1, Relaxed);
         m.closed(reason);
-        conn.signal.detach();
+        self.readiness.remove(conn.stream.as_raw_fd());
+        if let Some(core) = self.this.upgrade() {
+            monoio::spawn(linger(core, conn.stream.clone()));
+        }
         self.finish_writes(&mut conn, code);
         let reason = reason.as_str();
         self.emit(&conn, EventKind::Disconnect { reason });
@@ -131,9 +150,10 @@ impl Core {
         let turns = turns.max(1);
         let now = Instant::now();
         for slot in 0..self.conns.slot_count() {
-            let Some((addr, conn)) = self.conns.at(slot) else {
+            let Some((addr, conn)) = self.conns.at_mut(slot) else {
                 continue;
             };
+            conn.out.release_if_unused();
             if now.duration_since(conn.last_rx) >= idle {
                 self.close_conn(addr, CloseReason::IdleTimeout, Some(1001));
             } else if ping && slot % turns == turn % turns {

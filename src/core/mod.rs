@@ -8,8 +8,8 @@
 //! (`mailbox::CoreMsg`), other nodes only through a link.
 //!
 //! The files, by what they own:
-//! - `conn/`: one WebSocket connection — its state, outgoing queue and
-//!   reader task;
+//! - `conn/`: one WebSocket connection — its state, codec and outgoing
+//!   queue — and the core's reader task, which reads all of them;
 //! - `slots`, `index`, `rate`, `event`: the slab of connections, the
 //!   group/user/system index, the client-message bucket, a one-shot event;
 //! - `lifecycle`, `read`, `write`: opening and closing connections, what
@@ -77,11 +77,16 @@ pub struct Core {
     pub conns: Slots<Conn>,
     pub index: GroupIndex,
     /// This core's copy of the registry of systems.
-    pub systems: HashMap<Box<str>, SystemEntry>,
+    pub systems: HashMap<Rc<str>, SystemEntry>,
+    /// The user id of connections without one, shared by all of them.
+    no_user: Rc<str>,
     pub ids: MessageIdGen,
     pub shutdown: Rc<LocalEvent>,
-    /// WebSocket reader tasks alive (lingering ones included).
-    pub ws_tasks: usize,
+    /// WebSocket sockets not dropped yet: open connections and closed ones
+    /// still lingering.
+    pub ws_sockets: usize,
+    /// The epoll instance of this core's connections (`conn::reader`).
+    pub readiness: Rc<conn::reader::Readiness>,
     /// Links and peers (cluster mode only).
     peers: Option<Peers>,
     /// Connections with queued frames, oldest first, written by `flush` in
@@ -97,6 +102,10 @@ pub struct Core {
     /// reap I/O completions between two slices (`write.rs`).
     nudge: Option<Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>>,
     scratch: Vec<u8>,
+    /// The WebSocket codec lent to each read (`conn::codec`), and the
+    /// settings of a new one.
+    codec: conn::codec::Codec,
+    ws_config: tungstenite::protocol::WebSocketConfig,
     /// Client messages read from one connection, handled after the read.
     inbox: Vec<tungstenite::Utf8Bytes>,
     /// Start of this core's millisecond clock (rate buckets).
@@ -106,11 +115,12 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(node: Arc<Node>, id: u8) -> CoreRef {
+    /// A core; inside its runtime only (it registers descriptors with it).
+    pub fn new(node: Arc<Node>, id: u8) -> std::io::Result<CoreRef> {
         let systems = node
             .systems
             .iter()
-            .map(|(k, v)| (Box::from(k.as_str()), v.clone()))
+            .map(|(k, v)| (Rc::from(k.as_str()), v.clone()))
             .collect();
         let ids = MessageIdGen::new(node.message_key, id);
         let cores = node.cores();
@@ -124,16 +134,20 @@ impl Core {
             };
             Peers::new(creds, cfg.request_timeout, node.peers())
         });
-        Rc::new_cyclic(|this| {
+        let ws_config = conn::codec::ws_config(&node.config.ws);
+        let readiness = Rc::new(conn::reader::Readiness::new()?);
+        Ok(Rc::new_cyclic(|this| {
             RefCell::new(Core {
                 id,
                 node,
                 conns: Slots::default(),
                 index: GroupIndex::default(),
                 systems,
+                no_user: Rc::from(""),
                 ids,
                 shutdown: Rc::new(LocalEvent::default()),
-                ws_tasks: 0,
+                ws_sockets: 0,
+                readiness,
                 peers,
                 dirty: VecDeque::new(),
                 flushing: false,
@@ -141,12 +155,14 @@ impl Core {
                 outbox: (0..cores).map(|_| Vec::new()).collect(),
                 nudge: monoio::net::UnixStream::pair().ok().map(Rc::new),
                 scratch: vec![0; SCRATCH_BYTES],
+                codec: conn::codec::Codec::new(ws_config),
+                ws_config,
                 inbox: Vec::new(),
                 clock: Instant::now(),
                 ws_out: Vec::new(),
                 this: this.clone(),
             })
-        })
+        }))
     }
 
     pub fn metrics(&self) -> &CoreMetrics {

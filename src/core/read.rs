@@ -2,13 +2,16 @@
 //! fed to the connection's WebSocket codec, and the messages that come out
 //! (pings answered, client messages handed to `chat`, closes honoured).
 
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use bytes::Bytes;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::protocol::WebSocketContext;
 use tungstenite::Message;
 
-use super::conn::{Conn, WsIo};
+use super::conn::codec::Codec;
+use super::conn::WsIo;
 use super::Core;
 use crate::config::ClientSendPolicy;
 use crate::op::ConnAddr;
@@ -35,7 +38,27 @@ impl Core {
                     input: &input[..len],
                     output: &mut output,
                 };
-                read_messages(conn, &mut io, mode, &mut inbox)
+                // The connection's own codec if a message is partly in it,
+                // else the core's, which must go back to the core at rest.
+                let own = conn.codec.is_some();
+                let codec = match conn.codec.as_deref_mut() {
+                    Some(c) => c,
+                    None => &mut self.codec,
+                };
+                codec.note(io.input);
+                let end = read_messages(&mut codec.ws, &mut io, mode, &mut inbox);
+                let at_rest = codec.at_rest();
+                match (end.is_some(), own, at_rest) {
+                    // Closing: a lent codec may be mid-message or closed.
+                    (true, false, _) => self.codec = Codec::new(self.ws_config),
+                    (false, true, true) => conn.codec = None,
+                    (false, false, false) => {
+                        let fresh = Codec::new(self.ws_config);
+                        conn.codec = Some(Box::new(std::mem::replace(&mut self.codec, fresh)));
+                    }
+                    _ => {}
+                }
+                end
             }
             None => None,
         };
@@ -54,6 +77,21 @@ impl Core {
         self.ws_out = output;
     }
 
+    /// Reads what a ready connection sent (one `recv` into the scratch
+    /// buffer) and acts on it; end of stream or an error closes it.
+    pub fn read_conn(&mut self, addr: ConnAddr) {
+        let Some(conn) = self.conns.get(addr) else {
+            return;
+        };
+        let fd = conn.stream.as_raw_fd();
+        match socket::recv(fd, &mut self.scratch) {
+            Ok(0) => self.close_conn(addr, CloseReason::ClientClosed, None),
+            Ok(n) => self.on_ws_input(addr, n),
+            Err(e) if would_block(&e) => {}
+            Err(_) => self.close_conn(addr, CloseReason::Error, None),
+        }
+    }
+
     /// Feeds bytes that arrived with the upgrade request.
     pub fn feed(&mut self, addr: ConnAddr, data: &[u8]) {
         let size = self.scratch.len();
@@ -62,11 +100,13 @@ impl Core {
             self.on_ws_input(addr, chunk.len());
         }
     }
+}
 
-    /// Reads from a connection's socket into the core's scratch buffer.
-    pub fn recv(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
-        socket::recv(fd, &mut self.scratch)
-    }
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
 }
 
 /// What becomes of the text messages a client sends.
@@ -80,18 +120,19 @@ enum Mode {
     Collect,
 }
 
-/// Drains complete messages out of the codec; text messages to handle as
+/// Drains complete messages out of the codec (all of them: it is at rest
+/// afterwards when the input ended on a message boundary); text messages to handle as
 /// client messages go to `inbox`. Returns why and how the connection must
 /// close, if it must.
 fn read_messages(
-    conn: &mut Conn,
+    ws: &mut WebSocketContext,
     io: &mut WsIo<'_>,
     mode: Mode,
     inbox: &mut Vec<tungstenite::Utf8Bytes>,
 ) -> Option<(CloseReason, Option<u16>)> {
     let echo = mode == Mode::Echo;
     loop {
-        let msg = match conn.ws.read(io) {
+        let msg = match ws.read(io) {
             Ok(m) => m,
             Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
             Err(e) => return Some(close_for(&e)),
@@ -118,7 +159,7 @@ fn read_messages(
             // go-websocket does; binary frames always are.
             _ => continue,
         };
-        if let Err(e) = conn.ws.write(io, reply) {
+        if let Err(e) = ws.write(io, reply) {
             return Some(close_for(&e));
         }
     }

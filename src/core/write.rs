@@ -145,7 +145,7 @@ impl Core {
         }
     }
 
-    fn flush_conn(&mut self, addr: ConnAddr) {
+    pub(super) fn flush_conn(&mut self, addr: ConnAddr) {
         let Some(conn) = self.conns.get_mut(addr) else {
             return;
         };

@@ -1,5 +1,5 @@
 //! One core's thread: its monoio runtime, its accept loops, its mailbox
-//! drain, its heartbeat and its graceful drain.
+//! drain, its WebSocket reader, its heartbeat and its graceful drain.
 
 use std::io;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 
+use crate::core::conn::reader::read_ready;
 use crate::core::{serve_link, Core, CoreRef};
 use crate::mailbox::CoreMsg;
 use crate::node::Node;
@@ -30,8 +31,9 @@ pub fn run_core(
         .build()?;
     rt.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
-        let core = Core::new(node.clone(), id);
+        let core = Core::new(node.clone(), id)?;
         monoio::spawn(drain_mailbox(core.clone(), mailbox));
+        monoio::spawn(read_ready(core.clone()));
         monoio::spawn(heartbeat(core.clone()));
         if let Some(links) = links {
             let links = TcpListener::from_std(links)?;
@@ -61,7 +63,7 @@ where
         monoio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
+                    // TCP_NODELAY comes from the listener (`listen`).
                     monoio::spawn(serve(core.clone(), stream, addr));
                 }
                 Err(e) => {
@@ -80,7 +82,7 @@ where
 async fn drain(core: &CoreRef) {
     core.borrow_mut().close_all(CloseReason::Shutdown);
     let deadline = Instant::now() + core.borrow().node.config.server.shutdown_timeout;
-    while core.borrow().ws_tasks > 0 && Instant::now() < deadline {
+    while core.borrow().ws_sockets > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
 }

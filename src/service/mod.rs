@@ -35,6 +35,13 @@ use crate::socket;
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 const REFUSAL_LINGER_BYTES: usize = 256 * 1024;
 
+/// What the first read of a connection may take: a WebSocket upgrade
+/// request fits (a few hundred bytes); a longer request grows the buffer
+/// (`socket::read_some`). Small because a burst of connects holds one
+/// buffer per handshake in flight, and the pages the allocator keeps of
+/// them count in the server's memory.
+const FIRST_READ: usize = 1024;
+
 pub async fn serve(core: CoreRef, stream: TcpStream) {
     let stream = Rc::new(stream);
     let Some(_place) = HttpPlace::take(&core) else {
@@ -60,7 +67,7 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
         let t = (api.request_timeout, api.keepalive_timeout);
         (limits, t.0, t.1, api.max_pending_answers)
     };
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut out = BytesMut::new();
     let mut started: Option<Instant> = None;
     loop {
@@ -76,10 +83,11 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                     let _ = buf.split_to(consumed);
                     started = None;
                     if request.websocket.is_some() {
-                        // The session is a task of its own so that it does
-                        // not carry this task's HTTP state for its lifetime.
+                        // The upgrade ends this task: an open connection
+                        // has no task of its own (`core::conn::reader`).
                         if flush(&core, &stream, &mut out).await {
-                            monoio::spawn(upgrade::serve(core, stream, request, buf));
+                            drop(out);
+                            upgrade::serve(core, stream, request, buf).await;
                         }
                         return;
                     }

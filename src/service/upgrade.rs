@@ -1,7 +1,8 @@
 //! A WebSocket upgrade request (docs/api.md §2): the 101 answer (or an
 //! HTTP error), admission of the system and connect token (refused after
 //! the upgrade with a -1001 frame, as go-websocket does), then the
-//! connection is opened on this core and its reader task spawned.
+//! connection is opened on this core, whose reader task reads it from then
+//! on.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -13,7 +14,7 @@ use crate::api::connect_token;
 use crate::api::envelope::error_envelope;
 use crate::api::error::ApiError;
 use crate::config::{AuthMode, ConnectTokenMode};
-use crate::core::conn::session::{session, LINGER_BYTES};
+use crate::core::conn::reader::LINGER_BYTES;
 use crate::core::{CoreRef, LINGER};
 use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{write_json, write_response, write_switching_protocols};
@@ -29,7 +30,8 @@ struct Admission {
 }
 
 /// Serves an upgrade request: answers 101 (or an HTTP error), admits or
-/// refuses the client, registers the connection and spawns its session.
+/// refuses the client and registers the connection.
+/// An admitted client gets the 101 and its welcome frame in one write.
 pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: BytesMut) {
     let prepared = prepare(&core, &req);
     drop(req);
@@ -40,18 +42,15 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
             return;
         }
     };
-    if socket::write_all(&stream, answer).await.is_err() {
-        return;
-    }
     let lang = core.borrow().node.config.api.lang;
     let opened = admission.and_then(|a| {
-        let opened = core
-            .borrow_mut()
-            .open_conn(stream.clone(), &a.system, &a.user_id);
+        let opened =
+            core.borrow_mut()
+                .open_conn(stream.clone(), &a.system, &a.user_id, answer.clone());
         opened.ok_or(ApiError::Busy)
     });
     match opened {
-        Ok((addr, signal)) => {
+        Ok(addr) => {
             // The connection holds its place now; `close_conn` gives it back.
             place.keep();
             {
@@ -60,11 +59,13 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
                     c.feed(addr, &rest);
                 }
                 c.flush();
-                c.ws_tasks += 1;
             }
-            monoio::spawn(session(core, stream, addr, signal));
         }
-        Err(e) => refuse(&stream, &e.message(lang)).await,
+        Err(e) => {
+            if socket::write_all(&stream, answer).await.is_ok() {
+                refuse(&stream, &e.message(lang)).await;
+            }
+        }
     }
 }
 

@@ -1,62 +1,40 @@
 //! One WebSocket connection, as its owning core holds it: the one home of
-//! a connection's state (`Conn`), its outgoing queue (`out_queue`) and its
-//! reader task (`session`).
+//! a connection's state (`Conn`), its codec while a message is partly
+//! received (`codec`) and its outgoing queue (`out_queue`); and the reading
+//! of a core's connections (`reader`).
 //!
-//! The core's slab owns this state; the connection's reader task holds only
-//! the stream and a `ConnSignal`. Outgoing bytes are a queue of `Bytes`
-//! (a push is the same `Bytes` for every recipient), bounded by
+//! The core's slab owns this state; a connection has no task of its own
+//! while it is open (one reader task per core waits for all of them). An
+//! idle connection holds no codec, no queue capacity and no copy of its
+//! system's name (docs/architecture.md, performance rule 4). Outgoing bytes are a queue
+//! of `Bytes` (a push is the same `Bytes` for every recipient), bounded by
 //! `ws.send_queue_bytes`, written by the core with one `sendmsg` per drain.
 
+pub mod codec;
 pub mod out_queue;
-pub mod session;
+pub mod reader;
 
-use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
-use std::task::Waker;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use tungstenite::protocol::WebSocketContext;
 
 use super::rate::TokenBucket;
+use codec::Codec;
 use out_queue::OutQueue;
-
-/// Shared between the core (which may close the connection) and the
-/// connection's reader task (which must then stop reading and linger).
-#[derive(Default)]
-pub struct ConnSignal {
-    detached: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
-
-impl ConnSignal {
-    pub fn detach(&self) {
-        self.detached.set(true);
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-    }
-
-    pub fn is_detached(&self) -> bool {
-        self.detached.get()
-    }
-
-    pub fn register(&self, waker: &Waker) {
-        self.waker.set(Some(waker.clone()));
-    }
-}
 
 pub struct Conn {
     pub stream: Rc<TcpStream>,
-    pub signal: Rc<ConnSignal>,
     pub system: Rc<str>,
     pub client_id: Box<str>,
     pub user_id: Rc<str>,
     pub extend: Box<str>,
     pub groups: Vec<Rc<str>>,
     pub connect_time: u64,
-    pub ws: WebSocketContext,
+    /// The codec of a message partly received; between messages the
+    /// connection borrows its core's (`codec`).
+    pub codec: Option<Box<Codec>>,
     pub out: OutQueue,
     /// Last time anything arrived from the client.
     pub last_rx: Instant,

@@ -5,6 +5,11 @@
 //! allocation once the queue has its capacity. The byte count is what
 //! `ws.send_queue_bytes` bounds; writing takes as many frames as one
 //! `sendmsg` accepts.
+//!
+//! An idle connection keeps no queue: the capacity is given back once the
+//! queue is empty and nothing was queued since the previous heartbeat
+//! tick (`release_if_unused`), so a connection that is pushed to keeps it
+//! and a fan-out does not allocate per recipient.
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,12 +23,30 @@ use crate::socket;
 pub struct OutQueue {
     frames: VecDeque<Bytes>,
     bytes: usize,
+    /// Frames were pushed since the last `release_if_unused`.
+    used: bool,
 }
 
 impl OutQueue {
     pub fn push(&mut self, frame: Bytes) {
         self.bytes += frame.len();
         self.frames.push_back(frame);
+        self.used = true;
+    }
+
+    /// Gives the capacity back when the queue is empty and was not pushed
+    /// to since the previous call.
+    pub fn release_if_unused(&mut self) {
+        if !std::mem::take(&mut self.used) {
+            self.release_if_empty();
+        }
+    }
+
+    /// Gives the capacity back when the queue is empty.
+    pub fn release_if_empty(&mut self) {
+        if self.frames.is_empty() {
+            self.frames = VecDeque::new();
+        }
     }
 
     /// Whether `len` more bytes would pass `limit`. An empty queue takes a
@@ -72,6 +95,20 @@ mod tests {
         q.clear();
         assert!(q.is_empty());
         assert!(!q.would_exceed(41, 100));
+    }
+
+    #[test]
+    fn capacity_is_released_after_an_unused_tick() {
+        let mut q = OutQueue::default();
+        q.push(Bytes::from_static(b"x"));
+        q.clear();
+        q.release_if_unused();
+        assert!(q.frames.capacity() > 0, "pushed to since the last tick");
+        q.release_if_unused();
+        assert_eq!(q.frames.capacity(), 0);
+        q.push(Bytes::from_static(b"x"));
+        q.release_if_empty();
+        assert!(q.frames.capacity() > 0, "not empty");
     }
 
     #[test]
