@@ -177,6 +177,48 @@ mod tests {
         assert!(ready.is_empty());
     }
 
+    /// A connection read only in part is still reported: the wait does not
+    /// hang on input that was already there before it started.
+    async fn reports_input_left_unread() {
+        let readiness = Readiness::new().expect("epoll instance");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let addr = ConnAddr { slot: 1, gen: 1 };
+        readiness.add(server.as_raw_fd(), addr).expect("add");
+        client.write_all(&[7u8; 4096]).expect("write");
+        let mut ready = Vec::new();
+        for round in 0..3 {
+            let wait = monoio::time::timeout(Duration::from_secs(2), readiness.ep.readable(false));
+            assert!(matches!(wait.await, Ok(Ok(()))), "round {round}");
+            readiness.ready(&mut ready);
+            assert_eq!(std::mem::take(&mut ready), vec![addr], "round {round}");
+            let mut buf = [0u8; 8];
+            assert_eq!(socket::recv(server.as_raw_fd(), &mut buf).expect("recv"), 8);
+        }
+    }
+
+    #[test]
+    fn epoll_driver_level() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(reports_input_left_unread());
+    }
+
+    #[test]
+    fn io_uring_driver_level() {
+        if let Ok(mut rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            rt.block_on(reports_input_left_unread());
+        }
+    }
+
     #[test]
     fn epoll_driver() {
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
