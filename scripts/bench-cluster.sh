@@ -5,7 +5,9 @@
 # through node 2 itself (local: the mailbox path stays inside one core) or through
 # node 1 (every push crosses the link to node 2 as one frame per publish). Prints one
 # line per (workload, entry node): delivered msg/s, publish → receive p50/p99, server
-# CPU per delivery (both nodes), publish answer p50.
+# CPU per delivery (both nodes), publish answer p50. Then, with no subscribers left,
+# scripts/cross_node_latency.py: what a send_to_client crossing the link adds over a
+# local one.
 #
 # Usage: scripts/bench-cluster.sh [--subscribers N] [--messages M] [--rounds R]
 #   default: 8,000 subscribers, 50 messages, 3 rounds (the median is printed)
@@ -117,3 +119,5 @@ for pubs in (1, 8):
               f"{med(lambda r: r['server_cpu_per_delivery_us'] or 0):>16.2f} "
               f"{med(lambda r: r['publish_answer_us']['p50_us']) / 1e3:>14.2f}")
 PY
+echo
+python3 scripts/cross_node_latency.py "127.0.0.1:${HTTP[1]}" "127.0.0.1:${HTTP[2]}" 3000 bench

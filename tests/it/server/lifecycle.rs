@@ -216,3 +216,27 @@ fn a_client_that_ignores_the_close_does_not_hold_shutdown_past_the_timeout() {
     );
     drop(s);
 }
+
+/// Logs are for files and journald as much as for a terminal: without a terminal on
+/// stderr they carry no colour escape codes; `log.format = "json"` gives one JSON
+/// object per line.
+#[test]
+fn logs_to_a_file_are_plain_text_or_json() {
+    let node = Node::start("");
+    let log = node.log();
+    assert!(log.contains("shardcast listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a log file:\n{log}"
+    );
+    let node = Node::start("[log]\nformat = \"json\"\n");
+    let line = node
+        .log()
+        .lines()
+        .find(|l| l.contains("shardcast listening"))
+        .map(str::to_owned)
+        .expect("the listening line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(v["level"], json!("INFO"), "{v}");
+    assert_eq!(v["fields"]["message"], json!("shardcast listening"), "{v}");
+}
