@@ -43,6 +43,10 @@ pub struct Node {
     admitted: AtomicUsize,
     /// HTTP connections that are not WebSockets (api.max_http_connections).
     http_connections: AtomicUsize,
+    /// Messages from other cores waiting in each core's mailbox, notices
+    /// included (counted per batch by the sender, per batch by the receiver):
+    /// what the mailbox high-water mark bounds.
+    queued: Box<[AtomicUsize]>,
     started: AtomicUsize,
     draining: AtomicBool,
     drain_started: OnceLock<Instant>,
@@ -112,6 +116,7 @@ impl Node {
             webhooks,
             admitted: AtomicUsize::new(0),
             http_connections: AtomicUsize::new(0),
+            queued: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
             started: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drain_started: OnceLock::new(),
@@ -136,6 +141,25 @@ impl Node {
 
     pub fn release_connection(&self) {
         self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Messages from other cores waiting in the mailbox of `core`.
+    pub fn queued(&self, core: usize) -> usize {
+        self.queued.get(core).map_or(0, |q| q.load(Ordering::Acquire))
+    }
+
+    /// `n` more messages are on their way to `core`'s mailbox.
+    pub fn count_in(&self, core: usize, n: usize) {
+        if let Some(q) = self.queued.get(core) {
+            q.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+
+    /// `core` took `n` messages counted by `count_in` out of its mailbox.
+    pub fn count_out(&self, core: usize, n: usize) {
+        if let Some(q) = self.queued.get(core) {
+            q.fetch_sub(n, Ordering::AcqRel);
+        }
     }
 
     /// Takes a place for a new HTTP connection; false when

@@ -40,8 +40,9 @@ impl Core {
     pub fn admit(this: &CoreRef, targets: impl IntoIterator<Item = u8>) -> Result<(), Busy> {
         let core = this.borrow();
         for target in targets.into_iter().filter(|t| *t != core.id) {
-            let mailbox = core.node.mailboxes.get(target as usize).ok_or(Busy)?;
-            if mailbox.len() > MAILBOX_HIGH_WATER {
+            if target as usize >= core.node.cores()
+                || core.node.queued(target as usize) > MAILBOX_HIGH_WATER
+            {
                 return Err(Busy);
             }
         }
@@ -128,19 +129,18 @@ impl Core {
         }
     }
 
-    /// One mailbox message for everything the outbox of `target` holds. A
-    /// send fails only when that core has stopped (shutdown).
+    /// One mailbox message for everything the outbox of `target` holds,
+    /// counted toward that mailbox's bound (`Node::queued`; the receiver
+    /// uncounts the batch when it takes it). A send fails only when that
+    /// core has stopped (shutdown).
     fn send_outbox(&mut self, target: usize) {
-        let Some(outbox) = self.outbox.get_mut(target) else {
+        let Some(outbox) = self.outbox.get_mut(target).filter(|o| !o.is_empty()) else {
             return;
         };
-        let msg = match outbox.len() {
-            0 => return,
-            1 => outbox.pop(),
-            _ => Some(CoreMsg::Batch(std::mem::take(outbox))),
-        };
-        if let (Some(msg), Some(mailbox)) = (msg, self.node.mailboxes.get(target)) {
-            let _ = mailbox.send(msg);
+        let batch = std::mem::take(outbox);
+        self.node.count_in(target, batch.len());
+        if let Some(mailbox) = self.node.mailboxes.get(target) {
+            let _ = mailbox.send(CoreMsg::Batch(batch));
         }
     }
 }
