@@ -10,7 +10,7 @@
 //! 1. Foundations, importing nothing of the crate:
 //!    [`config`] (the TOML model, env overlay, validation),
 //!    [`client_id`] (the AES clientId codec), [`socket`] (readiness I/O and
-//!    `sendmsg`), [`registry`] (standalone systems file), [`json`] (JSON text
+//!    `sendmsg`), [`registry`] (standalone systems file, written by a thread of its own), [`json`] (JSON text
 //!    of known length), [`op`] (operations on connections, shared by
 //!    mailboxes and links).
 //! 2. Wire formats, pure functions over bytes: [`http`] (HTTP/1.1 codec),

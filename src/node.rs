@@ -1,11 +1,11 @@
 //! What every core of a node shares, read-only after start: configuration,
 //! the clientId codec, the mailboxes of all cores, metrics, and the flags
 //! that say whether the node is ready or draining. Mutable state belongs to
-//! the cores; the only lock here guards the registry file, taken by
-//! `/api/register` alone.
+//! the cores; the registry file belongs to a thread of its own
+//! (`registry::RegistryWriter`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::client_id::ClientIdCodec;
@@ -14,7 +14,7 @@ use crate::cluster::{ClusterView, PeerTable};
 use crate::config::Config;
 use crate::mailbox::CoreMsg;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::RegistryWriter;
 use crate::registry::SystemEntry;
 use crate::webhook::Webhooks;
 
@@ -28,7 +28,7 @@ pub struct Node {
     pub mailboxes: Vec<flume::Sender<CoreMsg>>,
     pub metrics: Metrics,
     /// The standalone registry file (None in cluster mode: etcd holds it).
-    pub registry: Option<Mutex<Registry>>,
+    pub registry: Option<RegistryWriter>,
     /// The systems known at start; cores copy them.
     pub systems: Vec<(String, SystemEntry)>,
     /// Random key of the messageId generators of this run.
@@ -71,8 +71,9 @@ pub struct ClusterJoin {
 
 /// Where the registry of systems lives.
 pub enum Systems {
-    /// Standalone: the data-dir file.
-    File(Registry),
+    /// Standalone: the data-dir file, through its thread, and what it held
+    /// at start.
+    File(RegistryWriter, Vec<(String, SystemEntry)>),
     /// Cluster: etcd, as read when joining.
     Etcd(Vec<(String, SystemEntry)>),
 }
@@ -92,14 +93,7 @@ impl Node {
             });
         let membership = join.map(|j| j.membership);
         let (registry, systems) = match systems {
-            Systems::File(r) => {
-                let list = r
-                    .systems()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                (Some(Mutex::new(r)), list)
-            }
+            Systems::File(writer, list) => (Some(writer), list),
             Systems::Etcd(list) => (None, list),
         };
         Self {
@@ -145,7 +139,9 @@ impl Node {
 
     /// Messages from other cores waiting in the mailbox of `core`.
     pub fn queued(&self, core: usize) -> usize {
-        self.queued.get(core).map_or(0, |q| q.load(Ordering::Acquire))
+        self.queued
+            .get(core)
+            .map_or(0, |q| q.load(Ordering::Acquire))
     }
 
     /// `n` more messages are on their way to `core`'s mailbox.

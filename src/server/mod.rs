@@ -17,7 +17,7 @@ use crate::cluster::ClusterView;
 use crate::config::{AuthMode, Config};
 use crate::mailbox::CoreMsg;
 use crate::node::{ClusterJoin, Node, Systems};
-use crate::registry::{new_secret, Registry, RegistryError, SystemEntry};
+use crate::registry::{new_secret, Registry, RegistryError, RegistryWriter, SystemEntry};
 use crate::webhook::{self, WebhookError, WebhookThread, Webhooks};
 use core_thread::run_core;
 use listen::{bind_listener, ensure_port_free};
@@ -173,7 +173,13 @@ fn build_node(
         let (systems, join) = join_cluster(&config, cores, &view, senders.clone())?;
         (Systems::Etcd(systems), Some(join))
     } else {
-        (Systems::File(open_registry(&config)?), None)
+        let registry = open_registry(&config)?;
+        let list = registry
+            .systems()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (Systems::File(RegistryWriter::start(registry)?, list), None)
     };
     let mut key = [0u8; 8];
     key.copy_from_slice(&random_bytes(8)?);

@@ -307,8 +307,7 @@ async fn store(core: &CoreRef, id: &str, entry: SystemEntry) -> Result<(), ApiEr
         });
     }
     let registry = node.registry.as_ref().ok_or(ApiError::Busy)?;
-    let mut registry = registry.lock().map_err(|_| ApiError::Busy)?;
-    registry.register(id, entry).map_err(|e| match e {
+    registry.register(id, entry).await.map_err(|e| match e {
         RegistryError::Taken => ApiError::SystemIdTaken,
         e => {
             tracing::error!(error = %e, "registry write failed");

@@ -28,10 +28,17 @@ pub struct SystemEntry {
     pub webhook_url: Option<String>,
 }
 
+#[cfg(feature = "node")]
+mod writer;
+#[cfg(feature = "node")]
+pub use writer::RegistryWriter;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("system id is already registered")]
     Taken,
+    #[error("the registry thread has stopped")]
+    Stopped,
     #[error("registry file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("registry file {path} is not valid: {source}")]
