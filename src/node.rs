@@ -24,6 +24,8 @@ pub struct Node {
     /// Start time in unix seconds; part of every clientId so that ids of an
     /// earlier run of this node are stale, never reused.
     pub epoch: u32,
+    /// Unix seconds when the node started (`process_start_time_seconds`).
+    pub started_at: u64,
     pub codec: ClientIdCodec,
     pub mailboxes: Vec<flume::Sender<CoreMsg>>,
     pub metrics: Metrics,
@@ -99,6 +101,7 @@ impl Node {
         Self {
             node_id,
             epoch,
+            started_at: unix_seconds(),
             codec,
             mailboxes,
             metrics: Metrics::new(cores),

@@ -369,7 +369,12 @@ impl Core {
         let limit = this.borrow().peers.as_ref()?.request_timeout;
         let left = limit.saturating_sub(sent.elapsed());
         match monoio::time::timeout(left, rx.recv_async()).await {
-            Ok(Ok(answer)) => Some(answer),
+            Ok(Ok(answer)) => {
+                this.borrow()
+                    .metrics()
+                    .link_request_duration(sent.elapsed());
+                Some(answer)
+            }
             Ok(Err(_)) => None,
             Err(_) => {
                 this.borrow().metrics().link_timeout();

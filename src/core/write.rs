@@ -37,6 +37,7 @@ impl Core {
     /// after the walk), so the index cannot change under the walk — it is
     /// taken out of the core for the walk's length all the same.
     pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
+        let started = std::time::Instant::now();
         let index = std::mem::take(&mut self.index);
         let mut reached = 0;
         for slot in index.members(audience) {
@@ -46,6 +47,7 @@ impl Core {
             }
         }
         self.index = index;
+        self.metrics().fanout_duration(started.elapsed());
         reached
     }
 

@@ -20,6 +20,7 @@ use crate::http::request::{Method, Request};
 
 /// Answers one API request: (HTTP status, JSON envelope).
 pub async fn handle(core: &CoreRef, req: &Request) -> (u16, Vec<u8>) {
+    let started = std::time::Instant::now();
     let lang = core.borrow().node.config.api.lang;
     let Some(route) = Route::from_path(&req.path) else {
         return (404, error_envelope(&ApiError::NotFound, lang));
@@ -32,6 +33,7 @@ pub async fn handle(core: &CoreRef, req: &Request) -> (u16, Vec<u8>) {
     {
         let c = core.borrow();
         c.metrics().api(route, result.is_ok());
+        c.metrics().api_duration(route, started.elapsed());
         if let Some(limit) = result.as_ref().err().and_then(ApiError::limit) {
             c.metrics().limit_hit(limit);
         }

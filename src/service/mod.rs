@@ -203,6 +203,7 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
             if let Some(w) = &node.webhooks {
                 w.stats().render(&mut body);
             }
+            crate::metrics::process::render(&mut body, node.started_at);
             write_response(
                 out,
                 200,

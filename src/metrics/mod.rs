@@ -3,8 +3,14 @@
 //! Each core writes only its own block (relaxed atomics, no sharing on the
 //! hot path); `/metrics` sums or lists the blocks when it is read.
 
+pub mod histogram;
+pub mod process;
+
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use histogram::Histogram;
 
 use crate::api::error::Limit;
 use crate::api::route::Route;
@@ -31,6 +37,9 @@ pub struct CoreMetrics {
     api: [[AtomicU64; 2]; Route::ALL.len()],
     http_errors: [AtomicU64; HTTP_ERRORS.len()],
     limit_hits: [AtomicU64; Limit::ALL.len()],
+    api_duration: [Histogram; Route::ALL.len()],
+    fanout_duration: Histogram,
+    link_request_duration: Histogram,
 }
 
 impl CoreMetrics {
@@ -65,6 +74,21 @@ impl CoreMetrics {
 
     pub fn link_timeout(&self) {
         self.link_timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// How long an API request took, from its parse to its answer.
+    pub fn api_duration(&self, route: Route, d: Duration) {
+        self.api_duration[route as usize].observe(d);
+    }
+
+    /// How long this core took to queue one push on its members.
+    pub fn fanout_duration(&self, d: Duration) {
+        self.fanout_duration.observe(d);
+    }
+
+    /// How long a request to another node took to be answered.
+    pub fn link_request_duration(&self, d: Duration) {
+        self.link_request_duration.observe(d);
     }
 
     pub fn limit_hit(&self, limit: Limit) {
@@ -229,6 +253,7 @@ impl Metrics {
                 "shardcast_http_errors_total{{status=\"{status}\"}} {n}"
             );
         }
+        self.render_histograms(&mut out);
         header(
             &mut out,
             "shardcast_limit_hits_total",
@@ -241,6 +266,33 @@ impl Metrics {
             let _ = writeln!(out, "shardcast_limit_hits_total{{limit=\"{key}\"}} {n}");
         }
         out
+    }
+
+    fn render_histograms(&self, out: &mut String) {
+        let name = "shardcast_api_request_duration_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "API requests by route, parse to answer.",
+        );
+        for route in Route::ALL {
+            let labels = format!("route=\"{}\"", route.name());
+            let parts = self.cores.iter().map(|c| &c.api_duration[route as usize]);
+            histogram::render(out, name, &labels, parts);
+        }
+        let name = "shardcast_fanout_duration_seconds";
+        let help = "Time a core took to queue one push on its members.";
+        header(out, name, "histogram", help);
+        histogram::render(out, name, "", self.cores.iter().map(|c| &c.fanout_duration));
+        let name = "shardcast_link_request_duration_seconds";
+        let help = "Requests to other nodes, sent to answered.";
+        header(out, name, "histogram", help);
+        let parts = self.cores.iter().map(|c| &c.link_request_duration);
+        histogram::render(out, name, "", parts);
+        header(out, "shardcast_build_info", "gauge", "The running version.");
+        let version = env!("CARGO_PKG_VERSION");
+        let _ = writeln!(out, "shardcast_build_info{{version=\"{version}\"}} 1");
     }
 
     fn sum(&self, f: impl Fn(&CoreMetrics) -> &AtomicU64) -> u64 {
