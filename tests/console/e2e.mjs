@@ -106,6 +106,12 @@ async function openConsole(name, viewport) {
   check(resp && resp.status() === 200, `${name}: GET / answered ${resp && resp.status()}`);
   // The node panel fills in from the first /console/stats poll.
   await page.waitForFunction(() => /^\d/.test(document.getElementById('stat-connections').textContent));
+  // The charts draw the polled figures: the connection count from the first
+  // poll, the push rate from the second.
+  await page.waitForFunction(() => {
+    const d = (id) => (document.querySelector(`#${id} path`) || { getAttribute: () => '' }).getAttribute('d') || '';
+    return d('chart-connections').startsWith('M') && d('chart-rate').startsWith('M');
+  });
   return page;
 }
 
