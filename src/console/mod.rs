@@ -19,6 +19,9 @@ use crate::node::{unix_seconds, Node};
 /// The page, as served at `GET /`.
 pub const PAGE: &str = include_str!("index.html");
 
+/// The JavaScript client, as served at `GET /shardcast.js` (docs/js-client.md).
+pub const CLIENT_JS: &str = include_str!("shardcast.js");
+
 /// The body of `GET /console/stats`; `members`: with the cluster members'
 /// addresses.
 pub fn stats(node: &Node, members: bool) -> String {

@@ -55,8 +55,45 @@ pub fn write_head(
     keep_alive: bool,
     http10: bool,
 ) {
+    head_with(
+        out,
+        status,
+        content_type,
+        &[],
+        content_length,
+        (keep_alive, http10),
+    );
+}
+
+/// A script any origin may import (`/shardcast.js`, an ES module: browsers
+/// load modules of another origin only with this CORS header).
+pub fn write_public_script(out: &mut BytesMut, body: &[u8], keep_alive: bool, http10: bool) {
+    let cors: &[(&str, &[u8])] = &[("Access-Control-Allow-Origin", b"*")];
+    let content_type = "text/javascript; charset=utf-8";
+    head_with(
+        out,
+        200,
+        content_type,
+        cors,
+        body.len(),
+        (keep_alive, http10),
+    );
+    out.extend_from_slice(body);
+}
+
+fn head_with(
+    out: &mut BytesMut,
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &[u8])],
+    content_length: usize,
+    (keep_alive, http10): (bool, bool),
+) {
     put_status_line(out, status);
     put_header(out, "Content-Type", content_type.as_bytes());
+    for (name, value) in extra {
+        put_header(out, name, value);
+    }
     put_header(
         out,
         "Content-Length",

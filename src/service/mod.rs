@@ -28,7 +28,7 @@ use crate::api::envelope::error_envelope;
 use crate::api::error::{ApiError, Limit};
 use crate::core::CoreRef;
 use crate::http::request::{parse_request, Limits, Method, Parsed, Request, DEFAULT_MAX_HEAD};
-use crate::http::response::{write_json, write_response};
+use crate::http::response::{write_json, write_public_script, write_response};
 use crate::socket;
 
 /// How long, and how much, a refused connection is read before it closes.
@@ -212,6 +212,10 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
                 keep,
                 req.http10,
             );
+        }
+        "/shardcast.js" if ops_get => {
+            let body = crate::console::CLIENT_JS.as_bytes();
+            write_public_script(out, body, keep, req.http10);
         }
         "/" if ops_get && console => write_response(
             out,

@@ -27,7 +27,7 @@ fn console_dir() -> PathBuf {
 }
 
 /// Fails (never skips) when the browser or the driver is missing.
-fn require_browser_tools() {
+pub(super) fn require_browser_tools() {
     let driver = console_dir().join("node_modules/playwright-core");
     let mut missing = Vec::new();
     if !driver.is_dir() {

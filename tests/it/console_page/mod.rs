@@ -2,4 +2,5 @@
 //! (The browser script and its npm lock file live in `tests/console/`.)
 
 mod browser;
+mod client;
 mod http;

@@ -349,16 +349,29 @@ impl Node {
     /// Stops the node with SIGTERM (SIGKILL after 15 s) and starts it again with the
     /// same data directory and config (on a new free port).
     pub fn restart(&mut self) {
+        self.stop_for_restart();
+        self.port = free_port();
+        self.addr = format!("127.0.0.1:{}", self.port);
+        if let Err(e) = self.spawn() {
+            panic!("restart: {e}");
+        }
+    }
+
+    /// Stops the node and starts it again on the same port (clients that
+    /// reconnect to the same address find it).
+    pub fn restart_in_place(&mut self) {
+        self.stop_for_restart();
+        if let Err(e) = self.spawn() {
+            panic!("restart: {e}");
+        }
+    }
+
+    fn stop_for_restart(&mut self) {
         if self.child.is_some() {
             self.sigterm();
             if self.try_wait_exit(Duration::from_secs(15)).is_none() {
                 self.kill();
             }
-        }
-        self.port = free_port();
-        self.addr = format!("127.0.0.1:{}", self.port);
-        if let Err(e) = self.spawn() {
-            panic!("restart: {e}");
         }
     }
 

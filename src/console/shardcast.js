@@ -1,0 +1,188 @@
+// shardcast.js — the JavaScript client of shardcast (docs/js-client.md).
+// One dependency-free ES module, served by every node at /shardcast.js:
+//
+//   import { Shardcast } from 'http://node:7800/shardcast.js';
+//   const sc = new Shardcast('ws://node:7800/ws', { systemId: 'demo' });
+//   sc.addEventListener('push', (e) => console.log(e.detail.data));
+//   const clientId = await sc.ready();
+//   const ack = await sc.send({ type: 'send_to_group', groupName: 'room1', data: 'hi' });
+//
+// It reconnects after a drop with exponential backoff and full jitter, keeps
+// the connection alive with the text "ping" the node answers with "pong",
+// hands each welcome's clientId to `ready()`, turns pushes and the 1001/1002
+// notices into events, resolves each client message's promise with its ack
+// (or rejects it on a refusal or after a timeout), and stops with a clear
+// error on a -1001 refusal, which retrying would not cure.
+
+const NOTICE_ONLINE = 1001;
+const NOTICE_OFFLINE = 1002;
+const REFUSED = -1001;
+
+/** A refusal of the node: the connect (code -1001) or a client message (-1). */
+export class ShardcastError extends Error {
+  constructor(code, msg) {
+    super(msg);
+    this.name = 'ShardcastError';
+    this.code = code;
+  }
+}
+
+export class Shardcast extends EventTarget {
+  /**
+   * @param {string} url  the node's WebSocket endpoint, e.g. ws://host:7800/ws
+   * @param {object} opts systemId (required), token (a connect token),
+   *   pingInterval (ms, 20000), ackTimeout (ms, 10000), minBackoff (ms, 500),
+   *   maxBackoff (ms, 30000), WebSocket (an implementation, default the global)
+   */
+  constructor(url, opts = {}) {
+    super();
+    if (!opts.systemId) throw new TypeError('shardcast: systemId is required');
+    this.url = url;
+    this.opts = {
+      pingInterval: 20000, ackTimeout: 10000, minBackoff: 500, maxBackoff: 30000, ...opts,
+    };
+    this.clientId = null;
+    this.ws = null;
+    this.closed = false;
+    this.attempt = 0;
+    this.pending = new Map(); // reqId → { resolve, reject, timer }
+    this.nextReq = 1;
+    this.waiters = [];
+    this.pinger = null;
+    this.retry = null;
+    this.open();
+  }
+
+  /** The clientId of the current connection, once its welcome arrived. */
+  ready() {
+    if (this.clientId) return Promise.resolve(this.clientId);
+    if (this.closed) return Promise.reject(this.failure || new Error('shardcast: closed'));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Sends a client message (docs/api.md §2.1): `{type, groupName|userId|clientId,
+   * code?, msg?, data}`. Resolves with the ack; rejects with a ShardcastError on
+   * a refusal, or an Error when no ack came within ackTimeout or the connection
+   * dropped first.
+   */
+  send(message) {
+    if (!this.ws || this.ws.readyState !== 1 || !this.clientId) {
+      return Promise.reject(new Error('shardcast: not connected'));
+    }
+    const reqId = String(this.nextReq++);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(reqId);
+        reject(new Error(`shardcast: no ack for ${reqId} within ${this.opts.ackTimeout} ms`));
+      }, this.opts.ackTimeout);
+      this.pending.set(reqId, { resolve, reject, timer });
+      this.ws.send(JSON.stringify({ ...message, reqId }));
+    });
+  }
+
+  /** Closes for good: no reconnect; pending sends are rejected. */
+  close() {
+    this.closed = true;
+    clearTimeout(this.retry);
+    this.stopPing();
+    if (this.ws) this.ws.close(1000);
+    this.failAll(new Error('shardcast: closed'));
+    this.failWaiters(new Error('shardcast: closed'));
+  }
+
+  open() {
+    const WS = this.opts.WebSocket || globalThis.WebSocket;
+    const u = new URL(this.url);
+    u.searchParams.set('systemId', this.opts.systemId);
+    if (this.opts.token) u.searchParams.set('token', this.opts.token);
+    const ws = new WS(u.toString());
+    this.ws = ws;
+    ws.onopen = () => this.emit('open', {});
+    ws.onmessage = (e) => this.onFrame(typeof e.data === 'string' ? e.data : '');
+    ws.onclose = (e) => this.onClose(ws, e.code, e.reason);
+    ws.onerror = () => this.emit('error', { message: 'WebSocket error' });
+  }
+
+  onFrame(text) {
+    if (text === 'pong') return;
+    let m;
+    try { m = JSON.parse(text); } catch { return; }
+    if (!m || typeof m !== 'object') return;
+    if (m.type === 'ack') return this.onAck(m);
+    if (m.code === REFUSED) {
+      // Retrying cannot cure a refusal (bad system, bad token): stop.
+      this.failure = new ShardcastError(m.code, m.msg);
+      this.closed = true;
+      this.emit('refused', { code: m.code, msg: m.msg });
+      this.failWaiters(this.failure);
+      return;
+    }
+    if (!m.messageId && m.code === 0 && m.data && m.data.clientId) {
+      this.clientId = m.data.clientId;
+      this.attempt = 0;
+      this.startPing();
+      this.emit('welcome', { clientId: this.clientId });
+      for (const w of this.waiters.splice(0)) w.resolve(this.clientId);
+      return;
+    }
+    if (m.code === NOTICE_ONLINE || m.code === NOTICE_OFFLINE) {
+      let who = {};
+      try { who = JSON.parse(m.data); } catch { /* keep {} */ }
+      this.emit('notice', { online: m.code === NOTICE_ONLINE, ...who, messageId: m.messageId });
+      return;
+    }
+    this.emit('push', m);
+  }
+
+  onAck(a) {
+    const p = this.pending.get(String(a.reqId));
+    if (!p) return;
+    this.pending.delete(String(a.reqId));
+    clearTimeout(p.timer);
+    if (a.code === 0) p.resolve(a);
+    else p.reject(new ShardcastError(a.code, a.msg));
+  }
+
+  onClose(ws, code, reason) {
+    if (ws !== this.ws) return;
+    this.clientId = null;
+    this.stopPing();
+    this.failAll(new Error('shardcast: connection closed before the ack'));
+    const again = !this.closed;
+    this.emit('close', { code, reason, reconnect: again });
+    if (!again) return;
+    // Full jitter: a random wait up to min(max, min·2^attempt).
+    const cap = Math.min(this.opts.maxBackoff, this.opts.minBackoff * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    this.retry = setTimeout(() => this.open(), Math.random() * cap);
+  }
+
+  startPing() {
+    this.stopPing();
+    this.pinger = setInterval(() => {
+      if (this.ws && this.ws.readyState === 1) this.ws.send('ping');
+    }, this.opts.pingInterval);
+  }
+
+  stopPing() {
+    clearInterval(this.pinger);
+    this.pinger = null;
+  }
+
+  failAll(err) {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+  }
+
+  failWaiters(err) {
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
