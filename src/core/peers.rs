@@ -5,9 +5,8 @@
 //! Frames to send are archived once into a reused buffer, sealed into each
 //! link's output buffer (every link has its own keys and counter) and
 //! written by the core's `flush`, one write per batch, like WebSocket
-//! pushes. A peer's
-//! answer comes back on the link that carried the request, to the core that
-//! sent it, so no state is shared between cores.
+//! pushes. A peer's answer comes back on the link that carried the request,
+//! to the core that sent it, so no state is shared between cores.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
