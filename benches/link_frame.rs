@@ -1,6 +1,7 @@
 //! Encoding and decoding (CRC check + rkyv validation + owned copy) of the
 //! frames nodes exchange: a group send carrying a pre-encoded push, and a
-//! per-connection delivery.
+//! per-connection delivery; and sealing plus opening one archived frame
+//! (AES-256-GCM, in place), what every frame after the handshake pays.
 //!
 //! Why it matters: every cross-node push costs one encode on the sending
 //! core and one decode on the receiving core, whatever the number of
@@ -11,7 +12,8 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rkyv::util::AlignedVec;
-use shardcast::cluster::frame::{decode_with, encode, Frame};
+use shardcast::cluster::frame::{decode_with, encode, encode_body, Frame};
+use shardcast::cluster::seal::{Opener, Sealer};
 use shardcast::op::{ConnAddr, ConnOp};
 
 fn frames() -> [(&'static str, Frame); 2] {
@@ -57,6 +59,16 @@ fn bench_link_frame(c: &mut Criterion) {
         encode(&frame, &mut wire).expect("encodes");
         group.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| decode_with(black_box(&wire), &mut scratch).expect("valid"))
+        });
+        let mut body = AlignedVec::new();
+        encode_body(&frame, &mut body).expect("encodes");
+        let (mut sealer, mut opener) = (Sealer::new(&[3; 32]), Opener::new(&[3; 32]));
+        group.bench_function(format!("seal_open/{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                sealer.seal(black_box(&body), &mut out).expect("seals");
+                opener.open(&mut out).expect("opens").expect("complete").1
+            })
         });
     }
     group.finish();

@@ -1,5 +1,5 @@
-//! Inter-node wire format: one [`Frame`] per length-prefixed, CRC-checked
-//! rkyv archive.
+//! Inter-node wire format: one [`Frame`] per rkyv archive, CRC-checked and
+//! length-prefixed during the handshake, sealed after it (`seal.rs`).
 //!
 //! Why not gRPC or HTTP/2: every core keeps one persistent TCP link to every
 //! peer node and streams small pushes over it; a request/response framework
@@ -16,8 +16,13 @@
 //! field is read, so a hostile or broken peer gets an error (and the link is
 //! closed by the caller), never a panic or undefined behaviour.
 //!
+//! That CRC framing carries the four handshake frames only. After the
+//! handshake the body of every frame ([`encode_body`], [`decode_body`]) is
+//! sealed with AES-GCM instead (`seal.rs`), whose tag replaces the CRC.
+//!
 //! rkyv needs its input aligned, so each body is first copied into an aligned
-//! scratch buffer; [`decode_with`] lets the link's reader reuse one.
+//! scratch buffer; [`decode_with`] and [`decode_body`] let the link's reader
+//! reuse one, and [`encode_body`] lets a writer reuse one.
 //!
 //! Everything here is a pure function over byte slices: no sockets, no
 //! clocks, no global state. That keeps the codec easy to fuzz and to bench.
@@ -29,7 +34,7 @@ use rkyv::util::AlignedVec;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 
 /// Version carried in [`Frame::Hello`]; peers with a different one are refused.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Largest body accepted (an online-list reply of a huge group is the biggest legitimate frame).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Bytes before the body: length and CRC, both `u32` little-endian.
@@ -147,6 +152,16 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Archives `frame` into `body` (cleared first, its allocation reused): the
+/// body of a sealed frame. A body over [`MAX_BODY`] is
+/// [`FrameError::TooLong`].
+pub fn encode_body(frame: &Frame, body: &mut AlignedVec) -> Result<(), FrameError> {
+    let mut buf = std::mem::take(body);
+    buf.clear();
+    *body = rkyv::api::high::to_bytes_in::<_, BoxedError>(frame, buf).map_err(invalid)?;
+    checked_len(body.len()).map(drop)
+}
+
 /// Looks at the start of `buf`: `Ok(None)` while the frame is incomplete,
 /// `Ok(Some((frame, consumed)))` when complete and valid. A length over
 /// [`MAX_BODY`] is an error as soon as the header is there.
@@ -163,7 +178,7 @@ pub fn decode_with(
     let Some(body) = split_body(buf)? else {
         return Ok(None);
     };
-    let frame = read_body(body, scratch)?;
+    let frame = decode_body(body, scratch)?;
     Ok(Some((frame, HEADER_LEN + body.len())))
 }
 
@@ -186,8 +201,9 @@ fn split_body(buf: &[u8]) -> Result<Option<&[u8]>, FrameError> {
     Ok(Some(body))
 }
 
-/// Validates `body` (after copying it into the aligned `scratch`) and deserializes it.
-fn read_body(body: &[u8], scratch: &mut AlignedVec) -> Result<Frame, FrameError> {
+/// Validates `body` (after copying it into the aligned `scratch`) and
+/// deserializes it: the frame of an opened sealed frame, or of a CRC-checked one.
+pub fn decode_body(body: &[u8], scratch: &mut AlignedVec) -> Result<Frame, FrameError> {
     scratch.clear();
     scratch.extend_from_slice(body);
     let archived =
@@ -621,6 +637,25 @@ mod tests {
                 assert_eq!(used, HEADER_LEN + body.len());
             }
         }
+    }
+
+    #[test]
+    fn bodies_round_trip_and_match_the_crc_framing() {
+        let (mut body, mut scratch) = (AlignedVec::new(), AlignedVec::new());
+        for f in samples() {
+            encode_body(&f, &mut body).expect("encode_body");
+            assert_eq!(decode_body(&body, &mut scratch), Ok(f.clone()));
+            let framed = encode_all(std::slice::from_ref(&f));
+            assert_eq!(&framed[HEADER_LEN..], body.as_slice());
+        }
+        let big = Frame::System {
+            system: "s".into(),
+            frame: Bytes::from(vec![7; 1 << 16]),
+        };
+        encode_body(&big, &mut body).expect("big");
+        let cap = body.capacity();
+        encode_body(&Frame::Goodbye, &mut body).expect("small");
+        assert_eq!(body.capacity(), cap, "the allocation is reused");
     }
 
     #[test]

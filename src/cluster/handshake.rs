@@ -1,13 +1,25 @@
-//! Authentication of a link between two nodes.
+//! Authentication of a link between two nodes, and the keys that seal it.
 //!
 //! The dialling side sends `Hello` (version, cluster name, node, core,
-//! nonce A); the accepting side checks version and cluster and answers only
-//! a random `Challenge` (nonce B); the dialler proves it holds
-//! `cluster.secret` with an HMAC over both nonces (`Proof`); only then does
-//! the acceptor prove itself (`Welcome`). A peer without the secret, from
-//! another cluster or speaking another version learns nothing but a nonce.
-//! The two MACs use different labels so one side's proof cannot be replayed
-//! as the other's.
+//! nonce A); the accepting side checks version, cluster and the claimed node
+//! id, and answers only a random `Challenge` (nonce B); the dialler proves it
+//! holds `cluster.secret` with an HMAC over the [`Transcript`] (`Proof`);
+//! only then does the acceptor prove itself (`Welcome`). A peer without the
+//! secret, from another cluster or speaking another version learns nothing
+//! but a nonce.
+//!
+//! Why the transcript names both node ids: a proof that covered only the
+//! dialler's id could be relayed. Someone who can write to etcd (but lacks
+//! the secret) registers a fake node address; a real node dials it, and the
+//! fake relays the real node's Hello and Proof to a third node, which then
+//! holds an authenticated link for the relay. The dialler's proof names the
+//! node it meant to reach, so the third node, which checks the proof against
+//! its own id, refuses it.
+//!
+//! Every MAC and key is HMAC-SHA256 under the secret with its own label, so
+//! one side's proof cannot be replayed as the other's, and no proof (sent in
+//! clear) reveals anything about a key. Both nonces make every proof and key
+//! fresh per link.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -15,46 +27,69 @@ use subtle::ConstantTimeEq;
 
 pub type Nonce = [u8; 16];
 pub type Tag = [u8; 32];
+/// An AES-256 key sealing one direction of one link.
+pub type Key = [u8; 32];
 
-/// Which side of the link a proof comes from.
-#[derive(Clone, Copy)]
+/// Which side of the link a proof or a direction of frames comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
     Dialler,
     Acceptor,
 }
 
-/// HMAC-SHA256(secret, label | cluster | nonce A | nonce B | node).
-pub fn proof(secret: &str, side: Side, cluster: &str, a: &Nonce, b: &Nonce, node: u16) -> Tag {
-    let label: &[u8] = match side {
-        Side::Dialler => b"shardcast link dialler v1",
-        Side::Acceptor => b"shardcast link acceptor v1",
-    };
+/// What one handshake agreed on: every proof and key covers all of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Transcript<'a> {
+    pub cluster: &'a str,
+    /// The node id the dialler claims in its Hello.
+    pub dialler: u16,
+    /// The node id the dialler meant to reach (and the acceptor is).
+    pub acceptor: u16,
+    /// The dialler's nonce (Hello).
+    pub a: Nonce,
+    /// The acceptor's nonce (Challenge).
+    pub b: Nonce,
+}
+
+/// HMAC-SHA256(secret, label | u32 LE cluster length | cluster | A | B |
+/// u16 LE dialler | u16 LE acceptor).
+fn mac(secret: &str, label: &[u8], t: &Transcript) -> [u8; 32] {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(m) => m,
         // HMAC takes keys of any length; this arm cannot be reached.
         Err(_) => return [0; 32],
     };
     mac.update(label);
-    mac.update(&(cluster.len() as u32).to_le_bytes());
-    mac.update(cluster.as_bytes());
-    mac.update(a);
-    mac.update(b);
-    mac.update(&node.to_le_bytes());
+    mac.update(&(t.cluster.len() as u32).to_le_bytes());
+    mac.update(t.cluster.as_bytes());
+    mac.update(&t.a);
+    mac.update(&t.b);
+    mac.update(&t.dialler.to_le_bytes());
+    mac.update(&t.acceptor.to_le_bytes());
     mac.finalize().into_bytes().into()
 }
 
+/// The proof `side` sends for the handshake `t`.
+pub fn proof(secret: &str, side: Side, t: &Transcript) -> Tag {
+    let label: &[u8] = match side {
+        Side::Dialler => b"shardcast link dialler v2",
+        Side::Acceptor => b"shardcast link acceptor v2",
+    };
+    mac(secret, label, t)
+}
+
 /// Constant-time check of a received proof.
-#[allow(clippy::too_many_arguments)]
-pub fn verify(
-    secret: &str,
-    side: Side,
-    cluster: &str,
-    a: &Nonce,
-    b: &Nonce,
-    node: u16,
-    tag: &Tag,
-) -> bool {
-    bool::from(proof(secret, side, cluster, a, b, node).ct_eq(tag))
+pub fn verify(secret: &str, side: Side, t: &Transcript, tag: &Tag) -> bool {
+    bool::from(proof(secret, side, t).ct_eq(tag))
+}
+
+/// The key sealing the frames that `sender` sends on the link of `t`.
+pub fn key(secret: &str, sender: Side, t: &Transcript) -> Key {
+    let label: &[u8] = match sender {
+        Side::Dialler => b"shardcast link key from dialler v2",
+        Side::Acceptor => b"shardcast link key from acceptor v2",
+    };
+    mac(secret, label, t)
 }
 
 pub fn nonce() -> Nonce {
@@ -68,19 +103,47 @@ pub fn nonce() -> Nonce {
 mod tests {
     use super::*;
 
+    fn t(cluster: &str, dialler: u16, acceptor: u16, a: Nonce, b: Nonce) -> Transcript<'_> {
+        Transcript {
+            cluster,
+            dialler,
+            acceptor,
+            a,
+            b,
+        }
+    }
+
     #[test]
     fn proofs_verify_only_with_the_same_inputs() {
         let (a, b) = ([1u8; 16], [2u8; 16]);
-        let t = proof("s3cret", Side::Dialler, "c", &a, &b, 7);
-        assert!(verify("s3cret", Side::Dialler, "c", &a, &b, 7, &t));
-        assert!(!verify("other", Side::Dialler, "c", &a, &b, 7, &t));
+        let good = t("c", 7, 9, a, b);
+        let tag = proof("s3cret", Side::Dialler, &good);
+        assert!(verify("s3cret", Side::Dialler, &good, &tag));
+        assert!(!verify("other", Side::Dialler, &good, &tag));
         assert!(
-            !verify("s3cret", Side::Acceptor, "c", &a, &b, 7, &t),
+            !verify("s3cret", Side::Acceptor, &good, &tag),
             "sides differ"
         );
-        assert!(!verify("s3cret", Side::Dialler, "d", &a, &b, 7, &t));
-        assert!(!verify("s3cret", Side::Dialler, "c", &b, &a, 7, &t));
-        assert!(!verify("s3cret", Side::Dialler, "c", &a, &b, 8, &t));
+        for other in [
+            t("d", 7, 9, a, b),
+            t("c", 7, 9, b, a),
+            t("c", 8, 9, a, b),
+            t("c", 7, 8, a, b),
+            t("c", 9, 7, a, b),
+        ] {
+            assert!(!verify("s3cret", Side::Dialler, &other, &tag), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn keys_differ_per_direction_and_from_the_proofs() {
+        let tr = t("c", 1, 2, [3; 16], [4; 16]);
+        let (d, a) = (key("s", Side::Dialler, &tr), key("s", Side::Acceptor, &tr));
+        assert_ne!(d, a);
+        assert_ne!(d, proof("s", Side::Dialler, &tr));
+        assert_ne!(a, proof("s", Side::Acceptor, &tr));
+        assert_ne!(d, key("s", Side::Dialler, &t("c", 1, 2, [3; 16], [5; 16])));
+        assert_ne!(d, key("x", Side::Dialler, &tr));
     }
 
     #[test]

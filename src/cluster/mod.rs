@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod link;
 #[cfg(feature = "node")]
 pub mod membership;
+pub mod seal;
 #[cfg(feature = "node")]
 mod view;
 

@@ -1,16 +1,23 @@
 //! The tasks that keep this core's links up: one dialling task per peer
 //! (reconnecting with backoff while the peer is in etcd), and one task per
-//! link a peer dialled to us on the cluster port.
+//! link a peer dialled to us on the cluster port, admitted only when
+//! membership lists the node id it claims at the address it comes from.
+//!
+//! A link whose frame fails to open (altered, injected, replayed) is closed
+//! and counted here; the dialling side's backoff then brings it back, like
+//! any broken link. Refusing a claimed id that membership does not list yet
+//! (a node that has just joined and dials before this node's view has it)
+//! relies on the same backoff: the dialler tries again within 100 ms, 200 ms
+//! …, and is admitted once the etcd watch has brought the node here.
 
+use std::net::{IpAddr, SocketAddr};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use super::peers::LinkKey;
 use super::{Core, CoreRef};
-use crate::cluster::link::{self, LinkError};
+use crate::cluster::link::{self, LinkError, Linked};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -33,14 +40,11 @@ pub(super) async fn maintain(this: Weak<std::cell::RefCell<Core>>, node: u16) {
         };
         let (addr, creds, limit) = target;
         match link::dial(&addr, &creds, node, limit).await {
-            Ok((stream, rest)) => {
+            Ok((stream, linked)) => {
                 backoff = BACKOFF_MIN;
-                let stream = Rc::new(stream);
-                let key = core.borrow_mut().add_link(node, stream.clone(), true);
-                if let Some(key) = key {
-                    tracing::info!(peer = node, %addr, "link up");
-                    mark_broken(&core, node, false);
-                    let why = run(&core, stream, key, rest).await;
+                tracing::info!(peer = node, %addr, "link up");
+                mark_broken(&core, node, false);
+                if let Some(why) = run(&core, Rc::new(stream), linked, true).await {
                     tracing::info!(peer = node, reason = %why, "link down");
                 }
             }
@@ -72,34 +76,63 @@ fn mark_broken(core: &CoreRef, node: u16, broken: bool) {
 
 /// Authenticates a connection accepted on the cluster port and runs it as
 /// a link.
-pub async fn serve_link(core: CoreRef, stream: TcpStream, addr: std::net::SocketAddr) {
+pub async fn serve_link(core: CoreRef, stream: TcpStream, addr: SocketAddr) {
     let (creds, limit) = match core.borrow().peers.as_ref() {
         Some(p) => (p.creds.clone(), p.request_timeout),
         None => return,
     };
-    match link::accept(&stream, &creds, limit).await {
-        Ok((node, rest)) => {
-            let stream = Rc::new(stream);
-            let key = core.borrow_mut().add_link(node, stream.clone(), false);
-            if let Some(key) = key {
-                match run(&core, stream, key, rest).await {
-                    LinkError::Frame(e) => {
-                        tracing::warn!(peer = node, %addr, error = %e, "dropped a link: bad frame")
-                    }
-                    why => tracing::debug!(peer = node, reason = %why, "inbound link closed"),
-                }
+    let admitted = |node| admit(&core, node, addr.ip());
+    match link::accept(&stream, &creds, limit, admitted).await {
+        Ok(linked) => {
+            let node = linked.node;
+            if let Some(why) = run(&core, Rc::new(stream), linked, false).await {
+                tracing::debug!(peer = node, %addr, reason = %why, "inbound link closed");
             }
         }
         Err(e) => tracing::warn!(%addr, error = %e, "refused a cluster link"),
     }
 }
 
+/// Whether a Hello from `from` may claim to be `node`: membership (this
+/// node's latest view) must list the node, and at that IP address when its
+/// advertised address is an IP literal (a host name is not resolved here;
+/// the proof, which names both nodes, still has to hold).
+fn admit(core: &CoreRef, node: u16, from: IpAddr) -> Result<(), &'static str> {
+    let peers = core.borrow().node.peers();
+    let Some(peer) = peers.get(&node) else {
+        return Err("hello claims a node id that membership does not list");
+    };
+    match peer.addr.parse::<SocketAddr>() {
+        Ok(listed) if listed.ip().to_canonical() != from.to_canonical() => {
+            Err("hello claims a node id that membership lists at another address")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs an established link until it ends: every frame goes to
-/// `on_link_frame`, the core flushes after each read.
-async fn run(core: &CoreRef, stream: Rc<TcpStream>, key: LinkKey, rest: BytesMut) -> LinkError {
+/// `on_link_frame`, the core flushes after each read. A frame that fails to
+/// open or to validate is logged and counted here; any other end is
+/// returned.
+async fn run(
+    core: &CoreRef,
+    stream: Rc<TcpStream>,
+    linked: Linked,
+    outbound: bool,
+) -> Option<LinkError> {
+    let Linked {
+        node,
+        rest,
+        sealer,
+        opener,
+    } = linked;
+    let key = core
+        .borrow_mut()
+        .add_link(node, stream.clone(), outbound, sealer)?;
     let why = link::read_frames(
         stream,
         rest,
+        opener,
         |frame, bytes| {
             core.borrow().metrics().link_in(bytes);
             Core::on_link_frame(core, key, frame);
@@ -108,5 +141,16 @@ async fn run(core: &CoreRef, stream: Rc<TcpStream>, key: LinkKey, rest: BytesMut
     )
     .await;
     core.borrow_mut().remove_link(key);
-    why
+    match why {
+        LinkError::Seal(e) => {
+            core.borrow().metrics().link_open_failure();
+            tracing::warn!(peer = node, error = %e, "dropped a link: bad frame");
+            None
+        }
+        LinkError::Frame(e) => {
+            tracing::warn!(peer = node, error = %e, "dropped a link: bad frame");
+            None
+        }
+        why => Some(why),
+    }
 }

@@ -2,10 +2,11 @@
 //! them (one it dialled per peer, plus those peers dialled to it), the
 //! requests it waits on, and the buffered writing of frames.
 //!
-//! Frames to send are encoded into the link's buffer and written by the
-//! core's `flush`, one write per batch, like WebSocket pushes. A peer's
-//! answer comes back on the link that carried the request, to the core that
-//! sent it, so no state is shared between cores.
+//! Frames to send are archived once into a reused buffer, sealed into each
+//! link's output buffer (every link has its own keys and counter) and
+//! written by the core's `flush`, one write per batch, like WebSocket
+//! pushes. A peer's answer comes back on the link that carried the request,
+//! to the core that sent it, so no state is shared between cores.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -15,11 +16,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use hashbrown::{HashMap, HashSet};
 use monoio::net::TcpStream;
+use rkyv::util::AlignedVec;
 
 use super::slots::Slots;
 use super::{Core, CoreRef};
 use crate::cluster::frame::{self, Frame};
 use crate::cluster::link::{self, Credentials};
+use crate::cluster::seal::{self, Sealer};
 use crate::cluster::PeerTable;
 use crate::mailbox::{reply_channel, Reply};
 use crate::op::ConnAddr;
@@ -43,6 +46,8 @@ pub(super) struct LinkIo {
     node: u16,
     pub(super) stream: Rc<TcpStream>,
     out: BytesMut,
+    /// Seals the frames this side sends on the link.
+    sealer: Sealer,
     dirty: bool,
     write_waiting: bool,
     /// This core dialled it (it carries this core's requests).
@@ -71,6 +76,8 @@ pub(super) struct Peers {
     pending: HashMap<u64, Pending>,
     next_req: u64,
     dirty: Vec<LinkKey>,
+    /// The archive of the frame being sent, reused across frames.
+    body: AlignedVec,
     /// Nodes recently looked up in etcd and not found: ids of departed
     /// nodes are answered offline without asking etcd again each time.
     unknown: HashMap<u16, Instant>,
@@ -93,6 +100,7 @@ impl Peers {
             pending: HashMap::new(),
             next_req: 1,
             dirty: Vec::new(),
+            body: AlignedVec::new(),
             unknown: HashMap::new(),
         }
     }
@@ -168,12 +176,14 @@ impl Core {
         node: u16,
         stream: Rc<TcpStream>,
         outbound: bool,
+        sealer: Sealer,
     ) -> Option<LinkKey> {
         let p = self.peers.as_mut()?;
         let io = LinkIo {
             node,
             stream,
             out: BytesMut::new(),
+            sealer,
             dirty: false,
             write_waiting: false,
             outbound,
@@ -238,33 +248,40 @@ impl Core {
 
     /// Queues `f` on one link; false when it was dropped.
     pub(super) fn link_send(&mut self, key: LinkKey, f: &Frame) -> bool {
-        let mut buf = BytesMut::new();
-        if frame::encode(f, &mut buf).is_err() {
+        let Some(p) = self.peers.as_mut() else {
             return false;
+        };
+        let mut body = std::mem::take(&mut p.body);
+        let sent = frame::encode_body(f, &mut body).is_ok() && self.link_send_body(key, &body);
+        if let Some(p) = self.peers.as_mut() {
+            p.body = body;
         }
-        self.link_send_encoded(key, &buf)
+        sent
     }
 
-    fn link_send_encoded(&mut self, key: LinkKey, encoded: &[u8]) -> bool {
+    /// Seals the archived frame `body` into link `key`'s queue; false when
+    /// it was dropped (queue full, or the link can seal no more and is closed).
+    fn link_send_body(&mut self, key: LinkKey, body: &[u8]) -> bool {
         let Some(p) = self.peers.as_mut() else {
             return false;
         };
         let Some(io) = p.links.get_mut(key) else {
             return false;
         };
-        if io.out.len() + encoded.len() > LINK_QUEUE_BYTES {
+        let wire = seal::HEADER_LEN + body.len() + seal::TAG_LEN;
+        if io.out.len() + wire > LINK_QUEUE_BYTES {
             self.node.metrics.core(self.id as usize).link_drop();
             return false;
         }
-        io.out.extend_from_slice(encoded);
+        if io.sealer.seal(body, &mut io.out).is_err() {
+            link::close(&io.stream);
+            return false;
+        }
         if !io.dirty {
             io.dirty = true;
             p.dirty.push(key);
         }
-        self.node
-            .metrics
-            .core(self.id as usize)
-            .link_out(encoded.len());
+        self.node.metrics.core(self.id as usize).link_out(wire);
         true
     }
 
@@ -279,17 +296,24 @@ impl Core {
         if p.table.is_empty() {
             return 0;
         }
-        let f = &make();
         let targets: Vec<Option<LinkKey>> =
             p.table.keys().map(|n| p.outbound.get(n).copied()).collect();
-        let mut buf = BytesMut::new();
-        if frame::encode(f, &mut buf).is_err() {
-            return targets.len();
+        let mut body = match self.peers.as_mut() {
+            Some(p) => std::mem::take(&mut p.body),
+            None => return targets.len(),
+        };
+        let missed = if frame::encode_body(&make(), &mut body).is_err() {
+            targets.len()
+        } else {
+            targets
+                .into_iter()
+                .filter(|t| !t.is_some_and(|key| self.link_send_body(key, &body)))
+                .count()
+        };
+        if let Some(p) = self.peers.as_mut() {
+            p.body = body;
         }
-        targets
-            .into_iter()
-            .filter(|t| !t.is_some_and(|key| self.link_send_encoded(key, &buf)))
-            .count()
+        missed
     }
 
     /// The peers of this core's view (none standalone).

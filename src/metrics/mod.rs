@@ -33,6 +33,7 @@ pub struct CoreMetrics {
     link_reconnects: AtomicU64,
     link_drops: AtomicU64,
     link_timeouts: AtomicU64,
+    link_open_failures: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     api: [[AtomicU64; 2]; Route::ALL.len()],
     http_errors: [AtomicU64; HTTP_ERRORS.len()],
@@ -72,6 +73,11 @@ impl CoreMetrics {
         self.link_drops.fetch_add(1, Relaxed);
     }
 
+    /// A frame from a peer failed to open (its link was closed).
+    pub fn link_open_failure(&self) {
+        self.link_open_failures.fetch_add(1, Relaxed);
+    }
+
     pub fn link_timeout(&self) {
         self.link_timeouts.fetch_add(1, Relaxed);
     }
@@ -105,7 +111,7 @@ impl CoreMetrics {
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
-const PER_WORKER: [(&str, &str, &str, Field); 11] = [
+const PER_WORKER: [(&str, &str, &str, Field); 12] = [
     (
         "shardcast_connections",
         "gauge",
@@ -171,6 +177,12 @@ const PER_WORKER: [(&str, &str, &str, Field); 11] = [
         "counter",
         "Requests to other nodes not answered within cluster.request_timeout.",
         |c| &c.link_timeouts,
+    ),
+    (
+        "shardcast_link_open_failures_total",
+        "counter",
+        "Frames from other nodes that failed to open (altered, injected, replayed or out of order); each closed its link.",
+        |c| &c.link_open_failures,
     ),
 ];
 

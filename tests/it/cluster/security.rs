@@ -3,6 +3,11 @@
 //! else; a node without the shared `cluster.secret` gets no link — it cannot push to the
 //! cluster's clients and they do not receive anything through it.
 //!
+//! Someone who can write to etcd but lacks the secret gets no link either: a fake node
+//! address that relays a real node's handshake to another node is refused (the proof
+//! names the node it was meant for), and so is a Hello claiming a node id that
+//! membership does not list, or the acceptor's own.
+//!
 //! Assumptions where the contract is silent:
 //! - A connection that sends bytes which cannot start a valid handshake is closed by the
 //!   node within 5 s (at once for a bad length or checksum; a handshake timeout covers
@@ -15,14 +20,19 @@
 
 use crate::support::{
     api::{api_timed, message_id_of, Answer},
-    cluster::{start_cluster, CALL_LIMIT},
+    cluster::{start_cluster, Etcd, CALL_LIMIT},
     http::wait_eof,
+    link_proxy::{LinkProxy, Tamper},
     node::Node,
-    raw_frames::{garbage, write_raw},
+    raw_frames::{garbage, push_ws_frame, write_raw},
     ws::{assert_notice, expect_message, expect_messages, Client},
     QUIET, SYS_A, WAIT,
 };
+use base64::Engine as _;
+use bytes::BytesMut;
 use serde_json::json;
+use shardcast::cluster::frame::{self, Frame, PROTOCOL_VERSION};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 /// A short look for frames already on their way (after a longer wait elsewhere).
@@ -256,5 +266,106 @@ fn a_node_with_a_wrong_secret_gets_no_link() {
     let info = n2.call(SYS_A, "/api/get_client_info", json!({ "clientId": aid }));
     assert_eq!(info["groups"], json!(["g"]), "{info}");
     // Nodes 1 and 2 still serve each other exactly.
+    pushes_work(n1, n2, &mut a, &mut b);
+}
+
+/// Puts a node record `nodes/<id>` with `addr` into the test cluster's etcd, as anyone
+/// with write access to etcd could (no lease: it stays).
+fn register_fake_node(etcd: &Etcd, id: u16, addr: &str) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = format!("{}nodes/{id}", etcd.cluster_prefix());
+    let value = json!({"addr": addr, "cores": 1, "version": "0.1.0", "started": 1});
+    etcd.post(
+        "/v3/kv/put",
+        json!({"key": b64.encode(key), "value": b64.encode(value.to_string())}),
+    );
+}
+
+/// A System push to `SYS_A` in the unsealed frame format, as a relay would inject it.
+fn injected_push(msg: &str) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    frame::encode(
+        &Frame::System {
+            system: SYS_A.to_string(),
+            frame: push_ws_frame("00000000bad0bad0", msg),
+        },
+        &mut out,
+    )
+    .expect("encode");
+    out.to_vec()
+}
+
+#[test]
+fn a_relay_with_etcd_access_but_no_secret_gets_no_link() {
+    let c = start_cluster(2);
+    let (n1, n2) = (&c[0], &c[1]);
+    let mut a = n1.ws(SYS_A);
+    let mut b = n2.ws(SYS_A);
+    pushes_work(n1, n2, &mut a, &mut b);
+
+    // A fake node 4000 whose address is a relay to node 2: the real nodes dial it (it
+    // is in etcd), and the relay hands their handshakes to node 2. Once node 2 welcomes
+    // a relayed link, the relay keeps it and injects a push.
+    let relay = LinkProxy::start();
+    relay.set_upstream(&n2.cluster_addr());
+    relay.hold_upstream();
+    relay.arm(Tamper::Inject(injected_push("relayed-injection")));
+    register_fake_node(&c.etcd, 4000, &relay.addr());
+    // Let the nodes dial the fake node a few times (backoff 100, 200, 400, 800 ms).
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        relay.welcomes(),
+        0,
+        "node 2 welcomed a link relayed from a fake node address"
+    );
+    assert_eq!(relay.fired(), 0, "the relay injected into an accepted link");
+    for x in [&mut a, &mut b] {
+        let got = x.drain(QUIET);
+        assert!(
+            got.iter().all(|m| m["msg"] != json!("relayed-injection")),
+            "the relay's push was delivered: {got:?}"
+        );
+    }
+    let log = n2.log();
+    assert!(
+        log.contains("refused a cluster link"),
+        "node 2 did not log the refused relay"
+    );
+
+    // A Hello claiming a node id membership does not list, or node 2's own id, gets no
+    // Challenge: the connection is closed at once.
+    let own = n2.call(
+        SYS_A,
+        "/api/get_client_info",
+        json!({"clientId": b.client_id}),
+    )["node"]
+        .as_u64()
+        .expect("node of get_client_info") as u16;
+    for (what, claimed) in [("an unlisted node id", 4242u16), ("node 2's own id", own)] {
+        let mut hello = BytesMut::new();
+        frame::encode(
+            &Frame::Hello {
+                version: PROTOCOL_VERSION,
+                cluster: c.etcd.cluster_name().to_string(),
+                node: claimed,
+                core: 0,
+                nonce: [7; 16],
+            },
+            &mut hello,
+        )
+        .expect("encode");
+        let mut s = write_raw(&n2.cluster_addr(), &hello);
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(
+            answer.is_empty(),
+            "a Hello claiming {what} got an answer ({} bytes): a Challenge",
+            answer.len()
+        );
+    }
+
+    // The real nodes still serve each other exactly.
+    assert!(n1.alive() && n2.alive());
     pushes_work(n1, n2, &mut a, &mut b);
 }

@@ -1,17 +1,18 @@
-//! Corrupt frames on an authenticated peer link (docs/cluster.md, the link frames: "A
-//! length over the limit, a CRC mismatch or a failed validation closes the link with a
-//! logged reason; it never panics").
+//! Corrupt frames on an authenticated peer link (docs/cluster.md, sealed frames: "a
+//! length over the limit, a frame that fails to open or a failed validation closes the
+//! link with a logged reason; it never panics").
 //!
-//! Two nodes. A test-only fake peer (node id 999, which no real node uses) dials node 1's
-//! cluster port and performs a VALID handshake — it knows the test cluster's name and
-//! secret: Hello → Challenge → Proof → Welcome, the node's Welcome proof checked — and
-//! proves the link works (Ping → Pong; a valid `System` frame reaches node 1's client).
-//! Then, each on a fresh authenticated link, it sends a corrupt frame:
-//! - a `Ping` whose CRC is wrong;
-//! - a `System` push whose JSON payload was altered after the CRC was computed (only the
-//!   CRC can tell — the body still validates; it must not be delivered);
+//! Two nodes. A test-only fake peer dials node 1's cluster port claiming node 2's id
+//! (membership lists node 2 at 127.0.0.1, where the fake peer dials from) and performs a
+//! VALID handshake — it knows the test cluster's name and secret: Hello → Challenge →
+//! Proof → Welcome, the node's Welcome proof checked — derives the link's keys, and
+//! proves the link works (a sealed Ping → Pong; a valid sealed `System` frame reaches node
+//! 1's client). Then, each on a fresh authenticated link, it sends a corrupt frame:
+//! - a sealed `Ping` with a flipped byte;
+//! - a sealed `System` push with a flipped byte in its encrypted payload (it must not be
+//!   delivered);
 //! - a header announcing a body over the 64 MiB limit;
-//! - a correct header and CRC around garbage that fails validation.
+//! - garbage that fails validation, correctly sealed (only a holder of the secret can).
 //!
 //! Node 1 must close that connection within 2 s, stay up (`/healthz`), and pushes between
 //! node 1 and node 2 must keep working before, during and after (a pusher runs
@@ -28,19 +29,21 @@ use crate::support::{
     StopOnDrop, QUIET, SYS_A, WAIT,
 };
 use bytes::BytesMut;
+use rkyv::util::AlignedVec;
 use serde_json::{json, Value};
 use shardcast::cluster::frame::{self, Frame, FrameError, MAX_BODY, PROTOCOL_VERSION};
-use shardcast::cluster::handshake::{self, Side};
+use shardcast::cluster::handshake::{self, Side, Transcript};
+use shardcast::cluster::seal::{Opener, Sealer};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const FAKE_NODE: u16 = 999;
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
-/// What a node logs (at warn) when it drops a link for a bad frame (src/core/links.rs),
-/// with `peer=<node>` and `error=<FrameError>` (its texts: src/cluster/frame.rs).
+/// What a node logs (at warn) when it drops a link for a bad frame
+/// (src/core/peer_links.rs), with `peer=<node>` and `error=<SealError or FrameError>`
+/// (their texts: src/cluster/seal.rs, src/cluster/frame.rs).
 const DROPPED_LINK: &str = "dropped a link: bad frame";
 
 fn encode(f: &Frame) -> Vec<u8> {
@@ -53,23 +56,27 @@ fn encode(f: &Frame) -> Vec<u8> {
 struct FakePeer {
     stream: TcpStream,
     buf: Vec<u8>,
+    sealer: Option<Sealer>,
+    opener: Option<Opener>,
 }
 
 impl FakePeer {
-    /// Dials `addr` and runs the dialler's side of the handshake as node `FAKE_NODE`;
-    /// checks the acceptor's proof (and that it is node `expect`).
-    fn connect(addr: &str, cluster: &str, expect: u16) -> FakePeer {
+    /// Dials `addr` and runs the dialler's side of the handshake as node `me`; checks the
+    /// acceptor's proof (and that it is node `expect`), and keeps the link's keys.
+    fn connect(addr: &str, cluster: &str, me: u16, expect: u16) -> FakePeer {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_nodelay(true).unwrap();
         let mut p = FakePeer {
             stream,
             buf: Vec::new(),
+            sealer: None,
+            opener: None,
         };
         let a = handshake::nonce();
         p.send(&encode(&Frame::Hello {
             version: PROTOCOL_VERSION,
             cluster: cluster.to_string(),
-            node: FAKE_NODE,
+            node: me,
             core: 0,
             nonce: a,
         }));
@@ -77,7 +84,14 @@ impl FakePeer {
             Ok(Frame::Challenge { nonce }) => nonce,
             other => panic!("fake peer: expected a Challenge, got {other:?}"),
         };
-        let mac = handshake::proof(CLUSTER_SECRET, Side::Dialler, cluster, &a, &b, FAKE_NODE);
+        let t = Transcript {
+            cluster,
+            dialler: me,
+            acceptor: expect,
+            a,
+            b,
+        };
+        let mac = handshake::proof(CLUSTER_SECRET, Side::Dialler, &t);
         p.send(&encode(&Frame::Proof { mac }));
         match p.read_frame(WAIT) {
             Ok(Frame::Welcome { node, mac }) => {
@@ -86,13 +100,38 @@ impl FakePeer {
                     "Welcome from node {node}, expected node {expect}"
                 );
                 assert!(
-                    handshake::verify(CLUSTER_SECRET, Side::Acceptor, cluster, &a, &b, node, &mac),
+                    handshake::verify(CLUSTER_SECRET, Side::Acceptor, &t, &mac),
                     "node {node}'s Welcome proof does not verify"
                 );
             }
             other => panic!("fake peer: expected a Welcome, got {other:?}"),
         }
+        p.sealer = Some(Sealer::new(&handshake::key(
+            CLUSTER_SECRET,
+            Side::Dialler,
+            &t,
+        )));
+        p.opener = Some(Opener::new(&handshake::key(
+            CLUSTER_SECRET,
+            Side::Acceptor,
+            &t,
+        )));
         p
+    }
+
+    /// `body` sealed as the next frame of this link.
+    fn seal_body(&mut self, body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        let sealer = self.sealer.as_mut().expect("after the handshake");
+        sealer.seal(body, &mut out).expect("seal");
+        out.to_vec()
+    }
+
+    /// `f` sealed as the next frame of this link.
+    fn seal(&mut self, f: &Frame) -> Vec<u8> {
+        let mut body = AlignedVec::new();
+        frame::encode_body(f, &mut body).expect("encode");
+        self.seal_body(&body)
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -107,10 +146,21 @@ impl FakePeer {
         let _ = self.stream.flush();
     }
 
+    /// The next frame from the node: CRC-framed during the handshake, sealed after it.
     fn read_frame(&mut self, timeout: Duration) -> Result<Frame, String> {
         let deadline = Instant::now() + timeout;
         loop {
-            match frame::decode(&self.buf) {
+            let next = match self.opener.as_mut() {
+                None => frame::decode(&self.buf).map_err(|e| e.to_string()),
+                Some(o) => match o.open(&mut self.buf) {
+                    Ok(Some((body, n))) => frame::decode_body(body, &mut AlignedVec::new())
+                        .map(|f| Some((f, n)))
+                        .map_err(|e| e.to_string()),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match next {
                 Ok(Some((f, n))) => {
                     self.buf.drain(..n);
                     return Ok(f);
@@ -134,11 +184,15 @@ impl FakePeer {
 
     /// Ping → Pong: the link is up and served.
     fn ping(&mut self, t: u64) {
-        self.send(&encode(&Frame::Ping { t }));
+        let ping = self.seal(&Frame::Ping { t });
+        self.send(&ping);
         loop {
             match self.read_frame(WAIT) {
                 Ok(Frame::Pong { t: back }) if back == t => return,
-                Ok(Frame::Ping { t }) => self.send(&encode(&Frame::Pong { t })),
+                Ok(Frame::Ping { t }) => {
+                    let pong = self.seal(&Frame::Pong { t });
+                    self.send(&pong)
+                }
                 Ok(other) => panic!("fake peer: expected Pong {t}, got {other:?}"),
                 Err(e) => panic!("fake peer: no Pong {t}: {e}"),
             }
@@ -146,16 +200,15 @@ impl FakePeer {
     }
 }
 
-/// `garbage` of `n` bytes (from the seed on) that the frame decoder rejects as invalid
-/// once a correct header and CRC are put around it.
+/// `garbage` of `n` bytes (from the seed on) that the frame decoder rejects as invalid.
 fn invalid_body(n: usize) -> Vec<u8> {
     for seed in 0x0bad_f00d_u64.. {
         let body = garbage(seed, n);
-        let mut bytes = (n as u32).to_le_bytes().to_vec();
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        if matches!(frame::decode(&bytes), Err(FrameError::Invalid(_))) {
-            return bytes;
+        if matches!(
+            frame::decode_body(&body, &mut AlignedVec::new()),
+            Err(FrameError::Invalid(_))
+        ) {
+            return body;
         }
     }
     unreachable!()
@@ -180,9 +233,15 @@ fn strip_ansi(line: &str) -> String {
 }
 
 /// Waits (at most `timeout`) for the `n`-th (0-based) line of `node`'s log that reports a
-/// link dropped for a bad frame; Ok(it, colours stripped) when it names the fake peer and
-/// `reason`, else Err(why).
-fn logged_drop(node: &Node, n: usize, reason: &str, timeout: Duration) -> Result<String, String> {
+/// link dropped for a bad frame; Ok(it, colours stripped) when it names the node id the
+/// fake peer claimed and `reason`, else Err(why).
+fn logged_drop(
+    node: &Node,
+    n: usize,
+    peer: u16,
+    reason: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
     let line = loop {
         let log = node.log();
@@ -197,7 +256,7 @@ fn logged_drop(node: &Node, n: usize, reason: &str, timeout: Duration) -> Result
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let peer = format!("peer={FAKE_NODE}");
+    let peer = format!("peer={peer}");
     let error = format!("error={reason}");
     if line.contains(&peer) && line.contains(&error) {
         Ok(line)
@@ -244,7 +303,13 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
     )["node"]
         .as_u64()
         .expect("node of get_client_info") as u16;
-    assert_ne!(n1_id, FAKE_NODE, "a real node uses the fake peer's id");
+    let n2_id = n2.call(
+        SYS_A,
+        "/api/get_client_info",
+        json!({ "clientId": clients[1].client_id }),
+    )["node"]
+        .as_u64()
+        .expect("node of get_client_info") as u16;
 
     // Before: pushes both ways.
     for (from, to) in [(0, 1), (1, 0)] {
@@ -320,58 +385,71 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
 
         // The fake peer is a real member of the link mesh as far as node 1 can tell.
         let target = n1.cluster_addr();
-        let mut p = FakePeer::connect(&target, &cluster, n1_id);
+        let mut p = FakePeer::connect(&target, &cluster, n2_id, n1_id);
         p.ping(1);
-        p.send(&encode(&Frame::System {
+        let valid = p.seal(&Frame::System {
             system: SYS_A.to_string(),
             frame: push_ws_frame(valid_mid, "fake-valid"),
-        }));
+        });
+        p.send(&valid);
         p.ping(2);
         drop(p);
 
-        // The corrupt frames, each on a fresh authenticated link.
-        let mut bad_crc = encode(&Frame::Ping { t: 3 });
-        bad_crc[4] ^= 0x01;
-        let mut altered = encode(&Frame::System {
-            system: SYS_A.to_string(),
-            frame: push_ws_frame(corrupt_mid, "fake-corrupt"),
-        });
-        let at = altered
-            .windows(b"fake-corrupt".len())
-            .position(|w| w == b"fake-corrupt")
-            .expect("payload in the body");
-        altered[at] = b'F'; // still valid UTF-8 and a valid archive; only the CRC differs
-        assert!(
-            matches!(frame::decode(&altered), Err(FrameError::Checksum)),
-            "the altered System frame must fail only its checksum"
-        );
-        let mut too_long = ((MAX_BODY + 1) as u32).to_le_bytes().to_vec();
-        too_long.extend_from_slice(&0u32.to_le_bytes());
-        too_long.extend_from_slice(&garbage(0x5eed, 1024));
-        let checksum = "frame checksum mismatch".to_string();
-        let cases: [(&str, Vec<u8>, String); 4] = [
-            ("a Ping with a bad CRC", bad_crc, checksum.clone()),
-            ("a System push altered after its CRC", altered, checksum),
+        // The corrupt frames, each on a fresh authenticated link (after one Ping, so each
+        // is sealed as the link's second frame).
+        let flipped = |p: &mut FakePeer, f: &Frame, at: fn(usize) -> usize| {
+            let mut bytes = p.seal(f);
+            let i = at(bytes.len());
+            bytes[i] ^= 0x01;
+            bytes
+        };
+        let opens = "sealed frame failed to open (altered, injected, replayed or out of order)";
+        type Make = Box<dyn Fn(&mut FakePeer) -> Vec<u8>>;
+        let cases: [(&str, Make, String); 4] = [
             (
-                "a length over the 64 MiB limit",
-                too_long,
-                format!("frame body of {} bytes exceeds the limit", MAX_BODY + 1),
+                "a sealed Ping with a flipped byte",
+                Box::new(move |p| flipped(p, &Frame::Ping { t: 3 }, |n| n - 1)),
+                opens.to_string(),
             ),
             (
-                "a valid header + CRC around garbage",
-                invalid_body(256),
+                "a sealed System push with a flipped byte in its payload",
+                Box::new(move |p| {
+                    let f = Frame::System {
+                        system: SYS_A.to_string(),
+                        frame: push_ws_frame(corrupt_mid, "fake-corrupt"),
+                    };
+                    flipped(p, &f, |n| n / 2)
+                }),
+                opens.to_string(),
+            ),
+            (
+                "a length over the 64 MiB limit",
+                Box::new(|_| {
+                    let mut b = ((MAX_BODY + 1) as u32).to_le_bytes().to_vec();
+                    b.extend_from_slice(&garbage(0x5eed, 1024));
+                    b
+                }),
+                format!(
+                    "sealed frame body of {} bytes exceeds the limit",
+                    MAX_BODY + 1
+                ),
+            ),
+            (
+                "garbage sealed correctly",
+                Box::new(|p| p.seal_body(&invalid_body(256))),
                 "frame body failed validation: ".to_string(),
             ),
         ];
-        for (k, (what, bytes, reason)) in cases.iter().enumerate() {
-            let mut p = FakePeer::connect(&target, &cluster, n1_id);
+        for (k, (what, make, reason)) in cases.iter().enumerate() {
+            let mut p = FakePeer::connect(&target, &cluster, n2_id, n1_id);
             p.ping(10 + k as u64);
+            let bytes = make(&mut p);
             let sent = Instant::now();
-            p.send_lossy(bytes);
+            p.send_lossy(&bytes);
             let closed = wait_eof(&mut p.stream, CLOSE_LIMIT).map(|_| sent.elapsed());
             let h = try_get(n1.addr(), "/healthz", Duration::from_secs(2));
             let healthy = h.is_ok_and(|r| r.status == 200 && r.text().trim() == "ok");
-            let logged = logged_drop(n1, k, reason, WAIT);
+            let logged = logged_drop(n1, k, n2_id, reason, WAIT);
             eprintln!(
                 "[link-corrupt] {what}: link closed by node 1 {}; /healthz {}; logged: {}",
                 closed
@@ -463,7 +541,7 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
         }
         if corrupt_delivered > 0 {
             problems.push(format!(
-                "client on node {}: a push from a frame with a bad CRC was delivered",
+                "client on node {}: a push from a frame that failed to open was delivered",
                 k + 1
             ));
         }

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod cluster;
 pub mod http;
+pub mod link_proxy;
 pub mod metrics;
 pub mod node;
 pub mod raw_frames;
