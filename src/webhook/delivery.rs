@@ -1,9 +1,12 @@
-//! The webhook thread: one sequential task per lane, each event tried once
-//! and then up to `webhook.retries` more times with exponential backoff.
+//! The webhook thread: one sequential task per lane (started when the lane
+//! is created, ended when it runs empty), each event tried once and then up
+//! to `webhook.retries` more times with exponential backoff, unless its
+//! URL's circuit breaker is open.
 //!
 //! Every attempt (connect, request, answer headers) is bounded by
 //! `webhook.timeout`, so a hanging receiver costs a lane at most
-//! `(retries + 1) * timeout` plus the backoff per event. Redirects are not
+//! `(retries + 1) * timeout` plus the backoff per event, and after 5 failed
+//! attempts in a row its breaker drops its events at once. Redirects are not
 //! followed (a 3xx is a failed attempt), so events only ever go to the
 //! configured address, and proxy variables are ignored for the same reason.
 
@@ -19,8 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
 
+use super::breaker::{Breakers, OPEN_FOR};
 use super::event::{EncodeError, Event};
-use super::{sign, Shared};
+use super::{sign, DropReason, LaneKey, Shared};
 use crate::config::WebhookConfig;
 
 const USER_AGENT: &str = concat!("shardcast/", env!("CARGO_PKG_VERSION"));
@@ -57,12 +61,25 @@ enum Failure {
     Status(StatusCode),
     #[error("{reason}")]
     Http { reason: String, invalid: bool },
+    #[error("circuit breaker open")]
+    CircuitOpen,
 }
 
 impl Failure {
     /// Retrying cannot help: the event or its URL is malformed.
     fn is_final(&self) -> bool {
-        matches!(self, Self::Encode(_) | Self::Http { invalid: true, .. })
+        matches!(
+            self,
+            Self::Encode(_) | Self::Http { invalid: true, .. } | Self::CircuitOpen
+        )
+    }
+
+    /// The reason the event is counted under when this ends its delivery.
+    fn reason(&self) -> DropReason {
+        match self {
+            Self::CircuitOpen => DropReason::CircuitOpen,
+            _ => DropReason::Failed,
+        }
     }
 }
 
@@ -106,6 +123,7 @@ pub(super) struct Delivery {
     client: Client,
     timeout: Duration,
     retries: u32,
+    breakers: Breakers,
     shared: Arc<Shared>,
 }
 
@@ -115,15 +133,17 @@ impl Delivery {
             client,
             timeout: config.timeout,
             retries: config.retries,
+            breakers: Breakers::default(),
             shared,
         }
     }
 
-    /// One lane: its events one after the other, in submission order.
-    async fn serve(self: Arc<Self>, mut lane: mpsc::UnboundedReceiver<Event>) {
-        while let Some(event) = lane.recv().await {
+    /// One lane: its events one after the other, in submission order,
+    /// until it is empty (then the lane is gone and so is its task).
+    async fn serve(self: Arc<Self>, lane: LaneKey) {
+        while let Some(event) = self.shared.next(&lane) {
             self.deliver(&event).await;
-            self.shared.release();
+            self.shared.release(&lane.0);
         }
     }
 
@@ -131,24 +151,44 @@ impl Delivery {
         let stats = &self.shared.stats;
         match self.try_all(event).await {
             Ok(()) => stats.deliver_one(),
+            Err(Failure::CircuitOpen) => {
+                stats.drop_some(DropReason::CircuitOpen, 1);
+                debug!(system = %event.system_id, client = %event.client_id,
+                    "webhook event dropped: circuit breaker open");
+            }
             Err(error) => {
-                stats.drop_one();
+                stats.drop_some(error.reason(), 1);
                 warn!(system = %event.system_id, client = %event.client_id, %error,
                     "webhook event dropped");
             }
         }
     }
 
-    /// The first attempt and up to `retries` more, with backoff between.
+    /// The first attempt and up to `retries` more, with backoff between;
+    /// none while the URL's breaker is open.
     async fn try_all(&self, event: &Event) -> Result<(), Failure> {
         let request = Request::new(event)?;
+        let url = event.endpoint.url.as_str();
         let mut attempt = 0;
         loop {
-            let error = match self.attempt(&event.endpoint.url, &request).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_final() || attempt >= self.retries => return Err(e),
+            if self.breakers.is_open(url, Instant::now()) {
+                return Err(Failure::CircuitOpen);
+            }
+            let error = match self.attempt(url, &request).await {
+                Ok(()) => {
+                    self.breakers.success(url);
+                    return Ok(());
+                }
+                Err(e) if e.is_final() => return Err(e),
                 Err(e) => e,
             };
+            if self.breakers.failure(url, Instant::now()) {
+                warn!(system = %event.system_id, %error, skipped_for = ?OPEN_FOR,
+                    "webhook circuit breaker open: the URL is skipped");
+            }
+            if attempt >= self.retries {
+                return Err(error);
+            }
             debug!(system = %event.system_id, %error, attempt, "webhook attempt failed");
             self.shared.stats.retry_one();
             tokio::time::sleep(backoff(attempt)).await;
@@ -207,21 +247,26 @@ async fn discard(mut response: Response) {
 pub(super) fn run(
     runtime: Runtime,
     delivery: Delivery,
-    lanes: Vec<mpsc::UnboundedReceiver<Event>>,
+    mut new_lanes: mpsc::UnboundedReceiver<LaneKey>,
     stop: oneshot::Receiver<Instant>,
 ) {
     let delivery = Arc::new(delivery);
     let shared = Arc::clone(&delivery.shared);
     runtime.block_on(async {
-        for lane in lanes {
-            tokio::spawn(Arc::clone(&delivery).serve(lane));
-        }
+        let delivery = Arc::clone(&delivery);
+        tokio::spawn(async move {
+            while let Some(lane) = new_lanes.recv().await {
+                tokio::spawn(Arc::clone(&delivery).serve(lane));
+            }
+        });
         if let Ok(deadline) = stop.await {
             drain(&shared, deadline).await;
         }
     });
+    // Before the runtime stops: no submit may queue an event that no task
+    // will ever take.
+    shared.abandon();
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
-    shared.stats.abandon();
 }
 
 /// Waits until no event is held or `deadline` has passed.
