@@ -61,6 +61,7 @@ enum Failure {
     Status(StatusCode),
     #[error("{reason}")]
     Http { reason: String, invalid: bool },
+    /// Not tried: the URL's breaker is open.
     #[error("circuit breaker open")]
     CircuitOpen,
 }
@@ -68,18 +69,7 @@ enum Failure {
 impl Failure {
     /// Retrying cannot help: the event or its URL is malformed.
     fn is_final(&self) -> bool {
-        matches!(
-            self,
-            Self::Encode(_) | Self::Http { invalid: true, .. } | Self::CircuitOpen
-        )
-    }
-
-    /// The reason the event is counted under when this ends its delivery.
-    fn reason(&self) -> DropReason {
-        match self {
-            Self::CircuitOpen => DropReason::CircuitOpen,
-            _ => DropReason::Failed,
-        }
+        matches!(self, Self::Encode(_) | Self::Http { invalid: true, .. })
     }
 }
 
@@ -157,7 +147,7 @@ impl Delivery {
                     "webhook event dropped: circuit breaker open");
             }
             Err(error) => {
-                stats.drop_some(error.reason(), 1);
+                stats.drop_some(DropReason::Failed, 1);
                 warn!(system = %event.system_id, client = %event.client_id, %error,
                     "webhook event dropped");
             }
