@@ -13,9 +13,13 @@
 //! removes it), and URLs come from the configuration and registered systems,
 //! never from a client. Past [`TRACKED`] entries, those not open are
 //! forgotten, so the map cannot grow with the URLs the node has seen.
+//!
+//! Only the webhook thread's lanes use them (the cores never look at a
+//! breaker: an event for an open URL is accepted and dropped there), one
+//! task at a time and never across an await, so a `RefCell` holds them.
 
+use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -44,13 +48,13 @@ impl Breaker {
 /// The breakers of the URLs whose last attempt failed.
 #[derive(Debug, Default)]
 pub(super) struct Breakers {
-    urls: Mutex<HashMap<String, Breaker>>,
+    urls: RefCell<HashMap<String, Breaker>>,
 }
 
 impl Breakers {
-    /// The lock holds plain counters, consistent after any panic.
-    fn urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, Breaker>> {
-        self.urls.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Borrowed only within one call of the methods below.
+    fn urls(&self) -> RefMut<'_, HashMap<String, Breaker>> {
+        self.urls.borrow_mut()
     }
 
     /// `url` is skipped now.

@@ -1,7 +1,10 @@
-//! The webhook thread: one sequential task per lane (started when the lane
-//! is created, ended when it runs empty), each event tried once and then up
-//! to `webhook.retries` more times with exponential backoff, unless its
-//! URL's circuit breaker is open.
+//! The webhook thread: a dispatcher that takes the events from the channel
+//! (in submission order) and puts them on their lanes (see `lanes`), and one
+//! sequential task per lane (started when the lane is created, ended when it
+//! runs empty), each event tried once and then up to `webhook.retries` more
+//! times with exponential backoff, unless its URL's circuit breaker is open.
+//! All of them run on one `LocalSet` of the thread's current-thread
+//! runtime, so they share their state (`Rc`, `RefCell`) without locks.
 //!
 //! Every attempt (connect, request, answer headers) is bounded by
 //! `webhook.timeout`, so a hanging receiver costs a lane at most
@@ -11,6 +14,7 @@
 //! configured address, and proxy variables are ignored for the same reason.
 
 use std::error::Error;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +23,13 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Response, StatusCode};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::LocalSet;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
 
 use super::breaker::{Breakers, OPEN_FOR};
 use super::event::{EncodeError, Event};
+use super::lanes::Lanes;
 use super::{sign, DropReason, LaneKey, Shared};
 use crate::config::WebhookConfig;
 
@@ -114,26 +120,46 @@ pub(super) struct Delivery {
     timeout: Duration,
     retries: u32,
     breakers: Breakers,
+    lanes: Lanes,
     shared: Arc<Shared>,
 }
 
 impl Delivery {
-    pub(super) fn new(client: Client, config: &WebhookConfig, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(
+        client: Client,
+        config: &WebhookConfig,
+        shared: Arc<Shared>,
+        share: u64,
+    ) -> Self {
         Self {
             client,
             timeout: config.timeout,
             retries: config.retries,
             breakers: Breakers::default(),
+            lanes: Lanes::new(Arc::clone(&shared), share),
             shared,
         }
     }
 
+    /// Takes the events from the channel in submission order and puts each
+    /// on its lane (starting the lane's task when the lane is new), or drops
+    /// it when its system holds its share. Never returns (after the last
+    /// `Webhooks` is gone it just waits).
+    async fn dispatch(self: &Rc<Self>, events: &mut mpsc::UnboundedReceiver<Event>) {
+        while let Some(event) = events.recv().await {
+            if let Some(lane) = self.lanes.admit(event) {
+                tokio::task::spawn_local(Rc::clone(self).serve(lane));
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+
     /// One lane: its events one after the other, in submission order,
     /// until it is empty (then the lane is gone and so is its task).
-    async fn serve(self: Arc<Self>, lane: LaneKey) {
-        while let Some(event) = self.shared.next(&lane) {
+    async fn serve(self: Rc<Self>, lane: LaneKey) {
+        while let Some(event) = self.lanes.next(&lane) {
             self.deliver(&event).await;
-            self.shared.release(&lane.0);
+            self.lanes.done(&lane.0);
         }
     }
 
@@ -229,41 +255,58 @@ async fn discard(mut response: Response) {
     }
 }
 
-/// The thread's body: serves the lanes until [`WebhookThread::finish`]
-/// (then until nothing is held or the deadline) or until the thread handle
-/// is dropped; what is still held then counts as dropped.
+/// The thread's body: dispatches and serves the lanes until
+/// [`WebhookThread::finish`] (then until nothing is held or the deadline) or
+/// until the thread handle is dropped; then closes the channel, and what is
+/// still held counts as dropped.
 ///
 /// [`WebhookThread::finish`]: super::WebhookThread::finish
 pub(super) fn run(
     runtime: Runtime,
     delivery: Delivery,
-    mut new_lanes: mpsc::UnboundedReceiver<LaneKey>,
+    mut events: mpsc::UnboundedReceiver<Event>,
     stop: oneshot::Receiver<Instant>,
 ) {
-    let delivery = Arc::new(delivery);
-    let shared = Arc::clone(&delivery.shared);
-    runtime.block_on(async {
-        let delivery = Arc::clone(&delivery);
-        tokio::spawn(async move {
-            while let Some(lane) = new_lanes.recv().await {
-                tokio::spawn(Arc::clone(&delivery).serve(lane));
+    let delivery = Rc::new(delivery);
+    let tasks = LocalSet::new();
+    tasks.block_on(&runtime, async {
+        let dispatch = delivery.dispatch(&mut events);
+        tokio::pin!(dispatch);
+        let stopped = tokio::select! {
+            () = &mut dispatch => None,
+            stopped = stop => stopped.ok(),
+        };
+        if let Some(deadline) = stopped {
+            tokio::select! {
+                () = &mut dispatch => {}
+                () = drain(&delivery, deadline) => {}
             }
-        });
-        if let Ok(deadline) = stop.await {
-            drain(&shared, deadline).await;
         }
     });
-    // Before the runtime stops: no submit may queue an event that no task
-    // will ever take.
-    shared.abandon();
+    // The lanes are no longer run. Before the runtime stops: no submit may
+    // queue an event that nobody will take, and every event sent before the
+    // channel closed is counted (a send under way is waited for).
+    events.close();
+    let left = runtime.block_on(async {
+        let mut left = 0;
+        while events.recv().await.is_some() {
+            left += 1;
+        }
+        left
+    });
+    delivery.lanes.abandon(left);
+    {
+        let _runtime = runtime.enter();
+        drop(tasks);
+    }
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
 }
 
 /// Waits until no event is held or `deadline` has passed.
-async fn drain(shared: &Shared, deadline: Instant) {
-    while shared.stats.queued() > 0 {
+async fn drain(delivery: &Delivery, deadline: Instant) {
+    while delivery.shared.stats.queued() > 0 {
         tokio::select! {
-            () = shared.idle.notified() => {}
+            () = delivery.lanes.idle() => {}
             () = tokio::time::sleep_until(deadline) => return,
         }
     }

@@ -5,7 +5,7 @@
 //! circuit breaker, an event whose retries are spent, and shutdown.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 
 /// Why an event was dropped: the `reason` label of
 /// `shardcast_webhook_dropped_total`.
@@ -49,8 +49,9 @@ impl DropReason {
 
 #[derive(Debug, Default)]
 pub struct WebhookStats {
-    /// Events held now (queued or in delivery): a mirror of the count kept
-    /// under the queue's lock, readable without it.
+    /// Events held now (in the channel, queued on a lane or in delivery):
+    /// the global bound `webhook.queue`, taken by `submit` and given back by
+    /// the webhook thread.
     queued: AtomicU64,
     delivered: AtomicU64,
     retries: AtomicU64,
@@ -116,9 +117,20 @@ impl WebhookStats {
         self.queued.load(Acquire)
     }
 
-    /// Publishes the count of held events (called under the queue's lock).
-    pub(super) fn set_queued(&self, held: u64) {
-        self.queued.store(held, Release);
+    /// Takes a place for one event; false when `limit` are held already.
+    pub(super) fn try_hold(&self, limit: u64) -> bool {
+        self.queued
+            .fetch_update(AcqRel, Acquire, |n| (n < limit).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives back `n` places; true when that left none held.
+    pub(super) fn release(&self, n: u64) -> bool {
+        let before = self
+            .queued
+            .fetch_update(AcqRel, Acquire, |held| Some(held.saturating_sub(n)))
+            .unwrap_or_else(|held| held);
+        before <= n
     }
 
     pub(super) fn deliver_one(&self) {
