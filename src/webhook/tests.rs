@@ -633,3 +633,36 @@ fn debug_output_hides_the_secret() {
     };
     assert!(!format!("{endpoint:?}").contains(SECRET));
 }
+
+#[test]
+fn every_event_is_counted_once_when_the_thread_stops_under_submits() {
+    let receiver = Receiver::start(|n| Some(if n % 3 == 0 { 500 } else { 200 }));
+    let (hooks, thread) = start(&config(1, 50, Duration::from_secs(5))).expect("start");
+    let endpoint = receiver.endpoint(None);
+    let submitters: Vec<_> = (0..4)
+        .map(|t| {
+            let (hooks, endpoint) = (hooks.clone(), Arc::clone(&endpoint));
+            thread::spawn(move || {
+                let mut submitted = 0u64;
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_millis(600) {
+                    let mut e = event(&endpoint, &format!("c{t}-{submitted}"), EventKind::Connect);
+                    e.system_id = format!("s{}", submitted % 3);
+                    let _ = hooks.submit(e);
+                    submitted += 1;
+                }
+                submitted
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    thread.finish(Duration::from_millis(100));
+    let submitted: u64 = submitters
+        .into_iter()
+        .map(|s| s.join().expect("submitter"))
+        .sum();
+    let stats = hooks.stats();
+    assert_eq!(stats.queued(), 0);
+    assert_eq!(stats.delivered() + stats.dropped(), submitted);
+    assert!(stats.dropped_for(DropReason::Shutdown) > 0);
+}
