@@ -25,8 +25,9 @@
 #       publish is written to each subscriber on its own (a burst's pipelined publishes
 #       share one write per subscriber), which costs several times the CPU per push:
 #       keep R × S far below the burst's rate. The subscribers' connect events fill the
-#       queue (S > 10,000: the rest are dropped at once), the 32 lanes hang on their
-#       first event each, and every disconnect at the end is dropped.
+#       system's share of the queue (S > 5,000, half of it: the rest are dropped at
+#       once), its 32 lanes hang on their first event each until its circuit breaker
+#       opens (5 timeouts in a row), and every disconnect at the end is dropped.
 #
 # Every process it starts (nodes, nginx, the hung listener) gets fresh free loopback
 # ports and a temporary directory, and is stopped on exit, Ctrl-C included. The
@@ -233,8 +234,10 @@ EOF
 }
 
 # metric NAME: its value on the node's /metrics page.
+# A series' value; a name alone sums its samples over all labels (e.g. every reason).
 metric() {
-  curl -s "http://127.0.0.1:$NODE_PORT/metrics" | awk -v m="$1" '$1 == m { print $2; exit }'
+  curl -s "http://127.0.0.1:$NODE_PORT/metrics" |
+    awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2; n++ } END { if (n) printf "%.0f\n", s }'
 }
 # CPU ticks (utime + stime) of the node's webhook thread / of nginx (master + workers).
 webhook_ticks() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::config::AuthMode;
 use crate::node::unix_millis;
-use crate::webhook::{Endpoint, Event, EventKind, QueueFull};
+use crate::webhook::{Endpoint, Event, EventKind, Refused};
 
 use super::conn::Conn;
 use super::Core;
@@ -19,7 +19,7 @@ use super::Core;
 impl Core {
     /// Queues `kind` for `conn`. None when the node has no webhook for the
     /// connection's system.
-    pub(super) fn emit(&self, conn: &Conn, kind: EventKind) -> Option<Result<(), QueueFull>> {
+    pub(super) fn emit(&self, conn: &Conn, kind: EventKind) -> Option<Result<(), Refused>> {
         let webhooks = self.node.webhooks.as_ref()?;
         let endpoint = self.endpoint(&conn.system)?;
         let event = Event {

@@ -1,13 +1,20 @@
-//! The webhook thread: one sequential task per lane, each event tried once
-//! and then up to `webhook.retries` more times with exponential backoff.
+//! The webhook thread: a dispatcher that takes the events from the channel
+//! (in submission order) and puts them on their lanes (see `lanes`), and one
+//! sequential task per lane (started when the lane is created, ended when it
+//! runs empty), each event tried once and then up to `webhook.retries` more
+//! times with exponential backoff, unless its URL's circuit breaker is open.
+//! All of them run on one `LocalSet` of the thread's current-thread
+//! runtime, so they share their state (`Rc`, `RefCell`) without locks.
 //!
 //! Every attempt (connect, request, answer headers) is bounded by
 //! `webhook.timeout`, so a hanging receiver costs a lane at most
-//! `(retries + 1) * timeout` plus the backoff per event. Redirects are not
+//! `(retries + 1) * timeout` plus the backoff per event, and after 5 failed
+//! attempts in a row its breaker drops its events at once. Redirects are not
 //! followed (a 3xx is a failed attempt), so events only ever go to the
 //! configured address, and proxy variables are ignored for the same reason.
 
 use std::error::Error;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +23,14 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Response, StatusCode};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::LocalSet;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
 
+use super::breaker::{Breakers, OPEN_FOR};
 use super::event::{EncodeError, Event};
-use super::{sign, Shared};
+use super::lanes::Lanes;
+use super::{sign, DropReason, LaneKey, Shared};
 use crate::config::WebhookConfig;
 
 const USER_AGENT: &str = concat!("shardcast/", env!("CARGO_PKG_VERSION"));
@@ -57,6 +67,9 @@ enum Failure {
     Status(StatusCode),
     #[error("{reason}")]
     Http { reason: String, invalid: bool },
+    /// Not tried: the URL's breaker is open.
+    #[error("circuit breaker open")]
+    CircuitOpen,
 }
 
 impl Failure {
@@ -106,24 +119,47 @@ pub(super) struct Delivery {
     client: Client,
     timeout: Duration,
     retries: u32,
+    breakers: Breakers,
+    lanes: Lanes,
     shared: Arc<Shared>,
 }
 
 impl Delivery {
-    pub(super) fn new(client: Client, config: &WebhookConfig, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(
+        client: Client,
+        config: &WebhookConfig,
+        shared: Arc<Shared>,
+        share: u64,
+    ) -> Self {
         Self {
             client,
             timeout: config.timeout,
             retries: config.retries,
+            breakers: Breakers::default(),
+            lanes: Lanes::new(Arc::clone(&shared), share),
             shared,
         }
     }
 
-    /// One lane: its events one after the other, in submission order.
-    async fn serve(self: Arc<Self>, mut lane: mpsc::UnboundedReceiver<Event>) {
-        while let Some(event) = lane.recv().await {
+    /// Takes the events from the channel in submission order and puts each
+    /// on its lane (starting the lane's task when the lane is new), or drops
+    /// it when its system holds its share. Never returns (after the last
+    /// `Webhooks` is gone it just waits).
+    async fn dispatch(self: &Rc<Self>, events: &mut mpsc::UnboundedReceiver<Event>) {
+        while let Some(event) = events.recv().await {
+            if let Some(lane) = self.lanes.admit(event) {
+                tokio::task::spawn_local(Rc::clone(self).serve(lane));
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+
+    /// One lane: its events one after the other, in submission order,
+    /// until it is empty (then the lane is gone and so is its task).
+    async fn serve(self: Rc<Self>, lane: LaneKey) {
+        while let Some(event) = self.lanes.next(&lane) {
             self.deliver(&event).await;
-            self.shared.release();
+            self.lanes.done(&lane.0);
         }
     }
 
@@ -131,24 +167,44 @@ impl Delivery {
         let stats = &self.shared.stats;
         match self.try_all(event).await {
             Ok(()) => stats.deliver_one(),
+            Err(Failure::CircuitOpen) => {
+                stats.drop_some(DropReason::CircuitOpen, 1);
+                debug!(system = %event.system_id, client = %event.client_id,
+                    "webhook event dropped: circuit breaker open");
+            }
             Err(error) => {
-                stats.drop_one();
+                stats.drop_some(DropReason::Failed, 1);
                 warn!(system = %event.system_id, client = %event.client_id, %error,
                     "webhook event dropped");
             }
         }
     }
 
-    /// The first attempt and up to `retries` more, with backoff between.
+    /// The first attempt and up to `retries` more, with backoff between;
+    /// none while the URL's breaker is open.
     async fn try_all(&self, event: &Event) -> Result<(), Failure> {
         let request = Request::new(event)?;
+        let url = event.endpoint.url.as_str();
         let mut attempt = 0;
         loop {
-            let error = match self.attempt(&event.endpoint.url, &request).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_final() || attempt >= self.retries => return Err(e),
+            if self.breakers.is_open(url, Instant::now()) {
+                return Err(Failure::CircuitOpen);
+            }
+            let error = match self.attempt(url, &request).await {
+                Ok(()) => {
+                    self.breakers.success(url);
+                    return Ok(());
+                }
+                Err(e) if e.is_final() => return Err(e),
                 Err(e) => e,
             };
+            if self.breakers.failure(url, Instant::now()) {
+                warn!(system = %event.system_id, %error, skipped_for = ?OPEN_FOR,
+                    "webhook circuit breaker open: the URL is skipped");
+            }
+            if attempt >= self.retries {
+                return Err(error);
+            }
             debug!(system = %event.system_id, %error, attempt, "webhook attempt failed");
             self.shared.stats.retry_one();
             tokio::time::sleep(backoff(attempt)).await;
@@ -199,36 +255,58 @@ async fn discard(mut response: Response) {
     }
 }
 
-/// The thread's body: serves the lanes until [`WebhookThread::finish`]
-/// (then until nothing is held or the deadline) or until the thread handle
-/// is dropped; what is still held then counts as dropped.
+/// The thread's body: dispatches and serves the lanes until
+/// [`WebhookThread::finish`] (then until nothing is held or the deadline) or
+/// until the thread handle is dropped; then closes the channel, and what is
+/// still held counts as dropped.
 ///
 /// [`WebhookThread::finish`]: super::WebhookThread::finish
 pub(super) fn run(
     runtime: Runtime,
     delivery: Delivery,
-    lanes: Vec<mpsc::UnboundedReceiver<Event>>,
+    mut events: mpsc::UnboundedReceiver<Event>,
     stop: oneshot::Receiver<Instant>,
 ) {
-    let delivery = Arc::new(delivery);
-    let shared = Arc::clone(&delivery.shared);
-    runtime.block_on(async {
-        for lane in lanes {
-            tokio::spawn(Arc::clone(&delivery).serve(lane));
-        }
-        if let Ok(deadline) = stop.await {
-            drain(&shared, deadline).await;
+    let delivery = Rc::new(delivery);
+    let tasks = LocalSet::new();
+    tasks.block_on(&runtime, async {
+        let dispatch = delivery.dispatch(&mut events);
+        tokio::pin!(dispatch);
+        let stopped = tokio::select! {
+            () = &mut dispatch => None,
+            stopped = stop => stopped.ok(),
+        };
+        if let Some(deadline) = stopped {
+            tokio::select! {
+                () = &mut dispatch => {}
+                () = drain(&delivery, deadline) => {}
+            }
         }
     });
+    // The lanes are no longer run. Before the runtime stops: no submit may
+    // queue an event that nobody will take, and every event sent before the
+    // channel closed is counted (a send under way is waited for).
+    events.close();
+    let left = runtime.block_on(async {
+        let mut left = 0;
+        while events.recv().await.is_some() {
+            left += 1;
+        }
+        left
+    });
+    delivery.lanes.abandon(left);
+    {
+        let _runtime = runtime.enter();
+        drop(tasks);
+    }
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
-    shared.stats.abandon();
 }
 
 /// Waits until no event is held or `deadline` has passed.
-async fn drain(shared: &Shared, deadline: Instant) {
-    while shared.stats.queued() > 0 {
+async fn drain(delivery: &Delivery, deadline: Instant) {
+    while delivery.shared.stats.queued() > 0 {
         tokio::select! {
-            () = shared.idle.notified() => {}
+            () = delivery.lanes.idle() => {}
             () = tokio::time::sleep_until(deadline) => return,
         }
     }

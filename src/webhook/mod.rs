@@ -4,31 +4,55 @@
 //! Cores run monoio and must never wait on a receiver that is down, slow or
 //! hanging, so delivery lives on its own std thread ("shardcast-webhook")
 //! with a current-thread tokio runtime, where reqwest (keep-alive pool,
-//! https) can run. Cores only call [`Webhooks::submit`], which never blocks:
-//! it checks a counter and puts the event on an unbounded channel.
+//! https) can run. Cores only call [`Webhooks::submit`], which never blocks
+//! and shares nothing with the other cores but one atomic counter and a
+//! channel: it takes a place under the global bound and sends the event to
+//! the webhook thread.
 //!
-//! Why lanes: events must reach the receiver in order per connection (a
-//! `disconnect` never before its `connect`), yet one slow connection must not
-//! hold up all the others. Events are spread over [`LANES`] sequential tasks
-//! by a hash of the clientId: one connection always uses the same lane, so
-//! its events never overtake each other, while different lanes deliver
-//! concurrently over one shared connection pool. A lane waits out an event's
-//! retries before its next event; that is the price of the ordering, and it
-//! is bounded by `webhook.timeout` and `webhook.retries`.
+//! Why lanes per system: events must reach the receiver in order per
+//! connection (a `disconnect` never before its `connect`), yet one slow
+//! connection must not hold up all the others, and one system's hung
+//! receiver must not hold up any other system. A lane is a FIFO of events
+//! keyed by (systemId, hash of the clientId modulo [`LANES`]), served by one
+//! sequential task: one connection always uses the same lane, so its events
+//! never overtake each other, while lanes deliver concurrently over one
+//! shared connection pool. A lane waits out an event's retries before its
+//! next event (the price of the order), so a hung receiver blocks only the
+//! lanes of its own system. Lanes are created when an event arrives for
+//! them and removed when they run empty, so an idle system costs nothing.
 //!
-//! Why one counter bounds everything: the channels are unbounded so that
-//! `submit` never waits, and the memory bound is instead an atomic count of
-//! the events held (queued or in delivery), at most `webhook.queue`. Over it,
-//! `submit` refuses with [`QueueFull`] and the event counts as dropped, like
-//! an event whose retries are spent.
+//! Why two bounds in two places: the node holds at most `webhook.queue`
+//! events (in the channel, queued on a lane or in delivery), and one system
+//! at most half of that ([`share`]), so that a system whose receiver fails or
+//! hangs cannot fill the queue and starve the others. The global bound is an
+//! atomic count that `submit` takes (over it: refused, dropped as
+//! `queue_full`) and the webhook thread gives back. Everything per system
+//! (the share, the lanes, the breakers) is the webhook thread's own, with no
+//! lock: a core owns its data and others send it messages, and a lock every
+//! core takes for every event would be shared on a message path. The
+//! thread's dispatcher takes each event from the channel in submission
+//! order, drops it when its system holds its share already (reason
+//! `system_share`, its place given back) and otherwise queues it on its
+//! lane. Since the thread is single and its tasks touch that state only
+//! between awaits, a lane running empty and an event arriving for it can
+//! never miss each other (one task per lane, never two). Everything there is
+//! bounded by the held events.
+//!
+//! Circuit breakers (see `breaker`) skip a URL that failed 5 times in a row
+//! for 10 s: its events are dropped at once instead of each costing its
+//! retries.
 //!
 //! Shutdown: [`WebhookThread::finish`] lets the lanes go on until nothing is
-//! held or the deadline passes, then stops the runtime; what is still held
-//! then counts as dropped. Events submitted before `finish` (the `shutdown`
-//! disconnects) are already counted, so they are waited for.
+//! held or the deadline passes, then closes the channel (`submit` is refused
+//! from then on, reason `shutdown`) and stops the runtime; what is still
+//! held then counts as dropped (reason `shutdown`). Events submitted before
+//! `finish` (the `shutdown` disconnects) are already held, so they are
+//! waited for.
 
+mod breaker;
 mod delivery;
 mod event;
+mod lanes;
 mod sign;
 mod stats;
 #[cfg(test)]
@@ -39,21 +63,26 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::WebhookConfig;
 use delivery::Delivery;
 pub use event::{Endpoint, Event, EventKind};
-pub use stats::WebhookStats;
+pub use stats::{DropReason, WebhookStats};
 
-/// Sequential delivery tasks; a connection's events all go to one of them.
+/// Sequential delivery lanes per system; a connection's events all go to
+/// one of them.
 const LANES: usize = 32;
 
-/// `submit` refused the event: `webhook.queue` events are held already (or
-/// the webhook thread has stopped). The event was counted as dropped.
+/// `submit` refused the event; it was counted as dropped. (An event over
+/// its system's share is accepted here and dropped by the webhook thread.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("webhook queue is full")]
-pub struct QueueFull;
+pub enum Refused {
+    #[error("webhook queue is full")]
+    QueueFull,
+    #[error("webhook delivery has stopped")]
+    Stopped,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -65,45 +94,52 @@ pub enum WebhookError {
     Thread(std::io::Error),
 }
 
-/// State shared by the submitters and the webhook thread.
+/// A lane: a system and a slot of [`LANES`].
+type LaneKey = (Arc<str>, usize);
+
+/// What the cores and the webhook thread share: the bound and the counters.
 struct Shared {
-    lanes: Vec<mpsc::UnboundedSender<Event>>,
+    /// `webhook.queue`.
     limit: u64,
+    /// Its `queued` is the global count of held events.
     stats: WebhookStats,
-    /// Signalled when the last held event is released (for `finish`).
-    idle: Notify,
+    /// Lanes and systems with held events on the webhook thread, published
+    /// for tests.
+    #[cfg(test)]
+    census: lanes::Census,
 }
 
-impl Shared {
-    /// An event has been delivered or dropped.
-    fn release(&self) {
-        if self.stats.release() {
-            self.idle.notify_one();
-        }
-    }
+/// Half of the queue, rounded up (so that a queue of 1 still takes one).
+fn share(limit: u64) -> u64 {
+    limit.div_ceil(2)
 }
 
 /// The cores' side: submits events. Send + Sync, cheap to clone.
 #[derive(Clone)]
 pub struct Webhooks {
     shared: Arc<Shared>,
+    /// To the webhook thread's dispatcher.
+    events: mpsc::UnboundedSender<Event>,
 }
 
 impl Webhooks {
-    /// Never blocks. Err(QueueFull) when `webhook.queue` events are already
-    /// held (queued or in delivery), or after the thread has stopped; the
-    /// drop is counted.
-    pub fn submit(&self, event: Event) -> Result<(), QueueFull> {
+    /// Never waits and takes no lock: takes a place under `webhook.queue`
+    /// (one atomic count) and sends the event to the webhook thread.
+    /// Refused (and counted as dropped) when `webhook.queue` events are held
+    /// already, or after the thread has stopped. An event over its system's
+    /// share is accepted here and dropped by the thread (reason
+    /// `system_share`).
+    pub fn submit(&self, event: Event) -> Result<(), Refused> {
         let stats = &self.shared.stats;
         if !stats.try_hold(self.shared.limit) {
-            stats.drop_one();
-            return Err(QueueFull);
+            stats.drop_some(DropReason::QueueFull, 1);
+            return Err(Refused::QueueFull);
         }
-        let lane = &self.shared.lanes[lane_of(&event.client_id)];
-        if lane.send(event).is_err() {
-            self.shared.release();
-            stats.drop_one();
-            return Err(QueueFull);
+        if self.events.send(event).is_err() {
+            // The thread has closed the channel: nobody will take it.
+            stats.release(1);
+            stats.drop_some(DropReason::Shutdown, 1);
+            return Err(Refused::Stopped);
         }
         Ok(())
     }
@@ -111,9 +147,15 @@ impl Webhooks {
     pub fn stats(&self) -> &WebhookStats {
         &self.shared.stats
     }
+
+    /// (lanes, systems with held events) on the webhook thread.
+    #[cfg(test)]
+    fn lanes_and_systems(&self) -> (usize, usize) {
+        self.shared.census.get()
+    }
 }
 
-/// The lane of a connection: the same clientId, the same lane.
+/// The lane slot of a connection: the same clientId, the same slot.
 fn lane_of(client_id: &str) -> usize {
     let mut hasher = DefaultHasher::new();
     client_id.hash(&mut hasher);
@@ -153,19 +195,19 @@ pub fn start(config: &WebhookConfig) -> Result<(Webhooks, WebhookThread), Webhoo
         .enable_all()
         .build()
         .map_err(WebhookError::Runtime)?;
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..LANES).map(|_| mpsc::unbounded_channel()).unzip();
+    let (events, received) = mpsc::unbounded_channel();
+    let limit = config.queue as u64;
     let shared = Arc::new(Shared {
-        lanes: senders,
-        limit: config.queue as u64,
+        limit,
         stats: WebhookStats::default(),
-        idle: Notify::new(),
+        #[cfg(test)]
+        census: lanes::Census::default(),
     });
-    let delivery = Delivery::new(client, config, Arc::clone(&shared));
+    let delivery = Delivery::new(client, config, Arc::clone(&shared), share(limit));
     let (stop, stopped) = oneshot::channel();
     let thread = thread::Builder::new()
         .name("shardcast-webhook".into())
-        .spawn(move || delivery::run(runtime, delivery, receivers, stopped))
+        .spawn(move || delivery::run(runtime, delivery, received, stopped))
         .map_err(WebhookError::Thread)?;
-    Ok((Webhooks { shared }, WebhookThread { stop, thread }))
+    Ok((Webhooks { shared, events }, WebhookThread { stop, thread }))
 }

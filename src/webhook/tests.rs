@@ -264,21 +264,45 @@ fn each_connection_keeps_its_order() {
 }
 
 #[test]
-fn the_queue_bound_refuses_and_counts() {
+fn the_queue_bound_refuses_and_the_system_share_drops_and_counts() {
+    // Queue 5: a system may hold 3 (half, rounded up).
     let receiver = Receiver::start(|_| None);
     let (hooks, thread) = start(&config(0, 5, Duration::from_secs(30))).expect("start");
     let endpoint = receiver.endpoint(None);
-    for i in 0..5 {
-        let e = event(&endpoint, &format!("c{i}"), EventKind::Connect);
-        assert_eq!(hooks.submit(e), Ok(()));
+    let of = |system: &str, i: usize| {
+        let mut e = event(&endpoint, &format!("{system}{i}"), EventKind::Connect);
+        e.system_id = system.into();
+        e
+    };
+    for i in 0..3 {
+        assert_eq!(hooks.submit(of("a", i)), Ok(()));
     }
-    let sixth = event(&endpoint, "c5", EventKind::Connect);
-    assert_eq!(hooks.submit(sixth), Err(QueueFull));
-    assert_eq!(hooks.stats().dropped(), 1);
+    // Accepted by submit (only the global bound is checked there), dropped
+    // by the webhook thread, and its place given back.
+    assert_eq!(hooks.submit(of("a", 3)), Ok(()));
+    assert!(wait_until(Duration::from_secs(5), || hooks
+        .stats()
+        .dropped_for(DropReason::SystemShare)
+        == 1));
+    assert!(wait_until(Duration::from_secs(5), || hooks
+        .stats()
+        .queued()
+        == 3));
+    for i in 0..2 {
+        assert_eq!(hooks.submit(of("b", i)), Ok(()));
+    }
+    assert_eq!(hooks.submit(of("b", 2)), Err(Refused::QueueFull));
+    assert_eq!(hooks.stats().dropped_for(DropReason::QueueFull), 1);
     assert_eq!(hooks.stats().queued(), 5);
+    assert!(wait_until(Duration::from_secs(5), || hooks
+        .lanes_and_systems()
+        .1
+        == 2));
+    assert_eq!(hooks.stats().dropped_for(DropReason::SystemShare), 1);
     thread.finish(Duration::from_millis(100));
     assert_eq!(hooks.stats().queued(), 0);
-    assert_eq!(hooks.stats().dropped(), 6);
+    assert_eq!(hooks.stats().dropped_for(DropReason::Shutdown), 5);
+    assert_eq!(hooks.stats().dropped(), 7);
 }
 
 #[test]
@@ -287,27 +311,163 @@ fn a_hung_receiver_costs_only_webhook_delivery() {
     let (hooks, thread) = start(&config(1, 20, Duration::from_millis(200))).expect("start");
     let endpoint = receiver.endpoint(None);
     let started = Instant::now();
-    let accepted = (0..10_000)
-        .filter(|i| {
-            let e = event(&endpoint, &format!("c{i}"), EventKind::Connect);
-            hooks.submit(e).is_ok()
-        })
-        .count();
+    for i in 0..10_000 {
+        let e = event(&endpoint, &format!("c{i}"), EventKind::Connect);
+        let _ = hooks.submit(e);
+    }
     assert!(started.elapsed() < Duration::from_secs(1), "submit blocked");
-    assert_eq!(accepted, 20);
     assert!(wait_until(Duration::from_secs(10), || hooks
         .stats()
         .dropped()
         == 10_000));
-    assert_eq!(hooks.stats().delivered(), 0);
-    assert_eq!(hooks.stats().queued(), 0);
-    let mut text = String::new();
-    hooks.stats().render(&mut text);
+    let stats = hooks.stats();
+    assert_eq!(stats.delivered(), 0);
+    assert_eq!(stats.queued(), 0);
+    // One system: half of the queue went to its lanes; the rest was refused
+    // by submit (queue full) or dropped by the thread (over the share).
+    let ended = stats.dropped_for(DropReason::Failed) + stats.dropped_for(DropReason::CircuitOpen);
+    assert_eq!(ended, 10);
+    let over =
+        stats.dropped_for(DropReason::QueueFull) + stats.dropped_for(DropReason::SystemShare);
+    assert_eq!(over, 9_990);
+    assert!(stats.dropped_for(DropReason::SystemShare) >= 10);
+    thread.finish(Duration::from_secs(1));
+}
+
+#[test]
+fn one_hung_system_does_not_hold_up_another() {
+    let hung = Receiver::start(|_| None);
+    let fine = Receiver::start(|_| Some(200));
+    let (hooks, thread) = start(&config(3, 1000, Duration::from_secs(30))).expect("start");
+    let (to_hung, to_fine) = (hung.endpoint(None), fine.endpoint(None));
+    // Connections of "a" on every one of its lanes, and then some.
+    let mut lanes = std::collections::HashSet::new();
+    let mut held = 0;
+    while lanes.len() < LANES || held < 100 {
+        let client = format!("a{held}");
+        lanes.insert(lane_of(&client));
+        let mut e = event(&to_hung, &client, EventKind::Connect);
+        e.system_id = "a".into();
+        hooks.submit(e).expect("submit a");
+        held += 1;
+    }
+    assert!(wait_until(Duration::from_secs(5), || hung.seen().len() == LANES));
+    for i in 0..20 {
+        let client = format!("b{i}");
+        for kind in [
+            EventKind::Connect,
+            EventKind::Disconnect {
+                reason: "client_closed",
+            },
+        ] {
+            let mut e = event(&to_fine, &client, kind);
+            e.system_id = "b".into();
+            hooks.submit(e).expect("submit b");
+        }
+    }
     assert!(
-        text.contains("\nshardcast_webhook_retries_total 20\n"),
+        wait_until(Duration::from_secs(2), || fine.seen().len() == 40),
+        "b got {} of 40",
+        fine.seen().len()
+    );
+    let seen: Vec<_> = fine.seen().iter().map(Seen::json).collect();
+    for i in 0..20 {
+        let kinds: Vec<_> = seen
+            .iter()
+            .filter(|j| j["clientId"] == format!("b{i}").as_str())
+            .map(|j| j["event"].clone())
+            .collect();
+        assert_eq!(kinds, ["connect", "disconnect"]);
+    }
+    assert_eq!(hooks.stats().queued(), held);
+    thread.finish(Duration::from_millis(100));
+}
+
+#[test]
+fn lanes_and_system_counts_are_reclaimed_when_idle() {
+    let receiver = Receiver::start(|_| Some(200));
+    let (hooks, thread) = start(&config(0, 1000, Duration::from_secs(5))).expect("start");
+    let endpoint = receiver.endpoint(None);
+    for i in 0..200 {
+        let mut e = event(&endpoint, &format!("c{i}"), EventKind::Connect);
+        e.system_id = format!("s{}", i % 10);
+        hooks.submit(e).expect("submit");
+    }
+    assert!(wait_until(Duration::from_secs(10), || hooks
+        .lanes_and_systems()
+        == (0, 0)));
+    assert_eq!(hooks.stats().delivered(), 200);
+    assert_eq!(hooks.stats().queued(), 0);
+    thread.finish(Duration::from_secs(1));
+}
+
+#[test]
+fn five_failures_in_a_row_open_the_circuit() {
+    let receiver = Receiver::start(|_| Some(500));
+    let (hooks, thread) = start(&config(0, 100, Duration::from_secs(5))).expect("start");
+    let endpoint = receiver.endpoint(None);
+    // One connection, one lane: the events go one after the other.
+    for _ in 0..8 {
+        hooks
+            .submit(event(&endpoint, "c1", EventKind::Connect))
+            .expect("submit");
+    }
+    assert!(wait_until(Duration::from_secs(5), || hooks
+        .stats()
+        .dropped()
+        == 8));
+    let stats = hooks.stats();
+    assert_eq!(stats.dropped_for(DropReason::Failed), 5);
+    assert_eq!(stats.dropped_for(DropReason::CircuitOpen), 3);
+    assert_eq!(receiver.seen().len(), 5);
+    let mut text = String::new();
+    stats.render(&mut text);
+    assert!(
+        text.contains("\nshardcast_webhook_dropped_total{reason=\"circuit_open\"} 3\n"),
         "{text}"
     );
     thread.finish(Duration::from_secs(1));
+}
+
+#[test]
+fn a_breaker_opens_for_10s_then_one_success_closes_it() {
+    let breakers = breaker::Breakers::default();
+    let t0 = tokio::time::Instant::now();
+    for _ in 1..breaker::FAILURES {
+        assert!(!breakers.failure("u", t0));
+    }
+    assert!(!breakers.is_open("u", t0));
+    assert!(breakers.failure("u", t0), "the 5th failure opens it");
+    assert!(breakers.is_open("u", t0 + Duration::from_millis(9_999)));
+    assert!(!breakers.is_open("other", t0));
+    let later = t0 + breaker::OPEN_FOR;
+    assert!(!breakers.is_open("u", later), "tried again after 10 s");
+    assert!(breakers.failure("u", later), "one more failure reopens it");
+    assert!(breakers.is_open("u", later));
+    breakers.success("u");
+    assert!(!breakers.is_open("u", later));
+    assert_eq!(breakers.tracked(), 0, "a closed breaker is forgotten");
+}
+
+#[test]
+fn breakers_forget_closed_urls_past_their_bound() {
+    let breakers = breaker::Breakers::default();
+    let now = tokio::time::Instant::now();
+    for _ in 0..breaker::FAILURES {
+        breakers.failure("open", now);
+    }
+    for i in 0..5000 {
+        breakers.failure(&format!("u{i}"), now);
+    }
+    assert!(breakers.tracked() <= 1024, "{}", breakers.tracked());
+    assert!(breakers.is_open("open", now));
+}
+
+#[test]
+fn a_system_may_hold_half_the_queue_rounded_up() {
+    assert_eq!(share(1), 1);
+    assert_eq!(share(5), 3);
+    assert_eq!(share(10_000), 5_000);
 }
 
 #[test]
@@ -395,7 +555,8 @@ fn finish_delivers_what_was_submitted_and_returns_when_done() {
     assert_eq!(hooks.stats().delivered(), 100);
     assert_eq!(receiver.seen().len(), 100);
     let late = event(&endpoint, "late", EventKind::Connect);
-    assert_eq!(hooks.submit(late), Err(QueueFull));
+    assert_eq!(hooks.submit(late), Err(Refused::Stopped));
+    assert_eq!(hooks.stats().dropped_for(DropReason::Shutdown), 1);
     assert_eq!(hooks.stats().queued(), 0);
 }
 
@@ -414,13 +575,14 @@ fn finish_stops_at_the_deadline_when_the_receiver_hangs() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_millis(1500), "{took:?}");
     assert_eq!(hooks.stats().queued(), 0);
-    assert_eq!(hooks.stats().dropped(), 10);
+    assert_eq!(hooks.stats().dropped_for(DropReason::Shutdown), 10);
     assert_eq!(hooks.stats().delivered(), 0);
 }
 
 #[test]
-fn render_writes_the_four_series() {
+fn render_writes_the_four_series_with_a_dropped_sample_per_reason() {
     let stats = WebhookStats::default();
+    stats.drop_some(DropReason::CircuitOpen, 2);
     let mut out = String::from("x 1\n");
     stats.render(&mut out);
     assert!(out.starts_with("x 1\n# HELP shardcast_webhook_queued "));
@@ -428,13 +590,28 @@ fn render_writes_the_four_series() {
         ("shardcast_webhook_queued", "gauge"),
         ("shardcast_webhook_delivered_total", "counter"),
         ("shardcast_webhook_retries_total", "counter"),
-        ("shardcast_webhook_dropped_total", "counter"),
     ] {
         assert!(
             out.contains(&format!("# TYPE {name} {kind}\n{name} 0\n")),
             "{out}"
         );
     }
+    let dropped = "shardcast_webhook_dropped_total";
+    assert!(
+        out.contains(&format!("# TYPE {dropped} counter\n")),
+        "{out}"
+    );
+    for (reason, n) in [
+        ("queue_full", 0),
+        ("system_share", 0),
+        ("circuit_open", 2),
+        ("failed", 0),
+        ("shutdown", 0),
+    ] {
+        let line = format!("\n{dropped}{{reason=\"{reason}\"}} {n}\n");
+        assert!(out.contains(&line), "{out}");
+    }
+    assert_eq!(stats.dropped(), 2);
 }
 
 #[test]
@@ -455,4 +632,37 @@ fn debug_output_hides_the_secret() {
         secret: Some(SECRET.into()),
     };
     assert!(!format!("{endpoint:?}").contains(SECRET));
+}
+
+#[test]
+fn every_event_is_counted_once_when_the_thread_stops_under_submits() {
+    let receiver = Receiver::start(|n| Some(if n % 3 == 0 { 500 } else { 200 }));
+    let (hooks, thread) = start(&config(1, 50, Duration::from_secs(5))).expect("start");
+    let endpoint = receiver.endpoint(None);
+    let submitters: Vec<_> = (0..4)
+        .map(|t| {
+            let (hooks, endpoint) = (hooks.clone(), Arc::clone(&endpoint));
+            thread::spawn(move || {
+                let mut submitted = 0u64;
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_millis(600) {
+                    let mut e = event(&endpoint, &format!("c{t}-{submitted}"), EventKind::Connect);
+                    e.system_id = format!("s{}", submitted % 3);
+                    let _ = hooks.submit(e);
+                    submitted += 1;
+                }
+                submitted
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    thread.finish(Duration::from_millis(100));
+    let submitted: u64 = submitters
+        .into_iter()
+        .map(|s| s.join().expect("submitter"))
+        .sum();
+    let stats = hooks.stats();
+    assert_eq!(stats.queued(), 0);
+    assert_eq!(stats.delivered() + stats.dropped(), submitted);
+    assert!(stats.dropped_for(DropReason::Shutdown) > 0);
 }

@@ -21,11 +21,21 @@ pub struct Reading {
 }
 
 impl Reading {
+    /// The sample of `series` as written; a bare name with no such sample sums the
+    /// samples of that metric over all its labels (e.g. every `reason`).
     pub fn get(&self, series: &str) -> Option<f64> {
+        if let Some(&(_, v)) = self.samples.iter().find(|(s, _)| s == series) {
+            return Some(v);
+        }
+        let labelled = |s: &str| {
+            s.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with('{'))
+        };
         self.samples
             .iter()
-            .find(|(s, _)| s == series)
+            .filter(|(s, _)| labelled(s))
             .map(|&(_, v)| v)
+            .reduce(|a, b| a + b)
     }
 }
 
@@ -127,5 +137,12 @@ mod tests {
         assert_eq!(ch[0].delta, Some(30.0));
         assert_eq!(ch[0].per_sec, Some(15.0));
         assert_eq!(ch[1].delta, None);
+        let labelled = Reading {
+            at_ns: 0,
+            samples: parse("d{r=\"x\"} 2\nd{r=\"y\"} 3\ndd 7\n"),
+        };
+        assert_eq!(labelled.get("d"), Some(5.0));
+        assert_eq!(labelled.get("d{r=\"y\"}"), Some(3.0));
+        assert_eq!(labelled.get("e"), None);
     }
 }

@@ -1,4 +1,5 @@
 //! Webhooks (docs/api.md §2.2) on one node and in a cluster.
 
 mod cluster;
+mod fairness;
 mod standalone;

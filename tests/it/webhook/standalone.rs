@@ -362,11 +362,12 @@ fn a_hung_receiver_delays_no_push_and_overflow_is_counted() {
         "a connect took {slowest_connect:?}"
     );
     assert!(slowest < HELD_UP, "slowest push {slowest:?}");
-    // 100 connect events for a queue of 50 behind a receiver that never answers.
+    // 100 connect events for a queue of 50 behind a receiver that never answers: the
+    // one system holds at most half of it.
     node.wait_metric(
         "shardcast_webhook_dropped_total",
         WAIT,
-        "at least 50 (100 connects, queue 50)",
-        |n| n >= 50.0,
+        "at least 75 (100 connects, a system's share of a queue of 50 is 25)",
+        |n| n >= 75.0,
     );
 }

@@ -1,0 +1,215 @@
+//! Webhook fairness (docs/api.md §2.2) against real receivers: one system's hung
+//! receiver delays no other system's events and holds at most half of `webhook.queue`,
+//! and a receiver that fails 5 times in a row is skipped for 10 s (its events dropped
+//! with reason `circuit_open`), then tried again.
+//!
+//! Two systems with receivers of their own need token mode (`webhookUrl` at register).
+
+use crate::support::{node::Node, receiver::Receiver, ws::Client};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "admin-secret-for-fairness-tests";
+const DROPPED: &str = "shardcast_webhook_dropped_total";
+
+/// A token-mode node with no global `webhook.url`; `webhook` holds `[webhook]` keys.
+fn token_node(webhook: &str) -> Node {
+    Node::start(&format!(
+        "[api]\nauth = \"token\"\nadmin_token = \"{ADMIN}\"\nsystems = []\n[webhook]\n{webhook}"
+    ))
+}
+
+/// Registers `system` with its own receiver.
+fn register(node: &Node, system: &str, receiver: &Receiver) {
+    let body = json!({"systemId": system, "webhookUrl": receiver.url("/hook")});
+    let (status, v) =
+        node.api_with_headers("/api/register", &[("AdminToken", ADMIN)], &body.to_string());
+    assert_eq!(
+        (status, v["code"].clone()),
+        (200, json!(0)),
+        "register: {v}"
+    );
+}
+
+fn dropped(node: &Node, reason: &str) -> f64 {
+    node.metrics().sum_where(DROPPED, &[("reason", reason)])
+}
+
+/// Polls `what` until `ok` holds or `limit` has passed; its last value.
+fn poll<T: std::fmt::Debug>(
+    limit: Duration,
+    what: impl Fn() -> T,
+    ok: impl Fn(&T) -> bool,
+) -> (T, bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = what();
+        if ok(&v) || Instant::now() >= deadline {
+            let done = ok(&v);
+            return (v, done);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The events of `clients` that `receiver` has now.
+fn events_of(receiver: &Receiver, clients: &[String]) -> Vec<Value> {
+    receiver
+        .events()
+        .into_iter()
+        .filter(|e| clients.iter().any(|id| e["clientId"] == json!(id)))
+        .collect()
+}
+
+#[test]
+fn a_hung_receiver_of_one_system_delays_no_other_system() {
+    let hung = Receiver::start(|_| None);
+    let fine = Receiver::ok();
+    let node = token_node("retries = 3\ntimeout = \"5s\"");
+    register(&node, "hung", &hung);
+    register(&node, "fine", &fine);
+    // Enough connections of "hung" that its connect events occupy every lane (32 per
+    // system now; 32 for the whole node before).
+    let _stuck: Vec<Client> = (0..150).map(|_| node.ws("hung")).collect();
+    hung.wait_for("the hung system's lanes at work", |ev| ev.len() >= 25);
+
+    let started = Instant::now();
+    let mut clients: Vec<Client> = (0..20).map(|_| node.ws("fine")).collect();
+    let ids: Vec<String> = clients.iter().map(|c| c.client_id.clone()).collect();
+    for c in clients.iter_mut().take(10) {
+        c.close_cleanly();
+    }
+    let (events, all) = poll(
+        Duration::from_secs(3),
+        || events_of(&fine, &ids),
+        |ev| ev.len() >= 30,
+    );
+    assert!(
+        all,
+        "the fine system got {} of its 30 events within 3 s: {events:#?}",
+        events.len()
+    );
+    eprintln!("30 events of the fine system in {:?}", started.elapsed());
+    for (i, id) in ids.iter().enumerate() {
+        let kinds: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["clientId"] == json!(id))
+            .map(|e| &e["event"])
+            .collect();
+        let expected: &[&str] = if i < 10 {
+            &["connect", "disconnect"]
+        } else {
+            &["connect"]
+        };
+        assert_eq!(kinds, expected, "{id}: {events:#?}");
+    }
+}
+
+#[test]
+fn a_hung_system_holds_at_most_half_the_queue() {
+    let hung = Receiver::start(|_| None);
+    let fine = Receiver::ok();
+    // Queue 20: a system holds at most 10. The timeout keeps the breaker shut here.
+    let node = token_node("retries = 0\ntimeout = \"30s\"\nqueue = 20");
+    register(&node, "hung", &hung);
+    register(&node, "fine", &fine);
+    let _stuck: Vec<Client> = (0..30).map(|_| node.ws("hung")).collect();
+    let (n, ok) = poll(
+        Duration::from_secs(5),
+        || node.metric(DROPPED),
+        |&n| n >= 20.0,
+    );
+    assert!(
+        ok,
+        "drops: {n}, expected the 20 over the hung system's share of 10"
+    );
+
+    let clients: Vec<Client> = (0..10).map(|_| node.ws("fine")).collect();
+    let ids: Vec<String> = clients.iter().map(|c| c.client_id.clone()).collect();
+    let (events, all) = poll(
+        Duration::from_secs(3),
+        || events_of(&fine, &ids),
+        |ev| ev.len() >= 10,
+    );
+    assert!(
+        all,
+        "the fine system got {} of 10: {events:#?}",
+        events.len()
+    );
+    // Exactly the hung system's share is still held, nothing more was dropped.
+    let (queued, ok) = poll(
+        Duration::from_secs(3),
+        || node.metric("shardcast_webhook_queued"),
+        |&q| q == 10.0,
+    );
+    assert!(ok, "queued {queued}, expected the hung system's 10");
+    let metrics = node.metrics();
+    assert_eq!(
+        metrics.sum_where(DROPPED, &[("reason", "system_share")]),
+        20.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics.sum_where(DROPPED, &[("reason", "queue_full")]),
+        0.0,
+        "{metrics}"
+    );
+    assert!(hung.hooks().len() <= 10, "{} requests", hung.hooks().len());
+}
+
+#[test]
+fn a_failing_receiver_is_skipped_for_10s_then_tried_again() {
+    // Fails the first 5 requests, then recovers.
+    let receiver = Receiver::start(|n| Some(if n < 5 { 500 } else { 200 }));
+    let node = Node::start(&format!(
+        "[webhook]\nurl = \"{}\"\nretries = 0\ntimeout = \"2s\"",
+        receiver.url("/hook")
+    ));
+    let failing: Vec<Client> = (0..5).map(|_| node.ws(crate::support::SYS_A)).collect();
+    let (n, ok) = poll(
+        Duration::from_secs(5),
+        || node.metric(DROPPED),
+        |&n| n >= 5.0,
+    );
+    assert!(ok, "drops: {n}, expected the 5 failed connects");
+    let opened = Instant::now();
+    assert_eq!(receiver.hooks().len(), 5);
+
+    // Open: the event is not sent, it is dropped and counted.
+    let skipped = node.ws(crate::support::SYS_A);
+    let (n, ok) = poll(
+        Duration::from_secs(3),
+        || node.metric(DROPPED),
+        |&n| n >= 6.0,
+    );
+    let sent = receiver.hooks().len();
+    assert!(ok, "drops: {n}, expected 6 (requests sent: {sent})");
+    assert_eq!(dropped(&node, "circuit_open"), 1.0);
+    assert!(
+        opened.elapsed() < Duration::from_secs(9),
+        "the test was too slow to see the breaker open"
+    );
+    assert_eq!(receiver.hooks().len(), 5, "nothing sent while open");
+
+    // After the window, events flow again (one success closes the breaker).
+    std::thread::sleep(Duration::from_millis(10_500).saturating_sub(opened.elapsed()));
+    let back: Vec<Client> = (0..3).map(|_| node.ws(crate::support::SYS_A)).collect();
+    let ids: Vec<String> = back.iter().map(|c| c.client_id.clone()).collect();
+    receiver.wait_for_each("connect", &ids);
+    node.wait_metric(
+        "shardcast_webhook_delivered_total",
+        Duration::from_secs(3),
+        "the 3 connects after the window",
+        |n| n >= 3.0,
+    );
+    assert_eq!(dropped(&node, "circuit_open"), 1.0);
+    assert_eq!(dropped(&node, "failed"), 5.0);
+    let events = receiver.events();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["clientId"] != json!(skipped.client_id)),
+        "the skipped connect never went out: {events:#?}"
+    );
+    drop(failing);
+}
