@@ -62,8 +62,8 @@ for i in $(seq 1 "$NODES"); do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:${PORT[$i]}/readyz" >/dev/null && break; sleep 0.1; done
 done
 
-# Every bench process holds its connections until all of them have connected.
-hold=$((10 + NODES * 4))
+# Every bench process holds its connections long enough for all to be open at once.
+hold=60
 bench_pids=()
 for i in $(seq 1 "$NODES"); do
   target/release/shardcast-bench idle --json --url "ws://127.0.0.1:${PORT[$i]}/ws?systemId=bench" \
@@ -71,13 +71,20 @@ for i in $(seq 1 "$NODES"); do
     --hold "$hold" >"$WORK/idle-$i.json" 2>"$WORK/idle-$i.err" &
   bench_pids+=($!)
   PIDS+=($!)
-  sleep 2
 done
+# The most open at the same time: the sum of shardcast_connections over the nodes,
+# polled until every connection is open or the bench processes are done.
 open_now=0
-sleep 2
-for i in $(seq 1 "$NODES"); do
-  n=$(curl -sf "http://127.0.0.1:${PORT[$i]}/metrics" | awk '/^shardcast_connections\{/ { s += $2 } END { print s + 0 }')
-  open_now=$((open_now + n))
+total=$((NODES * PER_NODE))
+for _ in $(seq 1 150); do
+  n=0
+  for i in $(seq 1 "$NODES"); do
+    c=$(curl -sf "http://127.0.0.1:${PORT[$i]}/metrics" | awk '/^shardcast_connections\{/ { s += $2 } END { print s + 0 }')
+    n=$((n + c))
+  done
+  [ "$n" -gt "$open_now" ] && open_now=$n
+  [ "$open_now" -ge "$total" ] && break
+  sleep 1
 done
 echo "open at the same time (sum of shardcast_connections over the nodes): $open_now"
 for pid in "${bench_pids[@]}"; do wait "$pid" || true; done

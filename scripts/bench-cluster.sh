@@ -10,7 +10,8 @@
 # local one.
 #
 # Usage: scripts/bench-cluster.sh [--subscribers N] [--messages M] [--rounds R]
-#   default: 8,000 subscribers, 50 messages, 3 rounds (the median is printed)
+#   default: 8,000 subscribers, 50 messages, 3 rounds (the median is printed);
+#   --rounds 0: the cross-node latency only
 # Stops everything it started on exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,6 +103,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+if [ "$ROUNDS" -gt 0 ]; then
 echo "link path: $SUBS subscribers on node 2 (1 worker per node), $MSGS messages of 64 B," \
   "one request in flight per publisher; medians of $ROUNDS round(s)"
 python3 - "$WORK" "$ROUNDS" <<'PY'
@@ -119,5 +121,6 @@ for pubs in (1, 8):
               f"{med(lambda r: r['server_cpu_per_delivery_us'] or 0):>16.2f} "
               f"{med(lambda r: r['publish_answer_us']['p50_us']) / 1e3:>14.2f}")
 PY
+fi
 echo
 python3 scripts/cross_node_latency.py "127.0.0.1:${HTTP[1]}" "127.0.0.1:${HTTP[2]}" 3000 bench

@@ -15,7 +15,7 @@ pub const BOUNDS: [f64; 15] = [
     10.0,
 ];
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Histogram {
     /// Observations per bucket (not cumulative); the last is over every bound.
     buckets: [AtomicU64; BOUNDS.len() + 1],

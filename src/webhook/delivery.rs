@@ -214,6 +214,13 @@ impl Delivery {
 
     /// One POST: Ok on a 2xx answer within the timeout.
     async fn attempt(&self, url: &str, request: &Request) -> Result<(), Failure> {
+        let started = Instant::now();
+        let result = self.post(url, request).await;
+        self.shared.stats.delivery_took(started.elapsed());
+        result
+    }
+
+    async fn post(&self, url: &str, request: &Request) -> Result<(), Failure> {
         let deadline = Instant::now() + self.timeout;
         let mut post = self
             .client

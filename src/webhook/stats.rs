@@ -6,6 +6,9 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::metrics::histogram::{self, Histogram};
 
 /// Why an event was dropped: the `reason` label of
 /// `shardcast_webhook_dropped_total`.
@@ -57,6 +60,8 @@ pub struct WebhookStats {
     retries: AtomicU64,
     /// By [`DropReason`], in the order of [`DropReason::ALL`].
     dropped: [AtomicU64; 5],
+    /// How long each POST took, answered or not.
+    delivery: Histogram,
 }
 
 impl WebhookStats {
@@ -98,6 +103,17 @@ impl WebhookStats {
             let value = self.dropped_for(reason);
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", reason.label());
         }
+        let name = "shardcast_webhook_delivery_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Webhook POSTs, sent to answered (or timed out).\n# TYPE {name} histogram"
+        );
+        histogram::render(out, name, "", [&self.delivery].into_iter());
+    }
+
+    /// One POST took `d`.
+    pub fn delivery_took(&self, d: Duration) {
+        self.delivery.observe(d);
     }
 
     pub fn delivered(&self) -> u64 {

@@ -393,10 +393,10 @@ fn lanes_and_system_counts_are_reclaimed_when_idle() {
         e.system_id = format!("s{}", i % 10);
         hooks.submit(e).expect("submit");
     }
-    assert!(wait_until(Duration::from_secs(10), || hooks
-        .lanes_and_systems()
-        == (0, 0)));
-    assert_eq!(hooks.stats().delivered(), 200);
+    // Lanes are made on the webhook thread: wait for the deliveries first.
+    assert!(wait_until(Duration::from_secs(10), || {
+        hooks.stats().delivered() == 200 && hooks.lanes_and_systems() == (0, 0)
+    }));
     assert_eq!(hooks.stats().queued(), 0);
     thread.finish(Duration::from_secs(1));
 }
