@@ -45,7 +45,13 @@ pub(super) struct LinkIo {
     /// The peer's node id (known after the handshake).
     node: u16,
     pub(super) stream: Rc<TcpStream>,
+    /// Sealed frames not handed to the socket yet.
     out: BytesMut,
+    /// Chunks taken from `out` that the socket has not taken whole yet,
+    /// written first: a partial write never copies the backlog again.
+    unsent: std::collections::VecDeque<bytes::Bytes>,
+    /// Bytes in `unsent`.
+    unsent_bytes: usize,
     /// Seals the frames this side sends on the link.
     sealer: Sealer,
     dirty: bool,
@@ -183,6 +189,8 @@ impl Core {
             node,
             stream,
             out: BytesMut::new(),
+            unsent: Default::default(),
+            unsent_bytes: 0,
             sealer,
             dirty: false,
             write_waiting: false,
@@ -269,7 +277,7 @@ impl Core {
             return false;
         };
         let wire = seal::HEADER_LEN + body.len() + seal::TAG_LEN;
-        if io.out.len() + wire > LINK_QUEUE_BYTES {
+        if io.unsent_bytes + io.out.len() + wire > LINK_QUEUE_BYTES {
             self.node.metrics.core(self.id as usize).link_drop();
             return false;
         }
@@ -334,22 +342,24 @@ impl Core {
                 continue;
             };
             io.dirty = false;
-            if io.write_waiting || io.out.is_empty() {
+            if io.write_waiting || (io.out.is_empty() && io.unsent.is_empty()) {
                 continue;
             }
-            let chunk = io.out.split().freeze();
-            let mut queue = std::collections::VecDeque::from([chunk]);
-            match socket::send_queue(io.stream.as_raw_fd(), &mut queue) {
-                Ok(_) | Err(_) if queue.is_empty() => {}
-                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => link::close(&io.stream),
-                _ => {
-                    let rest = queue.pop_front().unwrap_or_default();
-                    let mut unsent = BytesMut::from(&rest[..]);
-                    unsent.extend_from_slice(&io.out);
-                    io.out = unsent;
-                    io.write_waiting = true;
-                    monoio::spawn(link_writer(self.this.clone(), key, io.stream.clone()));
+            if !io.out.is_empty() {
+                io.unsent_bytes += io.out.len();
+                io.unsent.push_back(io.out.split().freeze());
+            }
+            match socket::send_queue(io.stream.as_raw_fd(), &mut io.unsent) {
+                Ok(n) => io.unsent_bytes -= n,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    link::close(&io.stream);
+                    continue;
                 }
+                Err(_) => {}
+            }
+            if !io.unsent.is_empty() {
+                io.write_waiting = true;
+                monoio::spawn(link_writer(self.this.clone(), key, io.stream.clone()));
             }
         }
     }
