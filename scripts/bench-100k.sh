@@ -27,16 +27,7 @@ cargo build --release --quiet --bin shardcast --bin shardcast-bench
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 
-WORK=$(mktemp -d /tmp/bench-100k.XXXXXX)
-PIDS=()
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir bench-100k
 
 declare -A PORT NODE_PID
 for i in $(seq 1 "$NODES"); do

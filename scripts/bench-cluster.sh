@@ -35,16 +35,7 @@ cargo build --release --quiet --bin shardcast --bin shardcast-bench
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 
-WORK=$(mktemp -d /tmp/bench-cluster.XXXXXX)
-PIDS=()
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir bench-cluster
 
 ETCD_PORT=$(free_port)
 ETCD_PEER=$(free_port)

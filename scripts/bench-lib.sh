@@ -26,3 +26,19 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+
+# bench_workdir NAME: sets WORK to a fresh /tmp/NAME.XXXXXX and PIDS to (); on exit
+# (Ctrl-C included) every pid appended to PIDS is stopped and WORK is removed.
+bench_workdir() {
+  WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  rm -rf "$WORK"
+  exit "$rc"
+}

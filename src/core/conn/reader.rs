@@ -200,42 +200,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn epoll_driver_level() {
+    /// Runs `test` under the epoll driver, and under io_uring where the
+    /// kernel has it.
+    fn on_both_drivers<F: std::future::Future<Output = ()>>(test: impl Fn() -> F) {
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
             .expect("runtime")
-            .block_on(reports_input_left_unread());
-    }
-
-    #[test]
-    fn io_uring_driver_level() {
+            .block_on(test());
         if let Ok(mut rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .enable_timer()
             .build()
         {
-            rt.block_on(reports_input_left_unread());
+            rt.block_on(test());
         }
     }
 
     #[test]
-    fn epoll_driver() {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(reports_input_until_removed());
+    fn input_is_reported_until_removed() {
+        on_both_drivers(reports_input_until_removed);
     }
 
     #[test]
-    fn io_uring_driver() {
-        // Where io_uring is not available the epoll test above is the one.
-        if let Ok(mut rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .build()
-        {
-            rt.block_on(reports_input_until_removed());
-        }
+    fn input_left_unread_is_reported_again() {
+        on_both_drivers(reports_input_left_unread);
     }
 }
