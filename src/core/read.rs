@@ -80,10 +80,10 @@ impl Core {
     /// Reads what a ready connection sent (one `recv` into the scratch
     /// buffer) and acts on it; end of stream or an error closes it.
     pub fn read_conn(&mut self, addr: ConnAddr) {
-        let Some(conn) = self.conns.get(addr) else {
+        let Some(stream) = self.conns.get(addr).and_then(|c| c.stream.as_ref()) else {
             return;
         };
-        let fd = conn.stream.as_raw_fd();
+        let fd = stream.as_raw_fd();
         match socket::recv(fd, &mut self.scratch) {
             Ok(0) => self.close_conn(addr, CloseReason::ClientClosed, None),
             Ok(n) => self.on_ws_input(addr, n),

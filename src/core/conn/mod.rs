@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod out_queue;
 pub mod reader;
+pub mod session;
 
 use std::io;
 use std::rc::Rc;
@@ -23,9 +24,12 @@ use monoio::net::TcpStream;
 use super::rate::TokenBucket;
 use codec::Codec;
 use out_queue::OutQueue;
+use session::Session;
 
 pub struct Conn {
-    pub stream: Rc<TcpStream>,
+    /// None while detached (docs/api.md §8): the socket is gone, the
+    /// session waits for a resume.
+    pub stream: Option<Rc<TcpStream>>,
     pub system: Rc<str>,
     pub client_id: Box<str>,
     pub user_id: Rc<str>,
@@ -46,6 +50,11 @@ pub struct Conn {
     pub write_waiting: bool,
     /// To be closed once the fan-out under way is over (`write.rs`).
     pub doomed: bool,
+    /// Welcomes this session has had: a resume token names the newest.
+    pub resume_seq: u16,
+    /// Frames kept for a resume, and the detached state (`session`); None
+    /// until the connection has traffic, and always with resume off.
+    pub session: Option<Box<Session>>,
 }
 
 /// Bytes handed to tungstenite and what it writes back (pongs, close
