@@ -7,6 +7,7 @@
 //! - `ws`: the WebSocket client (tungstenite) — frames, closes, silences, notices.
 //! - `raw_frames`: raw sockets and hand-made bytes — upgrades and WebSocket frames
 //!   written and read by hand, sockets with odd options, garbage.
+//! - `raw_ws`: a raw WebSocket client that can be reset and resumed.
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
 //! - `receiver`: a webhook receiver.
@@ -18,6 +19,7 @@ pub mod link_proxy;
 pub mod metrics;
 pub mod node;
 pub mod raw_frames;
+pub mod raw_ws;
 pub mod receiver;
 pub mod ws;
 
