@@ -10,6 +10,7 @@
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
 //! - `receiver`: a webhook receiver.
+//! - `stall`: one core of a node stopped (ptrace) while the others run.
 
 pub mod api;
 pub mod cluster;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod node;
 pub mod raw_frames;
 pub mod receiver;
+pub mod stall;
 pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
