@@ -169,7 +169,7 @@ fn a_registration_lives_in_etcd_not_in_the_node() {
 
 /// The secret of `system` as the cluster stores it in etcd: one AES-256 block under
 /// HMAC-SHA256(`cluster.secret`, "shardcast registry key v1"), in hex (docs/cluster.md,
-/// "Keys in etcd"). None when the entry has no secret.
+/// "Keys"). None when the entry has no secret.
 fn stored_secret(etcd: &Etcd, system: &str) -> Option<String> {
     use aes::cipher::{Array, BlockCipherDecrypt, KeyInit};
     use hmac::{Hmac, Mac};
