@@ -11,10 +11,13 @@
 //!   flood of them fills the stopped core's mailbox and sends are then refused, rather
 //!   than the mailbox growing without bound behind notices.
 //!
+//! In a cluster the same holds for the peers: a refused send is not sent to them.
+//!
 //! After the stop ends, every test checks that the node drains the backlog and serves.
 
 use crate::support::{
     api::message_id_of,
+    cluster::Cluster,
     http::HttpConn,
     node::Node,
     stall::CoreStop,
@@ -181,17 +184,39 @@ fn expect_exactly(c: &mut Client, ids: &[&str], timeout: Duration) {
 #[test]
 fn a_send_refused_for_a_full_core_reaches_no_core_and_an_admitted_one_reaches_all() {
     let node = Node::start("");
-    let [mut m0, mut m1] = a_client_on_each_core(&node);
-    for m in [&m0, &m1] {
+    refused_sends_go_nowhere(&node, None);
+}
+
+/// The same on node 1 of a cluster, with a member on node 2: a refused send is not
+/// sent to the peer either, an admitted one reaches it.
+#[test]
+fn in_a_cluster_a_refused_send_reaches_no_peer_and_an_admitted_one_reaches_all() {
+    let c = Cluster::start(2);
+    refused_sends_go_nowhere(&c[0], Some(&c[1]));
+}
+
+/// Members of `ROOM` on each core of `node` (and one on `peer`), core 1 of `node`
+/// stopped, its mailbox filled by sends until they are refused; then sends to the room,
+/// the system and the members are each refused whole, and once the core runs again
+/// every member gets exactly the admitted sends.
+fn refused_sends_go_nowhere(node: &Node, peer: Option<&Node>) {
+    let [mut m0, mut m1] = a_client_on_each_core(node);
+    let mut far = peer.map(|p| p.ws(SYS_A));
+    let mut members: Vec<&mut Client> = vec![&mut m0, &mut m1];
+    members.extend(far.as_mut());
+    for m in &members {
         node.bind(SYS_A, &m.client_id, ROOM, "", "");
     }
-    m0.drain(QUIET);
-    m1.drain(QUIET);
+    let ids: Vec<String> = members.iter().map(|m| m.client_id.clone()).collect();
+    for m in members {
+        m.drain(QUIET);
+    }
 
     let mut stop = CoreStop::new(node.pid(), STOPPED);
-    let mut api = api_conn_on_running_core(&node);
+    let mut api = api_conn_on_running_core(node);
 
-    // Admitted while the stopped core's mailbox has room: core 0's member has it now.
+    // Admitted while the stopped core's mailbox has room: core 0's member (and the
+    // peer's) has it now.
     let (status, early) = call(
         &mut api,
         "/api/send_to_group",
@@ -200,6 +225,9 @@ fn a_send_refused_for_a_full_core_reaches_no_core_and_an_admitted_one_reaches_al
     assert_eq!(status, 200, "{early}");
     let early = message_id_of(&early["data"]);
     expect_exactly(&mut m0, &[&early], WAIT);
+    if let Some(far) = far.as_mut() {
+        expect_exactly(far, &[&early], WAIT);
+    }
 
     // Sends to a group without members fill the stopped core's mailbox to the bound.
     let mut admitted = 0;
@@ -222,9 +250,8 @@ fn a_send_refused_for_a_full_core_reaches_no_core_and_an_admitted_one_reaches_al
     );
     eprintln!("[stalled core] {admitted} sends admitted before the first 503");
 
-    // Now every kind of send that reaches both cores is refused whole: core 0 (the
-    // sender's own, walked first) must not have delivered any of it.
-    let both = json!([m0.client_id, m1.client_id]);
+    // Now every kind of send that reaches the stopped core is refused whole: core 0
+    // (the sender's own, walked first) and the peer must not have got any of it.
     let refused = [
         (
             "/api/send_to_group",
@@ -233,7 +260,7 @@ fn a_send_refused_for_a_full_core_reaches_no_core_and_an_admitted_one_reaches_al
         ("/api/send_to_system", json!({"data": "refused-system"})),
         (
             "/api/send_to_clients",
-            json!({"clientIds": both, "data": "refused-clients"}),
+            json!({"clientIds": ids, "data": "refused-clients"}),
         ),
     ];
     for (path, body) in &refused {
@@ -241,12 +268,18 @@ fn a_send_refused_for_a_full_core_reaches_no_core_and_an_admitted_one_reaches_al
         assert_busy(status, &answer, path);
     }
     m0.expect_silence(QUIET);
+    if let Some(far) = far.as_mut() {
+        far.expect_silence(QUIET);
+    }
 
     // The core runs again: once its backlog is drained a send is admitted, and each
     // member gets exactly the admitted sends — none of the refused ones.
     stop.resume();
     let after = send_when_admitted(&mut api);
     expect_exactly(&mut m0, &[&after], WAIT);
+    if let Some(far) = far.as_mut() {
+        expect_exactly(far, &[&after], WAIT);
+    }
     expect_exactly(&mut m1, &[&early, &after], DRAIN);
 }
 
