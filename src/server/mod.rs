@@ -219,7 +219,8 @@ fn join_cluster(
             }
         }
     };
-    let joined = membership::join(&config.cluster, me, systems, Box::new(apply))?;
+    let give_secrets = config.api.auth == AuthMode::Token;
+    let joined = membership::join(&config.cluster, me, systems, give_secrets, Box::new(apply))?;
     view.apply(&ClusterEvent::Peers(Arc::new(joined.peers)));
     view.apply(&ClusterEvent::Ready(true));
     let join = ClusterJoin {

@@ -11,6 +11,7 @@
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
 //! - `receiver`: a webhook receiver.
+//! - `stall`: one core of a node stopped (ptrace) while the others run.
 
 pub mod api;
 pub mod cluster;
@@ -21,6 +22,7 @@ pub mod node;
 pub mod raw_frames;
 pub mod raw_ws;
 pub mod receiver;
+pub mod stall;
 pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
