@@ -82,7 +82,7 @@ impl Core {
             connect_time: unix_seconds(),
             codec: None,
             out,
-            last_rx: Instant::now(),
+            last_rx_ms: self.clock_ms(),
             bucket: Default::default(),
             dirty: false,
             write_waiting: false,
@@ -189,7 +189,8 @@ impl Core {
     /// `ping_interval` and a tick writes to a `1/turns` share of them, never
     /// to all at once. Walks the slab in place, copying no keys.
     pub fn sweep(&mut self, turn: u32, turns: u32) {
-        let idle = self.node.config.ws.idle_timeout;
+        let idle_ms = self.node.config.ws.idle_timeout.as_millis().min(1 << 31) as u32;
+        let now_ms = self.clock_ms();
         let ping = !self.node.config.ws.echo;
         let turns = turns.max(1);
         let now = Instant::now();
@@ -202,7 +203,7 @@ impl Core {
                 continue;
             }
             conn.out.release_if_unused();
-            if now.duration_since(conn.last_rx) >= idle {
+            if now_ms.wrapping_sub(conn.last_rx_ms) >= idle_ms {
                 self.close_conn(addr, CloseReason::IdleTimeout, Some(1001));
             } else if ping && slot % turns == turn % turns {
                 self.enqueue(addr, Bytes::from_static(PING_FRAME));

@@ -172,7 +172,7 @@ impl Core {
     }
 
     /// Milliseconds since this core started, wrapping after 49 days.
-    fn clock_ms(&self) -> u32 {
+    pub(super) fn clock_ms(&self) -> u32 {
         self.clock.elapsed().as_millis() as u32
     }
 

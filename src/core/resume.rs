@@ -164,6 +164,7 @@ impl Core {
             recovered,
         });
         self.readiness.add(stream.as_raw_fd(), req.addr).ok()?;
+        let now_ms = self.clock_ms();
         let conn = self.conns.get_mut(req.addr)?;
         let old = conn.stream.replace(stream.clone());
         if let Some(s) = conn.session.as_mut() {
@@ -172,7 +173,7 @@ impl Core {
         conn.resume_seq = seq;
         conn.codec = None;
         conn.write_waiting = false;
-        conn.last_rx = Instant::now();
+        conn.last_rx_ms = now_ms;
         conn.out.clear();
         conn.out.push(req.answer.clone());
         conn.out.push(welcome);
