@@ -204,6 +204,8 @@ impl Core {
         conn.out.release_if_empty();
         conn.codec = None;
         conn.write_waiting = false;
+        // A write error dooms a connection; the reap that closes it lands here.
+        conn.doomed = false;
         let session = conn.session.get_or_insert_with(Box::default);
         session.detached = Some((Instant::now(), reason));
         self.drop_socket(&stream);

@@ -474,3 +474,34 @@ fn resumes_land_on_any_core_and_find_their_session() {
         );
     }
 }
+
+#[test]
+fn a_drop_found_by_a_write_detaches_too() {
+    // Pushes right after the reset: the node may learn of the drop from a failed write
+    // (the connection is doomed, then detached) rather than from a read.
+    let node = Node::start(ON);
+    let a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let resume = a.resume_query(SYS_A, "");
+    a.reset();
+    let sent: Vec<String> = (0..20)
+        .map(|i| {
+            send(
+                &node,
+                "send_to_client",
+                json!({"clientId": id, "msg": format!("m{i}")}),
+            )
+        })
+        .collect();
+    wait_detached(&node, &id);
+    let mut back = Raw::open(&node, &resume);
+    assert_eq!(back.welcome["data"]["resumed"], json!(true));
+    assert_eq!(back.welcome["data"]["recovered"], json!(true));
+    assert_eq!(back.ids(20), sent);
+    let after = send(
+        &node,
+        "send_to_client",
+        json!({"clientId": id, "msg": "after"}),
+    );
+    assert_eq!(back.ids(1), [after], "the session takes new frames");
+}
