@@ -179,7 +179,7 @@ check "node1 logs its I/O driver under the default seccomp profile: $driver" \
 
 echo "== through nginx: cross-node pushes, a group on three nodes, a stopped node"
 if "$VENV/bin/python" scripts/container_check.py "$NGINX" \
-  "podman stop -t 20 ${PROJECT}_node3_1" "${NODES[@]}" | tee "$WORK/check.log"; then :; fi
+  "podman stop -t 20 ${PROJECT}_node3_1 2>/dev/null" "${NODES[@]}" | tee "$WORK/check.log"; then :; fi
 summary=$(grep -E '^checks: [0-9]+ passed, [0-9]+ failed$' "$WORK/check.log" || echo "checks: 0 passed, 1 failed")
 read -r p f < <(echo "$summary" | sed -E 's/checks: ([0-9]+) passed, ([0-9]+) failed/\1 \2/')
 PASSED=$((PASSED + p))
@@ -190,7 +190,7 @@ check "compose.io_uring.yaml puts the profile on the three nodes" \
   test "$(compose -f compose.io_uring.yaml config 2>/dev/null | grep -c 'seccomp=./conf/seccomp-io_uring.json')" = 3
 STANDALONE=${PROJECT}_uring
 podman run -d --name "$STANDALONE" "${RUN_FLAGS[@]}" --health-cmd none \
-  --security-opt seccomp="$PWD/conf/seccomp-io_uring.json" "$IMAGE" >/dev/null
+  --security-opt seccomp="$PWD/conf/seccomp-io_uring.json" "$IMAGE" >/dev/null 2>>"$WORK/compose.log"
 driver=""
 for _ in $(seq 40); do
   driver=$(podman logs "$STANDALONE" 2>&1 | grep -o 'driver="[a-z_]*"' | head -1 || true)
