@@ -94,7 +94,9 @@ class Client:
 async def open_client(ws_url):
     ws = await connect(ws_url, open_timeout=10)
     welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
-    return Client(ws, welcome["data"]["clientId"])
+    c = Client(ws, welcome["data"]["clientId"])
+    c.welcome = welcome["data"]
+    return c
 
 
 async def wait_for(predicate, timeout):
@@ -174,6 +176,32 @@ async def main():
     got = await asyncio.gather(*(c.expect("group-1") for c in clients))
     check(r["code"] == 0 and all(got),
           f"send_to_group through nginx reaches {sum(got)}/{len(clients)} members on {len(by_node)} nodes")
+
+    # Session resume through nginx (docs/api.md §8): a client of each node drops without
+    # a close frame and comes back with its token — same clientId, and the push sent in
+    # the gap; nginx sends resume=<node>.… to the node that holds the session.
+    resumed = 0
+    for owner, cs in sorted(by_node.items()):
+        c = cs[-1]
+        c.ws.transport.abort()
+        await asyncio.wait_for(c.closed.wait(), 5)
+
+        async def detached():
+            r = await call(nginx, "get_client_info", system, {"clientId": c.id})
+            return r["code"] == 0 and r["data"].get("detached") is True
+
+        ok = await wait_for(detached, 10)
+        await call(nginx, "send_to_client", system, {"clientId": c.id, "data": "in-the-gap"})
+        token = c.welcome.get("resumeToken", "")
+        back = await open_client(f"{ws_base}/ws?systemId={system}&resume={token}&last=")
+        back.node = owner
+        got = ok and back.welcome.get("resumed") is True and back.id == c.id
+        resumed += bool(got and await back.expect("in-the-gap"))
+        cs[-1] = back
+        clients[clients.index(c)] = back
+    check(resumed == len(by_node),
+          f"resume through nginx: {resumed}/{len(by_node)} clients (one per node) came back "
+          "as themselves with the push of the gap")
 
     # Stop the last container's node: its clients are closed and reported offline.
     stopped = node_ids[-1]
