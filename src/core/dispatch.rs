@@ -122,6 +122,17 @@ impl Core {
         }
     }
 
+    /// Handles what is in this core's mailbox now. Called before an API
+    /// request is executed, so that a send answered by another core before
+    /// this request was made reaches this core's connections first: pushes
+    /// of requests made one after another (each after the previous answer)
+    /// reach a connection in that order, whichever cores took the requests.
+    pub fn take_mail(&mut self) {
+        while let Ok(msg) = self.mailbox.try_recv() {
+            self.handle(msg);
+        }
+    }
+
     /// Hands every core what this core has for it.
     pub(super) fn send_outboxes(&mut self) {
         for target in 0..self.outbox.len() {

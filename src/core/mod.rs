@@ -113,12 +113,19 @@ pub struct Core {
     /// Start of this core's millisecond clock (rate buckets).
     clock: Instant,
     ws_out: Vec<u8>,
+    /// This core's mailbox, drained by its mailbox task and, before each API
+    /// request, by `take_mail`.
+    mailbox: flume::Receiver<crate::mailbox::CoreMsg>,
     this: Weak<RefCell<Core>>,
 }
 
 impl Core {
     /// A core; inside its runtime only (it registers descriptors with it).
-    pub fn new(node: Arc<Node>, id: u8) -> std::io::Result<CoreRef> {
+    pub fn new(
+        node: Arc<Node>,
+        id: u8,
+        mailbox: flume::Receiver<crate::mailbox::CoreMsg>,
+    ) -> std::io::Result<CoreRef> {
         let systems = node
             .systems
             .iter()
@@ -162,6 +169,7 @@ impl Core {
                 inbox: Vec::new(),
                 clock: Instant::now(),
                 ws_out: Vec::new(),
+                mailbox,
                 this: this.clone(),
             })
         }))

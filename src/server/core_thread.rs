@@ -31,7 +31,7 @@ pub fn run_core(
         .build()?;
     rt.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
-        let core = Core::new(node.clone(), id)?;
+        let core = Core::new(node.clone(), id, mailbox.clone())?;
         monoio::spawn(drain_mailbox(core.clone(), mailbox));
         monoio::spawn(read_ready(core.clone()));
         monoio::spawn(heartbeat(core.clone()));

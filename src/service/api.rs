@@ -28,6 +28,8 @@ pub async fn handle(core: &CoreRef, req: &Request) -> (u16, Vec<u8>) {
     let result = if req.method != Method::Post {
         Err(ApiError::MethodNotAllowed)
     } else {
+        // What other cores sent here before this request was made goes first.
+        core.borrow_mut().take_mail();
         handlers::dispatch(core, route, req).await
     };
     {

@@ -315,3 +315,30 @@ fn send_to_a_gone_connection_is_success_with_online_false() {
     let data = node.call(SYS_A, "/api/send_to_client", json!({"clientId": id}));
     assert_eq!(data["online"], json!(false), "{data}");
 }
+
+/// Pushes of requests made one after another — each sent once the previous one was
+/// answered, on connections the kernel spreads over the cores — reach a connection in
+/// that order, whether a request's core holds the connection or hands the push to the
+/// core that does.
+#[test]
+fn pushes_of_requests_made_one_after_another_arrive_in_that_order() {
+    let node = Node::start("");
+    let mut c = node.ws(SYS_A);
+    node.bind(SYS_A, &c.client_id, "room", "ann", "");
+    c.drain(QUIET);
+    let mut sent = Vec::new();
+    for i in 0..60 {
+        let (route, body) = match i % 3 {
+            0 => ("send_to_group", json!({"groupName": "room", "msg": format!("{i}")})),
+            1 => ("send_to_user", json!({"userId": "ann", "msg": format!("{i}")})),
+            _ => ("send_to_system", json!({"msg": format!("{i}")})),
+        };
+        // A new HTTP connection per request: it may land on either core.
+        let data = node.call(SYS_A, &format!("/api/{route}"), body);
+        sent.push(assert_message_id(&data["messageId"]));
+    }
+    let got: Vec<String> = (0..sent.len())
+        .map(|_| assert_message_id(&c.expect_json(WAIT)["messageId"]))
+        .collect();
+    assert_eq!(got, sent);
+}
