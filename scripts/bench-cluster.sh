@@ -19,21 +19,13 @@ cd "$(dirname "$0")/.."
 SUBS=8000
 MSGS=50
 ROUNDS=3
-while [ "$#" -gt 0 ]; do
-  case "$1" in
-    --subscribers) SUBS="$2"; shift 2 ;;
-    --messages) MSGS="$2"; shift 2 ;;
-    --rounds) ROUNDS="$2"; shift 2 ;;
-    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
-    *) echo "bench-cluster: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+fanout_args "$@"
 
 scripts/setup.sh etcd-server
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release --quiet --bin shardcast --bin shardcast-bench
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 
 bench_workdir bench-cluster
 

@@ -19,15 +19,9 @@ IMAGE=${IMAGE:-localhost/shardcast:container-test}
 SUBS=8000
 MSGS=200
 ROUNDS=3
-while [ "$#" -gt 0 ]; do
-  case "$1" in
-    --subscribers) SUBS="$2"; shift 2 ;;
-    --messages) MSGS="$2"; shift 2 ;;
-    --rounds) ROUNDS="$2"; shift 2 ;;
-    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
-    *) echo "bench-container: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+fanout_args "$@"
 
 podman image exists "$IMAGE" || { echo "bench-container: no $IMAGE; run scripts/container-test.sh" >&2; exit 1; }
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"

@@ -42,3 +42,17 @@ bench_cleanup() {
   rm -rf "$WORK"
   exit "$rc"
 }
+
+# fanout_args "$@": --subscribers, --messages, --rounds into SUBS, MSGS and ROUNDS
+# (whose defaults the caller sets first); -h/--help prints the script's header.
+fanout_args() {
+  while [ "$#" -gt 0 ]; do
+    case "$1" in
+      --subscribers) SUBS="$2"; shift 2 ;;
+      --messages) MSGS="$2"; shift 2 ;;
+      --rounds) ROUNDS="$2"; shift 2 ;;
+      -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+      *) echo "$(basename "$0"): unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+  done
+}

@@ -329,8 +329,14 @@ fn pushes_of_requests_made_one_after_another_arrive_in_that_order() {
     let mut sent = Vec::new();
     for i in 0..60 {
         let (route, body) = match i % 3 {
-            0 => ("send_to_group", json!({"groupName": "room", "msg": format!("{i}")})),
-            1 => ("send_to_user", json!({"userId": "ann", "msg": format!("{i}")})),
+            0 => (
+                "send_to_group",
+                json!({"groupName": "room", "msg": format!("{i}")}),
+            ),
+            1 => (
+                "send_to_user",
+                json!({"userId": "ann", "msg": format!("{i}")}),
+            ),
             _ => ("send_to_system", json!({"msg": format!("{i}")})),
         };
         // A new HTTP connection per request: it may land on either core.

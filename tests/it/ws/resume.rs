@@ -27,6 +27,25 @@ fn send(node: &Node, route: &str, body: Value) -> String {
     assert_message_id(&data["messageId"])
 }
 
+/// `n` pushes to `id` ("m0", "m1", …), one request after another; their messageIds.
+fn pushes(node: &Node, id: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            send(
+                node,
+                "send_to_client",
+                json!({"clientId": id, "msg": format!("m{i}")}),
+            )
+        })
+        .collect()
+}
+
+/// `shardcast_resumes_total{result}` now.
+fn resumes(node: &Node, result: &str) -> f64 {
+    let m = node.metrics();
+    m.sum_where("shardcast_resumes_total", &[("result", result)])
+}
+
 fn info(node: &Node, client_id: &str) -> Value {
     node.call(
         SYS_A,
@@ -130,11 +149,7 @@ fn pushes_of_every_kind_sent_in_the_gap_arrive_after_the_resume_in_order() {
         1,
         "only the first connect, no disconnect: {of_a:?}"
     );
-    let m = node.metrics();
-    assert_eq!(
-        m.sum_where("shardcast_resumes_total", &[("result", "resumed")]),
-        1.0
-    );
+    assert_eq!(resumes(&node, "resumed"), 1.0);
 }
 
 #[test]
@@ -142,15 +157,7 @@ fn frames_written_but_not_read_are_replayed_from_last() {
     let node = Node::start(ON);
     let mut a = Raw::open(&node, &format!("systemId={SYS_A}"));
     let id = a.client_id();
-    let sent: Vec<String> = (0..5)
-        .map(|i| {
-            send(
-                &node,
-                "send_to_client",
-                json!({"clientId": id, "msg": format!("m{i}")}),
-            )
-        })
-        .collect();
+    let sent: Vec<String> = pushes(&node, &id, 5);
     // The client processed the first two; three more are in its socket, unread.
     assert_eq!(a.ids(2), sent[..2]);
     let resume = a.resume_query(SYS_A, &sent[1]);
@@ -249,15 +256,7 @@ fn an_overflowing_buffer_keeps_the_newest_frames_and_says_so() {
     let resume = a.resume_query(SYS_A, "");
     a.reset();
     wait_detached(&node, &id);
-    let sent: Vec<String> = (0..50)
-        .map(|i| {
-            send(
-                &node,
-                "send_to_client",
-                json!({"clientId": id, "msg": format!("m{i}")}),
-            )
-        })
-        .collect();
+    let sent: Vec<String> = pushes(&node, &id, 50);
     let mut back = Raw::open(&node, &resume);
     assert_eq!(back.welcome["data"]["resumed"], json!(true));
     assert_eq!(back.welcome["data"]["recovered"], json!(false));
@@ -312,15 +311,8 @@ fn tokens_that_cannot_be_honoured_give_new_connections() {
         json!(false),
         "an old token is spent"
     );
-    let m = node.metrics();
-    assert_eq!(
-        m.sum_where("shardcast_resumes_total", &[("result", "invalid")]),
-        3.0
-    );
-    assert_eq!(
-        m.sum_where("shardcast_resumes_total", &[("result", "unknown")]),
-        1.0
-    );
+    assert_eq!(resumes(&node, "invalid"), 3.0);
+    assert_eq!(resumes(&node, "unknown"), 1.0);
 }
 
 #[test]
@@ -484,15 +476,7 @@ fn a_drop_found_by_a_write_detaches_too() {
     let id = a.client_id();
     let resume = a.resume_query(SYS_A, "");
     a.reset();
-    let sent: Vec<String> = (0..20)
-        .map(|i| {
-            send(
-                &node,
-                "send_to_client",
-                json!({"clientId": id, "msg": format!("m{i}")}),
-            )
-        })
-        .collect();
+    let sent: Vec<String> = pushes(&node, &id, 20);
     wait_detached(&node, &id);
     let mut back = Raw::open(&node, &resume);
     assert_eq!(back.welcome["data"]["resumed"], json!(true));
