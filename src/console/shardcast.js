@@ -18,12 +18,16 @@ const NOTICE_ONLINE = 1001;
 const NOTICE_OFFLINE = 1002;
 const REFUSED = -1001;
 
-/** A refusal of the node: the connect (code -1001) or a client message (-1). */
+/**
+ * A refusal of the node: the connect (code -1001) or a client message (-1);
+ * `ack`: the refusing ack frame of a client message.
+ */
 export class ShardcastError extends Error {
-  constructor(code, msg) {
+  constructor(code, msg, ack) {
     super(msg);
     this.name = 'ShardcastError';
     this.code = code;
+    if (ack) this.ack = ack;
   }
 }
 
@@ -31,8 +35,9 @@ export class Shardcast extends EventTarget {
   /**
    * @param {string} url  the node's WebSocket endpoint, e.g. ws://host:7800/ws
    * @param {object} opts systemId (required), token (a connect token),
-   *   pingInterval (ms, 20000), ackTimeout (ms, 10000), minBackoff (ms, 500),
-   *   maxBackoff (ms, 30000), WebSocket (an implementation, default the global)
+   *   pingInterval (ms, 20000; 0 = no heartbeat), ackTimeout (ms, 10000),
+   *   minBackoff (ms, 500), maxBackoff (ms, 30000), WebSocket (an
+   *   implementation, default the global)
    */
   constructor(url, opts = {}) {
     super();
@@ -42,6 +47,7 @@ export class Shardcast extends EventTarget {
       pingInterval: 20000, ackTimeout: 10000, minBackoff: 500, maxBackoff: 30000, ...opts,
     };
     this.clientId = null;
+    this.lastClientId = null; // the clientId of the connection before, for `welcome`
     this.ws = null;
     this.closed = false;
     this.attempt = 0;
@@ -67,9 +73,7 @@ export class Shardcast extends EventTarget {
    * dropped first.
    */
   send(message) {
-    if (!this.ws || this.ws.readyState !== 1 || !this.clientId) {
-      return Promise.reject(new Error('shardcast: not connected'));
-    }
+    if (!this.connected()) return Promise.reject(new Error('shardcast: not connected'));
     const reqId = String(this.nextReq++);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -79,6 +83,18 @@ export class Shardcast extends EventTarget {
       this.pending.set(reqId, { resolve, reject, timer });
       this.ws.send(JSON.stringify({ ...message, reqId }));
     });
+  }
+
+  /** Sends the text "ping" now; the node's "pong" comes as a `pong` event. */
+  ping() {
+    if (!this.connected()) return false;
+    this.ws.send('ping');
+    return true;
+  }
+
+  /** Whether the current connection is open and welcomed. */
+  connected() {
+    return !!(this.ws && this.ws.readyState === 1 && this.clientId);
   }
 
   /** Closes for good: no reconnect; pending sends are rejected. */
@@ -105,10 +121,10 @@ export class Shardcast extends EventTarget {
   }
 
   onFrame(text) {
-    if (text === 'pong') return;
+    if (text === 'pong') return this.emit('pong', {});
     let m;
-    try { m = JSON.parse(text); } catch { return; }
-    if (!m || typeof m !== 'object') return;
+    try { m = JSON.parse(text); } catch { m = undefined; }
+    if (!m || typeof m !== 'object' || Array.isArray(m)) return this.emit('other', { text });
     if (m.type === 'ack') return this.onAck(m);
     if (m.code === REFUSED) {
       // Retrying cannot cure a refusal (bad system, bad token): stop.
@@ -118,21 +134,27 @@ export class Shardcast extends EventTarget {
       this.failWaiters(this.failure);
       return;
     }
-    if (!m.messageId && m.code === 0 && m.data && m.data.clientId) {
-      this.clientId = m.data.clientId;
-      this.attempt = 0;
-      this.startPing();
-      this.emit('welcome', { clientId: this.clientId });
-      for (const w of this.waiters.splice(0)) w.resolve(this.clientId);
-      return;
+    if (!m.messageId && m.code === 0 && m.data && typeof m.data.clientId === 'string') {
+      return this.onWelcome(m.data);
     }
-    if (m.code === NOTICE_ONLINE || m.code === NOTICE_OFFLINE) {
-      let who = {};
-      try { who = JSON.parse(m.data); } catch { /* keep {} */ }
-      this.emit('notice', { online: m.code === NOTICE_ONLINE, ...who, messageId: m.messageId });
+    const who = notice(m);
+    if (who) {
+      this.emit('notice', {
+        online: m.code === NOTICE_ONLINE, code: m.code, msg: m.msg, ...who, messageId: m.messageId,
+      });
       return;
     }
     this.emit('push', m);
+  }
+
+  onWelcome(d) {
+    const previousClientId = this.lastClientId;
+    this.clientId = d.clientId;
+    this.lastClientId = d.clientId;
+    this.attempt = 0;
+    this.startPing();
+    this.emit('welcome', { clientId: this.clientId, previousClientId });
+    for (const w of this.waiters.splice(0)) w.resolve(this.clientId);
   }
 
   onAck(a) {
@@ -141,7 +163,7 @@ export class Shardcast extends EventTarget {
     this.pending.delete(String(a.reqId));
     clearTimeout(p.timer);
     if (a.code === 0) p.resolve(a);
-    else p.reject(new ShardcastError(a.code, a.msg));
+    else p.reject(new ShardcastError(a.code, a.msg, a));
   }
 
   onClose(ws, code, reason) {
@@ -160,6 +182,7 @@ export class Shardcast extends EventTarget {
 
   startPing() {
     this.stopPing();
+    if (!(this.opts.pingInterval > 0)) return;
     this.pinger = setInterval(() => {
       if (this.ws && this.ws.readyState === 1) this.ws.send('ping');
     }, this.opts.pingInterval);
@@ -185,4 +208,15 @@ export class Shardcast extends EventTarget {
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+// The decoded `data` of a 1001/1002 notice (`{clientId, userId, extend, …}`),
+// or null: a push of the API may use those codes too, but it has a sender or
+// data that is no notice.
+function notice(m) {
+  if (m.code !== NOTICE_ONLINE && m.code !== NOTICE_OFFLINE) return null;
+  if (m.sendUserId || typeof m.data !== 'string') return null;
+  let who;
+  try { who = JSON.parse(m.data); } catch { return null; }
+  return who && typeof who === 'object' && typeof who.clientId === 'string' ? who : null;
 }
