@@ -9,10 +9,12 @@
 //!   written and read by hand, sockets with odd options, garbage.
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
+//! - `cut_proxy`: a TCP relay in front of a node that a test cuts (the network failing).
 //! - `receiver`: a webhook receiver.
 
 pub mod api;
 pub mod cluster;
+pub mod cut_proxy;
 pub mod http;
 pub mod link_proxy;
 pub mod metrics;
