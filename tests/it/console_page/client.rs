@@ -65,6 +65,7 @@ fn run_script(
     if let Some(mut e) = child.0.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut err);
     }
+    eprintln!("{output}");
     assert!(status.success(), "{script} failed:\n{output}{err}");
     for step in steps {
         assert!(output.contains(step), "no `{step}`:\n{output}{err}");
