@@ -15,9 +15,11 @@
 // as the same clientId with `resumed` and `recovered` true, and gets the push
 // sent to it during the gap once, and none of the earlier ones again; the
 // console logs "resumed … recovered: yes", keeps its clientId and its group,
-// and shows the group's push sent during the gap. After a node restart (a
-// goodbye, and a token the new process cannot honour) both come back with a
-// new clientId, which they report.
+// and shows the group's push sent during the gap. After a second cut during
+// which more is sent than the node keeps (ws.resume_buffer_bytes), both
+// resume with `recovered` false ("recovered: no") and get what was kept.
+// After a node restart (a goodbye, and a token the new process cannot honour)
+// both come back with a new clientId, which they report.
 
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
@@ -66,7 +68,7 @@ async function waitSeen(page, pred, what, arg) {
 }
 
 async function consoleLog(page) {
-  return page.$$eval('#log .entry', (es) => es.map((e) => '  | ' + e.innerText.replace(/\s+/g, ' ')).join('\n'));
+  return page.$$eval('#log .entry', (es) => es.map((e) => '  | ' + e.innerText.replace(/\s+/g, ' ').slice(0, 160)).join('\n'));
 }
 
 async function waitLog(page, kind, text, what) {
@@ -157,9 +159,45 @@ try {
   check(gid.includes(gapGroup.messageId), `console: the gap push shows "${gid}", not #${gapGroup.messageId}`);
   console.log(`console resumed as ${cid}, still in room1, with the group push sent during the gap`);
 
+  // A second cut, during which more is sent than the node keeps for a
+  // connection (ws.resume_buffer_bytes = 4096): the second big push pushes
+  // out the first, and the frames up to the client's last one. Resumed, but
+  // not recovered: what was lost is lost, the rest arrives.
+  const closes = await page.evaluate(() => window.seen.filter((e) => e.t === 'close').length);
+  await ask('CUT', 'CUT');
+  await waitSeen(page, (s, n) => s.filter((e) => e.t === 'close').length > n, 'the second drop', closes);
+  await con.waitForSelector('#conn-state[data-state="connecting"]');
+  const big = (n) => `big ${n} ` + 'x'.repeat(2500);
+  const lost = await api('send_to_client', { clientId: id, msg: 'big', data: big(1) });
+  const kept = await api('send_to_client', { clientId: id, msg: 'big', data: big(2) });
+  const lostGroup = await api('send_to_group', { groupName: 'room1', sendUserId: 'server', msg: 'big', data: big(1) });
+  const keptGroup = await api('send_to_group', { groupName: 'room1', sendUserId: 'server', msg: 'big', data: big(2) });
+  await ask('HEAL', 'HEALED');
+  const again = await waitSeen(page, (s) => s.filter((e) => e.t === 'resumed')[1], 'a second resumed event');
+  check(again.d.clientId === id && again.d.recovered === false, `the second resume: ${JSON.stringify(again.d)}`);
+  await waitSeen(page, (s, m) => s.some((e) => e.t === 'push' && e.d.messageId === m), 'the push kept during the gap', kept.messageId);
+  const ids = await page.evaluate(() => window.seen.filter((e) => e.t === 'push').map((e) => e.d.messageId));
+  check(!ids.includes(lost.messageId), 'the client got the push the node could not keep');
+  console.log(`client resumed as ${id} again, not recovered: the kept push arrived, the lost one did not`);
+
+  await waitLog(con, 'system', 'resumed as clientId ' + cid + ' · recovered: no', 'the second resume');
+  await con.waitForSelector('#conn-state[data-state="connected"]');
+  const shown = async (m) => con.$$eval('#log .entry[data-kind="push"] .extra', (es, m) => es.filter((e) => e.textContent.includes('#' + m)).length, m);
+  try {
+    await con.waitForFunction((m) => [...document.querySelectorAll('#log .entry[data-kind="push"] .extra')]
+      .some((e) => e.textContent.includes('#' + m)), keptGroup.messageId);
+  } catch {
+    throw new Error(`console: no push #${keptGroup.messageId} (kept) after the second resume ` +
+      `(#${lostGroup.messageId} was lost):\n${await consoleLog(con)}`);
+  }
+  check(await shown(keptGroup.messageId) === 1 && await shown(lostGroup.messageId) === 0,
+    'console: not exactly the kept group push shown after the second resume');
+  console.log(`console resumed as ${cid} again: recovered: no`);
+
   // A restart: the new process cannot honour the old token.
+  const welcomes = await page.evaluate(() => window.seen.filter((e) => e.t === 'welcome').length);
   await ask('RESTART', 'RESTARTED');
-  const fresh = await waitSeen(page, (s) => s.filter((e) => e.t === 'welcome').slice(2)[0], 'a welcome after the restart');
+  const fresh = await waitSeen(page, (s, n) => s.filter((e) => e.t === 'welcome')[n], 'a welcome after the restart', welcomes);
   check(fresh.d.resumed === false && fresh.d.clientId !== id && fresh.d.previousClientId === id,
     `the welcome after the restart: ${JSON.stringify(fresh.d)}`);
   const tried = await page.evaluate(() => {

@@ -4,7 +4,8 @@
 //! port), a refusal that is not retried; and, with `ws.resume_window` on, a session
 //! resumed after the network between the browser and the node failed (a `CutProxy`
 //! cut), in the client and in the console, which keep their clientId and get the
-//! pushes sent during the gap.
+//! pushes sent during the gap (and report the loss when the node could not keep them
+//! all).
 
 use crate::support::{cut_proxy::CutProxy, node::Node};
 use std::io::{BufRead, BufReader, Write};
@@ -93,7 +94,9 @@ fn the_js_client_acks_reconnects_and_reports_refusals() {
 
 #[test]
 fn the_js_client_and_the_console_resume_after_the_network_fails() {
-    let mut node = Node::start("[console]\nenabled = true\n[ws]\nresume_window = \"30s\"\n");
+    let mut node = Node::start(
+        "[console]\nenabled = true\n[ws]\nresume_window = \"30s\"\nresume_buffer_bytes = 4096\n",
+    );
     let proxy = CutProxy::start(node.addr());
     let args = [
         format!("http://{}", node.addr()),
@@ -104,6 +107,9 @@ fn the_js_client_and_the_console_resume_after_the_network_fails() {
         "HEAL",
         "client resumed",
         "console resumed",
+        "client resumed as",
+        "again, not recovered",
+        "recovered: no",
         "RESTART",
         "client reconnected as a new clientId",
         "console reconnected as a new clientId",
@@ -119,7 +125,9 @@ fn the_js_client_and_the_console_resume_after_the_network_fails() {
             Some("HEALED".into())
         }
         "RESTART" => {
-            node.restart_in_place();
+            // On a new port: the browser knows only the proxy's.
+            node.restart();
+            proxy.set_upstream(node.addr());
             Some("RESTARTED".into())
         }
         _ => None,

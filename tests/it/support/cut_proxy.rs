@@ -7,7 +7,9 @@
 //! connection at once, without a byte more either way (each side reads the end
 //! of the stream: no close frame, no goodbye), and from then on ends every new
 //! connection as soon as it is accepted, without reaching the upstream, until
-//! `heal()`. Dropping the proxy stops it and ends what it relays.
+//! `heal()`. `set_upstream` points it at a node that restarted on another port,
+//! which its clients never learn. Dropping the proxy stops it and ends what it
+//! relays.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 #[derive(Default)]
 struct Shared {
-    upstream: String,
+    upstream: Mutex<String>,
     cut: AtomicBool,
     stop: AtomicBool,
     /// Both ends of every relayed connection, to end them on a cut.
@@ -38,7 +40,7 @@ impl CutProxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
-            upstream: upstream.to_string(),
+            upstream: Mutex::new(upstream.to_string()),
             ..Shared::default()
         });
         let s = shared.clone();
@@ -49,6 +51,11 @@ impl CutProxy {
     /// The address clients connect to instead of the upstream's.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where new connections go from now on (a node restarted on another port).
+    pub fn set_upstream(&self, upstream: &str) {
+        *self.shared.upstream.lock().unwrap() = upstream.to_string();
     }
 
     /// Ends every relayed connection, and every new one until `heal`.
@@ -102,7 +109,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn relay(down: TcpStream, shared: Arc<Shared>) {
-    let Ok(up) = TcpStream::connect(&shared.upstream) else {
+    let upstream = shared.upstream.lock().unwrap().clone();
+    let Ok(up) = TcpStream::connect(&upstream) else {
         return;
     };
     let _ = (down.set_nonblocking(false), down.set_nodelay(true));
