@@ -81,8 +81,8 @@ async function waitLog(page, kind, text, what) {
 }
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const errors = [];
 try {
-  const errors = [];
 
   // The client, on a bare page of another origin.
   const page = await browser.newPage();
@@ -219,6 +219,7 @@ try {
   console.log('PASS');
 } catch (e) {
   console.error('FAIL: ' + (e && e.stack || e));
+  if (errors.length) console.error('page errors: ' + errors.join('; '));
   process.exitCode = 1;
 } finally {
   clearTimeout(overall);

@@ -1,7 +1,7 @@
 //! The JavaScript client (`/shardcast.js`, docs/js-client.md) in headless Chromium,
 //! scripted by `tests/console/client.mjs` and `tests/console/resume.mjs`: imported from
-//! another origin, an ack round trip, a reconnect after the node restarts (on the same
-//! port), a refusal that is not retried; and, with `ws.resume_window` on, a session
+//! another origin, an ack round trip, a reconnect after the node restarts (behind a
+//! relay, at the same address), a refusal that is not retried; and, with `ws.resume_window` on, a session
 //! resumed after the network between the browser and the node failed (a `CutProxy`
 //! cut), in the client and in the console, which keep their clientId and get the
 //! pushes sent during the gap (and report the loss when the node could not keep them
@@ -76,7 +76,10 @@ fn run_script(
 #[test]
 fn the_js_client_acks_reconnects_and_reports_refusals() {
     let mut node = Node::start("[ws]\nclient_send = \"all\"\n");
-    let base = format!("http://{}", node.addr());
+    // Behind a relay, so that the node can restart on a new port (its old one
+    // may not be free again at once) at an address the browser keeps using.
+    let proxy = CutProxy::start(node.addr());
+    let base = format!("http://{}", proxy.addr());
     let steps = [
         "ack round trip ok",
         "RESTART",
@@ -86,7 +89,8 @@ fn the_js_client_acks_reconnects_and_reports_refusals() {
     ];
     run_script("client.mjs", &[base], &steps, |line| {
         (line == "RESTART").then(|| {
-            node.restart_in_place();
+            node.restart();
+            proxy.set_upstream(node.addr());
             "RESTARTED".to_string()
         })
     });
