@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine and runs the whole test suite: formatting,
 # lints, unit tests, and the integration tests that start real shardcast
-# processes (and, for the cluster tests, a real etcd; for the console test,
+# processes (and, for the cluster tests, a real etcd and nginx; for the console test,
 # Debian's Chromium driven by playwright-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 node_pkgs=()
 command -v npm >/dev/null 2>&1 || node_pkgs=(nodejs npm)
-scripts/setup.sh etcd-server chromium "${node_pkgs[@]}"
+scripts/setup.sh etcd-server chromium nginx "${node_pkgs[@]}"
 # playwright-core exactly as tests/console/package-lock.json pins it; it
 # downloads no browser of its own (the test launches /usr/bin/chromium).
 npm ci --prefix tests/console --no-audit --no-fund --loglevel=error

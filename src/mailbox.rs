@@ -7,14 +7,17 @@
 //! one connection are those of `op`, the same the links carry, so a frame
 //! from another node becomes a mailbox message without translation.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::api::error::ApiError;
 use crate::cluster::membership::ClusterEvent;
 use crate::cluster::PeerTable;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::registry::SystemEntry;
+use crate::ws::Last;
 
 /// A one-shot answer channel (a bounded flume channel of one).
 pub type Reply<T> = flume::Sender<T>;
@@ -77,6 +80,32 @@ pub enum CoreMsg {
     /// What one core had for this one since its last flush, in order: one
     /// mailbox hop (and one wake-up) for a whole batch of requests.
     Batch(Vec<CoreMsg>),
+    /// A resume accepted by another core for a session of this one
+    /// (docs/api.md §8): the socket moves here, the session stays.
+    Resume(Box<Handoff>),
+}
+
+/// A resume's socket on its way to the core that owns the session.
+pub struct Handoff {
+    pub socket: OwnedFd,
+    pub request: ResumeRequest,
+}
+
+/// A resume with a genuine token, for the core that owns the session.
+pub struct ResumeRequest {
+    pub addr: ConnAddr,
+    /// The welcome the token was issued with (`Conn::resume_seq`).
+    pub seq: u16,
+    pub system: Arc<str>,
+    /// The last push or notice the client processed.
+    pub last: Last,
+    /// The 101 answer, written with the welcome.
+    pub answer: Bytes,
+    /// Bytes that came after the upgrade request.
+    pub rest: Bytes,
+    /// If the session is gone: the userId of a new connection, or why the
+    /// client may not have one (its connect token).
+    pub fallback: Result<String, ApiError>,
 }
 
 impl CoreMsg {

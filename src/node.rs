@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::api::resume_token::ResumeTokens;
 use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::MembershipHandle;
 use crate::cluster::{ClusterView, PeerTable};
@@ -27,6 +28,8 @@ pub struct Node {
     /// Unix seconds when the node started (`process_start_time_seconds`).
     pub started_at: u64,
     pub codec: ClientIdCodec,
+    /// Resume tokens, under a key derived from the clientId key.
+    pub resume: ResumeTokens,
     pub mailboxes: Vec<flume::Sender<CoreMsg>>,
     pub metrics: Metrics,
     /// The standalone registry file (None in cluster mode: etcd holds it).
@@ -54,10 +57,11 @@ pub struct Node {
     drain_started: OnceLock<Instant>,
 }
 
-/// What `Node::new` is built from: the clientId codec, the registry, the
-/// cores' mailboxes, the cluster view and the messageId key.
+/// What `Node::new` is built from: the clientId codec and the resume
+/// tokens (both keyed by the crypto key), the registry, the cores'
+/// mailboxes, the cluster view and the messageId key.
 pub type NodeParts = (
-    ClientIdCodec,
+    (ClientIdCodec, ResumeTokens),
     Systems,
     Vec<flume::Sender<CoreMsg>>,
     Arc<ClusterView>,
@@ -83,7 +87,7 @@ pub enum Systems {
 impl Node {
     pub fn new(
         config: Config,
-        (codec, systems, mailboxes, view, message_key): NodeParts,
+        ((codec, resume), systems, mailboxes, view, message_key): NodeParts,
         join: Option<ClusterJoin>,
         webhooks: Option<Webhooks>,
     ) -> Self {
@@ -103,6 +107,7 @@ impl Node {
             epoch,
             started_at: unix_seconds(),
             codec,
+            resume,
             mailboxes,
             metrics: Metrics::new(cores),
             registry,

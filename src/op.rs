@@ -62,6 +62,8 @@ pub struct ClientInfo {
     pub extend: String,
     pub groups: Vec<String>,
     pub connect_time: u64,
+    /// Dropped without a goodbye and kept for a resume (docs/api.md §8).
+    pub detached: bool,
 }
 
 /// A group and its member count.

@@ -12,4 +12,5 @@ pub mod client_message;
 pub mod connect_token;
 pub mod envelope;
 pub mod error;
+pub mod resume_token;
 pub mod route;

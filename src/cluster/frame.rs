@@ -34,7 +34,7 @@ use rkyv::util::AlignedVec;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 
 /// Version carried in [`Frame::Hello`]; peers with a different one are refused.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Largest body accepted (an online-list reply of a huge group is the biggest legitimate frame).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Bytes before the body: length and CRC, both `u32` little-endian.
@@ -246,6 +246,7 @@ mod tests {
             extend: "{\"k\":\"v\"}".into(),
             groups: vec!["a".into(), String::new(), "ünïcødé".into()],
             connect_time: u64::MAX - u64::from(n),
+            detached: n % 2 == 0,
         }
     }
 

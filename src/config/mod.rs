@@ -122,6 +122,12 @@ section! {
         /// or leaves; off, a bind or a disconnect costs O(1) frames instead
         /// of O(group size).
         notices: bool = true,
+        /// How long a connection that dropped without a goodbye keeps its
+        /// session for a resume (docs/api.md §8); 0 = off.
+        #[serde(with = "duration_str")]
+        resume_window: Duration = Duration::ZERO,
+        /// Bytes of frames one connection keeps for replay.
+        resume_buffer_bytes: usize = 262144,
     }
 }
 
@@ -933,6 +939,8 @@ mod tests {
         let mut expected = Config::default();
         expected.api.systems = vec!["demo".to_string()];
         expected.console.enabled = true;
+        // Sessions survive a drop for 30 s (docs/api.md §8).
+        expected.ws.resume_window = std::time::Duration::from_secs(30);
         assert_eq!(c, expected);
         if !std::env::vars().any(|(k, _)| k.starts_with(env::ENV_PREFIX)) {
             assert_eq!(loaded, c);

@@ -111,7 +111,7 @@ impl Core {
 
     /// Puts `msg` in the outbox of core `target`; sends that outbox now when
     /// someone waits for the answer.
-    fn post(&mut self, target: u8, msg: CoreMsg) {
+    pub(super) fn post(&mut self, target: u8, msg: CoreMsg) {
         let now = msg.wants_reply();
         let Some(outbox) = self.outbox.get_mut(target as usize) else {
             return;

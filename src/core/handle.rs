@@ -89,6 +89,7 @@ impl Core {
                 self.node.count_out(self.id as usize, msgs.len());
                 msgs.into_iter().for_each(|m| self.handle(m));
             }
+            CoreMsg::Resume(handoff) => self.take_handoff(*handoff),
         }
     }
 
@@ -216,6 +217,7 @@ impl Core {
                         extend: String::new(),
                         groups: Vec::new(),
                         connect_time: 0,
+                        detached: false,
                     }
                 }
             })
@@ -230,5 +232,6 @@ fn info(c: &Conn) -> ClientInfo {
         extend: c.extend.to_string(),
         groups: c.groups.iter().map(|g| g.to_string()).collect(),
         connect_time: c.connect_time,
+        detached: c.stream.is_none(),
     }
 }

@@ -1,6 +1,7 @@
 //! A connection's life on its core: opened once its id routes to it,
-//! closed in one place (so notices and the disconnect webhook go out
-//! exactly once), and the heartbeat sweep that pings and expires them.
+//! ended in one place (so notices and the disconnect webhook go out
+//! exactly once) or detached for a resume (`resume.rs`), and the heartbeat
+//! sweep that pings and expires them.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -11,15 +12,17 @@ use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use super::conn::out_queue::OutQueue;
-use super::conn::reader::linger;
+use super::conn::reader::{linger, LINGER_BYTES};
 use super::conn::Conn;
 use super::Core;
 use crate::client_id::ClientId;
 use crate::node::unix_seconds;
 use crate::op::ConnAddr;
+use crate::socket;
 use crate::webhook::EventKind;
+use crate::ws::frame::close_frame;
 use crate::ws::frame::PING_FRAME;
-use crate::ws::message::{notice_frame, welcome_frame};
+use crate::ws::message::{notice_frame, refusal_frame, welcome_frame, Welcome};
 use crate::ws::CloseReason;
 
 /// How long a closed connection's socket is kept to read the client's
@@ -37,6 +40,7 @@ impl Core {
         system: &str,
         user_id: &str,
         answer: Bytes,
+        resume_asked: bool,
     ) -> Option<ConnAddr> {
         let addr = self.conns.vacant()?;
         let id = ClientId {
@@ -61,11 +65,15 @@ impl Core {
         out.push(answer);
         let welcome = !self.node.config.ws.echo;
         if welcome {
-            out.push(welcome_frame(&client_id));
+            let asked = resume_asked;
+            out.push(self.welcome(&system, &client_id, 0, |token| Welcome::New {
+                token,
+                asked,
+            }));
         }
         let fd = stream.as_raw_fd();
         let conn = Conn {
-            stream,
+            stream: Some(stream),
             system: system.clone(),
             client_id: client_id.into(),
             user_id: user.clone(),
@@ -74,11 +82,13 @@ impl Core {
             connect_time: unix_seconds(),
             codec: None,
             out,
-            last_rx: Instant::now(),
+            last_rx_ms: self.clock_ms(),
             bucket: Default::default(),
             dirty: false,
             write_waiting: false,
             doomed: false,
+            resume_seq: 0,
+            session: None,
         };
         self.conns.insert(conn)?;
         if self.readiness.add(fd, addr).is_err() {
@@ -107,11 +117,38 @@ impl Core {
         Some(addr)
     }
 
-    /// Ends a connection: it leaves the slab and the index at once (so it is
-    /// offline from now on), gets `code` as a close frame when given, its
-    /// groups get the offline notice once, and its socket lingers a while
-    /// before it is dropped.
+    /// The welcome of a connection's `seq`th welcome: with resume on, it
+    /// carries a new resume token and what `how` says about it.
+    pub(super) fn welcome(
+        &self,
+        system: &str,
+        client_id: &str,
+        seq: u16,
+        how: impl FnOnce(&str) -> Welcome,
+    ) -> Bytes {
+        if !self.resume_on() {
+            return welcome_frame(client_id, Welcome::Plain);
+        }
+        let node = self.node.node_id;
+        let token = self.node.resume.issue(node, system, client_id, seq);
+        welcome_frame(client_id, how(&token))
+    }
+
+    /// Ends a connection, or detaches it when it dropped without a goodbye
+    /// and resume is on (`resume.rs`).
     pub fn close_conn(&mut self, addr: ConnAddr, reason: CloseReason, code: Option<u16>) {
+        if self.resume_on() && reason.detaches(code) {
+            self.detach(addr, reason);
+        } else {
+            self.end_conn(addr, reason, code);
+        }
+    }
+
+    /// Ends a connection for good: it leaves the slab and the index at once
+    /// (so it is offline from now on), gets `code` as a close frame when
+    /// given, its groups get the offline notice once, and its socket (if it
+    /// still has one) lingers a while before it is dropped.
+    pub(super) fn end_conn(&mut self, addr: ConnAddr, reason: CloseReason, code: Option<u16>) {
         let Some(mut conn) = self.conns.remove(addr) else {
             return;
         };
@@ -121,11 +158,18 @@ impl Core {
         let m = self.metrics();
         m.connections.fetch_sub(1, Relaxed);
         m.closed(reason);
-        self.readiness.remove(conn.stream.as_raw_fd());
-        if let Some(core) = self.this.upgrade() {
-            monoio::spawn(linger(core, conn.stream.clone()));
+        match conn.stream.take() {
+            Some(stream) => {
+                self.readiness.remove(stream.as_raw_fd());
+                if let Some(core) = self.this.upgrade() {
+                    monoio::spawn(linger(core, stream.clone()));
+                }
+                self.finish_writes(&mut conn, &stream, code);
+            }
+            None => {
+                self.metrics().detached.fetch_sub(1, Relaxed);
+            }
         }
-        self.finish_writes(&mut conn, code);
         let reason = reason.as_str();
         self.emit(&conn, EventKind::Disconnect { reason });
         if !self.node.config.ws.notices {
@@ -145,7 +189,8 @@ impl Core {
     /// `ping_interval` and a tick writes to a `1/turns` share of them, never
     /// to all at once. Walks the slab in place, copying no keys.
     pub fn sweep(&mut self, turn: u32, turns: u32) {
-        let idle = self.node.config.ws.idle_timeout;
+        let idle_ms = self.node.config.ws.idle_timeout.as_millis().min(1 << 31) as u32;
+        let now_ms = self.clock_ms();
         let ping = !self.node.config.ws.echo;
         let turns = turns.max(1);
         let now = Instant::now();
@@ -153,8 +198,12 @@ impl Core {
             let Some((addr, conn)) = self.conns.at_mut(slot) else {
                 continue;
             };
+            if conn.stream.is_none() {
+                self.expire_if_due(addr, now);
+                continue;
+            }
             conn.out.release_if_unused();
-            if now.duration_since(conn.last_rx) >= idle {
+            if now_ms.wrapping_sub(conn.last_rx_ms) >= idle_ms {
                 self.close_conn(addr, CloseReason::IdleTimeout, Some(1001));
             } else if ping && slot % turns == turn % turns {
                 self.enqueue(addr, Bytes::from_static(PING_FRAME));
@@ -170,5 +219,18 @@ impl Core {
             self.close_conn(addr, reason, reason.close_code());
         }
         self.flush();
+    }
+}
+
+/// Writes `answer` (the 101), the -1001 refusal frame with `msg` and close
+/// 1008 in one write, then lingers a short while: a refused WebSocket
+/// client hears why, as go-websocket tells it.
+pub async fn refuse(stream: &Rc<TcpStream>, answer: Bytes, msg: &str) {
+    let mut frames = bytes::BytesMut::from(&answer[..]);
+    frames.extend_from_slice(&refusal_frame(msg));
+    frames.extend_from_slice(&close_frame(1008));
+    if socket::write_all(stream, frames.freeze()).await.is_ok() {
+        socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
+        socket::linger(stream, LINGER_BYTES, LINGER).await;
     }
 }

@@ -14,6 +14,7 @@
 //!   group/user/system index, the client-message bucket, a one-shot event;
 //! - `lifecycle`, `read`, `write`: opening and closing connections, what
 //!   they send us, and batched writing to them;
+//! - `resume`: connections detached by a drop and attached again;
 //! - `handle`: the mailbox messages, executed on this core's connections;
 //! - `dispatch`: reaching the other cores of this node;
 //! - `locate`, `send`: where a clientId lives, and sends and operations
@@ -37,6 +38,7 @@ mod peer_links;
 mod peers;
 pub mod rate;
 mod read;
+pub mod resume;
 pub mod send;
 pub mod slots;
 mod write;
@@ -63,7 +65,7 @@ use peers::Peers;
 use slots::Slots;
 
 pub use dispatch::Busy;
-pub use lifecycle::LINGER;
+pub use lifecycle::{refuse, LINGER};
 pub use peer_links::serve_link;
 
 pub type CoreRef = Rc<RefCell<Core>>;
@@ -170,7 +172,7 @@ impl Core {
     }
 
     /// Milliseconds since this core started, wrapping after 49 days.
-    fn clock_ms(&self) -> u32 {
+    pub(super) fn clock_ms(&self) -> u32 {
         self.clock.elapsed().as_millis() as u32
     }
 

@@ -13,7 +13,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use hashbrown::{HashMap, HashSet};
 use monoio::net::TcpStream;
 use rkyv::util::AlignedVec;
@@ -45,13 +44,9 @@ pub(super) struct LinkIo {
     /// The peer's node id (known after the handshake).
     node: u16,
     pub(super) stream: Rc<TcpStream>,
-    /// Sealed frames not handed to the socket yet.
-    out: BytesMut,
-    /// Chunks taken from `out` that the socket has not taken whole yet,
-    /// written first: a partial write never copies the backlog again.
-    unsent: std::collections::VecDeque<bytes::Bytes>,
-    /// Bytes in `unsent`.
-    unsent_bytes: usize,
+    /// Sealed frames not written yet: a partial write never copies the
+    /// backlog again.
+    out: socket::SendBacklog,
     /// Seals the frames this side sends on the link.
     sealer: Sealer,
     dirty: bool,
@@ -188,9 +183,7 @@ impl Core {
         let io = LinkIo {
             node,
             stream,
-            out: BytesMut::new(),
-            unsent: Default::default(),
-            unsent_bytes: 0,
+            out: socket::SendBacklog::default(),
             sealer,
             dirty: false,
             write_waiting: false,
@@ -277,11 +270,11 @@ impl Core {
             return false;
         };
         let wire = seal::HEADER_LEN + body.len() + seal::TAG_LEN;
-        if io.unsent_bytes + io.out.len() + wire > LINK_QUEUE_BYTES {
+        if io.out.len() + wire > LINK_QUEUE_BYTES {
             self.node.metrics.core(self.id as usize).link_drop();
             return false;
         }
-        if io.sealer.seal(body, &mut io.out).is_err() {
+        if io.sealer.seal(body, io.out.buffer()).is_err() {
             link::close(&io.stream);
             return false;
         }
@@ -342,22 +335,18 @@ impl Core {
                 continue;
             };
             io.dirty = false;
-            if io.write_waiting || (io.out.is_empty() && io.unsent.is_empty()) {
+            if io.write_waiting || io.out.is_empty() {
                 continue;
             }
-            if !io.out.is_empty() {
-                io.unsent_bytes += io.out.len();
-                io.unsent.push_back(io.out.split().freeze());
-            }
-            match socket::send_queue(io.stream.as_raw_fd(), &mut io.unsent) {
-                Ok(n) => io.unsent_bytes -= n,
+            match io.out.write_to(io.stream.as_raw_fd()) {
+                Ok(_) => {}
                 Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
                     link::close(&io.stream);
                     continue;
                 }
                 Err(_) => {}
             }
-            if !io.unsent.is_empty() {
+            if !io.out.is_empty() {
                 io.write_waiting = true;
                 monoio::spawn(link_writer(self.this.clone(), key, io.stream.clone()));
             }

@@ -3,7 +3,6 @@
 //! (pings answered, client messages handed to `chat`, closes honoured).
 
 use std::os::fd::AsRawFd;
-use std::time::Instant;
 
 use bytes::Bytes;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -22,6 +21,7 @@ impl Core {
     /// Feeds bytes read from the socket to the connection's WebSocket codec
     /// and acts on every complete message.
     pub fn on_ws_input(&mut self, addr: ConnAddr, len: usize) {
+        let now_ms = self.clock_ms();
         let input = std::mem::take(&mut self.scratch);
         let mut output = std::mem::take(&mut self.ws_out);
         let ws = &self.node.config.ws;
@@ -33,7 +33,7 @@ impl Core {
         let mut inbox = std::mem::take(&mut self.inbox);
         let end = match self.conns.get_mut(addr) {
             Some(conn) => {
-                conn.last_rx = Instant::now();
+                conn.last_rx_ms = now_ms;
                 let mut io = WsIo {
                     input: &input[..len],
                     output: &mut output,
@@ -80,10 +80,10 @@ impl Core {
     /// Reads what a ready connection sent (one `recv` into the scratch
     /// buffer) and acts on it; end of stream or an error closes it.
     pub fn read_conn(&mut self, addr: ConnAddr) {
-        let Some(conn) = self.conns.get(addr) else {
+        let Some(stream) = self.conns.get(addr).and_then(|c| c.stream.as_ref()) else {
             return;
         };
-        let fd = conn.stream.as_raw_fd();
+        let fd = stream.as_raw_fd();
         match socket::recv(fd, &mut self.scratch) {
             Ok(0) => self.close_conn(addr, CloseReason::ClientClosed, None),
             Ok(n) => self.on_ws_input(addr, n),

@@ -24,6 +24,7 @@ use super::{Core, LINGER};
 use crate::op::ConnAddr;
 use crate::socket;
 use crate::ws::frame::close_frame;
+use crate::ws::message::frame_message_id;
 use crate::ws::CloseReason;
 
 /// Connections written in one run of the loop before the core looks at
@@ -38,11 +39,12 @@ impl Core {
     /// taken out of the core for the walk's length all the same.
     pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
         let started = std::time::Instant::now();
+        let keep = self.keeps(frame);
         let index = std::mem::take(&mut self.index);
         let mut reached = 0;
         for slot in index.members(audience) {
             if let Some((addr, _)) = self.conns.at_mut(slot) {
-                self.enqueue(addr, frame.clone());
+                self.queue(addr, frame.clone(), keep);
                 reached += 1;
             }
         }
@@ -51,15 +53,42 @@ impl Core {
         reached
     }
 
-    /// Appends `frame` to the connection's queue. A connection whose queue
+    /// Whether `frame` is kept for resumes: resume is on and it is a push
+    /// or a notice (docs/api.md §8).
+    fn keeps(&self, frame: &Bytes) -> bool {
+        self.resume_on() && frame_message_id(frame).is_some()
+    }
+
+    /// Appends `frame` to the connection's queue (`queue`).
+    pub fn enqueue(&mut self, addr: ConnAddr, frame: Bytes) {
+        let keep = self.keeps(&frame);
+        self.queue(addr, frame, keep);
+    }
+
+    /// Appends `frame` to the connection's queue, and to its session when
+    /// `keep`; a detached connection only keeps it. A connection whose queue
     /// would pass `ws.send_queue_bytes` even after writing what its socket
     /// takes now is doomed as a slow consumer (closed by `reap`, not here:
     /// closing sends notices, which are fan-outs themselves): only bytes the
     /// client is not reading count, not a burst this core has not written
     /// yet. A frame on an empty queue always fits (`api.max_message` bounds
     /// it). A doomed connection takes nothing more.
-    pub fn enqueue(&mut self, addr: ConnAddr, frame: Bytes) {
-        if self.conns.get(addr).is_none_or(|c| c.doomed) {
+    fn queue(&mut self, addr: ConnAddr, frame: Bytes, keep: bool) {
+        let limit = self.node.config.ws.resume_buffer_bytes;
+        let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.doomed) else {
+            return;
+        };
+        let detached = conn.stream.is_none();
+        if keep {
+            let dropped = conn
+                .session
+                .get_or_insert_with(Box::default)
+                .keep(&frame, limit);
+            if detached {
+                self.metrics().resume_frames_dropped(dropped);
+            }
+        }
+        if detached {
             return;
         }
         if self.over_limit(addr, frame.len()) {
@@ -84,7 +113,7 @@ impl Core {
     }
 
     /// Marks a connection to be closed by the next `reap`.
-    fn doom(&mut self, addr: ConnAddr, reason: CloseReason) {
+    pub(super) fn doom(&mut self, addr: ConnAddr, reason: CloseReason) {
         if let Some(conn) = self.conns.get_mut(addr) {
             if !conn.doomed {
                 conn.doomed = true;
@@ -152,10 +181,10 @@ impl Core {
             return;
         };
         conn.dirty = false;
-        if conn.write_waiting {
+        let Some(stream) = conn.stream.as_ref().filter(|_| !conn.write_waiting) else {
             return;
-        }
-        let fd = conn.stream.as_raw_fd();
+        };
+        let fd = stream.as_raw_fd();
         loop {
             match conn.out.write_to(fd) {
                 Ok(_) => {
@@ -165,7 +194,7 @@ impl Core {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     conn.write_waiting = true;
-                    let stream = conn.stream.clone();
+                    let stream = stream.clone();
                     self.spawn_writer(addr, stream);
                     return;
                 }
@@ -178,7 +207,9 @@ impl Core {
         }
     }
 
-    /// Waits for the socket to drain, then writes the rest of the queue.
+    /// Waits for the socket to drain, then writes the rest of the queue —
+    /// unless the connection has another socket by then (a resume took it
+    /// over) or none (detached).
     fn spawn_writer(&self, addr: ConnAddr, stream: Rc<TcpStream>) {
         let this = self.this.clone();
         monoio::spawn(async move {
@@ -188,6 +219,9 @@ impl Core {
             let Some(conn) = core.conns.get_mut(addr) else {
                 return;
             };
+            if !conn.stream.as_ref().is_some_and(|s| Rc::ptr_eq(s, &stream)) {
+                return;
+            }
             conn.write_waiting = false;
             if ok {
                 core.flush_conn(addr);
@@ -200,14 +234,19 @@ impl Core {
 
     /// Sends what is still queued plus the close frame, then half-closes.
     /// A slow consumer or broken socket (no code) is shut down at once.
-    pub(super) fn finish_writes(&mut self, conn: &mut Conn, code: Option<u16>) {
-        let fd = conn.stream.as_raw_fd();
+    pub(super) fn finish_writes(
+        &mut self,
+        conn: &mut Conn,
+        stream: &Rc<TcpStream>,
+        code: Option<u16>,
+    ) {
+        let fd = stream.as_raw_fd();
         let Some(code) = code else {
             socket::shutdown(fd, libc::SHUT_RDWR);
             return;
         };
         conn.out.push(close_frame(code));
-        let stream = conn.stream.clone();
+        let stream = stream.clone();
         let mut rest = std::mem::take(&mut conn.out);
         monoio::spawn(async move {
             let drain = async {

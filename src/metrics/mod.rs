@@ -41,6 +41,35 @@ pub struct CoreMetrics {
     api_duration: [Histogram; Route::ALL.len()],
     fanout_duration: Histogram,
     link_request_duration: Histogram,
+    pub detached: AtomicU64,
+    resumes: [AtomicU64; ResumeResult::ALL.len()],
+    resume_expired: AtomicU64,
+    resume_frames_dropped: AtomicU64,
+}
+
+/// What became of a resume (`shardcast_resumes_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeResult {
+    /// The session came back.
+    Resumed,
+    /// A genuine token whose session is gone (expired, ended, or the token
+    /// was superseded).
+    Unknown,
+    /// Not a token of this node and system (forged, another system's,
+    /// another node's or an earlier run's).
+    Invalid,
+}
+
+impl ResumeResult {
+    pub const ALL: [ResumeResult; 3] = [Self::Resumed, Self::Unknown, Self::Invalid];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resumed => "resumed",
+            Self::Unknown => "unknown",
+            Self::Invalid => "invalid",
+        }
+    }
 }
 
 impl CoreMetrics {
@@ -97,6 +126,23 @@ impl CoreMetrics {
         self.link_request_duration.observe(d);
     }
 
+    pub fn resume(&self, result: ResumeResult) {
+        self.resumes[result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A detached session ended unresumed, dropping `frames` kept frames.
+    pub fn resume_expired(&self, frames: usize) {
+        self.resume_expired.fetch_add(1, Relaxed);
+        self.resume_frames_dropped(frames);
+    }
+
+    /// Frames kept for a detached session that were dropped.
+    pub fn resume_frames_dropped(&self, frames: usize) {
+        if frames > 0 {
+            self.resume_frames_dropped.fetch_add(frames as u64, Relaxed);
+        }
+    }
+
     pub fn limit_hit(&self, limit: Limit) {
         self.limit_hits[limit as usize].fetch_add(1, Relaxed);
     }
@@ -111,12 +157,18 @@ impl CoreMetrics {
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
-const PER_WORKER: [(&str, &str, &str, Field); 12] = [
+const PER_WORKER: [(&str, &str, &str, Field); 13] = [
     (
         "shardcast_connections",
         "gauge",
         "Open WebSocket connections.",
         |c| &c.connections,
+    ),
+    (
+        "shardcast_connections_detached",
+        "gauge",
+        "Connections dropped without a goodbye, kept for a resume (counted in shardcast_connections too).",
+        |c| &c.detached,
     ),
     (
         "shardcast_connections_accepted_total",
@@ -266,6 +318,7 @@ impl Metrics {
             );
         }
         self.render_histograms(&mut out);
+        self.render_resume(&mut out);
         header(
             &mut out,
             "shardcast_limit_hits_total",
@@ -278,6 +331,39 @@ impl Metrics {
             let _ = writeln!(out, "shardcast_limit_hits_total{{limit=\"{key}\"}} {n}");
         }
         out
+    }
+
+    fn render_resume(&self, out: &mut String) {
+        header(
+            out,
+            "shardcast_resumes_total",
+            "counter",
+            "Resume attempts (docs/api.md §8), by result.",
+        );
+        for r in ResumeResult::ALL {
+            let n = self.sum(|c| &c.resumes[r as usize]);
+            let _ = writeln!(
+                out,
+                "shardcast_resumes_total{{result=\"{}\"}} {n}",
+                r.as_str()
+            );
+        }
+        let sums: [(&str, &str, Field); 2] = [
+            (
+                "shardcast_resume_expired_total",
+                "Detached sessions whose resume window ended without a resume.",
+                |c| &c.resume_expired,
+            ),
+            (
+                "shardcast_resume_frames_dropped_total",
+                "Frames kept for detached sessions that were dropped (buffer full, or the window ended).",
+                |c| &c.resume_frames_dropped,
+            ),
+        ];
+        for (name, help, field) in sums {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", self.sum(field));
+        }
     }
 
     fn render_histograms(&self, out: &mut String) {

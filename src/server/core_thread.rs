@@ -98,17 +98,23 @@ async fn drain_mailbox(core: CoreRef, mailbox: flume::Receiver<CoreMsg>) {
     }
 }
 
-/// Closes connections silent for `idle_timeout` and pings each connection
-/// once per `ping_interval`, ticking often enough that neither is late by
-/// more than a quarter of the shorter period. A tick pings only the
+/// Closes connections silent for `idle_timeout`, ends detached sessions at
+/// `resume_window` and pings each connection once per `ping_interval`,
+/// ticking often enough that none is late by more than a quarter of the
+/// shortest period. A tick pings only the
 /// connections whose turn it is (one in `turns`), so the pings of a full
 /// core are spread over the interval instead of written in one run.
 async fn heartbeat(core: CoreRef) {
-    let (ping, idle) = {
+    let (ping, idle, resume) = {
         let ws = &core.borrow().node.config.ws;
-        (ws.ping_interval, ws.idle_timeout)
+        (ws.ping_interval, ws.idle_timeout, ws.resume_window)
     };
-    let tick = (ping.min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let shortest = [ping, idle, resume]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min();
+    let tick =
+        (shortest.unwrap_or(ping) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let turns = (ping.as_secs_f64() / tick.as_secs_f64())
         .round()
         .clamp(1.0, 1e6) as u32;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::api::resume_token::ResumeTokens;
 use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
@@ -184,7 +185,8 @@ fn build_node(
     let mut key = [0u8; 8];
     key.copy_from_slice(&random_bytes(8)?);
     let message_key = u64::from_le_bytes(key);
-    let parts = (codec, systems, senders, view, message_key);
+    let resume = ResumeTokens::new(&key);
+    let parts = ((codec, resume), systems, senders, view, message_key);
     let node = Node::new(config, parts, join, webhooks);
     Ok((Arc::new(node), receivers))
 }
@@ -217,7 +219,8 @@ fn join_cluster(
             }
         }
     };
-    let joined = membership::join(&config.cluster, me, systems, Box::new(apply))?;
+    let give_secrets = config.api.auth == AuthMode::Token;
+    let joined = membership::join(&config.cluster, me, systems, give_secrets, Box::new(apply))?;
     view.apply(&ClusterEvent::Peers(Arc::new(joined.peers)));
     view.apply(&ClusterEvent::Ready(true));
     let join = ClusterJoin {

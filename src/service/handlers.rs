@@ -167,15 +167,18 @@ async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answ
         Some(ConnOutcome::Invalid) => return Err(ApiError::InvalidClientId),
         None => return Err(ApiError::Busy),
     };
-    Ok(json!({
+    let mut answer = json!({
         "online": true,
         "userId": info.user_id,
         "extend": info.extend,
         "groups": info.groups,
         "connectTime": info.connect_time,
         "node": owner,
-    })
-    .to_string())
+    });
+    if info.detached {
+        answer["detached"] = true.into();
+    }
+    Ok(answer.to_string())
 }
 
 async fn is_online(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answered {

@@ -2,10 +2,10 @@
 //! HTTP error), admission of the system and connect token (refused after
 //! the upgrade with a -1001 frame, as go-websocket does), then the
 //! connection is opened on this core, whose reader task reads it from then
-//! on.
+//! on — or, for a resume (§8), handed to the session it names.
 
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
@@ -14,24 +14,36 @@ use crate::api::connect_token;
 use crate::api::envelope::error_envelope;
 use crate::api::error::ApiError;
 use crate::config::{AuthMode, ConnectTokenMode};
-use crate::core::conn::reader::LINGER_BYTES;
-use crate::core::{CoreRef, LINGER};
+use crate::core::resume::Claim;
+use crate::core::{refuse, Core, CoreRef};
 use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{write_json, write_response, write_switching_protocols};
+use crate::mailbox::ResumeRequest;
+use crate::metrics::ResumeResult;
 use crate::node::unix_seconds;
 use crate::socket;
-use crate::ws::frame::close_frame;
-use crate::ws::message::refusal_frame;
+use crate::ws::Last;
 
-/// Who may connect: the system and the userId a connect token binds.
+/// Who may connect: the system, and the userId a connect token binds (or
+/// why the client may not connect on its own: a missing or bad token).
 struct Admission {
     system: String,
-    user_id: String,
+    user: Result<String, ApiError>,
+    resume: Resume,
+}
+
+/// What the client asked of a resume (docs/api.md §8).
+enum Resume {
+    NotAsked,
+    /// A token this node cannot honour: the connection is a new one.
+    Invalid,
+    Claim(Claim, Last),
 }
 
 /// Serves an upgrade request: answers 101 (or an HTTP error), admits or
-/// refuses the client and registers the connection.
-/// An admitted client gets the 101 and its welcome frame in one write.
+/// refuses the client and registers the connection — or hands it to the
+/// session it resumes. An admitted client gets the 101 and its welcome
+/// frame in one write.
 pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: BytesMut) {
     let prepared = prepare(&core, &req);
     drop(req);
@@ -43,29 +55,52 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
         }
     };
     let lang = core.borrow().node.config.api.lang;
+    let asked = match admission.as_ref().map(|a| &a.resume) {
+        Ok(Resume::Invalid) => {
+            core.borrow().metrics().resume(ResumeResult::Invalid);
+            true
+        }
+        _ => false,
+    };
+    let admission = match admission {
+        Ok(Admission {
+            system,
+            user,
+            resume: Resume::Claim(claim, last),
+        }) => {
+            // The core that owns the session gives the place back or keeps it.
+            place.keep();
+            let req = ResumeRequest {
+                addr: claim.addr,
+                seq: claim.seq,
+                system: Arc::from(system),
+                last,
+                answer,
+                rest: rest.freeze(),
+                fallback: user,
+            };
+            Core::take_resume(&core, stream, claim.core, req);
+            return;
+        }
+        other => other,
+    };
     let opened = admission.and_then(|a| {
-        let opened =
-            core.borrow_mut()
-                .open_conn(stream.clone(), &a.system, &a.user_id, answer.clone());
-        opened.ok_or(ApiError::Busy)
+        let user = a.user?;
+        let mut c = core.borrow_mut();
+        c.open_conn(stream.clone(), &a.system, &user, answer.clone(), asked)
+            .ok_or(ApiError::Busy)
     });
     match opened {
         Ok(addr) => {
             // The connection holds its place now; `close_conn` gives it back.
             place.keep();
-            {
-                let mut c = core.borrow_mut();
-                if !rest.is_empty() {
-                    c.feed(addr, &rest);
-                }
-                c.flush();
+            let mut c = core.borrow_mut();
+            if !rest.is_empty() {
+                c.feed(addr, &rest);
             }
+            c.flush();
         }
-        Err(e) => {
-            if socket::write_all(&stream, answer).await.is_ok() {
-                refuse(&stream, &e.message(lang)).await;
-            }
-        }
+        Err(e) => refuse(&stream, answer, &e.message(lang)).await,
     }
 }
 
@@ -132,34 +167,27 @@ fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
     }
     let entry = c.system(&system).ok_or(ApiError::SystemIdInvalid)?;
     let api = &c.node.config.api;
-    let mut user_id = String::new();
+    let mut user = Ok(String::new());
     if api.auth == AuthMode::Token {
         let token = query_param(query, "token").filter(|t| !t.is_empty());
         let secret = entry.secret.as_deref().unwrap_or("");
-        match token {
-            Some(t) => {
-                user_id =
-                    connect_token::verify(&t, secret, unix_seconds()).ok_or(ApiError::BadToken)?;
-            }
-            None if api.connect_token == ConnectTokenMode::Required => {
-                return Err(ApiError::BadToken)
-            }
-            None => {}
-        }
+        user = match token {
+            Some(t) => connect_token::verify(&t, secret, unix_seconds()).ok_or(ApiError::BadToken),
+            None if api.connect_token == ConnectTokenMode::Required => Err(ApiError::BadToken),
+            None => Ok(String::new()),
+        };
     }
+    let resume = match query_param(query, "resume").filter(|t| !t.is_empty()) {
+        _ if !c.resume_on() => Resume::NotAsked,
+        None => Resume::NotAsked,
+        Some(token) => match c.claim(&system, &token) {
+            Some(claim) => Resume::Claim(claim, Last::parse(query_param(query, "last").as_deref())),
+            None => Resume::Invalid,
+        },
+    };
     Ok(Admission {
         system: system.into_owned(),
-        user_id,
+        user,
+        resume,
     })
-}
-
-/// The -1001 refusal frame, close 1008, and a short linger.
-async fn refuse(stream: &Rc<TcpStream>, msg: &str) {
-    let mut frames = BytesMut::new();
-    frames.extend_from_slice(&refusal_frame(msg));
-    frames.extend_from_slice(&close_frame(1008));
-    if socket::write_all(stream, frames.freeze()).await.is_ok() {
-        socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
-        socket::linger(stream, LINGER_BYTES, LINGER).await;
-    }
 }

@@ -38,6 +38,20 @@ impl CloseReason {
         }
     }
 
+    /// Whether a connection that ended this way, getting close `code` (if
+    /// any), keeps its session for a resume (docs/api.md §8): it dropped
+    /// without a goodbye — end of stream or reset without a close frame, a
+    /// read or write error, or silence past `ws.idle_timeout`. A close frame
+    /// either way, a slow consumer, `close_client`, shutdown or the node's
+    /// loss end it for good.
+    pub fn detaches(self, code: Option<u16>) -> bool {
+        match self {
+            Self::IdleTimeout => true,
+            Self::ClientClosed | Self::Error => code.is_none(),
+            _ => false,
+        }
+    }
+
     /// The close frame sent before the socket closes, if any: a slow
     /// consumer's queue is full and a broken socket cannot take one.
     pub fn close_code(self) -> Option<u16> {

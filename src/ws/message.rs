@@ -56,14 +56,61 @@ pub fn notice_frame(
     push(Some(id), "", code, msg, Part::Str(&inner))
 }
 
-/// The first frame of a connection: `{"code":0,"msg":"success","data":{"clientId":…}}`.
-pub fn welcome_frame(client_id: &str) -> Bytes {
-    let data = [
+/// What the welcome says besides the clientId (docs/api.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Welcome<'a> {
+    /// Resume off: the clientId only.
+    Plain,
+    /// A new connection with its resume token; `asked`: a resume was asked
+    /// for and could not be honoured (`"resumed":false`).
+    New { token: &'a str, asked: bool },
+    /// The session came back: `"resumed":true` and whether nothing after
+    /// the client's `last` was lost.
+    Resumed { token: &'a str, recovered: bool },
+}
+
+/// The first frame of a connection:
+/// `{"code":0,"msg":"success","data":{"clientId":…}}`, with
+/// `"resumeToken"`, `"resumed"` and `"recovered"` as `welcome` says.
+pub fn welcome_frame(client_id: &str, welcome: Welcome) -> Bytes {
+    let flag = |b: bool| Part::Raw(if b { b"true" } else { b"false" });
+    let mut data = vec![
         Part::Raw(b"{\"clientId\":"),
         Part::Str(client_id.as_bytes()),
-        Part::Raw(b"}"),
     ];
+    match welcome {
+        Welcome::Plain => {}
+        Welcome::New { token, asked } => {
+            data.extend([Part::Raw(b",\"resumeToken\":"), Part::Str(token.as_bytes())]);
+            if asked {
+                data.push(Part::Raw(b",\"resumed\":false"));
+            }
+        }
+        Welcome::Resumed { token, recovered } => data.extend([
+            Part::Raw(b",\"resumeToken\":"),
+            Part::Str(token.as_bytes()),
+            Part::Raw(b",\"resumed\":true,\"recovered\":"),
+            flag(recovered),
+        ]),
+    }
+    data.push(Part::Raw(b"}"));
     with_envelope(0, "success", Part::Seq(&data), frame::text)
+}
+
+/// The messageId of a push or notice frame (what a client names as `last`
+/// when it resumes); None for every other frame (welcome, ack, ping, pong,
+/// close). Pushes and notices, and only they, begin `{"messageId":"`.
+pub fn frame_message_id(frame: &[u8]) -> Option<MessageId> {
+    const PREFIX: &[u8] = b"{\"messageId\":\"";
+    let start = match *frame.get(1)? {
+        126 => 4,
+        127 => 10,
+        n if n < 126 => 2,
+        _ => return None,
+    };
+    let rest = frame.get(start..)?.strip_prefix(PREFIX)?;
+    let hex = std::str::from_utf8(rest.get(..16)?).ok()?;
+    MessageId::parse(hex)
 }
 
 /// The -1001 frame sent before closing a refused connection with 1008.
@@ -230,7 +277,7 @@ pub(crate) mod tests {
 
     #[test]
     fn welcome_and_refusal_frames() {
-        let welcome = welcome_frame("AbC-_9");
+        let welcome = welcome_frame("AbC-_9", Welcome::Plain);
         assert_eq!(
             text(&welcome),
             r#"{"code":0,"msg":"success","data":{"clientId":"AbC-_9"}}"#
@@ -239,5 +286,59 @@ pub(crate) mod tests {
         let expected =
             r#"{"messageId":"","sendUserId":"","code":-1001,"msg":"系统ID无效","data":[]}"#;
         assert_eq!(text(&refusal), expected);
+    }
+
+    #[test]
+    fn welcome_with_resume_fields() {
+        let new = welcome_frame(
+            "c",
+            Welcome::New {
+                token: "1.t",
+                asked: false,
+            },
+        );
+        let expected = r#"{"code":0,"msg":"success","data":{"clientId":"c","resumeToken":"1.t"}}"#;
+        assert_eq!(text(&new), expected);
+        let refused = welcome_frame(
+            "c",
+            Welcome::New {
+                token: "1.t",
+                asked: true,
+            },
+        );
+        assert!(text(&refused).ends_with(r#""resumeToken":"1.t","resumed":false}}"#));
+        let back = welcome_frame(
+            "c",
+            Welcome::Resumed {
+                token: "1.u",
+                recovered: false,
+            },
+        );
+        let expected = r#""resumeToken":"1.u","resumed":true,"recovered":false}}"#;
+        assert!(text(&back).ends_with(expected), "{}", text(&back));
+    }
+
+    #[test]
+    fn message_id_is_read_off_pushes_and_notices_only() {
+        let id = MessageId(0x0123_4567_89ab_cdef);
+        assert_eq!(frame_message_id(&push_frame(id, "", 0, "", "1")), Some(id));
+        let big = push_frame(id, "", 0, "", &format!("\"{}\"", "x".repeat(70_000)));
+        assert_eq!(frame_message_id(&big), Some(id), "8-byte length form");
+        let mid = push_frame(id, "", 0, "", &format!("\"{}\"", "x".repeat(300)));
+        assert_eq!(frame_message_id(&mid), Some(id), "2-byte length form");
+        assert_eq!(
+            frame_message_id(&notice_frame(id, true, "c", "", "")),
+            Some(id)
+        );
+        let others = [
+            welcome_frame("c", Welcome::Plain),
+            refusal_frame("no"),
+            ack_frame("1", 0, "ok", Some(id)),
+            frame::text_frame(b"pong"),
+            frame::close_frame(1000),
+        ];
+        for f in others {
+            assert_eq!(frame_message_id(&f), None);
+        }
     }
 }

@@ -13,6 +13,36 @@ impl fmt::Display for MessageId {
     }
 }
 
+impl MessageId {
+    /// The id written as 16 hex digits (either case), as clients echo it.
+    pub fn parse(hex: &str) -> Option<Self> {
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok().map(MessageId)
+    }
+}
+
+/// The last push or notice a resuming client processed (its `last`,
+/// docs/api.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Last {
+    /// None yet (`last` empty or absent).
+    Nothing,
+    Id(MessageId),
+    /// Not a messageId: as if it were no longer kept.
+    Unreadable,
+}
+
+impl Last {
+    pub fn parse(text: Option<&str>) -> Self {
+        match text.filter(|t| !t.is_empty()) {
+            None => Last::Nothing,
+            Some(t) => MessageId::parse(t).map_or(Last::Unreadable, Last::Id),
+        }
+    }
+}
+
 /// Bits of the per-core counter; the core number takes the 8 bits above.
 const COUNTER_BITS: u32 = 56;
 const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;

@@ -8,4 +8,4 @@ pub mod message;
 pub mod message_id;
 
 pub use close::CloseReason;
-pub use message_id::{MessageId, MessageIdGen};
+pub use message_id::{Last, MessageId, MessageIdGen};

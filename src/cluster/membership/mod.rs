@@ -275,7 +275,10 @@ struct Welcome {
 /// `systems` (api.systems: create if absent, keep existing ones and their
 /// secrets; the entry passed has secret None in open mode or Some(fresh
 /// secret) in token mode — only used when creating), takes the snapshot,
-/// starts the watch, and returns. Blocks the caller (the main thread, before
+/// starts the watch, and returns. With `give_secrets` (token mode), every
+/// stored system without a secret (registered in open mode) first gets one,
+/// written back to etcd so that every node uses the same (see
+/// `Store::give_secrets`). Blocks the caller (the main thread, before
 /// workers start) at most ~request_timeout * 7; a clear error when etcd is
 /// unreachable.
 ///
@@ -285,6 +288,7 @@ pub fn join(
     cfg: &ClusterConfig,
     me: NodeInfo,
     systems: Vec<(String, SystemEntry)>,
+    give_secrets: bool,
     sink: Box<dyn Fn(ClusterEvent) + Send>,
 ) -> Result<Joined, MembershipError> {
     let (commands, inbox) = flume::unbounded();
@@ -293,6 +297,7 @@ pub fn join(
         cfg: cfg.clone(),
         me,
         systems,
+        give_secrets,
     };
     let thread = thread::Builder::new()
         .name("shardcast-etcd".into())
@@ -320,6 +325,8 @@ struct Start {
     cfg: ClusterConfig,
     me: NodeInfo,
     systems: Vec<(String, SystemEntry)>,
+    /// Token mode: systems without a secret get one (`Store::give_secrets`).
+    give_secrets: bool,
 }
 
 type WelcomeTx = flume::Sender<Result<Welcome, MembershipError>>;
@@ -421,6 +428,11 @@ async fn establish(
     for (id, entry) in &start.systems {
         if store.create_system(id, entry).await? {
             info!(system = %id, "system from api.systems registered");
+        }
+    }
+    if start.give_secrets {
+        for id in store.give_secrets(crate::registry::new_secret).await? {
+            warn!(system = %id, "the system had no secret: a new one is stored in etcd");
         }
     }
     let snapshot = store.snapshot().await?;

@@ -87,6 +87,10 @@ impl Keys {
         format!("{}systems/{id}", self.base)
     }
 
+    pub fn systems(&self) -> String {
+        format!("{}systems/", self.base)
+    }
+
     pub fn parse<'a>(&self, key: &'a [u8]) -> Option<Key<'a>> {
         let rest = std::str::from_utf8(key.strip_prefix(self.base.as_bytes())?).ok()?;
         if let Some(id) = rest.strip_prefix("nodes/") {
@@ -270,6 +274,47 @@ impl Store {
             .when([Compare::version(key.as_str(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)]);
         Ok(self.txn("register system", txn).await?.succeeded())
+    }
+
+    /// Gives every stored system without a secret a new one from `make`
+    /// (token mode: a system registered in open mode must not stay
+    /// verifiable with an empty key). Each write is conditional on the
+    /// key's `mod_revision` as read, so when nodes start at once exactly one
+    /// secret per system is stored and every node reads that one afterwards
+    /// (the snapshot that follows, or the watch). Returns the ids this node
+    /// gave a secret to.
+    pub async fn give_secrets(
+        &self,
+        mut make: impl FnMut() -> std::io::Result<String>,
+    ) -> Result<Vec<String>, Fail> {
+        let (_, kvs) = self
+            .read_prefix("read systems", &self.keys.systems())
+            .await?;
+        let mut given = Vec::new();
+        for kv in &kvs {
+            let Some(Record::System(id, mut entry)) = self.decode(kv) else {
+                continue;
+            };
+            if entry.secret.as_deref().is_some_and(|s| !s.is_empty()) {
+                continue;
+            }
+            entry.secret = Some(make().map_err(|e| Fail::new("make a system secret", e))?);
+            let value = self
+                .codec
+                .encode(&entry)
+                .map_err(|e| Fail::new("encode system entry", e))?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    kv.key(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::put(kv.key(), value, None)]);
+            if self.txn("give a system a secret", txn).await?.succeeded() {
+                given.push(id);
+            }
+        }
+        Ok(given)
     }
 
     async fn txn(&self, what: &'static str, txn: Txn) -> Result<TxnResponse, Fail> {

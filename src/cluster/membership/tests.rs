@@ -203,7 +203,7 @@ impl Node {
         let sink = Box::new(move |e| {
             let _ = tx.send(e);
         });
-        let joined = join(cfg, me(addr), systems, sink)?;
+        let joined = join(cfg, me(addr), systems, false, sink)?;
         Ok(Self { joined, events })
     }
 
@@ -593,4 +593,45 @@ fn a_claim_moves_only_our_own_record_to_a_new_lease() {
     assert!(matches!(result, [Claim::Claimed, Claim::Taken]));
     assert_ne!(old, new);
     assert_eq!(raw_get(&etcd, key).map(|(_, lease, _)| lease), Some(new));
+}
+
+/// Token mode: systems stored without a secret get one, and two nodes doing
+/// it at once store one secret per system, which both then read.
+#[test]
+fn secretless_systems_get_one_secret_even_when_two_nodes_race() {
+    let etcd = Etcd::start();
+    let cfg = config(&etcd);
+    let opened = Node::join(
+        &cfg,
+        "127.0.0.1:1",
+        vec![("old".into(), SystemEntry::default())],
+    );
+    assert!(opened.register("kept", token(SECRET_A)).is_ok());
+    drop(opened);
+    let (given, seen) = raw(&etcd, |_| async {
+        let a = Store::connect(&cfg).await.expect("store a");
+        let b = Store::connect(&cfg).await.expect("store b");
+        let (ga, gb) = tokio::join!(
+            a.give_secrets(|| Ok(SECRET_A.to_string())),
+            b.give_secrets(|| Ok(SECRET_B.to_string()))
+        );
+        let given = [ga.expect("give a"), gb.expect("give b")];
+        let seen = [
+            a.snapshot().await.expect("snapshot a").systems,
+            b.snapshot().await.expect("snapshot b").systems,
+        ];
+        (given, seen)
+    });
+    let winners: Vec<_> = given.iter().flatten().collect();
+    assert_eq!(winners, vec!["old"], "one node gives the secret: {given:?}");
+    assert_eq!(seen[0], seen[1], "both nodes read the same entries");
+    let old = seen[0].iter().find(|(id, _)| id == "old").map(|(_, e)| e);
+    let winner = if given[0].is_empty() {
+        SECRET_B
+    } else {
+        SECRET_A
+    };
+    assert_eq!(old, Some(&token(winner)));
+    let kept = seen[0].iter().find(|(id, _)| id == "kept").map(|(_, e)| e);
+    assert_eq!(kept, Some(&token(SECRET_A)), "a secret is never replaced");
 }

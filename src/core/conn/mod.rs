@@ -13,19 +13,22 @@
 pub mod codec;
 pub mod out_queue;
 pub mod reader;
+pub mod session;
 
 use std::io;
 use std::rc::Rc;
-use std::time::Instant;
 
 use monoio::net::TcpStream;
 
 use super::rate::TokenBucket;
 use codec::Codec;
 use out_queue::OutQueue;
+use session::Session;
 
 pub struct Conn {
-    pub stream: Rc<TcpStream>,
+    /// None while detached (docs/api.md §8): the socket is gone, the
+    /// session waits for a resume.
+    pub stream: Option<Rc<TcpStream>>,
     pub system: Rc<str>,
     pub client_id: Box<str>,
     pub user_id: Rc<str>,
@@ -36,8 +39,9 @@ pub struct Conn {
     /// connection borrows its core's (`codec`).
     pub codec: Option<Box<Codec>>,
     pub out: OutQueue,
-    /// Last time anything arrived from the client.
-    pub last_rx: Instant,
+    /// Last time anything arrived from the client, on the core's
+    /// millisecond clock (`Core::clock_ms`).
+    pub last_rx_ms: u32,
     /// Client messages allowed (`ws.client_send_rate`).
     pub bucket: TokenBucket,
     /// Listed in the core's dirty list, waiting for a flush.
@@ -46,6 +50,11 @@ pub struct Conn {
     pub write_waiting: bool,
     /// To be closed once the fan-out under way is over (`write.rs`).
     pub doomed: bool,
+    /// Welcomes this session has had: a resume token names the newest.
+    pub resume_seq: u16,
+    /// Frames kept for a resume, and the detached state (`session`); None
+    /// until the connection has traffic, and always with resume off.
+    pub session: Option<Box<Session>>,
 }
 
 /// Bytes handed to tungstenite and what it writes back (pongs, close
@@ -75,5 +84,15 @@ impl io::Write for WsIo<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A connection's slab entry is one allocation of this size: it stays in
+    /// mimalloc's 192-byte class (idle memory per connection, docs/architecture.md).
+    #[test]
+    fn a_connection_fits_in_192_bytes() {
+        assert!(std::mem::size_of::<super::Conn>() <= 192);
     }
 }

@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-const ADMIN: &str = "admin-secret-for-tests";
+pub(crate) const ADMIN: &str = "admin-secret-for-tests";
 
 fn token_mode(extra: &str) -> Node {
     Node::start(&format!(
@@ -46,7 +46,7 @@ fn register(node: &Node, sys: &str) -> String {
     token
 }
 
-fn tcall(node: &Node, sys: &str, secret: &str, path: &str, body: Value) -> Value {
+pub(crate) fn tcall(node: &Node, sys: &str, secret: &str, path: &str, body: Value) -> Value {
     expect_ok(node.api_with_headers(
         path,
         &[("SystemId", sys), ("Token", secret)],
@@ -54,14 +54,14 @@ fn tcall(node: &Node, sys: &str, secret: &str, path: &str, body: Value) -> Value
     ))
 }
 
-fn sign(secret: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn sign(secret: &str, payload: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(payload);
     mac.finalize().into_bytes().to_vec()
 }
 
 /// A connect token for `user_id` expiring at `exp` (unix seconds), signed with `secret`.
-fn connect_token(secret: &str, user_id: &str, exp: u64) -> String {
+pub(crate) fn connect_token(secret: &str, user_id: &str, exp: u64) -> String {
     let payload = json!({"userId": user_id, "exp": exp}).to_string();
     format!(
         "{}.{}",
@@ -70,7 +70,7 @@ fn connect_token(secret: &str, user_id: &str, exp: u64) -> String {
     )
 }
 
-fn expect_token_refusal(node: &Node, path: &str) {
+pub(crate) fn expect_token_refusal(node: &Node, path: &str) {
     let mut c = Client {
         client_id: String::new(),
         socket: node.ws_connect(path),
@@ -84,7 +84,7 @@ fn expect_token_refusal(node: &Node, path: &str) {
     assert_eq!(c.expect_close(WAIT), 1008, "refusal close code on {path}");
 }
 
-fn ws_path(sys: &str, token: &str) -> String {
+pub(crate) fn ws_path(sys: &str, token: &str) -> String {
     format!("/ws?systemId={sys}&token={token}")
 }
 

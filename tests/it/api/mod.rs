@@ -1,6 +1,6 @@
 //! The HTTP push API on one node (docs/api.md §3, §4, §5).
 
-mod auth_token;
+pub(crate) mod auth_token;
 mod errors;
 mod groups;
 mod isolation;

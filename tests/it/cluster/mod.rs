@@ -6,5 +6,6 @@ mod harness;
 mod link_seal;
 mod membership;
 mod registry;
+mod resume;
 mod routing;
 mod security;

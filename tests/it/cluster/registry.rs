@@ -8,10 +8,12 @@
 //!   as `SystemId` are accepted; calls made before the 1 s are up may still be refused with
 //!   `系统ID无效`.
 
+use crate::api::auth_token::{connect_token, expect_token_refusal, tcall, ws_path, ADMIN};
 use crate::support::{
     api::{api_timed, expect_err, expect_ok, message_id_of, Answer},
-    cluster::start_cluster,
+    cluster::{cluster_config, start_cluster, Etcd, CLUSTER_SECRET},
     node::Node,
+    now_unix,
     ws::{expect_message, try_ws, Client},
     SYS_A, WAIT,
 };
@@ -163,4 +165,95 @@ fn a_registration_lives_in_etcd_not_in_the_node() {
     let d = c[0].send_to_client("sys-kept", &cl.client_id, "still here", json!(1));
     assert_eq!(d["online"], json!(true), "{d}");
     expect_message(&mut cl, &message_id_of(&d), WAIT);
+}
+
+/// The secret of `system` as the cluster stores it in etcd: one AES-256 block under
+/// HMAC-SHA256(`cluster.secret`, "shardcast registry key v1"), in hex (docs/cluster.md,
+/// "Keys"). None when the entry has no secret.
+fn stored_secret(etcd: &Etcd, system: &str) -> Option<String> {
+    use aes::cipher::{Array, BlockCipherDecrypt, KeyInit};
+    use hmac::{Hmac, Mac};
+    let key = format!("{}systems/{system}", etcd.cluster_prefix());
+    let (_, value) = etcd
+        .keys_under(&key)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .unwrap_or_else(|| panic!("no {key} in etcd:\n{}", etcd.dump()));
+    let stored: serde_json::Value = serde_json::from_str(&value).expect("entry is JSON");
+    let sealed = stored["secret"].as_str()?;
+    let mut block = [0u8; 16];
+    for (i, b) in block.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&sealed[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(CLUSTER_SECRET.as_bytes()).unwrap();
+    mac.update(b"shardcast registry key v1");
+    let key: [u8; 32] = mac.finalize().into_bytes().into();
+    let mut block = Array::from(block);
+    aes::Aes256::new(&Array::from(key)).decrypt_block(&mut block);
+    Some(block.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A system registered while the cluster ran in open mode has no secret. When the nodes
+/// come back in token mode — both at once — it gets one secret, stored in etcd, that
+/// every node uses: a connect token or `Token` made with an empty key is refused on
+/// both nodes, and the stored secret is accepted on both.
+#[test]
+fn a_system_from_open_mode_gets_one_secret_cluster_wide_in_token_mode() {
+    let mut c = start_cluster(2);
+    expect_ok(c[0].api("/api/register", None, "{\"systemId\":\"legacy\"}"));
+    assert_eq!(
+        stored_secret(&c.etcd, "legacy"),
+        None,
+        "open mode: no secret"
+    );
+
+    let token_mode =
+        "[api]\nauth = \"token\"\n".to_string() + &format!("admin_token = \"{ADMIN}\"\n");
+    let configs: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| cluster_config(&c.etcd, n.cluster_port, &token_mode))
+        .collect();
+    std::thread::scope(|s| {
+        for (node, config) in c.nodes.iter_mut().zip(&configs) {
+            s.spawn(move || node.restart_with(config));
+        }
+    });
+
+    let secret = stored_secret(&c.etcd, "legacy")
+        .unwrap_or_else(|| panic!("no secret given in etcd:\n{}", c.etcd.dump()));
+    let logs: String = c.nodes.iter().map(|n| n.log()).collect();
+    assert!(
+        logs.contains("legacy") && logs.contains("had no secret"),
+        "the new secret is not reported:\n{logs}"
+    );
+    assert!(!logs.contains(&secret), "the secret must never be logged");
+
+    let exp = now_unix() + 600;
+    let mut clients = Vec::new();
+    for n in &c.nodes {
+        expect_token_refusal(n, &ws_path("legacy", &connect_token("", "mallory", exp)));
+        expect_err(
+            n.api_with_headers(
+                "/api/get_group_list",
+                &[("SystemId", "legacy"), ("Token", "")],
+                "{}",
+            ),
+            401,
+            "token无效",
+        );
+        tcall(n, "legacy", &secret, "/api/get_group_list", json!({}));
+        let path = ws_path("legacy", &connect_token(&secret, "alice", exp));
+        clients.push(Client::welcome(n.ws_connect(&path)));
+    }
+    // Across nodes with the same secret: node 1 reaches the client of node 2.
+    let d = tcall(
+        &c[0],
+        "legacy",
+        &secret,
+        "/api/send_to_client",
+        json!({"clientId": clients[1].client_id, "msg": "same secret"}),
+    );
+    assert_eq!(d["online"], json!(true), "{d}");
+    expect_message(&mut clients[1], &message_id_of(&d), WAIT);
 }

@@ -87,7 +87,9 @@ impl Metrics {
         })
     }
 
-    fn try_sum_where(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    /// The sum of the samples of `name` that carry every label of `labels`, or None
+    /// when there is none.
+    pub fn try_sum_where(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut found = None;
         for s in self.samples.iter().filter(|s| s.name == name) {
             let has_all = labels

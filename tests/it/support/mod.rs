@@ -7,10 +7,12 @@
 //! - `ws`: the WebSocket client (tungstenite) — frames, closes, silences, notices.
 //! - `raw_frames`: raw sockets and hand-made bytes — upgrades and WebSocket frames
 //!   written and read by hand, sockets with odd options, garbage.
+//! - `raw_ws`: a raw WebSocket client that can be reset and resumed.
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
 //! - `cut_proxy`: a TCP relay in front of a node that a test cuts (the network failing).
 //! - `receiver`: a webhook receiver.
+//! - `stall`: one core of a node stopped (ptrace) while the others run.
 
 pub mod api;
 pub mod cluster;
@@ -20,7 +22,9 @@ pub mod link_proxy;
 pub mod metrics;
 pub mod node;
 pub mod raw_frames;
+pub mod raw_ws;
 pub mod receiver;
+pub mod stall;
 pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};

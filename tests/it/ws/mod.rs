@@ -4,4 +4,5 @@
 mod client_messages;
 mod load;
 mod notices;
+mod resume;
 mod session;

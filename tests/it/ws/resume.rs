@@ -1,0 +1,507 @@
+//! Session resume (docs/api.md §8), with raw sockets so that a drop is a real TCP reset:
+//! pushes of every kind sent in the gap arrive after the resume, in order, byte for byte,
+//! with the same clientId and no notices or webhooks; frames written but not read are
+//! replayed from `last`; expiry sends the offline notices and the disconnect once; an
+//! overflowing buffer says `recovered:false`; tokens that cannot be honoured give new
+//! connections; a half-open session is taken over; goodbyes are final; token mode; a
+//! resume landing on another core than its session's.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{
+    api::{assert_message_id, expect_ok},
+    node::Node,
+    raw_frames::write_raw_frame,
+    raw_ws::Raw,
+    receiver::{Hook, Receiver},
+    ws::{assert_notice, is_notice},
+    QUIET, SYS_A, SYS_B, WAIT,
+};
+
+const ON: &str = "[ws]\nresume_window = \"20s\"\nping_interval = \"1s\"\n";
+
+fn send(node: &Node, route: &str, body: Value) -> String {
+    let data = node.call(SYS_A, &format!("/api/{route}"), body);
+    assert_message_id(&data["messageId"])
+}
+
+fn info(node: &Node, client_id: &str) -> Value {
+    node.call(
+        SYS_A,
+        "/api/get_client_info",
+        json!({ "clientId": client_id }),
+    )
+}
+
+/// Waits until the node has detached `client_id` (it saw the drop).
+fn wait_detached(node: &Node, client_id: &str) {
+    let deadline = Instant::now() + WAIT;
+    while info(node, client_id)["detached"] != json!(true) {
+        assert!(
+            Instant::now() < deadline,
+            "{client_id} not detached: {}",
+            info(node, client_id)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn pushes_of_every_kind_sent_in_the_gap_arrive_after_the_resume_in_order() {
+    let receiver = Receiver::ok();
+    let hook = format!("[webhook]\nurl = \"{}\"\n", receiver.url("/hook"));
+    let node = Node::start(&format!("{ON}{hook}"));
+    let mut a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let mut observer = node.ws(SYS_A);
+    node.bind(SYS_A, &id, "room", "alice", "{\"k\":1}");
+    node.bind(SYS_A, &observer.client_id, "room", "", "");
+    a.drain(QUIET);
+    let before = send(
+        &node,
+        "send_to_client",
+        json!({"clientId": id, "msg": "before"}),
+    );
+    let got = a.ids(1);
+    assert_eq!(got, std::slice::from_ref(&before));
+    observer.drain(QUIET);
+    receiver.wait_for("the connect", |e| e.iter().any(|e| e["event"] == "connect"));
+
+    let resume = a.resume_query(SYS_A, &before);
+    a.reset();
+    wait_detached(&node, &id);
+    assert!(
+        node.is_online(SYS_A, &id),
+        "a detached connection is online"
+    );
+    let list = node.call(SYS_A, "/api/get_online_list", json!({"groupName": "room"}));
+    assert!(list.to_string().contains(&id), "still listed: {list}");
+    let sent = vec![
+        send(
+            &node,
+            "send_to_client",
+            json!({"clientId": id, "msg": "client"}),
+        ),
+        send(
+            &node,
+            "send_to_group",
+            json!({"groupName": "room", "msg": "group"}),
+        ),
+        send(
+            &node,
+            "send_to_user",
+            json!({"userId": "alice", "msg": "user"}),
+        ),
+        send(&node, "send_to_system", json!({"msg": "system"})),
+    ];
+
+    let mut back = Raw::open(&node, &resume);
+    let w = &back.welcome["data"];
+    assert_eq!(w["clientId"], json!(id), "the same clientId: {w}");
+    assert_eq!(
+        (w["resumed"].clone(), w["recovered"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(back.ids(4), sent, "every push of the gap, in order");
+    back.expect_silence(QUIET);
+    let after = send(
+        &node,
+        "send_to_group",
+        json!({"groupName": "room", "msg": "after"}),
+    );
+    assert_eq!(back.ids(1), [after]);
+    assert_eq!(info(&node, &id).get("detached"), None, "attached again");
+
+    let seen = observer.drain(QUIET);
+    assert!(
+        !seen.iter().any(is_notice),
+        "no notice for the group: {seen:?}"
+    );
+    std::thread::sleep(QUIET);
+    let events: Vec<Value> = receiver.hooks().iter().map(Hook::json).collect();
+    let of_a: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["clientId"] == json!(id))
+        .collect();
+    assert_eq!(
+        of_a.len(),
+        1,
+        "only the first connect, no disconnect: {of_a:?}"
+    );
+    let m = node.metrics();
+    assert_eq!(
+        m.sum_where("shardcast_resumes_total", &[("result", "resumed")]),
+        1.0
+    );
+}
+
+#[test]
+fn frames_written_but_not_read_are_replayed_from_last() {
+    let node = Node::start(ON);
+    let mut a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let sent: Vec<String> = (0..5)
+        .map(|i| {
+            send(
+                &node,
+                "send_to_client",
+                json!({"clientId": id, "msg": format!("m{i}")}),
+            )
+        })
+        .collect();
+    // The client processed the first two; three more are in its socket, unread.
+    assert_eq!(a.ids(2), sent[..2]);
+    let resume = a.resume_query(SYS_A, &sent[1]);
+    a.reset();
+    wait_detached(&node, &id);
+
+    let mut back = Raw::open(&node, &resume);
+    assert_eq!(back.welcome["data"]["recovered"], json!(true));
+    let first = back.next_raw(WAIT).expect("a replayed frame");
+    let expected = format!(
+        "{{\"messageId\":\"{}\",\"sendUserId\":\"\",\"code\":0,\"msg\":\"m2\"",
+        sent[2]
+    );
+    assert!(
+        String::from_utf8_lossy(&first).starts_with(&expected),
+        "byte for byte as first sent: {}",
+        String::from_utf8_lossy(&first)
+    );
+    assert_eq!(back.ids(2), sent[3..]);
+    back.expect_silence(QUIET);
+
+    // `last` empty: everything kept is replayed, and nothing was lost.
+    let resume = back.resume_query(SYS_A, "");
+    back.reset();
+    wait_detached(&node, &id);
+    let mut again = Raw::open(&node, &resume);
+    assert_eq!(again.welcome["data"]["recovered"], json!(true));
+    assert_eq!(again.ids(5), sent);
+}
+
+#[test]
+fn expiry_sends_the_offline_notice_and_the_disconnect_once() {
+    let receiver = Receiver::ok();
+    let node = Node::start(&format!(
+        "[ws]\nresume_window = \"1s\"\nping_interval = \"1s\"\n[webhook]\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    ));
+    let a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let mut observer = node.ws(SYS_A);
+    node.bind(SYS_A, &id, "room", "alice", "");
+    node.bind(SYS_A, &observer.client_id, "room", "", "");
+    send(
+        &node,
+        "send_to_group",
+        json!({"groupName": "room", "msg": "kept"}),
+    );
+    observer.drain(QUIET);
+    let resume = a.resume_query(SYS_A, "");
+    let dropped = Instant::now();
+    a.reset();
+    wait_detached(&node, &id);
+    assert!(!observer
+        .drain(Duration::from_millis(500))
+        .iter()
+        .any(is_notice));
+
+    let notice = observer.expect_json_where(WAIT, is_notice);
+    assert!(
+        dropped.elapsed() >= Duration::from_secs(1),
+        "not before the window ends"
+    );
+    assert_notice(&notice, 1002, &id, "alice", "");
+    observer.expect_silence(QUIET);
+    let events = receiver.wait_for("the disconnect", |e| {
+        e.iter()
+            .any(|e| e["event"] == "disconnect" && e["clientId"] == json!(id))
+    });
+    let disconnects: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "disconnect" && e["clientId"] == json!(id))
+        .collect();
+    assert_eq!(disconnects.len(), 1, "{disconnects:?}");
+    let reason = disconnects[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        ["client_closed", "error"].contains(&reason),
+        "the drop's reason: {reason}"
+    );
+    assert!(!node.is_online(SYS_A, &id));
+    let m = node.metrics();
+    assert_eq!(m.sum("shardcast_resume_expired_total"), 1.0);
+    // Its own online notice, the observer's and the group push were kept; dropped now.
+    assert_eq!(m.sum("shardcast_resume_frames_dropped_total"), 3.0);
+
+    let late = Raw::open(&node, &resume);
+    let w = &late.welcome["data"];
+    assert_eq!(w["resumed"], json!(false), "expired: a new connection: {w}");
+    assert_ne!(w["clientId"], json!(id));
+}
+
+#[test]
+fn an_overflowing_buffer_keeps_the_newest_frames_and_says_so() {
+    let node = Node::start(&format!("{ON}resume_buffer_bytes = 2000\n"));
+    let a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let resume = a.resume_query(SYS_A, "");
+    a.reset();
+    wait_detached(&node, &id);
+    let sent: Vec<String> = (0..50)
+        .map(|i| {
+            send(
+                &node,
+                "send_to_client",
+                json!({"clientId": id, "msg": format!("m{i}")}),
+            )
+        })
+        .collect();
+    let mut back = Raw::open(&node, &resume);
+    assert_eq!(back.welcome["data"]["resumed"], json!(true));
+    assert_eq!(back.welcome["data"]["recovered"], json!(false));
+    let mut got = Vec::new();
+    while let Some(f) = back.next(QUIET) {
+        got.push(assert_message_id(&f["messageId"]));
+    }
+    assert!(!got.is_empty() && got.len() < 50, "{} kept", got.len());
+    assert_eq!(got, sent[50 - got.len()..], "the newest, in order");
+    let dropped = node.metric("shardcast_resume_frames_dropped_total");
+    assert_eq!(dropped as usize, 50 - got.len());
+}
+
+#[test]
+fn tokens_that_cannot_be_honoured_give_new_connections() {
+    let node = Node::start(ON);
+    let a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let (id, token) = (a.client_id(), a.token());
+    assert!(token.starts_with("0."), "the node id (0) in clear: {token}");
+    a.reset();
+    wait_detached(&node, &id);
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 3;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    let cases = [
+        (format!("systemId={SYS_A}&resume={forged}"), SYS_A),
+        (format!("systemId={SYS_A}&resume=junk"), SYS_A),
+        (format!("systemId={SYS_B}&resume={token}"), SYS_B),
+    ];
+    for (query, system) in cases {
+        let c = Raw::open(&node, &query);
+        let w = &c.welcome["data"];
+        assert_eq!(w["resumed"], json!(false), "{query}: {w}");
+        assert_ne!(w["clientId"], json!(id), "{query}");
+        assert!(w["resumeToken"].is_string());
+        let cid = c.client_id();
+        let data = node.call(system, "/api/is_online", json!({ "clientId": cid }));
+        assert_eq!(data["online"], json!(true), "a working new connection");
+    }
+    assert!(
+        info(&node, &id)["detached"] == json!(true),
+        "the session is untouched"
+    );
+    // The genuine token still works; once used, it is superseded.
+    let back = Raw::open(&node, &format!("systemId={SYS_A}&resume={token}"));
+    assert_eq!(back.welcome["data"]["resumed"], json!(true));
+    assert_ne!(back.token(), token, "a new token with every welcome");
+    let reuse = Raw::open(&node, &format!("systemId={SYS_A}&resume={token}"));
+    assert_eq!(
+        reuse.welcome["data"]["resumed"],
+        json!(false),
+        "an old token is spent"
+    );
+    let m = node.metrics();
+    assert_eq!(
+        m.sum_where("shardcast_resumes_total", &[("result", "invalid")]),
+        3.0
+    );
+    assert_eq!(
+        m.sum_where("shardcast_resumes_total", &[("result", "unknown")]),
+        1.0
+    );
+}
+
+#[test]
+fn a_half_open_session_is_taken_over_without_notices() {
+    let node = Node::start(ON);
+    let mut old = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = old.client_id();
+    let mut observer = node.ws(SYS_A);
+    node.bind(SYS_A, &id, "room", "", "");
+    node.bind(SYS_A, &observer.client_id, "room", "", "");
+    observer.drain(QUIET);
+    old.drain(QUIET);
+    let m1 = send(
+        &node,
+        "send_to_client",
+        json!({"clientId": id, "msg": "one"}),
+    );
+    assert_eq!(old.ids(1), std::slice::from_ref(&m1));
+
+    // The old socket is still attached (the node saw no drop): the resume takes over.
+    let mut new = Raw::open(&node, &old.resume_query(SYS_A, &m1));
+    assert_eq!(new.welcome["data"]["resumed"], json!(true));
+    assert_eq!(new.client_id(), id);
+    assert!(old.closed_within(WAIT), "the half-open socket is closed");
+    let m2 = send(
+        &node,
+        "send_to_group",
+        json!({"groupName": "room", "msg": "two"}),
+    );
+    assert_eq!(new.ids(1), [m2]);
+    let seen = observer.drain(QUIET);
+    assert!(!seen.iter().any(is_notice), "no notices: {seen:?}");
+}
+
+#[test]
+fn goodbyes_end_the_session_at_once() {
+    let node = Node::start(ON);
+    let mut observer = node.ws(SYS_A);
+    node.bind(SYS_A, &observer.client_id, "room", "", "");
+    // A close frame from the client.
+    let mut a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    node.bind(SYS_A, &id, "room", "", "");
+    observer.drain(QUIET);
+    let resume = a.resume_query(SYS_A, "");
+    write_raw_frame(&mut a.stream, 8, &1000u16.to_be_bytes());
+    let notice = observer.expect_json_where(WAIT, is_notice);
+    assert_notice(&notice, 1002, &id, "", "");
+    assert!(!node.is_online(SYS_A, &id));
+    let c = Raw::open(&node, &resume);
+    assert_eq!(c.welcome["data"]["resumed"], json!(false));
+    // close_client.
+    let b = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let bid = b.client_id();
+    let resume = b.resume_query(SYS_A, "");
+    expect_ok(node.api(
+        "/api/close_client",
+        Some(SYS_A),
+        &json!({"clientId": bid}).to_string(),
+    ));
+    assert!(!node.is_online(SYS_A, &bid));
+    let c = Raw::open(&node, &resume);
+    assert_eq!(c.welcome["data"]["resumed"], json!(false));
+}
+
+#[test]
+fn with_resume_off_a_drop_ends_the_connection_and_welcomes_carry_no_token() {
+    let node = Node::start("");
+    let a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    assert_eq!(a.welcome["data"].get("resumeToken"), None, "{}", a.welcome);
+    let id = a.client_id();
+    a.reset();
+    node.wait_offline(SYS_A, &id, WAIT);
+}
+
+#[test]
+fn token_mode_a_resume_token_stands_in_for_the_connect_token() {
+    let admin = "admin-token-0123456789";
+    let node = Node::start(&format!(
+        "{ON}[api]\nauth = \"token\"\nadmin_token = \"{admin}\"\nconnect_token = \"required\"\nsystems = []\n"
+    ));
+    let registered = expect_ok(node.api_with_headers(
+        "/api/register",
+        &[("AdminToken", admin)],
+        &json!({ "systemId": "tok" }).to_string(),
+    ));
+    let secret = registered["token"].as_str().expect("secret");
+    let exp = crate::support::now_unix() + 60;
+    let token = shardcast::api::connect_token::mint("carol", exp, secret).expect("token");
+    let a = Raw::open(&node, &format!("systemId=tok&token={token}"));
+    let id = a.client_id();
+    let resume = a.resume_query("tok", "");
+    a.reset();
+    let back = Raw::open(&node, &resume);
+    assert_eq!(
+        back.welcome["data"]["resumed"],
+        json!(true),
+        "{}",
+        back.welcome
+    );
+    assert_eq!(back.client_id(), id);
+    // A resume that cannot be honoured is a new connection, which needs a connect token.
+    let refused = Raw::try_open(&node, "systemId=tok&resume=0.forged");
+    assert_eq!(refused.err().map(|v| v["code"].clone()), Some(json!(-1001)));
+    let fresh = Raw::open(
+        &node,
+        &format!("systemId=tok&resume=0.forged&token={token}"),
+    );
+    assert_eq!(fresh.welcome["data"]["resumed"], json!(false));
+}
+
+#[test]
+fn resumes_land_on_any_core_and_find_their_session() {
+    // Two cores: a resume is accepted by whichever core the kernel picks, and half of
+    // them pick the other one (16 in a row on the owner: 1 in 65,536).
+    let node = Node::start(ON);
+    let clients: Vec<Raw> = (0..16)
+        .map(|_| Raw::open(&node, &format!("systemId={SYS_A}")))
+        .collect();
+    let mut sessions = Vec::new();
+    for c in clients {
+        let id = c.client_id();
+        sessions.push((id.clone(), c.resume_query(SYS_A, "")));
+        c.reset();
+        wait_detached(&node, &id);
+    }
+    let sent: Vec<String> = sessions
+        .iter()
+        .map(|(id, _)| {
+            send(
+                &node,
+                "send_to_client",
+                json!({"clientId": id, "msg": "gap"}),
+            )
+        })
+        .collect();
+    for ((id, query), mid) in sessions.iter().zip(sent) {
+        let mut back = Raw::open(&node, query);
+        assert_eq!(back.client_id(), *id);
+        assert_eq!(back.welcome["data"]["resumed"], json!(true));
+        assert_eq!(back.ids(1), [mid]);
+        let after = send(
+            &node,
+            "send_to_client",
+            json!({"clientId": id, "msg": "after"}),
+        );
+        assert_eq!(
+            back.ids(1),
+            [after],
+            "the moved socket is read and written by its core"
+        );
+    }
+}
+
+#[test]
+fn a_drop_found_by_a_write_detaches_too() {
+    // Pushes right after the reset: the node may learn of the drop from a failed write
+    // (the connection is doomed, then detached) rather than from a read.
+    let node = Node::start(ON);
+    let a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let resume = a.resume_query(SYS_A, "");
+    a.reset();
+    let sent: Vec<String> = (0..20)
+        .map(|i| {
+            send(
+                &node,
+                "send_to_client",
+                json!({"clientId": id, "msg": format!("m{i}")}),
+            )
+        })
+        .collect();
+    wait_detached(&node, &id);
+    let mut back = Raw::open(&node, &resume);
+    assert_eq!(back.welcome["data"]["resumed"], json!(true));
+    assert_eq!(back.welcome["data"]["recovered"], json!(true));
+    assert_eq!(back.ids(20), sent);
+    let after = send(
+        &node,
+        "send_to_client",
+        json!({"clientId": id, "msg": "after"}),
+    );
+    assert_eq!(back.ids(1), [after], "the session takes new frames");
+}
