@@ -107,6 +107,13 @@ try {
   // The console, served through the relay: its WebSocket goes through it too.
   const con = await browser.newPage();
   con.setDefaultTimeout(15_000);
+  // What the node sent on each of the console's sockets, for a failure's report.
+  const wire = [];
+  con.on('websocket', (ws) => {
+    const n = wire.length;
+    wire.push([]);
+    ws.on('framereceived', (f) => wire[n].push(String(f.payload).slice(0, 120)));
+  });
   con.on('pageerror', (e) => errors.push('console: ' + e.message));
   await con.goto(relayed + '/', { waitUntil: 'load' });
   await con.fill('#system-id', 'sys-a');
@@ -160,9 +167,13 @@ try {
   console.log(`console resumed as ${cid}, still in room1, with the group push sent during the gap`);
 
   // A second cut, during which more is sent than the node keeps for a
-  // connection (ws.resume_buffer_bytes = 4096): the second big push pushes
-  // out the first, and the frames up to the client's last one. Resumed, but
-  // not recovered: what was lost is lost, the rest arrives.
+  // connection (ws.resume_buffer_bytes = 4096). The client gets two big
+  // pushes (send_to_client answers once the push is queued, so they are kept
+  // in order): the second pushes out the first and everything up to the
+  // client's last push. The console's group gets one that fits alone but
+  // pushes out the console's last push (the group's pushes of separate API
+  // calls are not ordered across the node's cores: one is enough). Resumed,
+  // but not recovered: what was lost is lost, the rest arrives.
   const closes = await page.evaluate(() => window.seen.filter((e) => e.t === 'close').length);
   await ask('CUT', 'CUT');
   await waitSeen(page, (s, n) => s.filter((e) => e.t === 'close').length > n, 'the second drop', closes);
@@ -170,8 +181,7 @@ try {
   const big = (n) => `big ${n} ` + 'x'.repeat(2500);
   const lost = await api('send_to_client', { clientId: id, msg: 'big', data: big(1) });
   const kept = await api('send_to_client', { clientId: id, msg: 'big', data: big(2) });
-  const lostGroup = await api('send_to_group', { groupName: 'room1', sendUserId: 'server', msg: 'big', data: big(1) });
-  const keptGroup = await api('send_to_group', { groupName: 'room1', sendUserId: 'server', msg: 'big', data: big(2) });
+  const keptGroup = await api('send_to_group', { groupName: 'room1', sendUserId: 'server', msg: 'big', data: 'room1 ' + 'x'.repeat(3900) });
   await ask('HEAL', 'HEALED');
   const again = await waitSeen(page, (s) => s.filter((e) => e.t === 'resumed')[1], 'a second resumed event');
   check(again.d.clientId === id && again.d.recovered === false, `the second resume: ${JSON.stringify(again.d)}`);
@@ -187,11 +197,10 @@ try {
     await con.waitForFunction((m) => [...document.querySelectorAll('#log .entry[data-kind="push"] .extra')]
       .some((e) => e.textContent.includes('#' + m)), keptGroup.messageId);
   } catch {
-    throw new Error(`console: no push #${keptGroup.messageId} (kept) after the second resume ` +
-      `(#${lostGroup.messageId} was lost):\n${await consoleLog(con)}`);
+    throw new Error(`console: no push #${keptGroup.messageId} after the second resume:\n${await consoleLog(con)}\nframes received, by socket:\n` +
+      wire.map((fs, i) => `  socket ${i}:\n` + fs.map((f) => '    ' + f).join('\n')).join('\n'));
   }
-  check(await shown(keptGroup.messageId) === 1 && await shown(lostGroup.messageId) === 0,
-    'console: not exactly the kept group push shown after the second resume');
+  check(await shown(keptGroup.messageId) === 1, 'console: the group push kept during the gap shows more than once');
   console.log(`console resumed as ${cid} again: recovered: no`);
 
   // A restart: the new process cannot honour the old token.
