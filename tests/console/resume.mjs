@@ -7,9 +7,10 @@
 //   node resume.mjs <node base url> <base url through the relay>
 //
 // It prints "CUT", "HEAL" and "RESTART" when the relay must be cut, healed,
-// or the node restarted on its port, and waits for the answers "CUT",
-// "HEALED", "RESTARTED" on stdin. Pushes are sent through the node's API
-// directly. Exit code 0 on success.
+// or the node restarted (on a new port, which the relay then forwards to),
+// and waits for the answers "CUT", "HEALED", "RESTARTED" on stdin. Pushes are
+// sent through the node's API directly, none after the restart. Exit code 0
+// on success.
 //
 // Checked: after the cut, the client (which tried again meanwhile) comes back
 // as the same clientId with `resumed` and `recovered` true, and gets the push
