@@ -4,6 +4,8 @@
 //! The page is plain HTML/CSS/JS with no build step, so what is in the
 //! repository is what is served. It talks only to the node that served it:
 //! the push API and `/ws` on the same origin, and `/console/stats` below.
+//! Its connection is the JavaScript client of `/shardcast.js` (`CLIENT_JS`),
+//! which it imports as an ES module.
 //!
 //! `/console/stats` reads the per-core counters that `/metrics` reads (no
 //! core is asked anything, so polling it costs the data path nothing).

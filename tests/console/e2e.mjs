@@ -62,12 +62,12 @@ async function until(fn, what) {
   }
 }
 
-// What each page put on the wire: the frames of its WebSocket(s) to /ws and
-// the paths of its push API calls.
+// What each page put on the wire: the frames of its WebSocket(s) to /ws, the
+// paths of its push API calls and the scripts it loaded.
 const wires = new Map();
 
 function watchWire(page) {
-  const w = { sent: [], received: [], api: [] };
+  const w = { sent: [], received: [], api: [], scripts: [] };
   const text = (p) => (typeof p === 'string' ? p : Buffer.from(p).toString('utf8'));
   page.on('websocket', (ws) => {
     if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
@@ -77,6 +77,7 @@ function watchWire(page) {
   page.on('request', (r) => {
     const path = new URL(r.url()).pathname;
     if (path.startsWith('/api/')) w.api.push(path);
+    if (r.resourceType() === 'script') w.scripts.push(path);
   });
   wires.set(page, w);
 }
@@ -104,6 +105,9 @@ async function openConsole(name, viewport) {
   });
   const resp = await page.goto(base + '/', { waitUntil: 'load' });
   check(resp && resp.status() === 200, `${name}: GET / answered ${resp && resp.status()}`);
+  // The page's connection is the JavaScript client the node serves.
+  const scripts = wires.get(page).scripts;
+  check(scripts.includes('/shardcast.js'), `${name}: the page did not load /shardcast.js (scripts: ${scripts.join(', ')})`);
   // The node panel fills in from the first /console/stats poll.
   await page.waitForFunction(() => /^\d/.test(document.getElementById('stat-connections').textContent));
   // The charts draw the polled figures: the connection count from the first

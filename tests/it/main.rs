@@ -15,7 +15,8 @@
 //!   peers.
 //! - `webhook`: webhooks (docs/api.md §2.2).
 //! - `console_page`: the console (docs/api.md §2.3), over HTTP and in a real browser
-//!   (driven by `tests/console/e2e.mjs`).
+//!   (driven by `tests/console/e2e.mjs`), and the JavaScript client of `/shardcast.js`
+//!   (`client.mjs`, `resume.mjs`).
 //! - `layering`: the source itself: modules import only from lower layers
 //!   (docs/architecture.md).
 

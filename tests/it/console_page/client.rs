@@ -1,54 +1,141 @@
 //! The JavaScript client (`/shardcast.js`, docs/js-client.md) in headless Chromium,
-//! scripted by `tests/console/client.mjs`: imported from another origin, an ack round
-//! trip, a reconnect after the node restarts (on the same port) and a refusal that is
-//! not retried.
+//! scripted by `tests/console/client.mjs` and `tests/console/resume.mjs`: imported from
+//! another origin, an ack round trip, a reconnect after the node restarts (behind a
+//! relay, at the same address), a refusal that is not retried; and, with `ws.resume_window` on, a session
+//! resumed after the network between the browser and the node failed (a `CutProxy`
+//! cut), in the client and in the console, which keep their clientId and get the
+//! pushes sent during the gap (and report the loss when the node could not keep them
+//! all).
 
-use crate::support::node::Node;
+use crate::support::{cut_proxy::CutProxy, node::Node};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
-#[test]
-fn the_js_client_acks_reconnects_and_reports_refusals() {
+/// Kills the script's process group (node and its Chromium) if the test ends
+/// before it did.
+struct Script(Child);
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) on the process group of a child we spawned.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `node <script> <args…>` in `tests/console`; each line it prints is
+/// passed to `answer`, and what that returns is written back on its stdin.
+/// Asserts it exits with success and printed every one of `steps`.
+fn run_script(
+    script: &str,
+    args: &[String],
+    steps: &[&str],
+    mut answer: impl FnMut(&str) -> Option<String>,
+) {
     super::browser::require_browser_tools();
-    let mut node = Node::start("[ws]\nclient_send = \"all\"\n");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
-    let mut child = Command::new("node")
-        .arg("client.mjs")
-        .arg(format!("http://{}", node.addr()))
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("run node");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut child = Script(
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("run node"),
+    );
+    let mut stdin = child.0.stdin.take().expect("stdin");
+    let stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
     let mut output = String::new();
     for line in stdout.lines() {
         let line = line.expect("a line");
         output.push_str(&line);
         output.push('\n');
-        if line == "RESTART" {
-            node.restart_in_place();
-            writeln!(stdin, "RESTARTED").expect("answer the script");
+        if let Some(reply) = answer(&line) {
+            writeln!(stdin, "{reply}").expect("answer the script");
         }
     }
-    let status = child.wait().expect("wait for node");
+    let status = child.0.wait().expect("wait for node");
     let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
+    if let Some(mut e) = child.0.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut err);
     }
-    assert!(status.success(), "the JS client failed:\n{output}{err}");
-    for step in [
+    eprintln!("{output}");
+    assert!(status.success(), "{script} failed:\n{output}{err}");
+    for step in steps {
+        assert!(output.contains(step), "no `{step}`:\n{output}{err}");
+    }
+}
+
+#[test]
+fn the_js_client_acks_reconnects_and_reports_refusals() {
+    let mut node = Node::start("[ws]\nclient_send = \"all\"\n");
+    // Behind a relay, so that the node can restart on a new port (its old one
+    // may not be free again at once) at an address the browser keeps using.
+    let proxy = CutProxy::start(node.addr());
+    let base = format!("http://{}", proxy.addr());
+    let steps = [
         "ack round trip ok",
         "RESTART",
         "reconnected as",
         "refusal: ",
         "PASS",
-    ] {
-        assert!(output.contains(step), "no `{step}`:\n{output}");
-    }
+    ];
+    run_script("client.mjs", &[base], &steps, |line| {
+        (line == "RESTART").then(|| {
+            node.restart();
+            proxy.set_upstream(node.addr());
+            "RESTARTED".to_string()
+        })
+    });
+}
+
+#[test]
+fn the_js_client_and_the_console_resume_after_the_network_fails() {
+    let mut node = Node::start(
+        "[console]\nenabled = true\n[ws]\nresume_window = \"30s\"\nresume_buffer_bytes = 4096\n",
+    );
+    let proxy = CutProxy::start(node.addr());
+    let args = [
+        format!("http://{}", node.addr()),
+        format!("http://{}", proxy.addr()),
+    ];
+    let steps = [
+        "CUT",
+        "HEAL",
+        "client resumed",
+        "console resumed",
+        "client resumed as",
+        "again, not recovered",
+        "recovered: no",
+        "RESTART",
+        "client reconnected as a new clientId",
+        "console reconnected as a new clientId",
+        "PASS",
+    ];
+    run_script("resume.mjs", &args, &steps, |line| match line {
+        "CUT" => {
+            proxy.cut();
+            Some("CUT".into())
+        }
+        "HEAL" => {
+            proxy.heal();
+            Some("HEALED".into())
+        }
+        "RESTART" => {
+            // On a new port: the browser knows only the proxy's.
+            node.restart();
+            proxy.set_upstream(node.addr());
+            Some("RESTARTED".into())
+        }
+        _ => None,
+    });
+    // The client tried again while the network was down, and resumed after.
+    assert!(proxy.refused() > 0, "no connect attempt during the cut");
 }

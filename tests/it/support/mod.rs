@@ -10,11 +10,13 @@
 //! - `raw_ws`: a raw WebSocket client that can be reset and resumed.
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
+//! - `cut_proxy`: a TCP relay in front of a node that a test cuts (the network failing).
 //! - `receiver`: a webhook receiver.
 //! - `stall`: one core of a node stopped (ptrace) while the others run.
 
 pub mod api;
 pub mod cluster;
+pub mod cut_proxy;
 pub mod http;
 pub mod link_proxy;
 pub mod metrics;

@@ -357,15 +357,6 @@ impl Node {
         }
     }
 
-    /// Stops the node and starts it again on the same port (clients that
-    /// reconnect to the same address find it).
-    pub fn restart_in_place(&mut self) {
-        self.stop_for_restart();
-        if let Err(e) = self.spawn() {
-            panic!("restart: {e}");
-        }
-    }
-
     fn stop_for_restart(&mut self) {
         if self.child.is_some() {
             self.sigterm();
