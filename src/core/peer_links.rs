@@ -74,11 +74,23 @@ pub(super) async fn maintain(
         }
         mark_broken(&core, node, true);
         core.borrow().metrics().link_reconnect();
+        // A peer that has just joined may not be in the acceptor's view yet
+        // (it registered a moment ago): keep trying at the shortest step
+        // while it is just joined, so the link is up as soon as the view is.
+        let just_joined = core
+            .borrow()
+            .peers
+            .as_ref()
+            .is_some_and(|p| p.just_joined(node));
         drop(core);
+        if just_joined {
+            backoff = BACKOFF_MIN;
+        }
         backoff = match monoio::time::timeout(backoff, woken.recv_async()).await {
             Ok(Ok(())) => BACKOFF_MIN,
             // The core is gone.
             Ok(Err(_)) => return,
+            Err(_) if just_joined => BACKOFF_MIN,
             Err(_) => (backoff * 2).min(BACKOFF_MAX),
         };
     }

@@ -175,7 +175,7 @@ impl Peers {
     }
 
     /// Whether `node` joined this core's view less than a request timeout ago.
-    fn just_joined(&self, node: u16) -> bool {
+    pub(super) fn just_joined(&self, node: u16) -> bool {
         self.joined
             .get(&node)
             .is_some_and(|t| t.elapsed() < self.request_timeout)
