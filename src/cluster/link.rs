@@ -160,13 +160,17 @@ pub async fn dial(
 
 /// Runs the acceptor's side of the handshake. `admit` says whether the node
 /// id a Hello claims may dial us (membership lists it at the connection's
-/// address); it is asked before anything but a refusal is sent.
-pub async fn accept(
+/// address); it is asked before anything but a refusal is sent, and may take
+/// its time (within `limit`, which bounds the whole handshake).
+pub async fn accept<A>(
     stream: &TcpStream,
     me: &Credentials,
     limit: Duration,
-    admit: impl FnOnce(u16) -> Result<(), &'static str>,
-) -> Result<Linked, LinkError> {
+    admit: impl FnOnce(u16) -> A,
+) -> Result<Linked, LinkError>
+where
+    A: std::future::Future<Output = Result<(), &'static str>>,
+{
     let attempt = async {
         let (mut buf, mut scratch) = (BytesMut::new(), AlignedVec::new());
         let Frame::Hello {
@@ -188,7 +192,7 @@ pub async fn accept(
         if node == me.node {
             return Err(LinkError::Refused("hello claims this node's own id"));
         }
-        admit(node).map_err(LinkError::Refused)?;
+        admit(node).await.map_err(LinkError::Refused)?;
         let b = handshake::nonce();
         write_frame(stream, &Frame::Challenge { nonce: b }).await?;
         let Frame::Proof { mac } = read_frame(stream, &mut buf, &mut scratch).await? else {
@@ -297,6 +301,7 @@ mod tests {
             let limit = Duration::from_secs(2);
             let acceptor = monoio::spawn(async move {
                 let (stream, _) = listener.accept().await.expect("accept");
+                let admit = |n| std::future::ready(admit(n));
                 let r = accept(&stream, &creds(2, &theirs), limit, admit).await;
                 r.map_err(|e| e.to_string())
             });

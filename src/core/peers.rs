@@ -7,12 +7,22 @@
 //! written by the core's `flush`, one write per batch, like WebSocket
 //! pushes. A peer's answer comes back on the link that carried the request,
 //! to the core that sent it, so no state is shared between cores.
+//!
+//! A peer that has just joined (or joined again: a node that re-registered
+//! after losing its lease) has no link from this core for the first moments.
+//! Frames for it are held, in order, and sealed into its link as soon as the
+//! link is up; a held frame older than `cluster.request_timeout` is dropped
+//! (its request has timed out by then). Only a peer whose link broke, or
+//! failed to come up, after that first moment fails at once.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
 use monoio::net::TcpStream;
 use rkyv::util::AlignedVec;
@@ -32,9 +42,6 @@ const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a node id not found in etcd is remembered as unknown.
 const UNKNOWN_TTL: Duration = Duration::from_secs(1);
-
-/// How often a request waiting for a link looks again.
-const LINK_WAIT_STEP: Duration = Duration::from_millis(5);
 
 /// A link's place in the core's link slab.
 pub(super) type LinkKey = ConnAddr;
@@ -62,6 +69,27 @@ struct Pending {
     sent: Instant,
 }
 
+/// Archived frames for a peer whose link is not up yet, oldest first, each
+/// with the moment it was sent.
+#[derive(Default)]
+struct Held {
+    frames: VecDeque<(Instant, Bytes)>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Drops the frames held longer than `limit`.
+    fn expire(&mut self, limit: Duration) {
+        while let Some((t, body)) = self.frames.front() {
+            if t.elapsed() < limit {
+                break;
+            }
+            self.bytes -= body.len();
+            self.frames.pop_front();
+        }
+    }
+}
+
 /// One core's share of the cluster.
 pub(super) struct Peers {
     pub(super) creds: Rc<Credentials>,
@@ -70,10 +98,17 @@ pub(super) struct Peers {
     pub(super) links: Slots<LinkIo>,
     /// Key of this core's established link to each peer.
     outbound: HashMap<u16, LinkKey>,
-    /// Peers a dialling task is responsible for.
-    pub(super) maintained: HashSet<u16>,
+    /// Peers a dialling task is responsible for, with the sender that
+    /// wakes the task to dial at once (the peer joined again).
+    pub(super) maintained: HashMap<u16, flume::Sender<()>>,
     /// Peers whose link broke or failed to come up and is not up again.
-    pub(super) broken: HashSet<u16>,
+    broken: HashSet<u16>,
+    /// When each peer last joined this core's view (appeared, or came back
+    /// with a new record): within `request_timeout` of it, a peer without a
+    /// link is waited for even if a dial has failed.
+    joined: HashMap<u16, Instant>,
+    /// Frames for peers whose link is not up yet.
+    held: HashMap<u16, Held>,
     pending: HashMap<u64, Pending>,
     next_req: u64,
     dirty: Vec<LinkKey>,
@@ -96,8 +131,10 @@ impl Peers {
             table,
             links: Slots::default(),
             outbound: HashMap::new(),
-            maintained: HashSet::new(),
+            maintained: HashMap::new(),
             broken: HashSet::new(),
+            joined: HashMap::new(),
+            held: HashMap::new(),
             pending: HashMap::new(),
             next_req: 1,
             dirty: Vec::new(),
@@ -121,25 +158,54 @@ impl Peers {
         }
     }
 
-    /// Answers nobody will claim: their requester timed out and left.
+    /// Answers nobody will claim: their requester timed out and left; and
+    /// held frames whose link did not come up in time.
     pub(super) fn expire_pending(&mut self) {
         let limit = self.request_timeout * 2;
         self.pending.retain(|_, p| p.sent.elapsed() < limit);
+        let limit = self.request_timeout;
+        self.held.retain(|_, h| {
+            h.expire(limit);
+            !h.frames.is_empty()
+        });
     }
 
-    fn has_link(&self, node: u16) -> bool {
-        self.outbound.contains_key(&node)
+    /// Whether `node` joined this core's view less than a request timeout ago.
+    pub(super) fn just_joined(&self, node: u16) -> bool {
+        self.joined
+            .get(&node)
+            .is_some_and(|t| t.elapsed() < self.request_timeout)
     }
 
-    /// A peer in etcd whose link has not failed yet: worth waiting for.
+    /// A peer in etcd whose link has not failed yet, or that has only just
+    /// joined: worth waiting for.
     fn worth_waiting_for(&self, node: u16) -> bool {
-        self.table.contains_key(&node) && !self.broken.contains(&node)
+        self.table.contains_key(&node) && (!self.broken.contains(&node) || self.just_joined(node))
+    }
+
+    /// Records whether this core's link to `node` has broken (or failed to
+    /// come up) since it was last up. A broken peer that has not just joined
+    /// fails its requests at once: those held for it are dropped (their
+    /// callers see a missing answer now rather than at the deadline).
+    pub(super) fn mark_broken(&mut self, node: u16, broken: bool) {
+        if !broken {
+            self.broken.remove(&node);
+            return;
+        }
+        self.broken.insert(node);
+        if !self.just_joined(node) && self.held.remove(&node).is_some() {
+            // No link to `node` exists now: every request waiting on it was held.
+            self.pending.retain(|_, r| r.node != node);
+        }
     }
 }
 
 impl Core {
     /// Adopts a new view of the peers: starts a dialling task for each new
-    /// peer, closes links to peers that left and fails their requests.
+    /// peer, closes links to peers that left and fails their requests. A
+    /// peer that joins (again) is no longer taken as broken, and its
+    /// dialling task dials at once: a node that re-registered after an etcd
+    /// outage gets every core's link back without waiting out a backoff.
     pub fn set_peers(&mut self, table: Arc<PeerTable>) {
         let Some(p) = self.peers.as_mut() else {
             return;
@@ -153,15 +219,30 @@ impl Core {
         }
         p.pending.retain(|_, r| table.contains_key(&r.node));
         p.broken.retain(|n| table.contains_key(n));
+        p.held.retain(|n, _| table.contains_key(n));
+        p.joined.retain(|n, _| table.contains_key(n));
+        let now = Instant::now();
+        let mut new = Vec::new();
+        for (node, peer) in table.iter() {
+            let known = p.maintained.contains_key(node) && p.table.get(node) == Some(peer);
+            if known {
+                continue;
+            }
+            p.joined.insert(*node, now);
+            p.broken.remove(node);
+            match p.maintained.get(node) {
+                // Wake it; a wake-up already pending is as good.
+                Some(kick) => drop(kick.try_send(())),
+                None => {
+                    let (kick, woken) = flume::bounded(1);
+                    p.maintained.insert(*node, kick);
+                    new.push((*node, woken));
+                }
+            }
+        }
         p.table = table;
-        let new: Vec<u16> = p
-            .table
-            .keys()
-            .copied()
-            .filter(|n| p.maintained.insert(*n))
-            .collect();
-        for node in new {
-            monoio::spawn(super::peer_links::maintain(self.this.clone(), node));
+        for (node, woken) in new {
+            monoio::spawn(super::peer_links::maintain(self.this.clone(), node, woken));
         }
     }
 
@@ -190,8 +271,19 @@ impl Core {
             outbound,
         };
         let key = p.links.insert(io)?;
-        if outbound {
-            p.outbound.insert(node, key);
+        if !outbound {
+            return Some(key);
+        }
+        p.outbound.insert(node, key);
+        // What was sent to the peer while its link was coming up goes first,
+        // in order.
+        let limit = p.request_timeout;
+        if let Some(held) = p.held.remove(&node) {
+            for (t, body) in held.frames {
+                if t.elapsed() < limit {
+                    self.link_send_body(key, &body);
+                }
+            }
         }
         Some(key)
     }
@@ -217,21 +309,30 @@ impl Core {
         }
     }
 
-    /// Sends a request to `node` on this core's link. None when the node has
-    /// no established link (down, handshaking, or unknown).
+    /// Sends a request to `node` on this core's link, or holds it until the
+    /// link is up when the peer is worth waiting for. None when it cannot be
+    /// sent: the peer is unknown, or its link broke and it has not just
+    /// joined, or the queue is full.
     pub(super) fn request(
         &mut self,
         node: u16,
         make: impl FnOnce(u64) -> Frame,
     ) -> Option<flume::Receiver<Frame>> {
         let p = self.peers.as_mut()?;
-        let key = *p.outbound.get(&node)?;
+        let link = p.outbound.get(&node).copied();
+        if link.is_none() && !p.worth_waiting_for(node) {
+            return None;
+        }
         let req = p.next_req;
         p.next_req += 1;
         let (reply, rx) = reply_channel();
         let sent = Instant::now();
         p.pending.insert(req, Pending { node, reply, sent });
-        if self.link_send(key, &make(req)) {
+        let queued = match link {
+            Some(key) => self.link_send(key, &make(req)),
+            None => self.hold(node, &make(req)),
+        };
+        if queued {
             return Some(rx);
         }
         if let Some(p) = self.peers.as_mut() {
@@ -258,6 +359,38 @@ impl Core {
             p.body = body;
         }
         sent
+    }
+
+    /// Holds `f` for `node` until its link is up; false when it was dropped.
+    fn hold(&mut self, node: u16, f: &Frame) -> bool {
+        let Some(p) = self.peers.as_mut() else {
+            return false;
+        };
+        let mut body = std::mem::take(&mut p.body);
+        let held = frame::encode_body(f, &mut body).is_ok() && self.hold_body(node, &body);
+        if let Some(p) = self.peers.as_mut() {
+            p.body = body;
+        }
+        held
+    }
+
+    /// Holds a copy of the archived frame `body` for `node`; false when it
+    /// was dropped (the held frames would pass the link queue's bound).
+    fn hold_body(&mut self, node: u16, body: &[u8]) -> bool {
+        let Some(p) = self.peers.as_mut() else {
+            return false;
+        };
+        let limit = p.request_timeout;
+        let held = p.held.entry(node).or_default();
+        held.expire(limit);
+        if held.bytes + body.len() > LINK_QUEUE_BYTES {
+            self.node.metrics.core(self.id as usize).link_drop();
+            return false;
+        }
+        held.frames
+            .push_back((Instant::now(), Bytes::copy_from_slice(body)));
+        held.bytes += body.len();
+        true
     }
 
     /// Seals the archived frame `body` into link `key`'s queue; false when
@@ -288,8 +421,9 @@ impl Core {
 
     /// Sends the frame `make` builds once to every peer node on this core's
     /// links (built only when there are peers: standalone it costs
-    /// nothing). Returns how many known peers could not be reached (no
-    /// established link).
+    /// nothing); a peer whose link is still coming up gets it held.
+    /// Returns how many known peers could not be reached (link broken, or
+    /// queue full).
     pub(super) fn peer_broadcast(&mut self, make: impl FnOnce() -> Frame) -> usize {
         let Some(p) = self.peers.as_ref() else {
             return 0;
@@ -297,8 +431,11 @@ impl Core {
         if p.table.is_empty() {
             return 0;
         }
-        let targets: Vec<Option<LinkKey>> =
-            p.table.keys().map(|n| p.outbound.get(n).copied()).collect();
+        let targets: Vec<(u16, Option<LinkKey>)> = p
+            .table
+            .keys()
+            .map(|n| (*n, p.outbound.get(n).copied()))
+            .collect();
         let mut body = match self.peers.as_mut() {
             Some(p) => std::mem::take(&mut p.body),
             None => return targets.len(),
@@ -306,10 +443,23 @@ impl Core {
         let missed = if frame::encode_body(&make(), &mut body).is_err() {
             targets.len()
         } else {
-            targets
-                .into_iter()
-                .filter(|t| !t.is_some_and(|key| self.link_send_body(key, &body)))
-                .count()
+            let mut missed = 0;
+            for (node, link) in targets {
+                let sent = match link {
+                    Some(key) => self.link_send_body(key, &body),
+                    None => {
+                        let worth = self
+                            .peers
+                            .as_ref()
+                            .is_some_and(|p| p.worth_waiting_for(node));
+                        worth && self.hold_body(node, &body)
+                    }
+                };
+                if !sent {
+                    missed += 1;
+                }
+            }
+            missed
         };
         if let Some(p) = self.peers.as_mut() {
             p.body = body;
@@ -354,25 +504,11 @@ impl Core {
     }
 
     /// Sends a request to a peer and waits (bounded) for its answer. A peer
-    /// whose first link is still being set up (it has just joined) is waited
-    /// for within the same deadline; one whose link broke is not.
+    /// whose link is still being set up (it has just joined) is waited for
+    /// within the same deadline (the request is held); one whose link broke
+    /// is not.
     pub async fn call(this: &CoreRef, node: u16, make: impl FnOnce(u64) -> Frame) -> Option<Frame> {
         let sent = Instant::now();
-        let limit = this.borrow().peers.as_ref()?.request_timeout;
-        loop {
-            let (linked, worth) = {
-                let c = this.borrow();
-                let p = c.peers.as_ref()?;
-                (p.has_link(node), p.worth_waiting_for(node))
-            };
-            if linked {
-                break;
-            }
-            if sent.elapsed() >= limit || !worth {
-                return None;
-            }
-            monoio::time::sleep(LINK_WAIT_STEP).await;
-        }
         let rx = {
             let mut c = this.borrow_mut();
             let rx = c.request(node, make);

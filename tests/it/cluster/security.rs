@@ -333,7 +333,8 @@ fn a_relay_with_etcd_access_but_no_secret_gets_no_link() {
     );
 
     // A Hello claiming a node id membership does not list, or node 2's own id, gets no
-    // Challenge: the connection is closed at once.
+    // Challenge: the connection is closed (at once for its own id; for an unlisted one
+    // after the acceptor's bounded wait for its view, docs/cluster.md "Handshake").
     let own = n2.call(
         SYS_A,
         "/api/get_client_info",

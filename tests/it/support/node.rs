@@ -314,6 +314,11 @@ impl Node {
             .arg(self.config_path())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        // Debugging a flaky test: SHARDCAST_TEST_LOG_LEVEL sets every node's
+        // `log.level` (e.g. `info,shardcast::core=debug`); a test's own env wins.
+        if let Ok(level) = std::env::var("SHARDCAST_TEST_LOG_LEVEL") {
+            cmd.env("SHARDCAST_LOG_LEVEL", level);
+        }
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -456,6 +461,15 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        // Debugging a flaky test: SHARDCAST_TEST_NODE_LOGS=<dir> keeps every node's
+        // log (and config) there, passing or not, named by the node's address.
+        if let Some(dir) = std::env::var_os("SHARDCAST_TEST_NODE_LOGS") {
+            let dir = PathBuf::from(dir);
+            let name = self.addr.replace([':', '.'], "_");
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(self.log_path(), dir.join(format!("{name}.log")));
+            let _ = std::fs::copy(self.config_path(), dir.join(format!("{name}.toml")));
+        }
         if std::thread::panicking() {
             eprintln!(
                 "---- shardcast node {} config ----\n{}\n---- log (tail) ----\n{}\n---- end ----",
