@@ -2,7 +2,8 @@
 //! token), optionally join a group, process `--before` pushes, then all drop with a TCP
 //! reset. Once the server's `shardcast_connections_detached` gauge counts them all,
 //! M pushes are sent into the gap, and all N reconnect at once with
-//! `resume=<token>&last=<messageId of the last push each processed>`. Per client, the
+//! `resume=<token>&last=<messageId of the last push each processed>`. The pushes go
+//! over one keep-alive connection, so that their order is defined. Per client, the
 //! time from the start of its reconnect (TCP connect) to the welcome and every missed
 //! frame; checked: `resumed:true`, the same clientId, `recovered:true`, the missed
 //! messageIds in order. Reports resumes per second (completed / first reconnect start
@@ -29,24 +30,81 @@ use crate::ResumeArgs;
 const DETACHED: &str = "shardcast_connections_detached";
 const RESULTS: [&str; 3] = ["resumed", "unknown", "invalid"];
 
-/// POSTs `body` to `path` of the API (one connection, closed after the answer) and
-/// returns the answer's `data.messageId`.
-fn push(api: &Url, system: &str, body: &str) -> anyhow::Result<String> {
-    let timeout = Duration::from_secs(10);
-    let mut s = TcpStream::connect_timeout(&SocketAddr::V4(api.addr), timeout)
-        .with_context(|| format!("cannot connect to {}", api.authority))?;
-    s.set_read_timeout(Some(timeout))?;
-    write!(
-        s,
-        "POST /api/send_to_system HTTP/1.1\r\nHost: {}\r\nSystemId: {system}\r\n\
-         Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        api.authority,
-        body.len()
-    )?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer)
-        .context("send_to_system: reading the answer")?;
-    message_id_of_answer(&answer)
+/// The publisher: one keep-alive HTTP connection, so that one core of the node takes
+/// every push and each connection gets them in the order sent (sends taken by
+/// different cores of a node are not ordered with each other).
+struct Publisher {
+    api: Url,
+    system: String,
+    stream: TcpStream,
+}
+
+impl Publisher {
+    fn connect(api: &Url, system: &str) -> anyhow::Result<Publisher> {
+        let timeout = Duration::from_secs(10);
+        let stream = TcpStream::connect_timeout(&SocketAddr::V4(api.addr), timeout)
+            .with_context(|| format!("cannot connect to {}", api.authority))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(Publisher {
+            api: api.clone(),
+            system: system.to_string(),
+            stream,
+        })
+    }
+
+    /// send_to_system with `body`: the messageId of the push.
+    fn push(&mut self, body: &str) -> anyhow::Result<String> {
+        write!(
+            self.stream,
+            "POST /api/send_to_system HTTP/1.1\r\nHost: {}\r\nSystemId: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.api.authority,
+            self.system,
+            body.len()
+        )?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(n) = answer_len(&answer)? {
+                answer.truncate(n);
+                break;
+            }
+            let n = self
+                .stream
+                .read(&mut buf)
+                .context("send_to_system: reading the answer")?;
+            if n == 0 {
+                bail!("send_to_system: the connection closed before the answer");
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        message_id_of_answer(&answer)
+    }
+}
+
+/// The length of the complete HTTP answer at the start of `buf`, if it is complete.
+fn answer_len(buf: &[u8]) -> anyhow::Result<Option<usize>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => bail!("send_to_system: bad answer: {e}"),
+    };
+    let len = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .ok_or_else(|| anyhow!("send_to_system: an answer without Content-Length"))?;
+    Ok((buf.len() >= head + len).then_some(head + len))
 }
 
 /// `data.messageId` of an HTTP answer whose body is a code-0 envelope.
@@ -128,13 +186,10 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
     }
 
     // Pushes the clients process before the drop; the last one is their `last`.
+    let mut publisher = Publisher::connect(&api, &a.system)?;
     let mut ids = Vec::new();
     for i in 0..a.before {
-        ids.push(push(
-            &api,
-            &a.system,
-            &format!("{{\"msg\":\"before\",\"data\":\"{i}\"}}"),
-        )?);
+        ids.push(publisher.push(&format!("{{\"msg\":\"before\",\"data\":\"{i}\"}}"))?);
     }
     let detached0 = detached(&metrics_url)?;
     fleet.broadcast(Cmd::Drop {
@@ -169,12 +224,9 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
 
     // The gap.
     for i in 0..a.messages {
-        ids.push(push(
-            &api,
-            &a.system,
-            &format!("{{\"msg\":\"gap\",\"data\":\"{i}\"}}"),
-        )?);
+        ids.push(publisher.push(&format!("{{\"msg\":\"gap\",\"data\":\"{i}\"}}"))?);
     }
+    drop(publisher);
     std::thread::sleep(Duration::from_millis(a.settle));
 
     // The reconnect burst.
@@ -358,7 +410,19 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::message_id_of_answer;
+    use super::{answer_len, message_id_of_answer};
+
+    #[test]
+    fn answers_end_at_their_content_length() {
+        let a = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcdHTTP/1.1";
+        assert_eq!(answer_len(a).unwrap(), Some(a.len() - 8));
+        assert_eq!(answer_len(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);
+        assert_eq!(
+            answer_len(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc").unwrap(),
+            None
+        );
+        assert!(answer_len(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+    }
 
     #[test]
     fn message_ids_of_answers() {

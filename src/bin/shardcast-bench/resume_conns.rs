@@ -537,8 +537,15 @@ impl ResumeConns {
                             }
                             Outcome::Keep
                         } else {
+                            let want = c.next_id;
+                            let got = id.and_then(|id| self.ids.iter().position(|x| *x == id));
                             Outcome::Close(match id {
-                                Some(_) => "a frame other than the next missed push".into(),
+                                Some(_) => format!(
+                                    "push {} of the run where push {} was due ({})",
+                                    got.map_or("?".into(), |g| g.to_string()),
+                                    want,
+                                    "pushes counted from 0, the pre-drop ones first"
+                                ),
                                 None => "a frame without a messageId before the last missed \
                                          push"
                                     .into(),
