@@ -166,7 +166,7 @@ bench() {
     c) read -r -a args <<<"$(resume_args)" ;;
   esac
   log "round $round: ($fig) resume $mode (port $PORT): shardcast-bench ${args[*]}"
-  timeout --foreground 900 "$BENCH" "${args[@]}" --json --label "resume-$mode" >"$out" ||
+  timeout --foreground 900 "$BENCH" "${args[@]}" --json --label "$mode" >"$out" ||
     { log "failed; the node's log:"; tail -n 20 "$WORK/node-$RUN/shardcast.log" >&2; return 1; }
   stop_server
   sleep 1
@@ -188,11 +188,11 @@ done
 ratio() {
   local metric=$1
   shift
-  "$BENCH" compare --json --baseline resume-off "$@" | python3 -c '
+  "$BENCH" compare --json --baseline off "$@" | python3 -c '
 import json, sys
 rows = json.load(sys.stdin)["rows"]
 r = [x for x in rows if x["metric"] == sys.argv[1]]
-v = r[0]["ratio_to_baseline"].get("resume-on") if r else None
+v = r[0]["ratio_to_baseline"].get("on") if r else None
 print("-" if v is None else f"{v:.2f}")' "$metric"
 }
 
@@ -210,19 +210,19 @@ for fig in $FIGURES; do
   case "$fig" in
     a)
       echo "(a) fan-out, resume on vs off: CPU per delivery — target on/off ≤ 1.20"
-      echo "    shardcast-bench $(fanout_args) --json --label resume-on|resume-off"
-      "$BENCH" compare --baseline resume-off "$WORK"/results/a-*.json
+      echo "    shardcast-bench $(fanout_args) --json --label on|off"
+      "$BENCH" compare --baseline off "$WORK"/results/a-*.json
       echo "    server CPU per delivery, on/off: $(ratio "server CPU per delivery" "$WORK"/results/a-*.json)"
       ;;
     b)
       echo "(b) idle connections, resume on vs off: memory per connection — target equal"
-      echo "    shardcast-bench $(idle_args) --json --label resume-on|resume-off"
-      "$BENCH" compare --baseline resume-off "$WORK"/results/b-*.json
+      echo "    shardcast-bench $(idle_args) --json --label on|off"
+      "$BENCH" compare --baseline off "$WORK"/results/b-*.json
       echo "    server memory per connection, on/off: $(ratio "server memory per connection" "$WORK"/results/b-*.json)"
       ;;
     c)
       echo "(c) resume: $RES_N clients reconnect at once after a TCP reset, $RES_M pushes missed"
-      echo "    shardcast-bench $(resume_args) --json --label resume-on"
+      echo "    shardcast-bench $(resume_args) --json --label on"
       "$BENCH" compare "$WORK"/results/c-*.json
       ;;
   esac
