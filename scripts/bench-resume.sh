@@ -15,7 +15,9 @@
 # The node: release build, 2 workers, its own data dir and free loopback port, started
 # fresh for every measurement with [ws] resume_window = "30s" (on) or "0s" (off); on/off
 # alternate (off, on, on, off, …) to cancel drift. Each figure is the median over the
-# rounds (shardcast-bench compare).
+# rounds (shardcast-bench compare). The node has api.max_http_connections = 20000: a
+# connection counts against it until its upgrade, and N clients reconnecting at once
+# would otherwise find 4,096 places (the default) and be refused 503 beyond them.
 #
 # Usage: scripts/bench-resume.sh [--quick] [--rounds R] [--subscribers N] [--messages M]
 #                                [--idle N] [--clients N] [--gap M] [--figures "a b c"]
@@ -130,6 +132,7 @@ resume_window = "$window"
 
 [api]
 systems = ["bench"]
+max_http_connections = 20000
 
 [log]
 level = "warn"

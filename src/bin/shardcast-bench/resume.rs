@@ -122,8 +122,21 @@ fn message_id_of_answer(answer: &[u8]) -> anyhow::Result<String> {
     }
 }
 
-fn detached(url: &Url) -> anyhow::Result<f64> {
-    Ok(metrics::scrape(url)?.get(DETACHED).unwrap_or(0.0))
+/// The metrics page, asked again (every 50 ms, for up to `secs`) while the node
+/// answers 503 or cannot be read: a node busy with a crowd of drops may be.
+fn scrape(url: &Url, secs: f64) -> anyhow::Result<Reading> {
+    let deadline = mono_ns() + (secs * 1e9) as u64;
+    loop {
+        match metrics::scrape(url) {
+            Ok(r) => return Ok(r),
+            Err(e) if mono_ns() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn detached(url: &Url, secs: f64) -> anyhow::Result<f64> {
+    Ok(scrape(url, secs)?.get(DETACHED).unwrap_or(0.0))
 }
 
 fn resumes(r: &Reading, result: &str) -> f64 {
@@ -191,7 +204,7 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
     for i in 0..a.before {
         ids.push(publisher.push(&format!("{{\"msg\":\"before\",\"data\":\"{i}\"}}"))?);
     }
-    let detached0 = detached(&metrics_url)?;
+    let detached0 = detached(&metrics_url, 10.0).context("before the drop")?;
     fleet.broadcast(Cmd::Drop {
         wait_for: ids.last().cloned(),
         wait_ms: 10_000,
@@ -208,7 +221,8 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
     // Until the server has seen every drop.
     let want = detached0 + dropped as f64;
     let detach_deadline = drop0 + (a.detach_timeout * 1e9) as u64;
-    let mut seen = detached(&metrics_url)?;
+    let left = || secs_between(mono_ns(), detach_deadline).max(1.0);
+    let mut seen = detached(&metrics_url, left()).context("after the drop")?;
     while seen < want {
         if mono_ns() >= detach_deadline {
             bail!(
@@ -218,7 +232,7 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
             );
         }
         std::thread::sleep(Duration::from_millis(50));
-        seen = detached(&metrics_url)?;
+        seen = detached(&metrics_url, left()).context("after the drop")?;
     }
     let detach_secs = secs_between(drop0, mono_ns());
 
@@ -230,7 +244,7 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(a.settle));
 
     // The reconnect burst.
-    let m0 = metrics::scrape(&metrics_url)?;
+    let m0 = scrape(&metrics_url, 10.0).context("before the reconnects")?;
     let s0 = server.sample();
     let cpu0 = self_cpu();
     let t0 = mono_ns();
@@ -243,7 +257,7 @@ pub fn run(a: ResumeArgs, out: &Out) -> anyhow::Result<()> {
     let t1 = mono_ns();
     let s1 = server.sample();
     let tool_cpu = self_cpu() - cpu0 + results.iter().map(|r| r.cpu_s).sum::<f64>();
-    let m1 = metrics::scrape(&metrics_url)?;
+    let m1 = scrape(&metrics_url, 10.0).context("after the reconnects")?;
     let detached_after = m1.get(DETACHED).unwrap_or(0.0);
     fleet.shutdown();
 
