@@ -59,6 +59,7 @@ pub fn run(a: ChatArgs, out: &Out) -> anyhow::Result<()> {
         }),
         drain_timeout_ms: a.drain_timeout,
         quiet_ms: 100,
+        resume: None,
     }
     .specs()?;
     let procs = specs.len();

@@ -1,6 +1,6 @@
-//! `compare`: reads the JSON results of `idle`, `fanout`/`generic` and `chat` runs tagged with
-//! `--label`, takes the median of each figure over the runs of a label, and prints them
-//! side by side with the ratio to the baseline label.
+//! `compare`: reads the JSON results of `idle`, `fanout`/`generic`, `chat` and `resume`
+//! runs tagged with `--label`, takes the median of each figure over the runs of a label,
+//! and prints them side by side with the ratio to the baseline label.
 
 use std::fmt::Write as _;
 
@@ -227,6 +227,94 @@ const METRICS: &[Metric] = &[
         scale: 1.0,
         better: Better::Neither,
     },
+    Metric {
+        kind: "resume",
+        name: "clients dropped",
+        unit: "",
+        path: &["dropped"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
+    Metric {
+        kind: "resume",
+        name: "resumes complete",
+        unit: "",
+        path: &["completed"],
+        scale: 1.0,
+        better: Better::Higher,
+    },
+    Metric {
+        kind: "resume",
+        name: "failures",
+        unit: "",
+        path: &["failed"],
+        scale: 1.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "resume",
+        name: "resumes",
+        unit: "res/s",
+        path: &["resumes_per_sec"],
+        scale: 1.0,
+        better: Better::Higher,
+    },
+    Metric {
+        kind: "resume",
+        name: "resume latency p50",
+        unit: "ms",
+        path: &["latency_us", "p50_us"],
+        scale: 1e-3,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "resume",
+        name: "resume latency p90",
+        unit: "ms",
+        path: &["latency_us", "p90_us"],
+        scale: 1e-3,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "resume",
+        name: "resume latency p99",
+        unit: "ms",
+        path: &["latency_us", "p99_us"],
+        scale: 1e-3,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "resume",
+        name: "resume latency max",
+        unit: "ms",
+        path: &["latency_us", "max_us"],
+        scale: 1e-3,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "resume",
+        name: "server CPU over the burst",
+        unit: "s",
+        path: &["server_cpu_s"],
+        scale: 1.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "resume",
+        name: "server CPU per resume",
+        unit: "µs",
+        path: &["server_cpu_per_resume_us"],
+        scale: 1.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "resume",
+        name: "drop → all detached",
+        unit: "s",
+        path: &["detach_secs"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
 ];
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -311,6 +399,7 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
         Some("idle") => "idle",
         Some("fanout") => "fanout",
         Some("chat") => "chat",
+        Some("resume") => "resume",
         _ => "other",
     };
 
@@ -357,6 +446,16 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
                 match r.get("rate").and_then(Value::as_f64) {
                     Some(rate) => format!(" at {} msg/s", report::rate(rate)),
                     None => ", as fast as acked".into(),
+                }
+            ),
+            "resume" => format!(
+                "session resume: {} clients dropped with a TCP reset, {} push(es) in the gap, \
+                 reconnected {}",
+                report::int(n("clients")),
+                n("messages"),
+                match n("reconnect_concurrency") {
+                    0 => "all at once".to_string(),
+                    c => format!("{c} at a time per process"),
                 }
             ),
             _ => format!(

@@ -223,6 +223,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         chat: None,
         drain_timeout_ms: job.publish.drain_timeout,
         quiet_ms: if job.bind.is_some() { 500 } else { 100 },
+        resume: None,
     }
     .specs()?;
     let procs = specs.len();

@@ -29,6 +29,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
         chat: None,
         drain_timeout_ms: 0,
         quiet_ms: 0,
+        resume: None,
     }
     .specs()?;
     let procs = specs.len();

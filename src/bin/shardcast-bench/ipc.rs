@@ -37,6 +37,18 @@ pub struct WorkerSpec {
     pub drain_timeout_ms: u64,
     /// Before reporting ready: wait until no frame came for this long.
     pub quiet_ms: u64,
+    /// `resume`: the connections are dropped and resumed on command.
+    #[serde(default)]
+    pub resume: Option<ResumeSpec>,
+}
+
+/// How a worker of a `resume` run reconnects.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResumeSpec {
+    /// Reconnects in progress at once (0: all at once).
+    pub concurrency: usize,
+    /// A reconnect not complete after this long is a failure.
+    pub timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,6 +84,15 @@ pub enum Cmd {
     Go { expected: u64 },
     /// The publisher has had every answer.
     PublishDone,
+    /// `resume`: once every connection has processed the push `wait_for` (or after
+    /// `wait_ms`), drop them all with a TCP reset.
+    Drop {
+        wait_for: Option<String>,
+        wait_ms: u64,
+    },
+    /// `resume`: reconnect every dropped connection with its resume token; `ids` are
+    /// the messageIds of every push sent since the connections opened, in order.
+    Resume { ids: Vec<String> },
     /// Close everything and exit.
     Close,
 }
@@ -86,6 +107,10 @@ pub enum Event {
     /// Go was received: counting toward the expected number.
     Armed,
     Result(Box<ResultReport>),
+    /// `resume`: the connections were dropped.
+    Dropped(DropReport),
+    /// `resume`: every reconnect completed, failed or timed out.
+    Resumed(Box<ResumeReport>),
     Error {
         message: String,
     },
@@ -129,6 +154,42 @@ pub struct ResultReport {
     pub pings: u64,
     pub bytes_in: u64,
     /// CPU seconds of the child process since Go (0 for the in-process worker).
+    pub cpu_s: f64,
+    pub errors: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DropReport {
+    /// Connections reset.
+    pub dropped: u64,
+    /// Of those, how many had not processed the awaited push.
+    pub missed_before: u64,
+    /// Frames other than the awaited pushes seen before the drop (notices).
+    pub other_frames: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ResumeReport {
+    /// Reconnects started.
+    pub attempted: u64,
+    /// Welcomed with `resumed:true`, the same clientId, `recovered:true`, and every
+    /// missed frame received in order.
+    pub completed: u64,
+    pub failed: u64,
+    /// Welcome checks, whatever came after.
+    pub resumed: u64,
+    pub same_id: u64,
+    pub recovered: u64,
+    /// Frames received after the welcomes.
+    pub frames: u64,
+    /// Reconnect start → welcome and every missed frame, of the completed ones.
+    pub latency: HistogramWire,
+    /// Reconnect start → welcome, of every welcomed one.
+    pub welcome: HistogramWire,
+    pub first_start_ns: u64,
+    pub last_start_ns: u64,
+    pub last_done_ns: u64,
+    /// CPU seconds of the child process since Resume (0 for the in-process worker).
     pub cpu_s: f64,
     pub errors: Vec<(String, u64)>,
 }

@@ -23,6 +23,9 @@ mod plan;
 mod poller;
 mod procstat;
 mod report;
+mod resume;
+mod resume_conns;
+mod resume_worker;
 mod sender;
 mod sock;
 mod sources;
@@ -67,6 +70,10 @@ enum Command {
     /// Client messages from N WebSocket clients (ws.client_send): ack rate and latency, and
     /// what the server's /metrics counted meanwhile (webhook deliveries).
     Chat(ChatArgs),
+    /// Session resume (docs/api.md §8): N clients drop with a TCP reset, M pushes are sent
+    /// in the gap, all N reconnect at once with their resume tokens: resumes/s, latency to
+    /// the last missed frame, failures, server CPU over the burst.
+    Resume(ResumeArgs),
     /// Fan-out against another server: WebSocket subscribe URL, HTTP POST publish URL (nchan).
     Generic(GenericArgs),
     /// Compare the JSON results of several runs (grouped by --label): medians and ratios.
@@ -309,6 +316,51 @@ pub struct ChatArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// HTTP API base URL (pushes; its /metrics tells when the drops were seen).
+    #[arg(long, default_value = "http://127.0.0.1:7800")]
+    pub api: String,
+    /// WebSocket URL (default: <api>/ws?systemId=<system> as ws://); the resume
+    /// parameters are appended to it.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// System id (header SystemId).
+    #[arg(long, default_value = "demo")]
+    pub system: String,
+    /// Clients (WebSocket connections) dropped and resumed.
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// Pushes (send_to_system) sent in the gap: the frames each resume must recover.
+    #[arg(long, default_value_t = 5)]
+    pub messages: usize,
+    /// Pushes sent and processed before the drop; the last one's messageId is each
+    /// client's `last` (0: `last` is empty).
+    #[arg(long, default_value_t = 1)]
+    pub before: usize,
+    /// Bind every client to this group before the drop (each bind sends online notices
+    /// to the members already in it unless the node has ws.notices = false).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Reconnects in progress at once, per process (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    pub reconnect_concurrency: usize,
+    /// Seconds to wait for the server to count every dropped client as detached.
+    #[arg(long, default_value_t = 60.0)]
+    pub detach_timeout: f64,
+    /// Seconds after which a reconnect not yet complete is a failure.
+    #[arg(long, default_value_t = 60.0)]
+    pub resume_timeout: f64,
+    /// Pause between the last gap push and the reconnect burst (ms).
+    #[arg(long, default_value_t = 300)]
+    pub settle: u64,
+    /// The server's metrics page: a URL, or `auto` (<api>/metrics).
+    #[arg(long, default_value = "auto")]
+    pub metrics: String,
+    #[command(flatten)]
+    pub conns: ConnArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct GenericArgs {
     /// WebSocket URL the subscribers connect to (e.g. ws://127.0.0.1:8080/sub/bench).
     #[arg(long)]
@@ -356,6 +408,7 @@ fn main() -> ExitCode {
         Command::Fanout(a) => fanout::run_shardcast(a, &out),
         Command::Api(a) => api::run(a, &out),
         Command::Chat(a) => chat::run(a, &out),
+        Command::Resume(a) => resume::run(a, &out),
         Command::Generic(a) => fanout::run_generic(a, &out),
         Command::Compare(a) => compare::run(a, &out),
         Command::Worker => ipc::child_main(),

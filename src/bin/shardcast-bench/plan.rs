@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::bail;
 
-use crate::ipc::{BindSpec, ChatSpec, WorkerSpec};
+use crate::ipc::{BindSpec, ChatSpec, ResumeSpec, WorkerSpec};
 use crate::sock;
 use crate::url::Url;
 use crate::ConnArgs;
@@ -22,6 +22,8 @@ pub struct Plan<'a> {
     pub chat: Option<ChatSpec>,
     pub drain_timeout_ms: u64,
     pub quiet_ms: u64,
+    /// `resume`: how the dropped connections come back.
+    pub resume: Option<ResumeSpec>,
 }
 
 impl Plan<'_> {
@@ -67,6 +69,7 @@ impl Plan<'_> {
                     }),
                     drain_timeout_ms: self.drain_timeout_ms,
                     quiet_ms: self.quiet_ms,
+                    resume: self.resume.clone(),
                 }
             })
             .collect())

@@ -119,6 +119,25 @@ pub fn take_error(fd: &Fd) -> io::Result<()> {
     }
 }
 
+/// SO_LINGER with a zero timeout: closing `fd` then sends a TCP reset (no FIN).
+pub fn set_linger_zero(fd: &Fd) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `l` lives across the call and its size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.0,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// recv(2); Ok(0) is end of stream.
 pub fn read(fd: &Fd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes of writing.

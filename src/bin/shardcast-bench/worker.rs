@@ -15,23 +15,28 @@ use crate::sock;
 use crate::subscriber::{SubConfig, Subscribers};
 
 /// Epoll tokens at and above this belong to the bind pool.
-const POOL_TOKENS: u64 = 1 << 40;
+pub(crate) const POOL_TOKENS: u64 = 1 << 40;
 
 pub fn run(spec: WorkerSpec, cmds: flume::Receiver<Cmd>, emit: &mut dyn FnMut(Event)) {
-    if let Err(e) = run_phases(spec, cmds, emit) {
+    let r = if spec.resume.is_some() {
+        crate::resume_worker::run_phases(spec, cmds, emit)
+    } else {
+        run_phases(spec, cmds, emit)
+    };
+    if let Err(e) = r {
         emit(Event::Error {
             message: format!("{e:#}"),
         });
     }
 }
 
-enum Next {
+pub(crate) enum Next {
     Continue,
     Stop,
 }
 
 /// Takes the pending commands; `on` sees each; a Close or a vanished parent stops.
-fn drain_cmds(cmds: &flume::Receiver<Cmd>, mut on: impl FnMut(Cmd)) -> Next {
+pub(crate) fn drain_cmds(cmds: &flume::Receiver<Cmd>, mut on: impl FnMut(Cmd)) -> Next {
     loop {
         match cmds.try_recv() {
             Ok(Cmd::Close) | Err(flume::TryRecvError::Disconnected) => return Next::Stop,
@@ -174,7 +179,7 @@ fn run_phases(
                 emit(Event::Armed);
             }
             Cmd::PublishDone => publish_done = Some(mono_ns()),
-            Cmd::Connect | Cmd::Close => {}
+            Cmd::Connect | Cmd::Close | Cmd::Drop { .. } | Cmd::Resume { .. } => {}
         });
         if let Next::Stop = next {
             subs.close_all();
@@ -220,7 +225,7 @@ fn run_phases(
     }
 }
 
-fn bind_pool(bind: &BindSpec, ids: Vec<String>) -> Pool {
+pub(crate) fn bind_pool(bind: &BindSpec, ids: Vec<String>) -> Pool {
     let head = format!(
         "POST /api/bind_to_group HTTP/1.1\r\nHost: {}\r\nSystemId: {}\r\n\
          Content-Type: application/json\r\n",
