@@ -141,7 +141,9 @@ struct HttpPlace(std::sync::Arc<crate::node::Node>);
 impl HttpPlace {
     fn take(core: &CoreRef) -> Option<HttpPlace> {
         let node = core.borrow().node.clone();
-        node.reserve_http().then_some(HttpPlace(node))
+        // `then`, not `then_some`: a place built and dropped on refusal
+        // would give back a place it never took.
+        node.reserve_http().then(|| HttpPlace(node))
     }
 }
 
