@@ -81,3 +81,33 @@ impl Drop for Poller {
         unsafe { libc::close(self.epfd) };
     }
 }
+
+/// Writes what `out` holds as far as the socket takes it, then asks the poller for
+/// writability only while bytes are left (`want_write` tracks what it was asked).
+/// Err: the write failed (the caller closes the connection).
+pub fn write_out(
+    poller: &Poller,
+    fd: &crate::sock::Fd,
+    token: u64,
+    out: &mut Vec<u8>,
+    want_write: &mut bool,
+) -> Result<(), String> {
+    while !out.is_empty() {
+        match crate::sock::write(fd, out) {
+            Ok(n) => {
+                out.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("write: {e}")),
+        }
+    }
+    let want = !out.is_empty();
+    if want != *want_write {
+        let interest = if want { READ | WRITE } else { READ };
+        if poller.modify(fd.raw(), token, interest).is_ok() {
+            *want_write = want;
+        }
+    }
+    Ok(())
+}

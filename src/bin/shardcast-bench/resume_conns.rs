@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde_json::Value;
 
 use crate::histogram::Histogram;
-use crate::poller::{Poller, HUP, READ, WRITE};
+use crate::poller::{write_out, Poller, HUP, READ, WRITE};
 use crate::sock::{self, Fd};
 use shardcast::ws::frame::{self as wsframe, Head};
 
@@ -380,30 +380,8 @@ impl ResumeConns {
     fn flush(&mut self, poller: &Poller, i: usize) {
         let c = &mut self.conns[i];
         let Some(fd) = c.fd.as_ref() else { return };
-        let mut failed = None;
-        while !c.out.is_empty() {
-            match sock::write(fd, &c.out) {
-                Ok(n) => {
-                    c.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failed = Some(format!("write: {e}"));
-                    break;
-                }
-            }
-        }
-        if let Some(why) = failed {
+        if let Err(why) = write_out(poller, fd, i as u64, &mut c.out, &mut c.want_write) {
             self.fail(i, why);
-            return;
-        }
-        let want = !c.out.is_empty();
-        if want != c.want_write {
-            let interest = if want { READ | WRITE } else { READ };
-            if poller.modify(fd.raw(), i as u64, interest).is_ok() {
-                c.want_write = want;
-            }
         }
     }
 
