@@ -87,6 +87,9 @@ section! {
         http_addr: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 7800)),
         /// Worker threads; 0 = one per available core (see `Config::worker_count`).
         workers: usize = 0,
+        /// Pin each worker thread to one CPU (for nodes where nothing else
+        /// runs; docs/architecture.md says when it pays).
+        pin_cores: bool = false,
         /// Directory for persistent state.
         data_dir: PathBuf = PathBuf::from("data"),
         /// Empty, or 32 / 64 hex characters (AES-128 / AES-256).

@@ -128,7 +128,7 @@ impl Core {
     /// of requests made one after another (each after the previous answer)
     /// reach a connection in that order, whichever cores took the requests.
     pub fn take_mail(&mut self) {
-        while let Ok(msg) = self.mailbox.try_recv() {
+        while let Some(msg) = self.mailbox.try_recv() {
             self.handle(msg);
         }
     }

@@ -52,6 +52,7 @@ use std::time::Instant;
 use hashbrown::HashMap;
 
 use crate::cluster::link::Credentials;
+use crate::mailbox::Inbox;
 use crate::metrics::CoreMetrics;
 use crate::node::Node;
 use crate::op::ConnAddr;
@@ -115,17 +116,13 @@ pub struct Core {
     ws_out: Vec<u8>,
     /// This core's mailbox, drained by its mailbox task and, before each API
     /// request, by `take_mail`.
-    mailbox: flume::Receiver<crate::mailbox::CoreMsg>,
+    mailbox: Rc<Inbox>,
     this: Weak<RefCell<Core>>,
 }
 
 impl Core {
     /// A core; inside its runtime only (it registers descriptors with it).
-    pub fn new(
-        node: Arc<Node>,
-        id: u8,
-        mailbox: flume::Receiver<crate::mailbox::CoreMsg>,
-    ) -> std::io::Result<CoreRef> {
+    pub fn new(node: Arc<Node>, id: u8, mailbox: Rc<Inbox>) -> std::io::Result<CoreRef> {
         let systems = node
             .systems
             .iter()

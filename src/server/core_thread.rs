@@ -2,6 +2,7 @@
 //! drain, its WebSocket reader, its heartbeat and its graceful drain.
 
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use monoio::net::TcpListener;
 
 use crate::core::conn::reader::read_ready;
 use crate::core::{serve_link, Core, CoreRef};
-use crate::mailbox::CoreMsg;
+use crate::mailbox::Inbox;
 use crate::node::Node;
 use crate::ws::CloseReason;
 
@@ -21,7 +22,7 @@ const BATCH: usize = 256;
 pub fn run_core(
     node: Arc<Node>,
     id: u8,
-    mailbox: flume::Receiver<CoreMsg>,
+    mailbox: Inbox,
     listener: std::net::TcpListener,
     links: Option<std::net::TcpListener>,
 ) -> io::Result<()> {
@@ -31,6 +32,7 @@ pub fn run_core(
         .build()?;
     rt.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
+        let mailbox = Rc::new(mailbox);
         let core = Core::new(node.clone(), id, mailbox.clone())?;
         monoio::spawn(drain_mailbox(core.clone(), mailbox));
         monoio::spawn(read_ready(core.clone()));
@@ -87,11 +89,12 @@ async fn drain(core: &CoreRef) {
     }
 }
 
-async fn drain_mailbox(core: CoreRef, mailbox: flume::Receiver<CoreMsg>) {
-    while let Ok(first) = mailbox.recv_async().await {
+async fn drain_mailbox(core: CoreRef, mailbox: Rc<Inbox>) {
+    loop {
+        let first = mailbox.recv().await;
         let mut c = core.borrow_mut();
         c.handle(first);
-        for msg in mailbox.try_iter().take(BATCH) {
+        for msg in std::iter::from_fn(|| mailbox.try_recv()).take(BATCH) {
             c.handle(msg);
         }
         c.flush();

@@ -1,6 +1,7 @@
-//! Starting a node: registry, listeners, one pinned thread per core, and
-//! the graceful shutdown on SIGTERM/SIGINT. The top of the layering
-//! (docs/architecture.md): it wires every other module together.
+//! Starting a node: registry, listeners, one thread per core (pinned to a
+//! CPU with `server.pin_cores`), and the graceful shutdown on SIGTERM/SIGINT.
+//! The top of the layering (docs/architecture.md): it wires every other
+//! module together.
 
 mod core_thread;
 mod listen;
@@ -16,7 +17,7 @@ use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
 use crate::config::{AuthMode, Config};
-use crate::mailbox::CoreMsg;
+use crate::mailbox::{channel, CoreMsg, Inbox, Mailbox};
 use crate::node::{ClusterJoin, Node, Systems};
 use crate::registry::{new_secret, Registry, RegistryError, RegistryWriter, SystemEntry};
 use crate::webhook::{self, WebhookError, WebhookThread, Webhooks};
@@ -46,8 +47,6 @@ pub enum StartError {
     Webhook(#[from] WebhookError),
 }
 
-type Mailbox = flume::Receiver<CoreMsg>;
-
 /// Runs the node until a signal has drained it. Returns when every core
 /// has stopped (or `server.shutdown_timeout` passed).
 pub fn run(config: Config) -> Result<(), StartError> {
@@ -66,6 +65,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let signals = Signals::new([SIGTERM, SIGINT])?;
     let (done_tx, done_rx) = flume::unbounded();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = node.config.server.pin_cores;
     let sockets = listeners.into_iter().zip(links);
     for (id, ((listener, links), mailbox)) in sockets.zip(mailboxes).enumerate() {
         let node = node.clone();
@@ -73,8 +73,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         std::thread::Builder::new()
             .name(format!("shardcast-core{id}"))
             .spawn(move || {
-                if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
-                    tracing::warn!(core = id, error = ?e, "cannot pin a core thread to its CPU");
+                if pin {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
+                        tracing::warn!(core = id, error = ?e, "cannot pin a core thread to its CPU");
+                    }
                 }
                 let result = run_core(node, id as u8, mailbox, listener, links);
                 let _ = done.send((id, result.map_err(|e| e.to_string())));
@@ -162,13 +164,13 @@ fn build_node(
     config: Config,
     cores: usize,
     webhooks: Option<Webhooks>,
-) -> Result<(Arc<Node>, Vec<Mailbox>), StartError> {
+) -> Result<(Arc<Node>, Vec<Inbox>), StartError> {
     let key = match config.crypto_key_bytes() {
         Some(k) => k,
         None => random_bytes(16)?,
     };
     let codec = ClientIdCodec::new(&key).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| channel::channel()).unzip();
     let view = Arc::new(ClusterView::new(!config.cluster.enabled));
     let (systems, join) = if config.cluster.enabled {
         let (systems, join) = join_cluster(&config, cores, &view, senders.clone())?;
@@ -197,7 +199,7 @@ fn join_cluster(
     config: &Config,
     cores: usize,
     view: &Arc<ClusterView>,
-    mailboxes: Vec<flume::Sender<CoreMsg>>,
+    mailboxes: Vec<Mailbox>,
 ) -> Result<(Vec<(String, SystemEntry)>, ClusterJoin), StartError> {
     let epoch = crate::node::unix_seconds() as u32;
     let me = NodeInfo {

@@ -18,7 +18,7 @@
 use crate::support::{
     api::expect_ok,
     http::wait_eof,
-    node::Node,
+    node::{proc_status_kib, rss_kib, Node},
     raw_frames::{raw_client, read_raw_frame},
     ws::{is_notice, Client, WsEvent},
     StopOnDrop, SYS_A, WAIT,
@@ -84,24 +84,6 @@ fn all_slow_closed(at: &Mutex<Vec<Option<(Duration, usize)>>>) -> bool {
     at.lock().unwrap().iter().all(|t| t.is_some())
 }
 
-/// VmRSS of `pid` in KiB (0 when it cannot be read).
-fn vm_rss_kib(pid: i32) -> u64 {
-    proc_status_kib(pid, "VmRSS:")
-}
-
-/// A `kB` field of `/proc/<pid>/status` (VmRSS:, VmHWM:, ...); 0 when unreadable.
-fn proc_status_kib(pid: i32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// A raw WebSocket connection with a 4 KiB receive buffer that reads its welcome and
 /// then never reads again.
 fn slow_client(node: &Node) -> (TcpStream, String) {
@@ -126,7 +108,7 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
 
     let total = AtomicUsize::new(0); // 0 = not known yet
     let done = AtomicBool::new(false);
-    let rss_before = vm_rss_kib(pid);
+    let rss_before = rss_kib(pid);
     let rss_peak = AtomicUsize::new(rss_before as usize);
     // (time since the storm's start, messages sent by then) when each slow one was seen offline.
     let slow_closed_at: Mutex<Vec<Option<(Duration, usize)>>> = Mutex::new(vec![None; SLOW]);
@@ -192,7 +174,7 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
         // Memory sampler.
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
-                rss_peak.fetch_max(vm_rss_kib(pid) as usize, Ordering::SeqCst);
+                rss_peak.fetch_max(rss_kib(pid) as usize, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
@@ -257,7 +239,7 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
     });
     let delivered_in = storm_start.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    let rss_after = vm_rss_kib(pid);
+    let rss_after = rss_kib(pid);
     // The kernel's high-water mark catches a peak between two samples.
     let hwm = proc_status_kib(pid, "VmHWM:");
     let rss_peak = (rss_peak.load(Ordering::SeqCst) as u64).max(hwm);

@@ -5,7 +5,10 @@
 //! `服务繁忙` (WebSockets do not count). Each hit is counted in
 //! `shardcast_limit_hits_total{limit}`, and other clients are served throughout.
 
-use crate::support::{node::Node, SYS_A, WAIT};
+use crate::support::{
+    node::{rss_kib, Node},
+    SYS_A, WAIT,
+};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,16 +17,6 @@ use std::time::{Duration, Instant};
 fn limit_hits(node: &Node, key: &str) -> f64 {
     node.metrics()
         .sum_where("shardcast_limit_hits_total", &[("limit", key)])
-}
-
-/// VmRSS of `pid` in KiB.
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -109,6 +109,40 @@ pub fn process_state(pid: i32) -> Option<char> {
     after.trim_start().chars().next()
 }
 
+/// A `kB` field of `/proc/<pid>/status` (VmRSS:, VmHWM:, ...); 0 when unreadable.
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// VmRSS of `pid` in KiB (0 when it cannot be read).
+pub fn rss_kib(pid: i32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// CPU time (user + system) `pid` has used, in seconds.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    // Fields 14 and 15 (utime, stime), counted from the state (field 3).
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / hz as f64
+}
+
 /// Whether `pid` runs (exists and is not a zombie).
 pub fn process_alive(pid: i32) -> bool {
     matches!(process_state(pid), Some(s) if s != 'Z')

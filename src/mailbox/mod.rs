@@ -1,11 +1,13 @@
 //! What cores are told: the message type of every core's mailbox.
 //!
-//! Each core drains one MPSC mailbox (flume) in batches. A message carries
+//! Each core drains one MPSC mailbox (`channel`) in batches. A message carries
 //! everything the receiving core needs — the pre-encoded frame as `Bytes`,
 //! names as `Arc<str>` — so the receiver allocates nothing per recipient.
 //! Requests that need an answer carry a one-shot `Reply`. The operations on
 //! one connection are those of `op`, the same the links carry, so a frame
 //! from another node becomes a mailbox message without translation.
+
+pub mod channel;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -18,6 +20,11 @@ use crate::cluster::PeerTable;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::registry::SystemEntry;
 use crate::ws::Last;
+
+/// Where a core's mail is sent.
+pub type Mailbox = channel::Sender<CoreMsg>;
+/// A core's end of its mailbox.
+pub type Inbox = channel::Receiver<CoreMsg>;
 
 /// A one-shot answer channel (a bounded flume channel of one).
 pub type Reply<T> = flume::Sender<T>;
