@@ -52,12 +52,13 @@ impl ResumeTokens {
     }
 
     /// What `token` names, if this node issued it for `system`; None for
-    /// anything else (malformed, forged, another system's).
+    /// anything else (malformed, forged, another system's, or not written
+    /// as `issue` writes it: one session token has one text).
     pub fn verify<'a>(&self, token: &'a str, system: &str) -> Option<ResumeClaim<'a>> {
         let mut parts = token.splitn(4, '.');
-        let node = parts.next()?.parse().ok()?;
+        let node = decimal(parts.next()?)?;
         let client_id = parts.next()?;
-        let seq = parts.next()?.parse().ok()?;
+        let seq = decimal(parts.next()?)?;
         let mac = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
         let mut check = mac_with(&self.key);
         feed(&mut check, node, system, client_id, seq);
@@ -77,6 +78,16 @@ impl ResumeTokens {
         out.copy_from_slice(&full[..MAC_BYTES]);
         out
     }
+}
+
+/// A number as `issue` writes it: digits only, no sign, no leading zero.
+/// (`str::parse` also takes "+7" and "007", which a proxy routing on the
+/// node id in clear would read as other nodes.)
+fn decimal(text: &str) -> Option<u16> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 fn mac_with(key: &[u8]) -> Hmac<Sha256> {
@@ -132,5 +143,35 @@ mod tests {
         for junk in ["", ".", "1.x.0.", "x.y.z.w", "1..0.AAAA"] {
             assert!(t.verify(junk, "sys").is_none(), "{junk}");
         }
+    }
+
+    #[test]
+    fn a_token_has_one_text_numbers_written_otherwise_are_refused() {
+        let t = ResumeTokens::new(&[7; 16]);
+        let token = t.issue(7, "sys", CID, 3);
+        let mac = token.rsplit('.').next().expect("mac");
+        for other in [
+            format!("+7.{CID}.3.{mac}"),
+            format!("07.{CID}.3.{mac}"),
+            format!("7.{CID}.+3.{mac}"),
+            format!("7.{CID}.03.{mac}"),
+        ] {
+            assert!(t.verify(&other, "sys").is_none(), "{other}");
+        }
+        assert!(t.verify(&token, "sys").is_some());
+        let zero = t.issue(0, "sys", CID, 0);
+        assert!(t.verify(&zero, "sys").is_some(), "{zero}");
+    }
+
+    /// The format is stable across releases (a node restarted on a new
+    /// version keeps honouring the tokens its peers issued), and the fuzz
+    /// seeds in `fuzz/seeds/resume_token` were written with it.
+    #[test]
+    fn a_known_token() {
+        let t = ResumeTokens::new(b"shardcast-fuzz-k");
+        assert_eq!(
+            t.issue(1, "demo", CID, 0),
+            "1.AAAAAAAAAAAAAAAAAAAAAA.0.upcRV8a1V48NBPD_xjB24Q"
+        );
     }
 }
