@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::clock::mono_ns;
 use crate::histogram::Histogram;
-use crate::poller::{Poller, HUP, READ, WRITE};
+use crate::poller::{write_out, Poller, HUP, READ, WRITE};
 use crate::sock::{self, Fd};
 
 /// Builds request number `i` (at time `now`) into the buffer.
@@ -243,38 +243,14 @@ impl Pool {
     }
 
     fn flush(&mut self, poller: &Poller, i: usize) {
+        let token = self.cfg.token_base + i as u64;
         let c = &mut self.conns[i];
-        let Some(fd) = c.fd.as_ref() else { return };
         if !c.connected {
             return;
         }
-        let mut written = 0;
-        let mut failure = None;
-        while written < c.out.len() {
-            match sock::write(fd, &c.out[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(format!("write: {e}"));
-                    break;
-                }
-            }
-        }
-        c.out.drain(..written);
-        if let Some(why) = failure {
+        let Some(fd) = c.fd.as_ref() else { return };
+        if let Err(why) = write_out(poller, fd, token, &mut c.out, &mut c.want_write) {
             self.drop_conn(poller, i, why);
-            return;
-        }
-        let want = !c.out.is_empty();
-        if want != c.want_write {
-            let interest = if want { READ | WRITE } else { READ };
-            if poller
-                .modify(fd.raw(), self.cfg.token_base + i as u64, interest)
-                .is_ok()
-            {
-                c.want_write = want;
-            }
         }
     }
 

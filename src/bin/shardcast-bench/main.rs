@@ -27,11 +27,13 @@ mod resume;
 mod resume_conns;
 mod resume_worker;
 mod sender;
+mod setup;
 mod sock;
 mod sources;
 mod subscriber;
 mod url;
 mod worker;
+mod ws_client;
 
 use std::process::ExitCode;
 use std::str::FromStr;

@@ -62,6 +62,18 @@ pub fn bytes(b: f64) -> String {
     }
 }
 
+/// Counts one more `what` in a worker's error sample: at most 8 distinct texts, the
+/// last of which counts any further ones.
+pub fn tally(errors: &mut Vec<(String, u64)>, what: String) {
+    if let Some(e) = errors.iter_mut().find(|(w, _)| *w == what) {
+        e.1 += 1;
+    } else if errors.len() < 8 {
+        errors.push((what, 1));
+    } else if let Some(e) = errors.last_mut() {
+        e.1 += 1;
+    }
+}
+
 /// Adds `more` into `into`, keeping at most 10 distinct texts.
 pub fn merge_errors(into: &mut Vec<(String, u64)>, more: &[(String, u64)]) {
     for (text, n) in more {

@@ -6,24 +6,20 @@
 //! same clientId and `recovered:true`, and the frames after it must be exactly the
 //! pushes sent after `last`, in order. A reconnect is complete at its last missed frame.
 //!
-//! Frames are located from their headers; only welcomes are parsed as JSON, a push's
-//! messageId is read from its first bytes (`{"messageId":"<16 hex>"`).
-
-use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+//! Frames are located from their headers (how bytes come and go is `ws_client`'s,
+//! shared with the subscribers of the other runs); only welcomes are parsed as JSON, a
+//! push's messageId is read from its first bytes (`{"messageId":"<16 hex>"`).
 
 use serde_json::Value;
 
 use crate::histogram::Histogram;
-use crate::poller::{write_out, Poller, HUP, READ, WRITE};
-use crate::sock::{self, Fd};
+use crate::ipc::ReadyReport;
+use crate::poller::Poller;
+use crate::report::tally;
+use crate::setup::{Conns, Opening};
+use crate::sock;
+use crate::ws_client::{self, upgrade_request, Dial, Link, Outcome, State, WsConns};
 use shardcast::ws::frame::{self as wsframe, Head};
-
-/// Largest frame accepted from a server; beyond it the connection is dropped.
-const MAX_FRAME: u64 = 16 << 20;
-/// Largest upgrade answer head.
-const MAX_HEAD: usize = 16 << 10;
-const READ_BUF: usize = 256 << 10;
 
 /// A messageId: 16 hex digits.
 pub type MsgId = [u8; 16];
@@ -91,29 +87,10 @@ pub fn parse_welcome(payload: &[u8]) -> Result<Welcome, String> {
 
 #[derive(Clone, Debug)]
 pub struct ConnsConfig {
-    pub dst: SocketAddrV4,
-    /// Host header value.
-    pub host: String,
-    /// Path and query of the first upgrade request.
-    pub path: String,
-    pub sources: Vec<Ipv4Addr>,
-    pub count: usize,
-    /// Handshakes in progress at once when connecting.
-    pub concurrency: usize,
+    /// Its concurrency: handshakes in progress at once when connecting.
+    pub dial: Dial,
     /// Reconnects in progress at once when resuming (0: all at once).
     pub resume_concurrency: usize,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum State {
-    #[default]
-    Idle,
-    Connecting,
-    Upgrading,
-    /// Upgraded; the welcome is the next data frame.
-    Welcome,
-    Open,
-    Done,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,14 +101,8 @@ enum Phase {
 
 #[derive(Default)]
 struct Conn {
-    fd: Option<Fd>,
-    state: State,
+    link: Link,
     started_ns: u64,
-    /// Unconsumed input (an incomplete head or frame).
-    pending: Vec<u8>,
-    /// Unsent output (upgrade request, pongs).
-    out: Vec<u8>,
-    want_write: bool,
     client_id: String,
     token: String,
     /// The messageId of the last push or notice processed.
@@ -149,13 +120,10 @@ struct Conn {
 /// Counts of the connect phase.
 #[derive(Clone, Debug, Default)]
 pub struct ConnectStats {
-    pub opened: u64,
-    pub failed: u64,
+    /// What opening the connections counted (given in the ready report).
+    pub opening: Opening,
     /// Closed by the server (or the network) after the welcome.
     pub closed: u64,
-    pub handshake: Histogram,
-    pub first_start_ns: u64,
-    pub last_ready_ns: u64,
     /// Frames with a messageId (pushes and notices) and others, after the welcomes.
     pub pushes: u64,
     pub other: u64,
@@ -181,21 +149,6 @@ pub struct ResumeStats {
     pub errors: Vec<(String, u64)>,
 }
 
-fn tally(errors: &mut Vec<(String, u64)>, what: String) {
-    if let Some(e) = errors.iter_mut().find(|(w, _)| *w == what) {
-        e.1 += 1;
-    } else if errors.len() < 8 {
-        errors.push((what, 1));
-    } else if let Some(e) = errors.last_mut() {
-        e.1 += 1;
-    }
-}
-
-enum Outcome {
-    Keep,
-    Close(String),
-}
-
 pub struct ResumeConns {
     cfg: ConnsConfig,
     conns: Vec<Conn>,
@@ -203,7 +156,6 @@ pub struct ResumeConns {
     next: usize,
     in_flight: usize,
     request: Vec<u8>,
-    rbuf: Vec<u8>,
     /// Resume: every push sent since the connections opened, in order.
     ids: Vec<MsgId>,
     pub connect: ConnectStats,
@@ -212,8 +164,8 @@ pub struct ResumeConns {
 
 impl ResumeConns {
     pub fn new(cfg: ConnsConfig) -> ResumeConns {
-        let request = upgrade_request(&cfg.path, &cfg.host);
-        let conns = (0..cfg.count).map(|_| Conn::default()).collect();
+        let request = upgrade_request(&cfg.dial.path, &cfg.dial.host);
+        let conns = (0..cfg.dial.count).map(|_| Conn::default()).collect();
         ResumeConns {
             cfg,
             conns,
@@ -221,25 +173,10 @@ impl ResumeConns {
             next: 0,
             in_flight: 0,
             request,
-            rbuf: vec![0; READ_BUF],
             ids: Vec::new(),
             connect: ConnectStats::default(),
             resume: ResumeStats::default(),
         }
-    }
-
-    /// Every connection of the phase has been tried and is resolved.
-    pub fn all_resolved(&self) -> bool {
-        self.next == self.conns.len() && self.in_flight == 0
-    }
-
-    /// The clientIds of the open connections.
-    pub fn client_ids(&self) -> Vec<String> {
-        self.conns
-            .iter()
-            .filter(|c| c.open)
-            .map(|c| c.client_id.clone())
-            .collect()
     }
 
     /// Open connections whose last processed frame is not `id`.
@@ -257,16 +194,13 @@ impl ResumeConns {
             if !c.open {
                 continue;
             }
-            if let Some(fd) = c.fd.take() {
-                let _ = sock::set_linger_zero(&fd);
+            if let Some(fd) = c.link.fd.as_ref() {
+                let _ = sock::set_linger_zero(fd);
                 n += 1;
                 c.dropped = true;
             }
             c.open = false;
-            c.state = State::Idle;
-            c.pending = Vec::new();
-            c.out = Vec::new();
-            c.want_write = false;
+            c.link = Link::default();
         }
         n
     }
@@ -281,35 +215,9 @@ impl ResumeConns {
         self.resume = ResumeStats::default();
     }
 
-    /// Starts connections while fewer than the phase's concurrency are in progress.
-    pub fn start_more(&mut self, poller: &Poller, now: u64) {
-        let limit = match self.phase {
-            Phase::Connect => self.cfg.concurrency.max(1),
-            Phase::Resume if self.cfg.resume_concurrency == 0 => usize::MAX,
-            Phase::Resume => self.cfg.resume_concurrency,
-        };
-        while self.next < self.conns.len() && self.in_flight < limit {
-            let i = self.next;
-            self.next += 1;
-            if self.phase == Phase::Resume && !self.conns[i].dropped {
-                continue;
-            }
-            let now = if self.phase == Phase::Resume {
-                crate::clock::mono_ns()
-            } else {
-                now
-            };
-            self.start(poller, i, now);
-        }
-    }
-
     fn start(&mut self, poller: &Poller, i: usize, now: u64) {
         match self.phase {
-            Phase::Connect => {
-                if self.connect.first_start_ns == 0 {
-                    self.connect.first_start_ns = now;
-                }
-            }
+            Phase::Connect => self.connect.opening.start(now),
             Phase::Resume => {
                 let r = &mut self.resume;
                 r.attempted += 1;
@@ -319,231 +227,63 @@ impl ResumeConns {
                 r.last_start_ns = now;
             }
         }
-        let src = if self.cfg.sources.is_empty() {
-            None
-        } else {
-            Some(self.cfg.sources[i % self.cfg.sources.len()])
-        };
         let c = &mut self.conns[i];
         c.started_ns = now;
         c.resolved = false;
         self.in_flight += 1;
-        let r = sock::connect(self.cfg.dst, src)
-            .and_then(|fd| poller.add(fd.raw(), i as u64, READ | WRITE).map(|_| fd));
-        match r {
-            Ok(fd) => {
-                c.fd = Some(fd);
-                c.state = State::Connecting;
-                c.want_write = true;
-            }
-            Err(e) => self.fail(i, format!("connect: {e}")),
+        if let Err(e) = ws_client::connect(&mut c.link, poller, &self.cfg.dial, i) {
+            self.close(i, format!("connect: {e}"));
         }
     }
 
-    /// Handles one readiness event for connection `token`.
-    pub fn handle(&mut self, poller: &Poller, token: u64, bits: u32) {
-        let i = token as usize;
-        let Some(c) = self.conns.get(i) else { return };
-        match c.state {
-            State::Idle | State::Done => {}
-            State::Connecting => {
-                let Some(fd) = c.fd.as_ref() else { return };
-                match sock::take_error(fd) {
-                    Ok(()) if bits & (WRITE | HUP) != 0 => {
-                        let request = match self.phase {
-                            Phase::Connect => self.request.clone(),
-                            Phase::Resume => upgrade_request(
-                                &resume_path(&self.cfg.path, &c.token, c.last.as_ref()),
-                                &self.cfg.host,
-                            ),
-                        };
-                        let c = &mut self.conns[i];
-                        c.state = State::Upgrading;
-                        c.out.extend_from_slice(&request);
-                        self.flush(poller, i);
-                    }
-                    Ok(()) => {}
-                    Err(e) => self.fail(i, format!("connect: {e}")),
-                }
-            }
-            State::Upgrading | State::Welcome | State::Open => {
-                if bits & WRITE != 0 {
-                    self.flush(poller, i);
-                }
-                if bits & (READ | HUP) != 0 {
-                    self.read(poller, i);
-                }
-            }
+    /// A text or binary frame: the welcome, a push or notice.
+    fn data(&mut self, i: usize, payload: &[u8], now: u64) -> Outcome {
+        if self.conns[i].link.state == State::Welcome {
+            return match self.phase {
+                Phase::Connect => self.welcome(i, payload, now),
+                Phase::Resume => self.rewelcome(i, payload, now),
+            };
         }
-    }
-
-    fn flush(&mut self, poller: &Poller, i: usize) {
-        let c = &mut self.conns[i];
-        let Some(fd) = c.fd.as_ref() else { return };
-        if let Err(why) = write_out(poller, fd, i as u64, &mut c.out, &mut c.want_write) {
-            self.fail(i, why);
-        }
-    }
-
-    fn read(&mut self, poller: &Poller, i: usize) {
-        let mut rbuf = std::mem::take(&mut self.rbuf);
-        while let Some(fd) = self.conns[i].fd.as_ref() {
-            match sock::read(fd, &mut rbuf) {
-                Ok(0) => {
-                    self.fail(i, "closed by the server".into());
-                    break;
-                }
-                Ok(n) => {
-                    let now = crate::clock::mono_ns();
-                    if let Outcome::Close(why) = self.on_data(i, &rbuf[..n], now) {
-                        self.fail(i, why);
-                        break;
+        let id = message_id(payload);
+        match self.phase {
+            Phase::Connect => {
+                self.connect.last_frame_ns = now;
+                match id {
+                    Some(id) => {
+                        self.connect.pushes += 1;
+                        self.conns[i].last = Some(id);
                     }
-                    if !self.conns[i].out.is_empty() {
-                        self.flush(poller, i);
-                    }
-                    if n < rbuf.len() {
-                        break;
-                    }
+                    None => self.connect.other += 1,
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.fail(i, format!("read: {e}"));
-                    break;
-                }
-            }
-        }
-        self.rbuf = rbuf;
-    }
-
-    fn on_data(&mut self, i: usize, data: &[u8], now: u64) -> Outcome {
-        let mut buf = std::mem::take(&mut self.conns[i].pending);
-        let outcome = if buf.is_empty() {
-            let (used, outcome) = self.process(i, data, now);
-            buf.extend_from_slice(&data[used..]);
-            outcome
-        } else {
-            buf.extend_from_slice(data);
-            let (used, outcome) = self.process(i, &buf, now);
-            buf.drain(..used);
-            if buf.is_empty() && buf.capacity() > 4096 {
-                buf = Vec::new();
-            }
-            outcome
-        };
-        self.conns[i].pending = buf;
-        outcome
-    }
-
-    /// Consumes what it can of `data`; returns the bytes used.
-    fn process(&mut self, i: usize, data: &[u8], now: u64) -> (usize, Outcome) {
-        let mut pos = 0;
-        if self.conns[i].state == State::Upgrading {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(data) {
-                Ok(httparse::Status::Complete(n)) => {
-                    if resp.code != Some(101) {
-                        let first = String::from_utf8_lossy(&data[..n.min(80)]);
-                        let line = first.lines().next().unwrap_or("").to_string();
-                        return (n, Outcome::Close(format!("upgrade refused: {line}")));
-                    }
-                    pos = n;
-                    self.conns[i].state = State::Welcome;
-                }
-                Ok(httparse::Status::Partial) if data.len() <= MAX_HEAD => {
-                    return (0, Outcome::Keep)
-                }
-                Ok(httparse::Status::Partial) => {
-                    return (0, Outcome::Close("upgrade answer too large".into()))
-                }
-                Err(e) => return (0, Outcome::Close(format!("bad upgrade answer: {e}"))),
-            }
-        }
-        while let Some(head) = wsframe::parse_head(&data[pos..]) {
-            let len = head.frame_len();
-            if len > MAX_FRAME {
-                return (pos, Outcome::Close(format!("frame of {len} bytes")));
-            }
-            let len = len as usize;
-            if data.len() - pos < len {
-                break;
-            }
-            let payload = &data[pos + head.header_len..pos + len];
-            pos += len;
-            if let Outcome::Close(why) = self.frame(i, head, payload, now) {
-                return (pos, Outcome::Close(why));
-            }
-        }
-        (pos, Outcome::Keep)
-    }
-
-    fn frame(&mut self, i: usize, head: Head, payload: &[u8], now: u64) -> Outcome {
-        match head.opcode {
-            wsframe::OP_TEXT | wsframe::OP_BINARY => {
-                if self.conns[i].state == State::Welcome {
-                    return match self.phase {
-                        Phase::Connect => self.welcome(i, payload, now),
-                        Phase::Resume => self.rewelcome(i, payload, now),
-                    };
-                }
-                let id = message_id(payload);
-                match self.phase {
-                    Phase::Connect => {
-                        self.connect.last_frame_ns = now;
-                        match id {
-                            Some(id) => {
-                                self.connect.pushes += 1;
-                                self.conns[i].last = Some(id);
-                            }
-                            None => self.connect.other += 1,
-                        }
-                        Outcome::Keep
-                    }
-                    Phase::Resume => {
-                        self.resume.frames += 1;
-                        let c = &mut self.conns[i];
-                        if c.resolved {
-                            return Outcome::Keep;
-                        }
-                        if id.is_some() && id.as_ref() == self.ids.get(c.next_id) {
-                            c.next_id += 1;
-                            c.last = id;
-                            if c.next_id == self.ids.len() {
-                                self.complete(i, now);
-                            }
-                            Outcome::Keep
-                        } else {
-                            let want = c.next_id;
-                            let got = id.and_then(|id| self.ids.iter().position(|x| *x == id));
-                            Outcome::Close(match id {
-                                Some(_) => format!(
-                                    "push {} of the run where push {} was due ({})",
-                                    got.map_or("?".into(), |g| g.to_string()),
-                                    want,
-                                    "pushes counted from 0, the pre-drop ones first"
-                                ),
-                                None => "a frame without a messageId before the last missed \
-                                         push"
-                                    .into(),
-                            })
-                        }
-                    }
-                }
-            }
-            wsframe::OP_PING => {
-                wsframe::client_frame(&mut self.conns[i].out, wsframe::OP_PONG, payload, [0; 4]);
                 Outcome::Keep
             }
-            wsframe::OP_CLOSE => {
-                let code = payload
-                    .get(..2)
-                    .map(|b| u16::from_be_bytes([b[0], b[1]]).to_string())
-                    .unwrap_or_else(|| "-".into());
-                Outcome::Close(format!("close frame {code} from the server"))
+            Phase::Resume => {
+                self.resume.frames += 1;
+                let c = &mut self.conns[i];
+                if c.resolved {
+                    return Outcome::Keep;
+                }
+                if id.is_some() && id.as_ref() == self.ids.get(c.next_id) {
+                    c.next_id += 1;
+                    c.last = id;
+                    if c.next_id == self.ids.len() {
+                        self.complete(i, now);
+                    }
+                    Outcome::Keep
+                } else {
+                    let want = c.next_id;
+                    let got = id.and_then(|id| self.ids.iter().position(|x| *x == id));
+                    Outcome::Close(match id {
+                        Some(_) => format!(
+                            "push {} of the run where push {} was due ({})",
+                            got.map_or("?".into(), |g| g.to_string()),
+                            want,
+                            "pushes counted from 0, the pre-drop ones first"
+                        ),
+                        None => "a frame without a messageId before the last missed push".into(),
+                    })
+                }
             }
-            _ => Outcome::Keep,
         }
     }
 
@@ -561,13 +301,10 @@ impl ResumeConns {
         let c = &mut self.conns[i];
         c.client_id = w.client_id;
         c.token = w.token;
-        c.state = State::Open;
+        c.link.state = State::Open;
         c.open = true;
         self.in_flight -= 1;
-        let s = &mut self.connect;
-        s.opened += 1;
-        s.handshake.record(now.saturating_sub(c.started_ns));
-        s.last_ready_ns = s.last_ready_ns.max(now);
+        self.connect.opening.ready(c.started_ns, now);
         Outcome::Keep
     }
 
@@ -594,7 +331,7 @@ impl ResumeConns {
         let next_id = expected_from(&self.ids, c.last.as_ref());
         let c = &mut self.conns[i];
         c.token = w.token;
-        c.state = State::Open;
+        c.link.state = State::Open;
         c.next_id = next_id;
         if next_id == self.ids.len() {
             self.complete(i, now);
@@ -612,43 +349,12 @@ impl ResumeConns {
         r.last_done_ns = r.last_done_ns.max(now);
     }
 
-    /// Connection `i` failed or was closed: counted once, as the phase counts.
-    fn fail(&mut self, i: usize, why: String) {
-        let c = &mut self.conns[i];
-        if c.state == State::Done {
-            return;
-        }
-        c.state = State::Done;
-        c.fd = None;
-        c.pending = Vec::new();
-        c.out = Vec::new();
-        match self.phase {
-            Phase::Connect if c.open => {
-                c.open = false;
-                self.connect.closed += 1;
-                tally(&mut self.connect.errors, why);
-            }
-            Phase::Connect => {
-                self.in_flight -= 1;
-                self.connect.failed += 1;
-                tally(&mut self.connect.errors, why);
-            }
-            Phase::Resume if c.resolved => {}
-            Phase::Resume => {
-                c.resolved = true;
-                self.in_flight -= 1;
-                self.resume.failed += 1;
-                tally(&mut self.resume.errors, why);
-            }
-        }
-    }
-
     /// Resume: every reconnect still in progress, or not started, fails ("timed out").
     pub fn expire(&mut self) {
         for i in 0..self.conns.len() {
             let c = &self.conns[i];
-            if c.dropped && !c.resolved && c.state != State::Idle {
-                self.fail(i, "timed out".into());
+            if c.dropped && !c.resolved && c.link.state != State::Idle {
+                self.close(i, "timed out".into());
             }
         }
         for i in self.next..self.conns.len() {
@@ -667,18 +373,122 @@ impl ResumeConns {
     /// Closes every connection.
     pub fn close_all(&mut self) {
         for c in &mut self.conns {
-            c.fd = None;
-            c.state = State::Done;
+            c.link.close();
         }
     }
 }
 
-fn upgrade_request(path: &str, host: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes()
+impl Conns for ResumeConns {
+    /// Starts connections while fewer than the phase's concurrency are in progress.
+    fn start_more(&mut self, poller: &Poller, now: u64) {
+        let limit = match self.phase {
+            Phase::Connect => self.cfg.dial.concurrency.max(1),
+            Phase::Resume if self.cfg.resume_concurrency == 0 => usize::MAX,
+            Phase::Resume => self.cfg.resume_concurrency,
+        };
+        while self.next < self.conns.len() && self.in_flight < limit {
+            let i = self.next;
+            self.next += 1;
+            if self.phase == Phase::Resume && !self.conns[i].dropped {
+                continue;
+            }
+            let now = if self.phase == Phase::Resume {
+                crate::clock::mono_ns()
+            } else {
+                now
+            };
+            self.start(poller, i, now);
+        }
+    }
+
+    /// Every connection of the phase has been tried and is resolved.
+    fn all_resolved(&self) -> bool {
+        self.next == self.conns.len() && self.in_flight == 0
+    }
+
+    /// Handles one readiness event for connection `token`.
+    fn handle(&mut self, poller: &Poller, token: u64, bits: u32) {
+        if (token as usize) < self.conns.len() {
+            ws_client::handle(self, poller, token as usize, bits);
+        }
+    }
+
+    /// The clientIds of the open connections.
+    fn client_ids(&self) -> Vec<String> {
+        self.conns
+            .iter()
+            .filter(|c| c.open)
+            .map(|c| c.client_id.clone())
+            .collect()
+    }
+
+    fn last_frame_ns(&self) -> u64 {
+        self.connect.last_frame_ns
+    }
+
+    fn errors(&mut self) -> &mut Vec<(String, u64)> {
+        &mut self.connect.errors
+    }
+
+    fn ready_report(&self) -> ReadyReport {
+        let st = &self.connect;
+        st.opening.report(st.pushes + st.other, &st.errors)
+    }
+}
+
+impl WsConns for ResumeConns {
+    fn link(&mut self, i: usize) -> &mut Link {
+        &mut self.conns[i].link
+    }
+
+    fn queue_request(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        match self.phase {
+            Phase::Connect => c.link.out.extend_from_slice(&self.request),
+            Phase::Resume => c.link.out.extend_from_slice(&upgrade_request(
+                &resume_path(&self.cfg.dial.path, &c.token, c.last.as_ref()),
+                &self.cfg.dial.host,
+            )),
+        }
+    }
+
+    fn upgraded(&mut self, i: usize, _now: u64) {
+        self.conns[i].link.state = State::Welcome;
+    }
+
+    fn frame(&mut self, i: usize, head: Head, payload: &[u8], now: u64) -> Outcome {
+        match head.opcode {
+            wsframe::OP_TEXT | wsframe::OP_BINARY => self.data(i, payload, now),
+            op => ws_client::control(op, payload, &mut self.conns[i].link.out),
+        }
+    }
+
+    /// Connection `i` failed or was closed: counted once, as the phase counts.
+    fn close(&mut self, i: usize, why: String) {
+        let c = &mut self.conns[i];
+        if !c.link.close() {
+            return;
+        }
+        match self.phase {
+            Phase::Connect if c.open => {
+                c.open = false;
+                self.connect.closed += 1;
+                tally(&mut self.connect.errors, why);
+            }
+            Phase::Connect => {
+                self.in_flight -= 1;
+                self.connect.opening.failed += 1;
+                tally(&mut self.connect.errors, why);
+            }
+            Phase::Resume if c.resolved => {}
+            Phase::Resume => {
+                c.resolved = true;
+                self.in_flight -= 1;
+                self.resume.failed += 1;
+                tally(&mut self.resume.errors, why);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
