@@ -87,7 +87,7 @@ section! {
         http_addr: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 7800)),
         /// Worker threads; 0 = one per available core (see `Config::worker_count`).
         workers: usize = 0,
-        /// Pin each worker thread to one CPU (for nodes where nothing else
+        /// Pin core N to the Nth CPU the process may use (for nodes where nothing else
         /// runs; docs/architecture.md says when it pays).
         pin_cores: bool = false,
         /// Directory for persistent state.

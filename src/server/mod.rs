@@ -64,18 +64,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
     log_startup(&node, cores);
     let signals = Signals::new([SIGTERM, SIGINT])?;
     let (done_tx, done_rx) = flume::unbounded();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = node.config.server.pin_cores;
+    let cpus = match node.config.server.pin_cores {
+        true => allowed_cpus(),
+        false => Vec::new(),
+    };
     let sockets = listeners.into_iter().zip(links);
     for (id, ((listener, links), mailbox)) in sockets.zip(mailboxes).enumerate() {
         let node = node.clone();
         let done = done_tx.clone();
+        let cpu = cpus.get(id % cpus.len().max(1)).copied();
         std::thread::Builder::new()
             .name(format!("shardcast-core{id}"))
             .spawn(move || {
-                if pin {
-                    if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
-                        tracing::warn!(core = id, error = ?e, "cannot pin a core thread to its CPU");
+                if let Some(cpu) = cpu {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                        tracing::warn!(core = id, cpu, error = ?e, "cannot pin a core thread to its CPU");
                     }
                 }
                 let result = run_core(node, id as u8, mailbox, listener, links);
@@ -191,6 +194,23 @@ fn build_node(
     let parts = ((codec, resume), systems, senders, view, message_key);
     let node = Node::new(config, parts, join, webhooks);
     Ok((Arc::new(node), receivers))
+}
+
+/// The CPUs this process may run on, in order: its affinity mask, where a
+/// container's cpuset shows (`server.pin_cores` pins core N to the Nth).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set, and
+    // sched_getaffinity writes at most the size it is given.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+        return Vec::new();
+    }
+    let max = libc::CPU_SETSIZE as usize;
+    // SAFETY: every index is below CPU_SETSIZE, the set's capacity.
+    (0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
 }
 
 /// Joins the cluster before any core starts: the node id goes into every

@@ -1,5 +1,6 @@
-//! Process lifecycle (docs/api.md §4, §6): the system registry survives a restart (open and
-//! token mode), config validation (`check-config` and start-up name the bad key: unknown
+//! Process lifecycle (docs/api.md §4, §6): core threads pinned to CPUs only with
+//! `server.pin_cores`, the system registry survives a restart (open and token mode),
+//! config validation (`check-config` and start-up name the bad key: unknown
 //! key, wrong type, bad value), `SHARDCAST_<SECTION>_<KEY>` environment overrides, and
 //! graceful shutdown on SIGTERM / SIGINT (clients get close 1001, `/readyz` answers 503
 //! while draining, exit status 0 within `server.shutdown_timeout`).
@@ -239,4 +240,67 @@ fn logs_to_a_file_are_plain_text_or_json() {
     let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
     assert_eq!(v["level"], json!("INFO"), "{v}");
     assert_eq!(v["fields"]["message"], json!("shardcast listening"), "{v}");
+}
+
+/// The CPUs each core thread may run on (`Cpus_allowed_list` of its task).
+fn core_thread_cpus(pid: i32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    let mut cpus: Vec<(String, String)> = tasks
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let name = name.trim().strip_prefix("shardcast-core")?.to_string();
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+                .trim()
+                .to_string();
+            Some((name, list))
+        })
+        .collect();
+    cpus.sort();
+    cpus.into_iter().map(|(_, list)| list).collect()
+}
+
+#[test]
+fn core_threads_run_anywhere_unless_pinned() {
+    let all = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_string())
+        })
+        .expect("our own CPU list");
+    let free = Node::start("");
+    assert_eq!(core_thread_cpus(free.pid()), vec![all.clone(), all.clone()]);
+
+    // Pinned: each core on one CPU of those the process may use, a different one each.
+    let pinned = Node::start("[server]\npin_cores = true");
+    let lists = core_thread_cpus(pinned.pid());
+    let allowed = cpu_list(&all);
+    let mut chosen: Vec<usize> = lists
+        .iter()
+        .map(|l| match cpu_list(l)[..] {
+            [cpu] => cpu,
+            _ => panic!("a pinned core may run on {l}"),
+        })
+        .collect();
+    assert!(
+        chosen.iter().all(|c| allowed.contains(c)),
+        "{lists:?} not in {all}"
+    );
+    chosen.dedup();
+    assert_eq!(chosen.len(), 2.min(allowed.len()), "{lists:?}");
+}
+
+/// The CPUs of a list such as `0-3,6`.
+fn cpu_list(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(lo.trim().parse::<usize>().unwrap()..=hi.trim().parse::<usize>().unwrap());
+    }
+    cpus
 }
