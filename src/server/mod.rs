@@ -64,9 +64,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     log_startup(&node, cores);
     let signals = Signals::new([SIGTERM, SIGINT])?;
     let (done_tx, done_rx) = flume::unbounded();
-    let cpus = match node.config.server.pin_cores {
-        true => allowed_cpus(),
-        false => Vec::new(),
+    let cpus = if node.config.server.pin_cores {
+        allowed_cpus()
+    } else {
+        Vec::new()
     };
     let sockets = listeners.into_iter().zip(links);
     for (id, ((listener, links), mailbox)) in sockets.zip(mailboxes).enumerate() {

@@ -152,6 +152,12 @@ impl Run {
         }
     }
 
+    /// Takes the pending commands; true when one of them (or the parent gone) stops
+    /// the worker.
+    fn told_to_stop(&self) -> bool {
+        drain_cmds(&self.cmds, |_| {}).is_err()
+    }
+
     /// Waits up to `ms` for readiness and hands the events to the connections.
     pub fn turn(&mut self, conns: &mut impl Conns, ms: i32) -> anyhow::Result<()> {
         self.poller.wait(&mut self.events, ms)?;
@@ -171,7 +177,7 @@ impl Run {
         while !conns.all_resolved() {
             conns.start_more(&self.poller, mono_ns());
             self.turn(conns, 50)?;
-            if drain_cmds(&self.cmds, |_| {}).is_err() {
+            if self.told_to_stop() {
                 return Ok(None);
             }
         }
@@ -186,7 +192,7 @@ impl Run {
         let quiet_from = mono_ns();
         while mono_ns().saturating_sub(conns.last_frame_ns().max(quiet_from)) < quiet {
             self.turn(conns, 20)?;
-            if drain_cmds(&self.cmds, |_| {}).is_err() {
+            if self.told_to_stop() {
                 return Ok(None);
             }
         }
@@ -224,7 +230,7 @@ impl Run {
                     conns.handle(&self.poller, token, bits);
                 }
             }
-            if drain_cmds(&self.cmds, |_| {}).is_err() {
+            if self.told_to_stop() {
                 return Ok(None);
             }
         }
