@@ -40,6 +40,9 @@ pub struct WorkerSpec {
     /// `resume`: the connections are dropped and resumed on command.
     #[serde(default)]
     pub resume: Option<ResumeSpec>,
+    /// `--receive-log`: where this worker writes what it received (`PATH.index`).
+    #[serde(default)]
+    pub receive_log: Option<String>,
 }
 
 /// How a worker of a `resume` run reconnects.

@@ -22,6 +22,7 @@ mod metrics;
 mod plan;
 mod poller;
 mod procstat;
+mod receive_log;
 mod report;
 mod resume;
 mod resume_conns;
@@ -105,6 +106,10 @@ pub struct ConnArgs {
     /// Give up when the connections are not all open after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub setup_timeout: u64,
+    /// Write one line per marked frame received (send ns, receive ns, connection) to
+    /// PATH.N for worker process N (`scripts/receive_log.py` summarises them).
+    #[arg(long, value_name = "PATH")]
+    pub receive_log: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

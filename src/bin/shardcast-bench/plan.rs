@@ -70,6 +70,7 @@ impl Plan<'_> {
                     drain_timeout_ms: self.drain_timeout_ms,
                     quiet_ms: self.quiet_ms,
                     resume: self.resume.clone(),
+                    receive_log: self.conns.receive_log.clone(),
                 }
             })
             .collect())

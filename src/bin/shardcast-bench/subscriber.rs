@@ -12,6 +12,7 @@ use crate::histogram::Histogram;
 use crate::ipc::ReadyReport;
 use crate::marker;
 use crate::poller::Poller;
+use crate::receive_log::ReceiveLog;
 use crate::report::tally;
 use crate::setup::{Conns, Opening};
 use crate::ws_client::{self, Dial, Link, Outcome, State, WsConns};
@@ -81,6 +82,7 @@ pub struct Subscribers {
     request: Vec<u8>,
     pub stats: Stats,
     pub client_ids: Vec<String>,
+    pub receive_log: Option<ReceiveLog>,
 }
 
 impl Subscribers {
@@ -95,6 +97,7 @@ impl Subscribers {
             request,
             stats: Stats::default(),
             client_ids: Vec::new(),
+            receive_log: None,
         }
     }
 
@@ -243,6 +246,9 @@ impl WsConns for Subscribers {
                             self.stats.refused += 1;
                         }
                         self.stats.latency.record(now.saturating_sub(sent));
+                        if let Some(log) = &mut self.receive_log {
+                            log.record(sent, now, i);
+                        }
                         if self.stats.first_rx_ns == 0 {
                             self.stats.first_rx_ns = now;
                         }

@@ -8,6 +8,7 @@
 
 use crate::clock::mono_ns;
 use crate::ipc::{Cmd, Event, ResultReport, WorkerSpec};
+use crate::receive_log::ReceiveLog;
 use crate::sender::Sender;
 use crate::setup::{self, drain_cmds, Run};
 use crate::subscriber::{SubConfig, Subscribers};
@@ -32,6 +33,10 @@ fn run_phases(spec: WorkerSpec, mut run: Run, emit: &mut dyn FnMut(Event)) -> an
         capture_ids: spec.capture_ids || spec.bind.is_some(),
         acks: spec.chat.is_some(),
     });
+    subs.receive_log = spec
+        .receive_log
+        .as_deref()
+        .map(|path| ReceiveLog::new(path, spec.index));
     let Some(mut ready) = run.open(&spec, &mut subs)? else {
         return Ok(());
     };
@@ -86,6 +91,10 @@ fn run_phases(spec: WorkerSpec, mut run: Run, emit: &mut dyn FnMut(Event)) -> an
                 publish_done.is_some_and(|t| now.saturating_sub(t.max(st.last_rx_ns)) >= drain);
             if all_in || gave_up {
                 reported = true;
+                let mut errors = st.errors.clone();
+                if let Err(e) = subs.receive_log.as_ref().map_or(Ok(()), ReceiveLog::write) {
+                    errors.push((format!("writing the receive log: {e}"), 1));
+                }
                 emit(Event::Result(Box::new(ResultReport {
                     received: st.marked,
                     sent: sender.as_ref().map_or(0, |s| s.sent),
@@ -100,7 +109,7 @@ fn run_phases(spec: WorkerSpec, mut run: Run, emit: &mut dyn FnMut(Event)) -> an
                     pings: st.pings,
                     bytes_in: st.bytes_in,
                     cpu_s: run.cpu() - cpu_go,
-                    errors: st.errors.clone(),
+                    errors,
                 })));
             }
         }
