@@ -143,17 +143,14 @@ fn a_hung_system_holds_at_most_half_the_queue() {
         |&q| q == 10.0,
     );
     assert!(ok, "queued {queued}, expected the hung system's 10");
+    // The 20 dropped are the hung system's: over its share when the webhook thread
+    // took them, or refused at once while the channel still held 20 of its events
+    // not yet taken (`queue_full`, at most 10 of them: the share holds the rest).
     let metrics = node.metrics();
-    assert_eq!(
-        metrics.sum_where(DROPPED, &[("reason", "system_share")]),
-        20.0,
-        "{metrics}"
-    );
-    assert_eq!(
-        metrics.sum_where(DROPPED, &[("reason", "queue_full")]),
-        0.0,
-        "{metrics}"
-    );
+    let share = metrics.sum_where(DROPPED, &[("reason", "system_share")]);
+    let full = metrics.sum_where(DROPPED, &[("reason", "queue_full")]);
+    assert_eq!(share + full, 20.0, "{metrics}");
+    assert!(share >= 10.0, "{metrics}");
     assert!(hung.hooks().len() <= 10, "{} requests", hung.hooks().len());
 }
 
