@@ -84,7 +84,7 @@ impl Core {
             out,
             last_rx_ms: self.clock_ms(),
             bucket: Default::default(),
-            dirty: false,
+            dirty_since: None,
             write_waiting: false,
             doomed: false,
             resume_seq: 0,

@@ -45,6 +45,7 @@ mod write;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
@@ -111,7 +112,8 @@ pub struct Core {
     ws_config: tungstenite::protocol::WebSocketConfig,
     /// Client messages read from one connection, handled after the read.
     inbox: Vec<tungstenite::Utf8Bytes>,
-    /// Start of this core's millisecond clock (rate buckets).
+    /// Start of this core's millisecond and microsecond clocks (rate
+    /// buckets, write waits).
     clock: Instant,
     ws_out: Vec<u8>,
     /// This core's mailbox, drained by its mailbox task and, before each API
@@ -179,6 +181,12 @@ impl Core {
     /// Milliseconds since this core started, wrapping after 49 days.
     pub(super) fn clock_ms(&self) -> u32 {
         self.clock.elapsed().as_millis() as u32
+    }
+
+    /// Microseconds since this core started, wrapping after 71 minutes,
+    /// never 0 (a queue's `dirty_since`; differences taken wrapping).
+    pub(super) fn clock_us(&self) -> NonZeroU32 {
+        NonZeroU32::new(self.clock.elapsed().as_micros() as u32).unwrap_or(NonZeroU32::MIN)
     }
 
     pub fn system(&self, id: &str) -> Option<&SystemEntry> {

@@ -11,6 +11,7 @@
 //! carries several (docs/architecture.md, performance rule 8); at light load
 //! a push still leaves at once, in the inline slice, with no timer.
 
+use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -39,12 +40,13 @@ impl Core {
     /// taken out of the core for the walk's length all the same.
     pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
         let started = std::time::Instant::now();
+        let now = self.clock_us();
         let keep = self.keeps(frame);
         let index = std::mem::take(&mut self.index);
         let mut reached = 0;
         for slot in index.members(audience) {
             if let Some((addr, _)) = self.conns.at_mut(slot) {
-                self.queue(addr, frame.clone(), keep);
+                self.queue(addr, frame.clone(), keep, now);
                 reached += 1;
             }
         }
@@ -62,7 +64,8 @@ impl Core {
     /// Appends `frame` to the connection's queue (`queue`).
     pub fn enqueue(&mut self, addr: ConnAddr, frame: Bytes) {
         let keep = self.keeps(&frame);
-        self.queue(addr, frame, keep);
+        let now = self.clock_us();
+        self.queue(addr, frame, keep, now);
     }
 
     /// Appends `frame` to the connection's queue, and to its session when
@@ -72,8 +75,9 @@ impl Core {
     /// closing sends notices, which are fan-outs themselves): only bytes the
     /// client is not reading count, not a burst this core has not written
     /// yet. A frame on an empty queue always fits (`api.max_message` bounds
-    /// it). A doomed connection takes nothing more.
-    fn queue(&mut self, addr: ConnAddr, frame: Bytes, keep: bool) {
+    /// it). A doomed connection takes nothing more. `now` is the core's
+    /// microsecond clock, read once per fan-out.
+    fn queue(&mut self, addr: ConnAddr, frame: Bytes, keep: bool, now: NonZeroU32) {
         let limit = self.node.config.ws.resume_buffer_bytes;
         let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.doomed) else {
             return;
@@ -105,8 +109,8 @@ impl Core {
             return;
         };
         conn.out.push(frame);
-        if !conn.dirty {
-            conn.dirty = true;
+        if conn.dirty_since.is_none() {
+            conn.dirty_since = Some(now);
             self.dirty.push_back(addr);
         }
         self.metrics().pushed.fetch_add(1, Relaxed);
@@ -176,34 +180,40 @@ impl Core {
         }
     }
 
+    /// Writes the connection's queue now, as far as its socket takes it. A
+    /// queue written out in full has its wait timed: from its first frame
+    /// to this write (`shardcast_write_wait_seconds`).
     pub(super) fn flush_conn(&mut self, addr: ConnAddr) {
         let Some(conn) = self.conns.get_mut(addr) else {
             return;
         };
-        conn.dirty = false;
+        let since = conn.dirty_since.take();
         let Some(stream) = conn.stream.as_ref().filter(|_| !conn.write_waiting) else {
             return;
         };
         let fd = stream.as_raw_fd();
-        loop {
+        let written = loop {
             match conn.out.write_to(fd) {
-                Ok(_) => {
-                    if conn.out.is_empty() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    conn.write_waiting = true;
-                    let stream = stream.clone();
-                    self.spawn_writer(addr, stream);
-                    return;
-                }
+                Ok(_) if conn.out.is_empty() => break Ok(()),
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.doom(addr, CloseReason::Error);
-                    return;
+                Err(e) => break Err(e),
+            }
+        };
+        match written {
+            Ok(()) => {
+                if let Some(since) = since {
+                    let waited = self.clock_us().get().wrapping_sub(since.get());
+                    let waited = std::time::Duration::from_micros(u64::from(waited));
+                    self.metrics().write_wait(waited);
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                conn.write_waiting = true;
+                let stream = stream.clone();
+                self.spawn_writer(addr, stream);
+            }
+            Err(_) => self.doom(addr, CloseReason::Error),
         }
     }
 

@@ -40,6 +40,7 @@ pub struct CoreMetrics {
     limit_hits: [AtomicU64; Limit::ALL.len()],
     api_duration: [Histogram; Route::ALL.len()],
     fanout_duration: Histogram,
+    write_wait: Histogram,
     link_request_duration: Histogram,
     pub detached: AtomicU64,
     resumes: [AtomicU64; ResumeResult::ALL.len()],
@@ -119,6 +120,12 @@ impl CoreMetrics {
     /// How long this core took to queue one push on its members.
     pub fn fanout_duration(&self, d: Duration) {
         self.fanout_duration.observe(d);
+    }
+
+    /// A connection's queue written out in full, `d` after its first frame
+    /// was queued.
+    pub fn write_wait(&self, d: Duration) {
+        self.write_wait.observe(d);
     }
 
     /// How long a request to another node took to be answered.
@@ -383,6 +390,15 @@ impl Metrics {
         let help = "Time a core took to queue one push on its members.";
         header(out, name, "histogram", help);
         histogram::render(out, name, "", self.cores.iter().map(|c| &c.fanout_duration));
+        let name = "shardcast_write_wait_seconds";
+        let help =
+            "Time from a frame queued on a connection with nothing queued to the write that \
+                    sent the queue out, by core: how far behind each core's writing is.";
+        header(out, name, "histogram", help);
+        for (i, c) in self.cores.iter().enumerate() {
+            let labels = format!("worker=\"{i}\"");
+            histogram::render(out, name, &labels, std::iter::once(&c.write_wait));
+        }
         let name = "shardcast_link_request_duration_seconds";
         let help = "Requests to other nodes, sent to answered.";
         header(out, name, "histogram", help);

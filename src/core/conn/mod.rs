@@ -16,6 +16,7 @@ pub mod reader;
 pub mod session;
 
 use std::io;
+use std::num::NonZeroU32;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
@@ -44,8 +45,10 @@ pub struct Conn {
     pub last_rx_ms: u32,
     /// Client messages allowed (`ws.client_send_rate`).
     pub bucket: TokenBucket,
-    /// Listed in the core's dirty list, waiting for a flush.
-    pub dirty: bool,
+    /// Listed in the core's dirty list, waiting for a flush: since when, on
+    /// the core's microsecond clock (`Core::clock_us`), the queue has held
+    /// a frame not written (`shardcast_write_wait_seconds`).
+    pub dirty_since: Option<NonZeroU32>,
     /// The socket buffer is full; a writer task waits for writability.
     pub write_waiting: bool,
     /// To be closed once the fan-out under way is over (`write.rs`).

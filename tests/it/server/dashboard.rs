@@ -61,5 +61,10 @@ fn every_dashboard_query_names_an_exported_metric() {
         count("shardcast_fanout_duration_seconds_count") >= 1.0,
         "{metrics}"
     );
+    let by_core = crate::support::metrics::Metrics::parse(&metrics);
+    assert!(
+        by_core.sum("shardcast_write_wait_seconds_count") >= 1.0,
+        "{metrics}"
+    );
     assert!(exported(&metrics, "shardcast_build_info"));
 }

@@ -5,3 +5,4 @@ mod dashboard;
 mod http_conn;
 mod http_limits;
 mod lifecycle;
+mod write_wait;
