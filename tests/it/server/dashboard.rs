@@ -3,7 +3,7 @@
 //! (histograms with their `_bucket`, `_sum` and `_count`), and the histograms count
 //! what happened (API requests, fan-outs).
 
-use crate::support::{node::Node, SYS_A};
+use crate::support::{metrics::Metrics, node::Node, SYS_A};
 use serde_json::{json, Value};
 
 /// The metric names in a PromQL expression: words starting with `shardcast_` or
@@ -48,23 +48,13 @@ fn every_dashboard_query_names_an_exported_metric() {
     let missing: Vec<_> = names.iter().filter(|n| !exported(&metrics, n)).collect();
     assert!(missing.is_empty(), "not exported: {missing:?}\n{metrics}");
 
-    let count = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
-    let api = "shardcast_api_request_duration_seconds_count{route=\"is_online\"}";
-    assert_eq!(count(api), 1.0, "{metrics}");
+    let m = Metrics::parse(&metrics);
+    let api = "shardcast_api_request_duration_seconds_count";
+    assert_eq!(m.sum_where(api, &[("route", "is_online")]), 1.0, "{m}");
     assert!(
-        count("shardcast_fanout_duration_seconds_count") >= 1.0,
-        "{metrics}"
+        m.sum("shardcast_fanout_duration_seconds_count") >= 1.0,
+        "{m}"
     );
-    let by_core = crate::support::metrics::Metrics::parse(&metrics);
-    assert!(
-        by_core.sum("shardcast_write_wait_seconds_count") >= 1.0,
-        "{metrics}"
-    );
+    assert!(m.sum("shardcast_write_wait_seconds_count") >= 1.0, "{m}");
     assert!(exported(&metrics, "shardcast_build_info"));
 }
