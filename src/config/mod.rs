@@ -129,8 +129,18 @@ section! {
         /// session for a resume (docs/api.md §8); 0 = off.
         #[serde(with = "duration_str")]
         resume_window: Duration = Duration::ZERO,
-        /// Bytes of frames one connection keeps for replay.
+        /// Bytes of frames addressed to one connection alone (its
+        /// `send_to_client`s) kept for its replay.
         resume_buffer_bytes: usize = 262144,
+        /// Bytes of frames all the cores of a node keep for replay; past it
+        /// the oldest go (docs/api.md §8.1).
+        resume_max_bytes: usize = 64 << 20,
+        /// How long a resume finding the old socket attached waits for it to
+        /// answer a ping before taking the session over.
+        #[serde(with = "duration_str")]
+        takeover_probe: Duration = Duration::from_secs(1),
+        /// Most detached sessions a node keeps; past it the oldest ends.
+        max_detached: usize = 100_000,
     }
 }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::conn::Conn;
 use super::index::Audience;
+use super::replay::session::What;
 use super::Core;
 use crate::cluster::frame::Frame;
 use crate::mailbox::CoreMsg;
@@ -95,6 +96,7 @@ impl Core {
 
     fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Bytes) -> Result<(), ConnOutcome> {
         self.owned(addr, system)?;
+        self.keep_own(addr, frame);
         self.enqueue(addr, frame.clone());
         Ok(())
     }
@@ -154,9 +156,11 @@ impl Core {
             let new: Rc<str> = Rc::from(user_id);
             let old = std::mem::replace(&mut conn.user_id, new.clone());
             self.index.set_user(system, &old, &new, addr.slot);
+            self.note_change(addr, What::User(old));
         }
         let group: Rc<str> = Rc::from(group);
         if self.index.join(system, &group, addr.slot) {
+            self.note_change(addr, What::Joined(group.clone()));
             let conn = self.owned(addr, system)?;
             conn.groups.push(group.clone());
             if self.node.config.ws.notices {
@@ -169,8 +173,13 @@ impl Core {
 
     fn unbind(&mut self, addr: ConnAddr, system: &str, group: &str) -> Result<(), ConnOutcome> {
         let conn = self.owned(addr, system)?;
-        conn.groups.retain(|g| &**g != group);
-        if self.index.leave(system, group, addr.slot) && self.node.config.ws.notices {
+        let Some(i) = conn.groups.iter().position(|g| &**g == group) else {
+            return Ok(());
+        };
+        let left = conn.groups.remove(i);
+        self.index.leave(system, group, addr.slot);
+        self.note_change(addr, What::Left(left));
+        if self.node.config.ws.notices {
             let frame = self.notice(addr, false);
             self.group_notice(system, group, frame);
         }

@@ -14,6 +14,7 @@ use monoio::net::TcpStream;
 use super::conn::out_queue::OutQueue;
 use super::conn::reader::{linger, LINGER_BYTES};
 use super::conn::Conn;
+use super::replay::place::Place;
 use super::Core;
 use crate::client_id::ClientId;
 use crate::node::unix_seconds;
@@ -21,7 +22,6 @@ use crate::op::ConnAddr;
 use crate::socket;
 use crate::webhook::EventKind;
 use crate::ws::frame::close_frame;
-use crate::ws::frame::PING_FRAME;
 use crate::ws::message::{notice_frame, refusal_frame, welcome_frame, Welcome};
 use crate::ws::CloseReason;
 
@@ -96,6 +96,10 @@ impl Core {
             return None;
         }
         self.ws_sockets += 1;
+        if self.resume_on() {
+            let head = self.replay.log.head();
+            *self.replay.places.get_mut(addr.slot) = Place::new(head);
+        }
         self.index.add_conn(&system, addr.slot);
         if !user.is_empty() {
             self.index.set_user(&system, "", &user, addr.slot);
@@ -154,12 +158,13 @@ impl Core {
         };
         self.index
             .remove_conn(&conn.system, addr.slot, &conn.groups, &conn.user_id);
-        self.node.release_connection();
         let m = self.metrics();
         m.connections.fetch_sub(1, Relaxed);
         m.closed(reason);
         match conn.stream.take() {
             Some(stream) => {
+                // A detached connection gave its place back when it detached.
+                self.node.release_connection();
                 self.readiness.remove(stream.as_raw_fd());
                 if let Some(core) = self.this.upgrade() {
                     monoio::spawn(linger(core, stream.clone()));
@@ -187,17 +192,21 @@ impl Core {
     /// `turn` of `turns` (slot `s` is pinged on the ticks where
     /// `s % turns == turn`), so that every connection is pinged once per
     /// `ping_interval` and a tick writes to a `1/turns` share of them, never
-    /// to all at once. Walks the slab in place, copying no keys.
+    /// to all at once. Walks the slab in place, copying no keys; on the way
+    /// it finds the least acknowledged place, before which the replay log
+    /// holds nothing anyone needs.
     pub fn sweep(&mut self, turn: u32, turns: u32) {
         let idle_ms = self.node.config.ws.idle_timeout.as_millis().min(1 << 31) as u32;
         let now_ms = self.clock_ms();
         let ping = !self.node.config.ws.echo;
         let turns = turns.max(1);
         let now = Instant::now();
+        let mut oldest = self.replay.log.head();
         for slot in 0..self.conns.slot_count() {
             let Some((addr, conn)) = self.conns.at_mut(slot) else {
                 continue;
             };
+            oldest = oldest.min(self.replay.places.get(slot).acked);
             if conn.stream.is_none() {
                 self.expire_if_due(addr, now);
                 continue;
@@ -206,9 +215,11 @@ impl Core {
             if now_ms.wrapping_sub(conn.last_rx_ms) >= idle_ms {
                 self.close_conn(addr, CloseReason::IdleTimeout, Some(1001));
             } else if ping && slot % turns == turn % turns {
-                self.enqueue(addr, Bytes::from_static(PING_FRAME));
+                let frame = self.ping(addr);
+                self.enqueue(addr, frame);
             }
         }
+        self.prune_log(oldest);
         self.flush();
     }
 

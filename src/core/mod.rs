@@ -14,7 +14,9 @@
 //!   group/user/system index, the client-message bucket, a one-shot event;
 //! - `lifecycle`, `read`, `write`: opening and closing connections, what
 //!   they send us, and batched writing to them;
-//! - `resume`: connections detached by a drop and attached again;
+//! - `replay`, `keep`, `resume`: the per-core replay log and each
+//!   connection's place in it, what the core keeps in it as it works, and
+//!   connections detached by a drop and attached again;
 //! - `handle`: the mailbox messages, executed on this core's connections;
 //! - `dispatch`: reaching the other cores of this node;
 //! - `locate`, `send`: where a clientId lives, and sends and operations
@@ -31,6 +33,7 @@ pub mod event;
 mod handle;
 mod hooks;
 pub mod index;
+mod keep;
 mod lifecycle;
 pub mod locate;
 mod peer_frames;
@@ -38,6 +41,7 @@ mod peer_links;
 mod peers;
 pub mod rate;
 mod read;
+pub mod replay;
 pub mod resume;
 pub mod send;
 pub mod slots;
@@ -116,6 +120,8 @@ pub struct Core {
     /// buckets, write waits).
     clock: Instant,
     ws_out: Vec<u8>,
+    /// What the core keeps for resumes (`replay`).
+    replay: replay::Replay,
     /// This core's mailbox, drained by its mailbox task and, before each API
     /// request, by `take_mail`.
     mailbox: Rc<Inbox>,
@@ -144,6 +150,7 @@ impl Core {
         });
         let ws_config = conn::codec::ws_config(&node.config.ws);
         let readiness = Rc::new(conn::reader::Readiness::new()?);
+        let replay = replay::Replay::new(node.config.ws.resume_max_bytes / cores.max(1));
         Ok(Rc::new_cyclic(|this| {
             RefCell::new(Core {
                 id,
@@ -168,6 +175,7 @@ impl Core {
                 inbox: Vec::new(),
                 clock: Instant::now(),
                 ws_out: Vec::new(),
+                replay,
                 mailbox,
                 this: this.clone(),
             })

@@ -31,6 +31,7 @@ impl Core {
             _ => Mode::Collect,
         };
         let mut inbox = std::mem::take(&mut self.inbox);
+        let mut pong = None;
         let end = match self.conns.get_mut(addr) {
             Some(conn) => {
                 conn.last_rx_ms = now_ms;
@@ -46,7 +47,7 @@ impl Core {
                     None => &mut self.codec,
                 };
                 codec.note(io.input);
-                let end = read_messages(&mut codec.ws, &mut io, mode, &mut inbox);
+                let end = read_messages(&mut codec.ws, &mut io, mode, &mut inbox, &mut pong);
                 let at_rest = codec.at_rest();
                 match (end.is_some(), own, at_rest) {
                     // Closing: a lent codec may be mid-message or closed.
@@ -65,6 +66,13 @@ impl Core {
         if !output.is_empty() {
             self.enqueue(addr, Bytes::copy_from_slice(&output));
             output.clear();
+        }
+        if self.resume_on() {
+            // Anything from the client shows it got the welcome of its resume.
+            self.replay.places.get_mut(addr.slot).unconfirmed = false;
+            if let Some(payload) = pong {
+                self.on_pong(addr, &payload);
+            }
         }
         for text in inbox.drain(..) {
             self.client_message(addr, text.as_str());
@@ -122,13 +130,14 @@ enum Mode {
 
 /// Drains complete messages out of the codec (all of them: it is at rest
 /// afterwards when the input ended on a message boundary); text messages to handle as
-/// client messages go to `inbox`. Returns why and how the connection must
-/// close, if it must.
+/// client messages go to `inbox`, the payload of the newest pong to `pong`.
+/// Returns why and how the connection must close, if it must.
 fn read_messages(
     ws: &mut WebSocketContext,
     io: &mut WsIo<'_>,
     mode: Mode,
     inbox: &mut Vec<tungstenite::Utf8Bytes>,
+    pong: &mut Option<tungstenite::Bytes>,
 ) -> Option<(CloseReason, Option<u16>)> {
     let echo = mode == Mode::Echo;
     loop {
@@ -147,6 +156,10 @@ fn read_messages(
             Message::Close(frame) => {
                 let code = frame.map_or(1000, |f| u16::from(f.code));
                 return Some((CloseReason::ClientClosed, Some(code)));
+            }
+            Message::Pong(payload) => {
+                *pong = Some(payload);
+                continue;
             }
             Message::Text(t) if echo => Message::Text(t),
             Message::Binary(b) if echo => Message::Binary(b),

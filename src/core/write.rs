@@ -25,7 +25,6 @@ use super::{Core, LINGER};
 use crate::op::ConnAddr;
 use crate::socket;
 use crate::ws::frame::close_frame;
-use crate::ws::message::frame_message_id;
 use crate::ws::CloseReason;
 
 /// Connections written in one run of the loop before the core looks at
@@ -37,16 +36,20 @@ impl Core {
     /// The members are walked in place, not copied: nothing here closes a
     /// connection (a slow consumer is only doomed, and `reap` closes it
     /// after the walk), so the index cannot change under the walk — it is
-    /// taken out of the core for the walk's length all the same.
+    /// taken out of the core for the walk's length all the same. A push or
+    /// notice goes into the replay log once, whatever its audience.
     pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
         let started = std::time::Instant::now();
         let now = self.clock_us();
-        let keep = self.keeps(frame);
+        let kept = self.log_fan_out(audience, frame);
         let index = std::mem::take(&mut self.index);
         let mut reached = 0;
         for slot in index.members(audience) {
             if let Some((addr, _)) = self.conns.at_mut(slot) {
-                self.queue(addr, frame.clone(), keep, now);
+                if let Some(id) = kept {
+                    self.replay.places.get_mut(slot).newest_id = id;
+                }
+                self.queue(addr, frame.clone(), now);
                 reached += 1;
             }
         }
@@ -55,44 +58,26 @@ impl Core {
         reached
     }
 
-    /// Whether `frame` is kept for resumes: resume is on and it is a push
-    /// or a notice (docs/api.md §8).
-    fn keeps(&self, frame: &Bytes) -> bool {
-        self.resume_on() && frame_message_id(frame).is_some()
-    }
-
     /// Appends `frame` to the connection's queue (`queue`).
     pub fn enqueue(&mut self, addr: ConnAddr, frame: Bytes) {
-        let keep = self.keeps(&frame);
         let now = self.clock_us();
-        self.queue(addr, frame, keep, now);
+        self.queue(addr, frame, now);
     }
 
-    /// Appends `frame` to the connection's queue, and to its session when
-    /// `keep`; a detached connection only keeps it. A connection whose queue
-    /// would pass `ws.send_queue_bytes` even after writing what its socket
-    /// takes now is doomed as a slow consumer (closed by `reap`, not here:
-    /// closing sends notices, which are fan-outs themselves): only bytes the
-    /// client is not reading count, not a burst this core has not written
-    /// yet. A frame on an empty queue always fits (`api.max_message` bounds
-    /// it). A doomed connection takes nothing more. `now` is the core's
-    /// microsecond clock, read once per fan-out.
-    fn queue(&mut self, addr: ConnAddr, frame: Bytes, keep: bool, now: NonZeroU32) {
-        let limit = self.node.config.ws.resume_buffer_bytes;
+    /// Appends `frame` to the connection's queue; a detached connection
+    /// takes nothing (what it misses is in the replay log). A connection
+    /// whose queue would pass `ws.send_queue_bytes` even after writing what
+    /// its socket takes now is doomed as a slow consumer (closed by `reap`,
+    /// not here: closing sends notices, which are fan-outs themselves): only
+    /// bytes the client is not reading count, not a burst this core has not
+    /// written yet. A frame on an empty queue always fits (`api.max_message`
+    /// bounds it). A doomed connection takes nothing more. `now` is the
+    /// core's microsecond clock, read once per fan-out.
+    fn queue(&mut self, addr: ConnAddr, frame: Bytes, now: NonZeroU32) {
         let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.doomed) else {
             return;
         };
-        let detached = conn.stream.is_none();
-        if keep {
-            let dropped = conn
-                .session
-                .get_or_insert_with(Box::default)
-                .keep(&frame, limit);
-            if detached {
-                self.metrics().resume_frames_dropped(dropped);
-            }
-        }
-        if detached {
+        if conn.stream.is_none() {
             return;
         }
         if self.over_limit(addr, frame.len()) {

@@ -113,6 +113,9 @@ pub struct ResumeRequest {
     /// If the session is gone: the userId of a new connection, or why the
     /// client may not have one (its connect token).
     pub fallback: Result<String, ApiError>,
+    /// Token mode: the userId of the valid connect token presented with the
+    /// resume, if one was (docs/api.md §8.1: the session's user must match).
+    pub token_user: Option<String>,
 }
 
 impl CoreMsg {

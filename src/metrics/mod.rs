@@ -46,6 +46,10 @@ pub struct CoreMetrics {
     resumes: [AtomicU64; ResumeResult::ALL.len()],
     resume_expired: AtomicU64,
     resume_frames_dropped: AtomicU64,
+    /// Bytes held by the core's replay log (docs/api.md §8.1).
+    pub resume_kept_bytes: AtomicU64,
+    /// Replay log entries dropped by `ws.resume_max_bytes`.
+    pub resume_bound_dropped: AtomicU64,
 }
 
 /// What became of a resume (`shardcast_resumes_total{result}`).
@@ -57,18 +61,23 @@ pub enum ResumeResult {
     /// was superseded).
     Unknown,
     /// Not a token of this node and system (forged, another system's,
-    /// another node's or an earlier run's).
+    /// another node's or an earlier run's), or in token mode without a
+    /// connect token of the session's user.
     Invalid,
+    /// The session's socket answered the takeover probe: it keeps the
+    /// session, the resume became a new connection.
+    Refused,
 }
 
 impl ResumeResult {
-    pub const ALL: [ResumeResult; 3] = [Self::Resumed, Self::Unknown, Self::Invalid];
+    pub const ALL: [ResumeResult; 4] = [Self::Resumed, Self::Unknown, Self::Invalid, Self::Refused];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Resumed => "resumed",
             Self::Unknown => "unknown",
             Self::Invalid => "invalid",
+            Self::Refused => "refused",
         }
     }
 }
@@ -164,7 +173,7 @@ impl CoreMetrics {
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
-const PER_WORKER: [(&str, &str, &str, Field); 13] = [
+const PER_WORKER: [(&str, &str, &str, Field); 15] = [
     (
         "shardcast_connections",
         "gauge",
@@ -176,6 +185,18 @@ const PER_WORKER: [(&str, &str, &str, Field); 13] = [
         "gauge",
         "Connections dropped without a goodbye, kept for a resume (counted in shardcast_connections too).",
         |c| &c.detached,
+    ),
+    (
+        "shardcast_resume_kept_bytes",
+        "gauge",
+        "Bytes the core's replay log holds for resumes (frames it shares with the fan-out and entries), bounded by ws.resume_max_bytes.",
+        |c| &c.resume_kept_bytes,
+    ),
+    (
+        "shardcast_resume_bound_dropped_total",
+        "counter",
+        "Replay log entries dropped by ws.resume_max_bytes before every connection had them: resumes needing them are not recovered.",
+        |c| &c.resume_bound_dropped,
     ),
     (
         "shardcast_connections_accepted_total",

@@ -29,6 +29,8 @@ use crate::ws::Last;
 struct Admission {
     system: String,
     user: Result<String, ApiError>,
+    /// Token mode: the userId of a valid connect token presented.
+    token_user: Option<String>,
     resume: Resume,
 }
 
@@ -66,6 +68,7 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
         Ok(Admission {
             system,
             user,
+            token_user,
             resume: Resume::Claim(claim, last),
         }) => {
             // The core that owns the session gives the place back or keeps it.
@@ -78,6 +81,7 @@ pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: Byt
                 answer,
                 rest: rest.freeze(),
                 fallback: user,
+                token_user,
             };
             Core::take_resume(&core, stream, claim.core, req);
             return;
@@ -168,13 +172,20 @@ fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
     let entry = c.system(&system).ok_or(ApiError::SystemIdInvalid)?;
     let api = &c.node.config.api;
     let mut user = Ok(String::new());
+    let mut token_user = None;
     if api.auth == AuthMode::Token {
         let token = query_param(query, "token").filter(|t| !t.is_empty());
         let secret = entry.secret.as_deref().unwrap_or("");
-        user = match token {
-            Some(t) => connect_token::verify(&t, secret, unix_seconds()).ok_or(ApiError::BadToken),
-            None if api.connect_token == ConnectTokenMode::Required => Err(ApiError::BadToken),
-            None => Ok(String::new()),
+        token_user = token
+            .as_deref()
+            .and_then(|t| connect_token::verify(t, secret, unix_seconds()));
+        user = match (&token_user, token.is_some()) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, true) => Err(ApiError::BadToken),
+            (None, false) if api.connect_token == ConnectTokenMode::Required => {
+                Err(ApiError::BadToken)
+            }
+            (None, false) => Ok(String::new()),
         };
     }
     let resume = match query_param(query, "resume").filter(|t| !t.is_empty()) {
@@ -188,6 +199,7 @@ fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
     Ok(Admission {
         system: system.into_owned(),
         user,
+        token_user,
         resume,
     })
 }

@@ -82,6 +82,15 @@ pub fn text_frame(payload: &[u8]) -> Bytes {
     text(Part::Raw(payload))
 }
 
+/// A server ping carrying `payload` (at most 125 bytes: a control frame).
+pub fn ping_frame(payload: &[u8]) -> Bytes {
+    let payload = &payload[..payload.len().min(125)];
+    let mut buf = BytesMut::with_capacity(2 + payload.len());
+    buf.extend_from_slice(Header::new(OP_PING, false, payload.len()).as_bytes());
+    buf.extend_from_slice(payload);
+    buf.freeze()
+}
+
 /// A server close frame with `code`.
 pub fn close_frame(code: u16) -> Bytes {
     let [hi, lo] = code.to_be_bytes();
@@ -211,5 +220,6 @@ mod tests {
     fn control_frames() {
         assert_eq!(&close_frame(1001)[..], [0x88, 2, 0x03, 0xe9]);
         assert_eq!(PING_FRAME, [0x89, 0]);
+        assert_eq!(&ping_frame(b"ab")[..], [0x89, 2, b'a', b'b']);
     }
 }

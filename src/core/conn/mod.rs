@@ -13,7 +13,6 @@
 pub mod codec;
 pub mod out_queue;
 pub mod reader;
-pub mod session;
 
 use std::io;
 use std::num::NonZeroU32;
@@ -22,9 +21,9 @@ use std::rc::Rc;
 use monoio::net::TcpStream;
 
 use super::rate::TokenBucket;
+use super::replay::session::Session;
 use codec::Codec;
 use out_queue::OutQueue;
-use session::Session;
 
 pub struct Conn {
     /// None while detached (docs/api.md §8): the socket is gone, the
@@ -55,8 +54,9 @@ pub struct Conn {
     pub doomed: bool,
     /// Welcomes this session has had: a resume token names the newest.
     pub resume_seq: u16,
-    /// Frames kept for a resume, and the detached state (`session`); None
-    /// until the connection has traffic, and always with resume off.
+    /// What a resume needs of it besides its place in the replay log, and
+    /// the detached state (`replay::session`); None when there is nothing
+    /// of the kind, and always with resume off.
     pub session: Option<Box<Session>>,
 }
 

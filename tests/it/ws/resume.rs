@@ -301,10 +301,23 @@ fn tokens_that_cannot_be_honoured_give_new_connections() {
         info(&node, &id)["detached"] == json!(true),
         "the session is untouched"
     );
-    // The genuine token still works; once used, it is superseded.
+    // The genuine token still works. The token it resumed with stands until the
+    // client shows it got the new one (its welcome may have been lost): a retry with
+    // it comes back as the same connection, the silent socket taken over.
     let back = Raw::open(&node, &format!("systemId={SYS_A}&resume={token}"));
     assert_eq!(back.welcome["data"]["resumed"], json!(true));
     assert_ne!(back.token(), token, "a new token with every welcome");
+    let mut retry = Raw::open(&node, &format!("systemId={SYS_A}&resume={token}"));
+    assert_eq!(
+        retry.welcome["data"]["resumed"],
+        json!(true),
+        "a lost welcome"
+    );
+    assert_eq!(retry.client_id(), id);
+    drop(back);
+    // Once a frame came on the new socket, the old token is spent.
+    write_raw_frame(&mut retry.stream, 1, b"ping");
+    assert_eq!(retry.next_raw(WAIT).as_deref(), Some(&b"pong"[..]));
     let reuse = Raw::open(&node, &format!("systemId={SYS_A}&resume={token}"));
     assert_eq!(
         reuse.welcome["data"]["resumed"],
@@ -389,7 +402,7 @@ fn with_resume_off_a_drop_ends_the_connection_and_welcomes_carry_no_token() {
 }
 
 #[test]
-fn token_mode_a_resume_token_stands_in_for_the_connect_token() {
+fn token_mode_a_resume_needs_a_connect_token_of_the_sessions_user() {
     let admin = "admin-token-0123456789";
     let node = Node::start(&format!(
         "{ON}[api]\nauth = \"token\"\nadmin_token = \"{admin}\"\nconnect_token = \"required\"\nsystems = []\n"
@@ -401,12 +414,20 @@ fn token_mode_a_resume_token_stands_in_for_the_connect_token() {
     ));
     let secret = registered["token"].as_str().expect("secret");
     let exp = crate::support::now_unix() + 60;
-    let token = shardcast::api::connect_token::mint("carol", exp, secret).expect("token");
-    let a = Raw::open(&node, &format!("systemId=tok&token={token}"));
+    let mint = |user: &str| shardcast::api::connect_token::mint(user, exp, secret).expect("token");
+    let carol = mint("carol");
+    let a = Raw::open(&node, &format!("systemId=tok&token={carol}"));
     let id = a.client_id();
     let resume = a.resume_query("tok", "");
     a.reset();
-    let back = Raw::open(&node, &resume);
+    // The resume token alone is no credential, nor with another user's token.
+    let alone = Raw::try_open(&node, &resume);
+    assert_eq!(alone.err().map(|v| v["code"].clone()), Some(json!(-1001)));
+    let dave = mint("dave");
+    let other = Raw::open(&node, &format!("{resume}&token={dave}"));
+    assert_eq!(other.welcome["data"]["resumed"], json!(false));
+    assert_ne!(other.client_id(), id);
+    let back = Raw::open(&node, &format!("{resume}&token={carol}"));
     assert_eq!(
         back.welcome["data"]["resumed"],
         json!(true),
@@ -419,7 +440,7 @@ fn token_mode_a_resume_token_stands_in_for_the_connect_token() {
     assert_eq!(refused.err().map(|v| v["code"].clone()), Some(json!(-1001)));
     let fresh = Raw::open(
         &node,
-        &format!("systemId=tok&resume=0.forged&token={token}"),
+        &format!("systemId=tok&resume=0.forged&token={carol}"),
     );
     assert_eq!(fresh.welcome["data"]["resumed"], json!(false));
 }
