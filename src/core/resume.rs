@@ -96,6 +96,7 @@ impl Core {
         }
         // SAFETY: `dup` is a new descriptor that nothing else owns.
         let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) };
+        c.metrics().resume_handoffs.fetch_add(1, Relaxed);
         let handoff = Handoff {
             socket,
             request: req,

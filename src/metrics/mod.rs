@@ -50,6 +50,8 @@ pub struct CoreMetrics {
     pub resume_kept_bytes: AtomicU64,
     /// Replay log entries dropped by `ws.resume_max_bytes`.
     pub resume_bound_dropped: AtomicU64,
+    /// Resumes accepted by this core for a session of another.
+    pub resume_handoffs: AtomicU64,
 }
 
 /// What became of a resume (`shardcast_resumes_total{result}`).
@@ -376,7 +378,12 @@ impl Metrics {
                 r.as_str()
             );
         }
-        let sums: [(&str, &str, Field); 2] = [
+        let sums: [(&str, &str, Field); 3] = [
+            (
+                "shardcast_resume_handoffs_total",
+                "Resumes accepted by one core and handed to the core that owns the session.",
+                |c| &c.resume_handoffs,
+            ),
             (
                 "shardcast_resume_expired_total",
                 "Detached sessions whose resume window ended without a resume.",

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::support::{
     api::{assert_message_id, expect_ok},
     node::Node,
-    raw_frames::write_raw_frame,
+    raw_frames::{raw_ws_handshake, read_raw_frame, write_raw_frame},
     raw_ws::Raw,
     receiver::{Hook, Receiver},
     ws::{assert_notice, is_notice},
@@ -486,13 +486,60 @@ fn resumes_land_on_any_core_and_find_their_session() {
             "the moved socket is read and written by its core"
         );
     }
+    let handoffs = node.metric("shardcast_resume_handoffs_total");
+    assert!(handoffs > 0.0, "no resume was accepted by the other core");
 }
 
 #[test]
 fn a_drop_found_by_a_write_detaches_too() {
+    a_drop_found_by_a_write_detaches_too_with("");
+    // A queue bound this small makes most of the pushes after the reset find the
+    // connection doomed by a failed write and not yet detached: they are kept all
+    // the same (the replay log takes every fan-out, whatever becomes of its queues).
+    a_drop_found_by_a_write_detaches_too_with("send_queue_bytes = 200\n");
+}
+
+/// The recipe: a member of a group reads p0 and resets; at once a keep-alive
+/// connection pipelines 400 sends to its group; the resume from p0 gets all 400.
+#[test]
+fn pipelined_group_sends_after_a_reset_are_all_replayed() {
+    let node = Node::start(&format!(
+        "[server]\nworkers = 1\n{ON}send_queue_bytes = 200\nnotices = false\n"
+    ));
+    let mut a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    node.bind(SYS_A, &id, "g", "", "");
+    let p0 = send(
+        &node,
+        "send_to_group",
+        json!({"groupName": "g", "msg": "p0"}),
+    );
+    assert_eq!(a.ids(1), [p0.clone()]);
+    let resume = a.resume_query(SYS_A, &p0);
+    a.reset();
+    let mut http = crate::support::http::HttpConn::connect(node.addr());
+    let body = json!({"groupName": "g", "msg": "x"}).to_string();
+    let headers = [("SystemId", SYS_A)];
+    let request = http.format_request("POST", "/api/send_to_group", &headers, body.as_bytes());
+    let all: Vec<u8> = (0..400).flat_map(|_| request.clone()).collect();
+    http.send_raw(&all);
+    let sent: Vec<String> = (0..400)
+        .map(|_| {
+            let r = http.read_response(WAIT).expect("an answer");
+            assert_message_id(&r.json()["data"]["messageId"])
+        })
+        .collect();
+    wait_detached(&node, &id);
+    let mut back = Raw::open(&node, &resume);
+    assert_eq!(back.welcome["data"]["recovered"], json!(true));
+    assert_eq!(back.ids(400), sent);
+    back.expect_silence(QUIET);
+}
+
+fn a_drop_found_by_a_write_detaches_too_with(extra: &str) {
     // Pushes right after the reset: the node may learn of the drop from a failed write
     // (the connection is doomed, then detached) rather than from a read.
-    let node = Node::start(ON);
+    let node = Node::start(&format!("{ON}{extra}"));
     let a = Raw::open(&node, &format!("systemId={SYS_A}"));
     let id = a.client_id();
     let resume = a.resume_query(SYS_A, "");
@@ -509,4 +556,97 @@ fn a_drop_found_by_a_write_detaches_too() {
         json!({"clientId": id, "msg": "after"}),
     );
     assert_eq!(back.ids(1), [after], "the session takes new frames");
+}
+
+/// A resume finding the session's socket attached probes it with a ping: one that
+/// answers keeps its session (the resume is a new connection); a silent one is
+/// taken over (`a_half_open_session_is_taken_over_without_notices`).
+#[test]
+fn a_copied_token_does_not_take_over_a_socket_that_answers() {
+    let node = Node::start(&format!("{ON}takeover_probe = \"500ms\"\n"));
+    let mut a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let copied = a.resume_query(SYS_A, "");
+    let before = send(
+        &node,
+        "send_to_client",
+        json!({"clientId": id, "msg": "mine"}),
+    );
+    assert_eq!(a.ids(1), [before]);
+    // The owner answers every ping with its pong, as browsers do.
+    let answering = std::thread::spawn(move || {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some((9, payload)) = read_raw_frame(&mut a.stream, QUIET) {
+                write_raw_frame(&mut a.stream, 10, &payload);
+                return a;
+            }
+        }
+        panic!("no probe came");
+    });
+    let thief = Raw::open(&node, &copied);
+    let w = &thief.welcome["data"];
+    assert_eq!(w["resumed"], json!(false), "{w}");
+    assert_ne!(thief.client_id(), id);
+    let mut a = answering.join().expect("owner thread");
+    assert_eq!(resumes(&node, "refused"), 1.0);
+    assert_ne!(info(&node, &id)["detached"], json!(true));
+    let after = send(
+        &node,
+        "send_to_client",
+        json!({"clientId": id, "msg": "still mine"}),
+    );
+    assert_eq!(a.ids(1), [after], "the owner keeps its session");
+}
+
+/// Detached sessions hold no `server.max_connections` place; `ws.max_detached`
+/// bounds them, the oldest ending first with its offline notice and disconnect.
+#[test]
+fn detached_sessions_hold_no_places_and_the_oldest_ends_past_max_detached() {
+    let receiver = Receiver::ok();
+    let node = Node::start(&format!(
+        "[server]\nworkers = 1\nmax_connections = 3\n{ON}max_detached = 2\n[webhook]\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    ));
+    let mut observer = node.ws(SYS_A);
+    node.bind(SYS_A, &observer.client_id, "room", "", "");
+    let mut dropped = Vec::new();
+    for _ in 0..3 {
+        let a = Raw::open(&node, &format!("systemId={SYS_A}"));
+        let id = a.client_id();
+        node.bind(SYS_A, &id, "room", "", "");
+        let resume = a.resume_query(SYS_A, "");
+        a.reset();
+        wait_detached(&node, &id);
+        dropped.push((id, resume));
+    }
+    // Three drops with two places left for sockets: each new socket found one.
+    let mut extra: Vec<Raw> = (0..2)
+        .map(|_| Raw::open(&node, &format!("systemId={SYS_A}")))
+        .collect();
+    let mut full = std::net::TcpStream::connect(node.addr()).expect("connect");
+    let path = format!("/ws?systemId={SYS_A}");
+    let (status, _) = raw_ws_handshake(&mut full, node.addr(), &path, "");
+    assert_eq!(status, 503, "max_connections counts sockets");
+    // They say goodbye (dropped, they would detach too), and give their places back.
+    for r in &mut extra {
+        write_raw_frame(&mut r.stream, 8, &1000u16.to_be_bytes());
+        assert!(r.closed_within(WAIT));
+    }
+    // The first of the three ended when the third detached; the other two wait.
+    let (first, _) = &dropped[0];
+    assert!(!node.is_online(SYS_A, first), "the oldest ended");
+    let offline = observer.expect_json_where(WAIT, |f| {
+        is_notice(f) && f.to_string().contains(first.as_str()) && f["code"] == json!(1002)
+    });
+    assert_notice(&offline, 1002, first, "", "");
+    receiver.wait_for("its disconnect", |e| {
+        e.iter()
+            .any(|e| e["event"] == "disconnect" && e["clientId"] == json!(first))
+    });
+    for (id, resume) in &dropped[1..] {
+        assert_eq!(info(&node, id)["detached"], json!(true));
+        let back = Raw::open(&node, resume);
+        assert_eq!(back.welcome["data"]["resumed"], json!(true), "{id}");
+    }
 }
