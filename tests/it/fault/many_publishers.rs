@@ -7,7 +7,7 @@
 
 use crate::support::{
     http::HttpConn,
-    node::{cpu_seconds, rss_kib, Node},
+    node::{cpu_seconds, rss_kib, shipped_resume, Node},
     ws::Client,
     SYS_A, WAIT,
 };
@@ -20,7 +20,18 @@ const EACH: usize = 120;
 
 #[test]
 fn eight_publishers_one_request_in_flight_each_reach_everyone_and_leave_the_node_idle() {
-    let node = Node::start("");
+    eight_publishers_with("");
+}
+
+/// The same with resume on, as the shipped config runs: the replay log keeps each
+/// push once for the core, not once per subscriber.
+#[test]
+fn eight_publishers_with_the_shipped_config_leave_the_node_small() {
+    eight_publishers_with(&format!("[ws]\n{}", shipped_resume()));
+}
+
+fn eight_publishers_with(config: &str) {
+    let node = Node::start(config);
     let mut subscribers: Vec<Client> = (0..SUBSCRIBERS).map(|_| node.ws(SYS_A)).collect();
     let rss_before = rss_kib(node.pid());
     std::thread::scope(|s| {

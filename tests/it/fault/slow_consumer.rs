@@ -18,7 +18,7 @@
 use crate::support::{
     api::expect_ok,
     http::wait_eof,
-    node::{proc_status_kib, rss_kib, Node},
+    node::{proc_status_kib, rss_kib, shipped_resume, Node},
     raw_frames::{raw_client, read_raw_frame},
     ws::{is_notice, Client, WsEvent},
     StopOnDrop, SYS_A, WAIT,
@@ -92,7 +92,26 @@ fn slow_client(node: &Node) -> (TcpStream, String) {
 
 #[test]
 fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
-    let node = Node::start(&format!("[ws]\nsend_queue_bytes = {QUEUE_BYTES}\n"));
+    storm_with("", 0);
+}
+
+/// The same storm with resume on, as the shipped config runs it (pings every second, so
+/// that healthy members acknowledge as they go): the replay log may hold the storm up to
+/// `ws.resume_max_bytes`, and gives it back once every member has answered a ping.
+#[test]
+fn with_the_shipped_config_the_storm_kept_for_resumes_is_bounded_and_given_back() {
+    let bound = 64 << 20;
+    let extra = format!(
+        "{}resume_max_bytes = {bound}\nping_interval = \"1s\"\n",
+        shipped_resume()
+    );
+    storm_with(&extra, bound);
+}
+
+/// The storm on a node with `extra` under `[ws]`, whose replay log may keep up to
+/// `kept_bound` bytes (and must give them back once the members answered pings).
+fn storm_with(extra: &str, kept_bound: usize) {
+    let node = Node::start(&format!("[ws]\nsend_queue_bytes = {QUEUE_BYTES}\n{extra}"));
     let pid = node.pid();
 
     let mut healthy: Vec<Client> = (0..CLIENTS - SLOW).map(|_| node.ws(SYS_A)).collect();
@@ -260,7 +279,7 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
     let slow_metric = metrics.sum("shardcast_slow_consumers_closed_total");
     let dropped_metric = metrics.sum("shardcast_messages_dropped_total");
     let mib = |k: u64| k as f64 / 1024.0;
-    let rss_limit_kib = RSS_GROWTH_LIMIT_BYTES as u64 / 1024;
+    let rss_limit_kib = (RSS_GROWTH_LIMIT_BYTES + kept_bound) as u64 / 1024;
     eprintln!(
         "[slow-consumer] {CLIENTS} clients in one group, {SLOW} never read; \
          send_queue_bytes = {QUEUE_BYTES}; {sent} messages of {STORM_MSG_BYTES} B ({:.1} MiB, \
@@ -302,12 +321,13 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
     );
     eprintln!(
         "[slow-consumer] node VmRSS before {:.1} MiB, peak {:.1} MiB (+{:.1}, limit +{:.1} = \
-         {CLIENTS} x send_queue_bytes + {:.1} MiB), after {:.1} MiB",
+         {CLIENTS} x send_queue_bytes + {:.1} MiB + {:.1} MiB kept for resumes), after {:.1} MiB",
         mib(rss_before),
         mib(rss_peak),
         mib(rss_peak.saturating_sub(rss_before)),
         mib(rss_limit_kib),
         mib(RSS_ALLOWANCE_BYTES as u64 / 1024),
+        mib(kept_bound as u64 / 1024),
         mib(rss_after)
     );
 
@@ -347,6 +367,27 @@ fn slow_consumers_are_cut_while_healthy_members_get_the_whole_storm() {
         json!(CLIENTS - SLOW),
         "healthy members left: {list}"
     );
+    if kept_bound > 0 {
+        let clients = results.into_iter().map(|(_, _, c)| c).collect();
+        members_acknowledge_the_storm(&node, clients);
+    }
+}
+
+/// Healthy members read on (answering the node's pings): the replay log gives the
+/// storm back within a few ping intervals.
+fn members_acknowledge_the_storm(node: &Node, mut clients: Vec<Client>) {
+    let kept = || node.metrics().sum("shardcast_resume_kept_bytes");
+    let deadline = Instant::now() + 2 * WAIT;
+    while kept() > 64.0 * 1024.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the replay log still holds {} B after the members answered pings",
+            kept()
+        );
+        for c in &mut clients {
+            let _ = c.next_event(Duration::from_millis(2));
+        }
+    }
 }
 
 /// A member with a 4 MiB receive buffer that does not read for now (it could take

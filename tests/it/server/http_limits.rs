@@ -6,7 +6,7 @@
 //! `shardcast_limit_hits_total{limit}`, and other clients are served throughout.
 
 use crate::support::{
-    node::{rss_kib, Node},
+    node::{rss_kib, shipped_resume, Node},
     SYS_A, WAIT,
 };
 use serde_json::json;
@@ -21,9 +21,18 @@ fn limit_hits(node: &Node, key: &str) -> f64 {
 
 #[test]
 fn pipelined_answers_nobody_reads_are_bounded_and_time_out() {
-    let node = Node::start(
-        "[console]\nenabled = true\n[api]\nrequest_timeout = \"1s\"\nmax_pending_answers = 65536\n",
-    );
+    pipelined_answers_with("");
+}
+
+#[test]
+fn pipelined_answers_nobody_reads_are_bounded_with_the_shipped_config() {
+    pipelined_answers_with(&format!("[ws]\n{}", shipped_resume()));
+}
+
+fn pipelined_answers_with(extra: &str) {
+    let node = Node::start(&format!(
+        "[console]\nenabled = true\n[api]\nrequest_timeout = \"1s\"\nmax_pending_answers = 65536\n{extra}"
+    ));
     let before = rss_kib(node.pid());
     // Eight connections pipelining the console page (tens of KiB each) and never
     // reading: 8 × 20,000 answers would be gigabytes if the node kept them.

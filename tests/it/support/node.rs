@@ -180,6 +180,19 @@ pub fn tail(s: &str, max: usize) -> &str {
 /// `server.data_dir`, `api.systems = ["sys-a","sys-b"]`) merged with `extra`, a TOML
 /// fragment of `[section]` headers and single-line `key = value` lines. A key of `extra`
 /// replaces the base key of the same name in the same section.
+/// The `[ws]` resume settings of the shipped `conf/shardcast.toml` (resume on, as
+/// users run it), as lines to put under a test's own `[ws]`.
+pub fn shipped_resume() -> String {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/shardcast.toml");
+    let text = std::fs::read_to_string(&conf).expect("conf/shardcast.toml");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("resume_"))
+        .collect();
+    assert!(!lines.is_empty(), "the shipped config sets no resume key");
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
 pub fn build_config(http_addr: &str, data_dir: &Path, extra: &str) -> String {
     let mut sections: Vec<(String, Vec<(String, String)>)> = vec![
         (
