@@ -514,7 +514,7 @@ fn pipelined_group_sends_after_a_reset_are_all_replayed() {
         "send_to_group",
         json!({"groupName": "g", "msg": "p0"}),
     );
-    assert_eq!(a.ids(1), [p0.clone()]);
+    assert_eq!(a.ids(1), std::slice::from_ref(&p0));
     let resume = a.resume_query(SYS_A, &p0);
     a.reset();
     let mut http = crate::support::http::HttpConn::connect(node.addr());
