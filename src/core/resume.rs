@@ -138,7 +138,7 @@ impl Core {
             return Found::Nothing(ResumeResult::Unknown);
         }
         let token_mode = self.node.config.api.auth == AuthMode::Token;
-        if token_mode && req.token_user.as_deref() != Some(&*conn.user_id) {
+        if token_mode && !credited(req, &conn.user_id) {
             return Found::Nothing(ResumeResult::Invalid);
         }
         match &conn.stream {
@@ -172,8 +172,12 @@ impl Core {
                 c.metrics().resume(ResumeResult::Refused);
                 c.open_instead(stream, &req);
                 c.flush();
-            } else {
-                c.attach_or_open(stream, req);
+                return;
+            }
+            match c.find(&req) {
+                // Another resume attached a socket meanwhile: that one is probed too.
+                Found::Attached(now) if !Rc::ptr_eq(&now, &old) => c.probe(now, stream, req),
+                _ => c.attach_or_open(stream, req),
             }
         });
     }
@@ -362,5 +366,15 @@ impl Core {
         }
         self.metrics().resume_expired(self.missed(addr));
         self.end_conn(addr, reason, None);
+    }
+}
+
+/// Token mode: whether the resume `req` brings the session's credential — a
+/// connect token of its user; a session without a user, opened without a
+/// token where none is required, needs none to come back either.
+fn credited(req: &ResumeRequest, user: &str) -> bool {
+    match &req.token_user {
+        Some(u) => u == user,
+        None => user.is_empty() && req.fallback.is_ok(),
     }
 }

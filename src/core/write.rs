@@ -41,11 +41,15 @@ impl Core {
     pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
         let started = std::time::Instant::now();
         let now = self.clock_us();
-        let kept = self.log_fan_out(audience, frame);
         let index = std::mem::take(&mut self.index);
         let mut reached = 0;
+        // Kept for resumes when it reaches someone on this core.
+        let mut kept = None;
         for slot in index.members(audience) {
             if let Some((addr, _)) = self.conns.at_mut(slot) {
+                if reached == 0 {
+                    kept = self.log_fan_out(audience, frame);
+                }
                 if let Some(id) = kept {
                     self.replay.places.get_mut(slot).newest_id = id;
                 }

@@ -386,7 +386,7 @@ impl Metrics {
             ),
             (
                 "shardcast_resume_expired_total",
-                "Detached sessions whose resume window ended without a resume.",
+                "Detached sessions ended without a resume: their window passed, or ws.max_detached ended the oldest.",
                 |c| &c.resume_expired,
             ),
             (
