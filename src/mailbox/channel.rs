@@ -111,8 +111,9 @@ impl<T> Shared<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::sync::mpsc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn messages_arrive_in_order_per_sender_and_all_of_them() {
@@ -161,6 +162,97 @@ mod tests {
         let got = done_rx.recv_timeout(Duration::from_secs(5));
         assert_eq!(got.ok(), Some(7), "the parked core was not woken");
         core.join().expect("core");
+    }
+
+    /// Runs `fut` on this thread as a parked core would: polled once, then
+    /// again only after its waker was woken. No wake-up by `deadline` means
+    /// one was lost: `None`. Each call has a waker of its own, so a wake
+    /// meant for an earlier call cannot stand in for a lost one.
+    fn block_on_woken<F: Future>(fut: F, deadline: Instant) -> Option<F::Output> {
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            flag.0.store(false, Ordering::Release);
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return Some(out);
+            }
+            // Spinning, not parking: the other side answers within
+            // nanoseconds, which is what opens the window between a
+            // receiver's first look at the queue and its registration.
+            let mut spins = 0u32;
+            while !flag.0.load(Ordering::Acquire) {
+                spins = spins.saturating_add(1);
+                if spins < 1_000 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Two threads, each waiting in `recv` for the other's message, many
+    /// rounds. A send that lands after the receiver found the queue empty
+    /// but before it registered its waker wakes nobody; without the second
+    /// look at the queue after registering, that round never ends (removing
+    /// it makes this test fail within some thousands of rounds).
+    #[test]
+    fn a_ping_pong_between_two_threads_never_loses_a_wake_up() {
+        const ROUNDS: u32 = 100_000;
+        /// Longest a side waits for one message (the other answers at once).
+        const PATIENCE: Duration = Duration::from_secs(5);
+        /// One side: sends round n (the server side: after receiving it),
+        /// then busy-waits a number of steps that changes from round to
+        /// round — shifting it against the other side so that the other's
+        /// answer falls at every point of its window — then waits for the
+        /// next message.
+        fn side(
+            name: &str,
+            serves: bool,
+            steps: fn(u32) -> u32,
+            inbox: Receiver<u32>,
+            peer: Sender<u32>,
+        ) -> Result<(), String> {
+            let recv = |round: u32| {
+                let deadline = Instant::now() + PATIENCE;
+                match block_on_woken(inbox.recv(), deadline) {
+                    Some(got) if got == round => Ok(()),
+                    Some(got) => Err(format!("{name} got {got} in round {round}")),
+                    None => Err(format!("{name} was never woken in round {round}")),
+                }
+            };
+            for round in 0..ROUNDS {
+                if serves {
+                    recv(round)?;
+                }
+                peer.send(round).map_err(|e| format!("{name}: {e}"))?;
+                for _ in 0..steps(round) {
+                    std::hint::spin_loop();
+                }
+                if !serves {
+                    recv(round)?;
+                }
+            }
+            Ok(())
+        }
+        let (to_a, a_inbox) = channel::<u32>();
+        let (to_b, b_inbox) = channel::<u32>();
+        let b = std::thread::spawn(move || side("B", true, |n| (n * 7 + 3) % 199, b_inbox, to_a));
+        // When one side is stuck, the other's wait ends at its deadline too.
+        let a = side("A", false, |n| n % 211, a_inbox, to_b);
+        let b = b.join().expect("B panicked");
+        assert_eq!(a.and(b), Ok(()), "a wake-up was lost");
     }
 
     #[test]
