@@ -92,11 +92,33 @@ pub fn key(secret: &str, sender: Side, t: &Transcript) -> Key {
     mac(secret, label, t)
 }
 
-pub fn nonce() -> Nonce {
+/// The random source failed, or gave what no working one gives: there is
+/// no nonce, and the link must not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("no randomness for the handshake nonce: {0}")]
+pub struct NoRandomness(String);
+
+/// A fresh nonce from the operating system's random source.
+///
+/// A link whose nonce is not random has keys and proofs that repeat from
+/// one handshake to the next (a proof recorded once could be replayed, two
+/// links could be sealed with one key and nonce sequence), so a failing
+/// source refuses the link rather than going on with zeros.
+pub fn nonce() -> Result<Nonce, NoRandomness> {
+    nonce_from(|n| getrandom::getrandom(n).map_err(|e| e.to_string()))
+}
+
+/// A nonce filled by `fill`: its error, or an all-zero result (2^-128 by
+/// chance, far likelier a source that did nothing), is [`NoRandomness`].
+pub fn nonce_from(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), String>,
+) -> Result<Nonce, NoRandomness> {
     let mut n = [0u8; 16];
-    // On failure the nonce stays zero; the handshake still needs the secret.
-    let _ = getrandom::getrandom(&mut n);
-    n
+    fill(&mut n).map_err(NoRandomness)?;
+    if n == [0; 16] {
+        return Err(NoRandomness("the source gave all zeros".into()));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -148,6 +170,20 @@ mod tests {
 
     #[test]
     fn nonces_differ() {
-        assert_ne!(nonce(), nonce());
+        assert_ne!(nonce().expect("random"), nonce().expect("random"));
+    }
+
+    #[test]
+    fn a_failing_random_source_gives_no_nonce() {
+        let failed = nonce_from(|_| Err("getrandom: unavailable".into()));
+        let err = failed.expect_err("a failed source must give no nonce");
+        assert!(err.to_string().contains("unavailable"), "{err}");
+        // A source that reports success and leaves the buffer as it was.
+        assert!(nonce_from(|_| Ok(())).is_err(), "all zeros");
+        let n = nonce_from(|n| {
+            n.fill(7);
+            Ok(())
+        });
+        assert_eq!(n.expect("filled"), [7; 16]);
     }
 }

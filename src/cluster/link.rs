@@ -35,6 +35,10 @@ pub enum LinkError {
     Timeout,
     #[error("handshake refused: {0}")]
     Refused(&'static str),
+    /// No nonce could be drawn: the link is not made (logged as an error
+    /// where it happens).
+    #[error("{0}")]
+    NoRandomness(#[from] handshake::NoRandomness),
 }
 
 /// What both sides of a handshake need to know.
@@ -104,6 +108,16 @@ async fn write_frame(stream: &TcpStream, f: &Frame) -> Result<(), LinkError> {
     Ok(())
 }
 
+/// A nonce for this side of a handshake, or the link is refused: a random
+/// source that fails is an error of this host, logged at once as one (the
+/// caller's log of the failed dial or accept may be only a debug line).
+fn fresh_nonce() -> Result<handshake::Nonce, LinkError> {
+    handshake::nonce().map_err(|e| {
+        tracing::error!(error = %e, "cluster link refused: no random nonce");
+        LinkError::from(e)
+    })
+}
+
 /// Dials `addr` and authenticates as `me` to the node `expect`: the proof
 /// names `expect`, so it is worthless to any other node.
 pub async fn dial(
@@ -113,10 +127,10 @@ pub async fn dial(
     limit: Duration,
 ) -> Result<(TcpStream, Linked), LinkError> {
     let attempt = async {
+        let a = fresh_nonce()?;
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
         let (mut buf, mut scratch) = (BytesMut::new(), AlignedVec::new());
-        let a = handshake::nonce();
         write_frame(
             &stream,
             &Frame::Hello {
@@ -193,7 +207,7 @@ where
             return Err(LinkError::Refused("hello claims this node's own id"));
         }
         admit(node).await.map_err(LinkError::Refused)?;
-        let b = handshake::nonce();
+        let b = fresh_nonce()?;
         write_frame(stream, &Frame::Challenge { nonce: b }).await?;
         let Frame::Proof { mac } = read_frame(stream, &mut buf, &mut scratch).await? else {
             return Err(LinkError::Refused("expected a proof"));

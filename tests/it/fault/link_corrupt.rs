@@ -72,7 +72,7 @@ impl FakePeer {
             sealer: None,
             opener: None,
         };
-        let a = handshake::nonce();
+        let a = handshake::nonce().expect("a random nonce");
         p.send(&encode(&Frame::Hello {
             version: PROTOCOL_VERSION,
             cluster: cluster.to_string(),
