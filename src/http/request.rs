@@ -171,11 +171,31 @@ fn parse_head<'b>(
     limits: &Limits,
 ) -> Result<Option<usize>, HttpError> {
     let window = buf.get(..limits.max_head).unwrap_or(buf);
-    match head.parse(window).map_err(from_httparse)? {
+    let status = head.parse(window).map_err(from_httparse)?;
+    // httparse accepts a bare LF as a line ending (RFC 9112 §2.2 allows a
+    // recipient to); we do not: a proxy in front that reads lines otherwise
+    // is how a request gets split or smuggled. The window holds only head
+    // bytes until the head is complete, so a partial head is checked too.
+    let head_bytes = match status {
+        httparse::Status::Complete(len) => window.get(..len).unwrap_or(window),
+        httparse::Status::Partial => window,
+    };
+    if has_bare_lf(head_bytes) {
+        return Err(HttpError::Malformed("line ending without CR"));
+    }
+    match status {
         httparse::Status::Complete(len) => Ok(Some(len)),
         httparse::Status::Partial if buf.len() > limits.max_head => Err(HttpError::HeadTooLarge),
         httparse::Status::Partial => Ok(None),
     }
+}
+
+/// Whether a LF in `head` is not preceded by CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.first() == Some(&b'\n')
+        || head
+            .windows(2)
+            .any(|w| matches!(w, [before, b'\n'] if *before != b'\r'))
 }
 
 fn from_httparse(err: httparse::Error) -> HttpError {
@@ -671,6 +691,38 @@ mod tests {
             assert!(matches!(err, HttpError::Malformed(_)), "{err:?}");
             assert_eq!(err.status(), 400);
         }
+    }
+
+    #[test]
+    fn a_line_ending_without_cr_is_malformed() {
+        let cases: [&[u8]; 6] = [
+            b"GET /healthz HTTP/1.1\n\n",
+            b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\n",
+            b"\nGET /healthz HTTP/1.1\r\n\r\n",
+            b"POST /api/send_to_system HTTP/1.1\r\nSystemId: a\nContent-Length: 2\r\n\r\n{}",
+        ];
+        for buf in cases {
+            let err = error(buf);
+            assert_eq!(
+                err,
+                HttpError::Malformed("line ending without CR"),
+                "{buf:?}"
+            );
+            assert_eq!(err.status(), 400);
+        }
+        // Refused as soon as the bare LF has arrived, before the head is complete.
+        assert!(matches!(
+            error(b"GET /healthz HTTP/1.1\nHost: x"),
+            HttpError::Malformed(_)
+        ));
+        // A CR at the end of one read and its LF at the start of the next are fine.
+        assert!(is_incomplete(b"GET /healthz HTTP/1.1\r"));
+        request(b"GET /healthz HTTP/1.1\r\n\r\n");
+        // A LF in the body is the body's business.
+        let req = request(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\na\nb");
+        assert_eq!(&req.body[..], b"a\nb");
     }
 
     #[test]

@@ -130,6 +130,41 @@ fn garbage_gets_400_and_a_closed_connection() {
     assert_eq!(node.get("/healthz").status, 200);
 }
 
+/// A request line or header line ending in LF without CR is malformed (docs/api.md
+/// §7.1): 400 and the connection closed, as for garbage, wherever the bare LF is.
+#[test]
+fn a_line_ending_without_cr_gets_400_and_a_closed_connection() {
+    let node = Node::start("");
+    let post = format!(
+        "POST /api/send_to_system HTTP/1.1\r\nHost: x\r\nSystemId: {SYS_A}\n\
+         Content-Length: 2\r\n\r\n{{}}"
+    );
+    for request in [
+        &b"GET /healthz HTTP/1.1\n\n"[..],
+        &b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n"[..],
+        &b"GET /healthz HTTP/1.1\r\nHost: x\n\r\n"[..],
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\n\n"[..],
+        post.as_bytes(),
+    ] {
+        let mut h = node.http();
+        h.send_raw(request);
+        let r = h.read_response(WAIT).expect("a 400 response");
+        assert_eq!(r.status, 400, "for {:?}", String::from_utf8_lossy(request));
+        assert!(
+            h.wait_closed(Duration::from_secs(2)),
+            "connection left open after a 400"
+        );
+    }
+    // The same requests with CRLF are served.
+    let mut h = node.http();
+    h.send_raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.read_response(WAIT).expect("an answer").status, 200);
+    let mut h = node.http();
+    h.send_raw(post.replace("\n", "\r\n").replace("\r\r", "\r").as_bytes());
+    let r = h.read_response(WAIT).expect("an answer");
+    expect_ok((r.status, r.json()));
+}
+
 #[test]
 fn a_head_over_16_kib_gets_431_and_a_closed_connection() {
     let node = Node::start("");
