@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::error::{ApiError, Field};
+use crate::config::forbidden_in_id;
 use crate::ws::message::push_frame;
 use crate::ws::MessageId;
 
@@ -402,11 +403,19 @@ fn within(field: Field, value: &str, max: usize) -> Result<(), ApiError> {
     too_long_if(value.len() > max, field)
 }
 
-/// At most `max` bytes and no control character (< 0x20 or 0x7f): ids and
-/// names end up in logs, keys and headers.
+/// At most `max` bytes and no character [`forbidden_in_id`] refuses (C0 and
+/// C1 controls, DEL, U+2028/U+2029, bidi embeddings, overrides and
+/// isolates): ids and names end up in logs, keys and headers.
 fn clean(field: Field, value: &str, max: usize) -> Result<(), ApiError> {
     within(field, value, max)?;
-    too_long_if(value.bytes().any(|b| b < 0x20 || b == 0x7f), field)
+    too_long_if(value.chars().any(forbidden_in_id), field)
+}
+
+/// A userId from outside the API (a connect token's) checked as the API
+/// checks the `userId` it is given: at most 1024 bytes, no character
+/// [`forbidden_in_id`] refuses. Empty passes, as an empty `userId` does.
+pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+    clean(Field::UserId, user_id, MAX_TEXT)
 }
 
 fn too_long_if(over: bool, field: Field) -> Result<(), ApiError> {
@@ -665,13 +674,38 @@ mod tests {
         );
     }
 
-    /// Control characters make an id or name `FieldTooLong(field)`.
+    /// Control characters (C0, DEL, C1), line and paragraph separators and
+    /// bidi controls make an id or name `FieldTooLong(field)`.
     fn control<T: Body>(make: impl Fn(&str) -> Value, field: Field) {
-        for bad in ["a\u{0}", "\u{1f}b", "a\nb", "\t", "x\u{7f}"] {
+        let c0 = ["a\u{0}", "\u{1f}b", "a\nb", "\t", "x\u{7f}"];
+        let c1 = ["\u{80}", "a\u{85}b", "\u{9f}"];
+        let separators = ["a\u{2028}", "\u{2029}b"];
+        let bidi = [
+            "\u{202a}",
+            "\u{202b}",
+            "\u{202c}",
+            "\u{202d}",
+            "txt.\u{202e}exe",
+            "\u{2066}",
+            "\u{2067}",
+            "\u{2068}",
+            "\u{2069}",
+        ];
+        for bad in c0.iter().chain(&c1).chain(&separators).chain(&bidi) {
             let err = check::<T>(make(bad)).err();
             assert_eq!(err, Some(ApiError::FieldTooLong(field)), "{bad:?}");
         }
-        assert!(check::<T>(make("a b~\u{80}é")).is_ok());
+        // Printable text around the refused ranges, and ids as the PHP SDK sends them.
+        let fine = [
+            "a b~é\u{a0}",
+            "\u{2027}\u{202f}\u{2065}\u{206a}",
+            "用户-42",
+            "shop_system.v2",
+            "IqciBxdye96luRSraidpMQ",
+        ];
+        for good in fine {
+            assert!(check::<T>(make(good)).is_ok(), "{good:?}");
+        }
     }
 
     fn clean_field<T: Body>(make: impl Fn(&str) -> Value, field: Field, max: usize) {

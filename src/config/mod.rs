@@ -448,7 +448,7 @@ impl Config {
         ensure(url_ok, "webhook.url", "must start with http:// or https://")?;
         if let Some(bad) = self.api.systems.iter().find(|id| !valid_system_id(id)) {
             let msg = format!(
-                "invalid system id {bad:?}: must be 1 to {MAX_SYSTEM_ID_LEN} bytes without control characters"
+                "invalid system id {bad:?}: must be 1 to {MAX_SYSTEM_ID_LEN} bytes without control, line separator or bidi control characters"
             );
             return Err(invalid("api.systems", msg));
         }
@@ -559,7 +559,19 @@ fn decode_key(hex: &str) -> Option<Vec<u8>> {
 }
 
 fn valid_system_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_SYSTEM_ID_LEN && !id.chars().any(char::is_control)
+    !id.is_empty() && id.len() <= MAX_SYSTEM_ID_LEN && !id.chars().any(forbidden_in_id)
+}
+
+/// A character no id or name may hold (docs/api.md §7.1): ids and names end
+/// up in logs, keys, headers and consoles, where these split lines or make
+/// text read otherwise than it is stored. The C0 and C1 controls and DEL
+/// (U+0000–U+001F, U+007F–U+009F, NEL U+0085 among them), the line and
+/// paragraph separators U+2028 / U+2029, and the bidirectional embeddings,
+/// overrides and isolates U+202A–U+202E, U+2066–U+2069. Shared by
+/// `api.systems` here and the API's ids, names and userIds (`api::body`).
+pub fn forbidden_in_id(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn valid_host_port(addr: &str) -> bool {
@@ -862,6 +874,10 @@ mod tests {
             ("[webhook]\nurl = \"ftp://x\"", "webhook.url"),
             ("[api]\nsystems = [\"ok\", \"\"]", "api.systems"),
             ("[api]\nsystems = [\"a\\nb\"]", "api.systems"),
+            ("[api]\nsystems = [\"a\\u0085b\"]", "api.systems"),
+            ("[api]\nsystems = [\"a\\u202Eb\"]", "api.systems"),
+            ("[api]\nsystems = [\"a\\u2028b\"]", "api.systems"),
+            ("[api]\nsystems = [\"a\\u2067b\"]", "api.systems"),
             (
                 &format!("[api]\nsystems = [\"{}\"]", "x".repeat(129)),
                 "api.systems",

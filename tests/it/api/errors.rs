@@ -399,6 +399,75 @@ fn fields_over_their_limits() {
     c.expect_silence(QUIET);
 }
 
+/// Ids, names and userIds may not hold C1 controls (NEL U+0085 among them), the line
+/// and paragraph separators or bidi controls (docs/api.md §7.1): they split log lines
+/// and make an id read otherwise than it is stored (`invoice\u{202e}fdp.exe`).
+#[test]
+fn c1_controls_separators_and_bidi_controls_are_refused_in_ids_names_and_user_ids() {
+    let node = Node::start("");
+    let bad = [
+        "a\u{85}b",
+        "a\u{9b}b",
+        "evil\u{202e}txt",
+        "x\u{2028}y",
+        "x\u{2029}",
+        "\u{2066}iso",
+    ];
+    for id in bad {
+        expect_err(
+            node.api(
+                "/api/register",
+                None,
+                &json!({ "systemId": id }).to_string(),
+            ),
+            200,
+            "SystemId超出限制",
+        );
+    }
+    // None of them was registered.
+    for id in bad {
+        expect_err(
+            node.api("/api/send_to_system", Some(id), "{}"),
+            200,
+            "系统ID无效",
+        );
+    }
+    let mut c = node.ws(SYS_A);
+    for name in bad {
+        node.call_err(
+            SYS_A,
+            "/api/bind_to_group",
+            json!({"clientId": c.client_id, "groupName": name}),
+            200,
+            "GroupName超出限制",
+        );
+        node.call_err(
+            SYS_A,
+            "/api/bind_to_group",
+            json!({"clientId": c.client_id, "groupName": "g", "userId": name}),
+            200,
+            "UserId超出限制",
+        );
+        node.call_err(
+            SYS_A,
+            "/api/send_to_user",
+            json!({ "userId": name }),
+            200,
+            "UserId超出限制",
+        );
+    }
+    // The ids a business system sends are untouched (printable Unicode included).
+    for id in ["shop-系统_1", "Ünïcode.id", "a b"] {
+        expect_ok(node.api(
+            "/api/register",
+            None,
+            &json!({ "systemId": id }).to_string(),
+        ));
+    }
+    node.bind(SYS_A, &c.client_id, "房间-1", "用户\u{a0}42", "");
+    c.drain(QUIET);
+}
+
 #[test]
 fn invalid_client_ids() {
     let node = Node::start("");
