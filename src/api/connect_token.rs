@@ -2,12 +2,21 @@
 //! mac = HMAC-SHA256 keyed with the system secret (its 32 ASCII characters)
 //! over the payload bytes, and payload = `{"userId":"…","exp":<unix s>}`.
 //! The business system mints them; the node only verifies, in constant time.
+//!
+//! A token is refused when its `exp` lies further ahead than
+//! `api.connect_token_max_ttl` (a token that never expires is a credential
+//! that cannot be taken back), and when its userId fails the check the API
+//! applies to a `userId` ([`check_user_id`]): a token is no way around it.
+
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
+
+use super::body::check_user_id;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,8 +26,12 @@ struct Payload {
 }
 
 /// The userId of a valid, unexpired token. A system without a secret has
-/// no valid token: an HMAC keyed with nothing proves nothing.
-pub fn verify(token: &str, secret: &str, now: u64) -> Option<String> {
+/// no valid token: an HMAC keyed with nothing proves nothing. `now` is in
+/// unix seconds; a token whose `exp` is more than `max_ttl` (whole seconds)
+/// after `now` is refused, unless `max_ttl` is zero (no limit). A userId
+/// the API would refuse (over 1024 bytes, a control, line-separator or bidi
+/// character) makes the token invalid.
+pub fn verify(token: &str, secret: &str, now: u64, max_ttl: Duration) -> Option<String> {
     if secret.is_empty() {
         return None;
     }
@@ -29,7 +42,16 @@ pub fn verify(token: &str, secret: &str, now: u64) -> Option<String> {
     check.update(&payload);
     check.verify_slice(&mac).ok()?;
     let claims: Payload = serde_json::from_slice(&payload).ok()?;
-    (claims.exp > now).then_some(claims.user_id)
+    let latest = if max_ttl.is_zero() {
+        u64::MAX
+    } else {
+        now.saturating_add(max_ttl.as_secs())
+    };
+    if claims.exp <= now || claims.exp > latest {
+        return None;
+    }
+    check_user_id(&claims.user_id).ok()?;
+    Some(claims.user_id)
 }
 
 /// base64url with or without padding.
@@ -55,6 +77,12 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    /// The default `api.connect_token_max_ttl`.
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    fn verify(token: &str, secret: &str, now: u64) -> Option<String> {
+        super::verify(token, secret, now, DAY)
+    }
 
     #[test]
     fn valid_token_yields_user() {
@@ -85,5 +113,47 @@ mod tests {
         assert_eq!(verify("a.b", SECRET, 0), None);
         let (p, _) = t.split_once('.').expect("dot");
         assert_eq!(verify(&format!("{p}.AAAA"), SECRET, 0), None);
+    }
+
+    #[test]
+    fn an_exp_beyond_the_max_ttl_is_refused() {
+        let now = 1_700_000_000;
+        let forever = mint("alice", u64::MAX, SECRET).expect("mint");
+        assert_eq!(verify(&forever, SECRET, now), None, "exp = 2^64-1");
+        let at_limit = mint("alice", now + 86_400, SECRET).expect("mint");
+        assert_eq!(verify(&at_limit, SECRET, now).as_deref(), Some("alice"));
+        let past_limit = mint("alice", now + 86_401, SECRET).expect("mint");
+        assert_eq!(verify(&past_limit, SECRET, now), None);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(super::verify(&at_limit, SECRET, now, hour), None);
+        // "0s": no limit, as before the key existed.
+        let none = Duration::ZERO;
+        assert_eq!(
+            super::verify(&forever, SECRET, now, none).as_deref(),
+            Some("alice")
+        );
+        // A clock near the end of time does not wrap the bound.
+        assert_eq!(
+            super::verify(&forever, SECRET, u64::MAX - 5, DAY).as_deref(),
+            Some("alice")
+        );
+    }
+
+    #[test]
+    fn a_user_id_the_api_would_refuse_is_refused() {
+        for bad in [
+            "a\nb".to_string(),
+            "\u{85}".to_string(),
+            "admin\u{202e}".to_string(),
+            "\u{2028}".to_string(),
+            "x".repeat(1025),
+        ] {
+            let t = mint(&bad, 2_000, SECRET).expect("mint");
+            assert_eq!(verify(&t, SECRET, 1_000), None, "{bad:?}");
+        }
+        for good in ["x".repeat(1024), "用户42".to_string(), String::new()] {
+            let t = mint(&good, 2_000, SECRET).expect("mint");
+            assert_eq!(verify(&t, SECRET, 1_000), Some(good));
+        }
     }
 }

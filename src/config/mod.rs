@@ -172,6 +172,9 @@ section! {
         max_pending_answers: usize = 65536,
         /// Whether WebSocket clients must present a connect token.
         connect_token: ConnectTokenMode = ConnectTokenMode::Optional,
+        /// Furthest in the future a connect token's `exp` may be; "0s" = no limit.
+        #[serde(with = "duration_str")]
+        connect_token_max_ttl: Duration = Duration::from_secs(24 * 3600),
         /// Time limit for reading one request.
         #[serde(with = "duration_str")]
         request_timeout: Duration = Duration::from_secs(10),
@@ -433,6 +436,10 @@ impl Config {
             "server.workers",
             &max_workers,
         )?;
+        let ttl = self.api.connect_token_max_ttl;
+        let ttl_ok = ttl.is_zero() || ttl >= Duration::from_secs(1);
+        let ttl_msg = "must be \"0s\" (no limit) or at least 1s";
+        ensure(ttl_ok, "api.connect_token_max_ttl", ttl_msg)?;
         let lease_ok = self.cluster.lease_ttl >= Duration::from_secs(1);
         ensure(lease_ok, "cluster.lease_ttl", "must be at least 1s")
     }
@@ -915,6 +922,10 @@ mod tests {
             ("[api]\nmax_batch = 0", "api.max_batch"),
             ("[api]\nrequest_timeout = \"0s\"", "api.request_timeout"),
             ("[api]\nkeepalive_timeout = \"0s\"", "api.keepalive_timeout"),
+            (
+                "[api]\nconnect_token_max_ttl = \"500ms\"",
+                "api.connect_token_max_ttl",
+            ),
             ("[webhook]\nqueue = 0", "webhook.queue"),
             ("[cluster]\nname = \"\"", "cluster.name"),
             ("[cluster]\nlease_ttl = \"999ms\"", "cluster.lease_ttl"),
@@ -932,6 +943,12 @@ mod tests {
             assert_eq!(error_key(parse(text)), key, "{text}");
         }
         assert!(parse("[server]\nworkers = 255\n[ws]\nping_interval = \"3d\"").is_ok());
+        for ttl in ["0s", "1s", "30d"] {
+            let text = format!("[api]\nconnect_token_max_ttl = \"{ttl}\"");
+            assert!(parse(&text).is_ok(), "{text}");
+        }
+        let default = Config::default().api.connect_token_max_ttl;
+        assert_eq!(default, Duration::from_secs(24 * 3600));
     }
 
     #[test]

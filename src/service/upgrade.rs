@@ -176,9 +176,9 @@ fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
     if api.auth == AuthMode::Token {
         let token = query_param(query, "token").filter(|t| !t.is_empty());
         let secret = entry.secret.as_deref().unwrap_or("");
-        token_user = token
-            .as_deref()
-            .and_then(|t| connect_token::verify(t, secret, unix_seconds()));
+        token_user = token.as_deref().and_then(|t| {
+            connect_token::verify(t, secret, unix_seconds(), api.connect_token_max_ttl)
+        });
         user = match (&token_user, token.is_some()) {
             (Some(u), _) => Ok(u.clone()),
             (None, true) => Err(ApiError::BadToken),

@@ -296,6 +296,74 @@ fn connect_tokens_in_required_mode() {
     assert_eq!(f["msg"], json!("系统ID无效"), "{f}");
 }
 
+/// A connect token whose `exp` lies beyond `api.connect_token_max_ttl` (default 24 h)
+/// is refused — `exp` = 2^64−1 above all — and so is one whose userId the API would
+/// refuse (docs/api.md §2, §7.1); `"0s"` lifts the limit.
+#[test]
+fn connect_tokens_beyond_the_max_ttl_or_with_a_bad_user_id_are_refused() {
+    let node = token_mode("");
+    let secret = register(&node, "t1");
+    let now = now_unix();
+    expect_token_refusal(
+        &node,
+        &ws_path("t1", &connect_token(&secret, "eve", u64::MAX)),
+    );
+    expect_token_refusal(
+        &node,
+        &ws_path("t1", &connect_token(&secret, "eve", now + 2 * 86_400)),
+    );
+    for bad in ["a\nb", "a\u{85}b", "admin\u{202e}", "x\u{2028}"] {
+        expect_token_refusal(
+            &node,
+            &ws_path("t1", &connect_token(&secret, bad, now + 60)),
+        );
+    }
+    expect_token_refusal(
+        &node,
+        &ws_path("t1", &connect_token(&secret, &"u".repeat(1025), now + 60)),
+    );
+    // Within the limit, with a userId the API takes: admitted, the userId bound.
+    let day = Client::welcome(node.ws_connect(&ws_path(
+        "t1",
+        &connect_token(&secret, "用户-1", now + 86_000),
+    )));
+    let i = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/get_client_info",
+        json!({"clientId": day.client_id}),
+    );
+    assert_eq!(i["userId"], json!("用户-1"), "{i}");
+    // Nobody got in as eve.
+    let d = tcall(
+        &node,
+        "t1",
+        &secret,
+        "/api/send_to_user",
+        json!({"userId": "eve"}),
+    );
+    assert_eq!(d["online"], json!(0), "{d}");
+
+    // A shorter limit, and none.
+    let hour = token_mode("connect_token_max_ttl = \"1h\"\n");
+    let secret = register(&hour, "t1");
+    let two_hours = connect_token(&secret, "eve", now_unix() + 7_200);
+    expect_token_refusal(&hour, &ws_path("t1", &two_hours));
+    let unbounded = token_mode("connect_token_max_ttl = \"0s\"\n");
+    let secret = register(&unbounded, "t1");
+    let forever = connect_token(&secret, "eve", u64::MAX);
+    let c = Client::welcome(unbounded.ws_connect(&ws_path("t1", &forever)));
+    let i = tcall(
+        &unbounded,
+        "t1",
+        &secret,
+        "/api/get_client_info",
+        json!({"clientId": c.client_id}),
+    );
+    assert_eq!(i["userId"], json!("eve"), "{i}");
+}
+
 #[test]
 fn open_mode_ignores_the_token_parameter() {
     let node = Node::start("");
