@@ -45,8 +45,10 @@ pub fn run_core(
         let peers = node.peers();
         core.borrow_mut().set_peers(peers);
         node.core_started();
+        // This core's idle HTTP connections (api.max_http_connections).
+        let http = Rc::new(crate::service::HttpConns::default());
         accept_loop(&core, listener, "http", |core, stream, _| {
-            crate::service::serve(core, stream)
+            crate::service::serve(core, http.clone(), stream)
         })
         .await;
         drain(&core).await;

@@ -153,15 +153,52 @@ fn wait(
     Ok(())
 }
 
+/// How long a start waits for a port that is still in use.
+const PORT_WAIT: Duration = Duration::from_secs(5);
+/// Time between two tries to bind a port that is in use.
+const PORT_RETRY: Duration = Duration::from_millis(20);
+
+/// One listener per core on `addr`. A port in use (EADDRINUSE) is tried
+/// again for up to [`PORT_WAIT`], said once in the log: a node that exited
+/// a moment ago still holds its listeners for a few milliseconds (io_uring
+/// tears its sockets down after the process is gone), so a restart on the
+/// same port would otherwise fail. Past that, or on any other error, the
+/// start fails as it would at once.
 fn bind_all(
     addr: std::net::SocketAddr,
     cores: usize,
 ) -> Result<Vec<std::net::TcpListener>, StartError> {
-    let fail = |source| StartError::Listen { addr, source };
-    ensure_port_free(addr).map_err(fail)?;
-    (0..cores)
-        .map(|_| bind_listener(addr).map_err(fail))
-        .collect()
+    let deadline = Instant::now() + PORT_WAIT;
+    let mut told = false;
+    loop {
+        match try_bind_all(addr, cores) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !told {
+                    told = true;
+                    tracing::warn!(%addr, waiting_up_to = ?PORT_WAIT,
+                        "the port is still in use (by a process that just exited?): waiting for it");
+                }
+                std::thread::sleep(PORT_RETRY);
+            }
+            Err(source) => return Err(StartError::Listen { addr, source }),
+            Ok(listeners) => {
+                if told {
+                    tracing::info!(%addr, "the port is free: listening");
+                }
+                return Ok(listeners);
+            }
+        }
+    }
+}
+
+/// Checks that nobody listens on `addr`, then binds one listener per core
+/// (the ones bound are closed again on an error).
+fn try_bind_all(
+    addr: std::net::SocketAddr,
+    cores: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    ensure_port_free(addr)?;
+    (0..cores).map(|_| bind_listener(addr)).collect()
 }
 
 fn build_node(

@@ -7,7 +7,10 @@
 //! `api.max_pending_answers` bytes; a client that does not read them within
 //! `api.request_timeout` is closed, so pipelining never makes the node hold
 //! more than that per connection. At most `api.max_http_connections` are
-//! open at once (one more is answered 503 and closed).
+//! open at once, WebSockets not counted even while they upgrade: at the
+//! limit the core's longest-idle keep-alive connection is closed to admit
+//! one more, and with none idle one more is answered 503 and closed
+//! (`places`).
 //! Limits protect everyone else: a head over 16 KiB (431), a body over
 //! `api.max_body` (413, answered without reading the body), garbage (400)
 //! and a request not complete within `api.request_timeout` of its first
@@ -22,7 +25,10 @@ use monoio::net::TcpStream;
 
 mod api;
 mod handlers;
+mod places;
 mod upgrade;
+
+pub use places::HttpConns;
 
 use crate::api::envelope::error_envelope;
 use crate::api::error::{ApiError, Limit};
@@ -30,6 +36,7 @@ use crate::core::CoreRef;
 use crate::http::request::{parse_request, Limits, Method, Parsed, Request, DEFAULT_MAX_HEAD};
 use crate::http::response::{write_json, write_public_script, write_response};
 use crate::socket;
+use places::HttpPlace;
 
 /// How long, and how much, a refused connection is read before it closes.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
@@ -42,24 +49,34 @@ const REFUSAL_LINGER_BYTES: usize = 256 * 1024;
 /// them count in the server's memory.
 const FIRST_READ: usize = 1024;
 
-pub async fn serve(core: CoreRef, stream: TcpStream) {
+/// Serves one accepted connection of this core; `conns` is the core's
+/// (its idle HTTP connections, `places`).
+pub async fn serve(core: CoreRef, conns: Rc<HttpConns>, stream: TcpStream) {
     let stream = Rc::new(stream);
-    let Some(_place) = HttpPlace::take(&core) else {
-        let mut out = BytesMut::new();
-        core.borrow().metrics().limit_hit(Limit::MaxHttpConnections);
-        let lang = core.borrow().node.config.api.lang;
-        write_json(
-            &mut out,
-            503,
-            &error_envelope(&ApiError::Busy, lang),
-            false,
-            false,
-        );
-        close_after_refusal(&core, &stream, &mut out).await;
-        return;
-    };
+    let node = core.borrow().node.clone();
+    // At the limit, the first request says what the connection is: a
+    // WebSocket upgrade needs no HTTP place, so the connection waits for it
+    // under a place of `server.max_connections` instead (bounded in number
+    // like WebSockets, in time by `api.request_timeout`, in bytes by a
+    // request head); anything else then takes a place (a free one, or that
+    // of the core's longest-idle connection) or is refused. With no place of
+    // either kind, only an idle connection's place lets it in (closing an
+    // idle one for what may be a WebSocket then refused: both limits are
+    // taken, a rare state).
+    let mut place = HttpPlace::take(&node, &conns);
+    let mut waiting = None;
+    if place.is_none() {
+        match upgrade::Place::take(&node) {
+            Some(p) => waiting = Some((p, Instant::now() + node.config.api.request_timeout)),
+            None => place = evict(&core, &conns),
+        }
+        if place.is_none() && waiting.is_none() {
+            refuse_busy(&core, &stream).await;
+            return;
+        }
+    }
     let (limits, request_timeout, keepalive_timeout, max_pending) = {
-        let api = &core.borrow().node.config.api;
+        let api = &node.config.api;
         let limits = Limits {
             max_head: DEFAULT_MAX_HEAD,
             max_body: api.max_body,
@@ -83,18 +100,41 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
                     let _ = buf.split_to(consumed);
                     started = None;
                     if request.websocket.is_some() {
-                        // The upgrade ends this task: an open connection
-                        // has no task of its own (`core::conn::reader`).
+                        // The upgrade ends this task: an open connection has
+                        // no task of its own (`core::conn::reader`). It needs
+                        // no HTTP place: it counts toward
+                        // `server.max_connections` (or is answered an error
+                        // and closed at once).
                         if flush(&core, &stream, &mut out).await {
-                            drop(out);
-                            upgrade::serve(core, stream, request, buf).await;
+                            drop((out, place));
+                            let waited = waiting.map(|(p, _)| p);
+                            upgrade::serve(core, stream, request, buf, waited).await;
                         }
                         return;
                     }
-                    let keep = request.keep_alive && !core.borrow().node.is_draining();
+                    if place.is_none() {
+                        // Not a WebSocket: an HTTP connection after all.
+                        waiting = None;
+                        place = take_or_evict(&core, &conns);
+                        if place.is_none() {
+                            refuse_busy(&core, &stream).await;
+                            return;
+                        }
+                    }
+                    let keep = request.keep_alive && !node.is_draining();
                     respond(&core, &request, &mut out, keep).await;
                     if !keep {
                         flush(&core, &stream, &mut out).await;
+                        return;
+                    }
+                }
+                Ok(Parsed::Incomplete) if waiting.is_some() && buf.len() > DEFAULT_MAX_HEAD => {
+                    // More than a request head and still incomplete: a body
+                    // follows, so not a WebSocket upgrade.
+                    waiting = None;
+                    place = take_or_evict(&core, &conns);
+                    if place.is_none() {
+                        refuse_busy(&core, &stream).await;
                         return;
                     }
                 }
@@ -112,12 +152,31 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
         if held_back {
             continue;
         }
-        let wait = match started {
-            None if buf.is_empty() => keepalive_timeout,
-            _ => request_timeout
+        let idle = buf.is_empty() && started.is_none();
+        let wait = match (&waiting, started) {
+            (Some((_, until)), _) => until.saturating_duration_since(Instant::now()),
+            (None, None) if idle => keepalive_timeout,
+            (None, _) => request_timeout
                 .saturating_sub(started.map_or_else(Default::default, |s| s.elapsed())),
         };
-        match monoio::time::timeout(wait, socket::read_some(&stream, &mut buf)).await {
+        let read = monoio::time::timeout(wait, socket::read_some(&stream, &mut buf));
+        let read = match place.as_ref().filter(|_| idle) {
+            // Idle: the connection may be closed for a newcomer meanwhile.
+            Some(p) => {
+                p.idle();
+                let read = monoio::select! {
+                    read = read => Some(read),
+                    () = p.evicted() => None,
+                };
+                p.busy();
+                match read {
+                    Some(read) if !p.is_evicted() => read,
+                    _ => return,
+                }
+            }
+            None => read.await,
+        };
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(_)) => {
                 started.get_or_insert_with(Instant::now);
@@ -133,24 +192,37 @@ pub async fn serve(core: CoreRef, stream: TcpStream) {
     }
 }
 
-/// A place among the node's `api.max_http_connections`, for as long as the
-/// connection speaks HTTP (a WebSocket counts toward
-/// `server.max_connections` instead).
-struct HttpPlace(std::sync::Arc<crate::node::Node>);
-
-impl HttpPlace {
-    fn take(core: &CoreRef) -> Option<HttpPlace> {
-        let node = core.borrow().node.clone();
-        // `then`, not `then_some`: a place built and dropped on refusal
-        // would give back a place it never took.
-        node.reserve_http().then(|| HttpPlace(node))
-    }
+/// A free place under `api.max_http_connections`, or at the limit the
+/// place of this core's longest-idle connection (`evict`); None when there
+/// is neither.
+fn take_or_evict(core: &CoreRef, conns: &Rc<HttpConns>) -> Option<HttpPlace> {
+    let node = core.borrow().node.clone();
+    HttpPlace::take(&node, conns).or_else(|| evict(core, conns))
 }
 
-impl Drop for HttpPlace {
-    fn drop(&mut self) {
-        self.0.release_http();
-    }
+/// The place of this core's longest-idle HTTP connection, which is closed
+/// (counted as a hit of `api.max_http_connections`); None when none is idle.
+fn evict(core: &CoreRef, conns: &Rc<HttpConns>) -> Option<HttpPlace> {
+    let node = core.borrow().node.clone();
+    let place = HttpPlace::evict(&node, conns)?;
+    core.borrow().metrics().limit_hit(Limit::MaxHttpConnections);
+    Some(place)
+}
+
+/// The answer at `api.max_http_connections` with no place to take: 503
+/// `服务繁忙`, and the connection closes.
+async fn refuse_busy(core: &CoreRef, stream: &TcpStream) {
+    let mut out = BytesMut::new();
+    core.borrow().metrics().limit_hit(Limit::MaxHttpConnections);
+    let lang = core.borrow().node.config.api.lang;
+    write_json(
+        &mut out,
+        503,
+        &error_envelope(&ApiError::Busy, lang),
+        false,
+        false,
+    );
+    close_after_refusal(core, stream, &mut out).await;
 }
 
 /// Answers a request the codec or the clock refused; the caller closes.

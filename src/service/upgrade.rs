@@ -46,8 +46,18 @@ enum Resume {
 /// refuses the client and registers the connection — or hands it to the
 /// session it resumes. An admitted client gets the 101 and its welcome
 /// frame in one write.
-pub async fn serve(core: CoreRef, stream: Rc<TcpStream>, req: Request, rest: BytesMut) {
-    let prepared = prepare(&core, &req);
+///
+/// `place`: a place under `server.max_connections` the connection already
+/// holds (it waited for this request under it, the HTTP places being
+/// taken); else one is taken here.
+pub async fn serve(
+    core: CoreRef,
+    stream: Rc<TcpStream>,
+    req: Request,
+    rest: BytesMut,
+    place: Option<Place>,
+) {
+    let prepared = prepare(&core, &req, place);
     drop(req);
     let (answer, admission, place) = match prepared {
         Ok(admitted) => admitted,
@@ -112,9 +122,17 @@ type Prepared = Result<(Bytes, Result<Admission, ApiError>, Place), Bytes>;
 
 /// A place under `server.max_connections`, given back on drop unless the
 /// connection that took it was opened.
-struct Place(std::sync::Arc<crate::node::Node>);
+pub(super) struct Place(Arc<crate::node::Node>);
 
 impl Place {
+    /// A place for one more WebSocket; None when `server.max_connections`
+    /// are taken.
+    pub(super) fn take(node: &Arc<crate::node::Node>) -> Option<Place> {
+        // `then`, not `then_some`: a place built and dropped on refusal
+        // would give back a place it never took.
+        node.reserve_connection().then(|| Place(node.clone()))
+    }
+
     fn keep(self) {
         std::mem::forget(self);
     }
@@ -128,7 +146,7 @@ impl Drop for Place {
 
 /// Checks the handshake and capacity (HTTP errors), then admission
 /// (refused after the upgrade, with a -1001 frame as go-websocket does).
-fn prepare(core: &CoreRef, req: &Request) -> Prepared {
+fn prepare(core: &CoreRef, req: &Request, place: Option<Place>) -> Prepared {
     let c = core.borrow();
     let mut out = BytesMut::new();
     let upgrade = req.websocket.as_ref();
@@ -151,14 +169,17 @@ fn prepare(core: &CoreRef, req: &Request) -> Prepared {
         );
         return Err(out.freeze());
     };
-    if c.node.is_draining() || !c.node.reserve_connection() {
+    let place = match c.node.is_draining() {
+        true => None,
+        false => place.or_else(|| Place::take(&c.node)),
+    };
+    let Some(place) = place else {
         let body = error_envelope(&ApiError::Busy, c.node.config.api.lang);
         write_json(&mut out, 503, &body, false, false);
         return Err(out.freeze());
-    }
+    };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     write_switching_protocols(&mut out, &accept);
-    let place = Place(c.node.clone());
     Ok((out.freeze(), admit(core, req), place))
 }
 

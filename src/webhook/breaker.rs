@@ -1,32 +1,42 @@
-//! Circuit breakers, one per webhook URL.
+//! Circuit breakers, one per (system, webhook URL).
 //!
 //! Why: a receiver that is down or hung makes every event for it cost
 //! `(retries + 1) × timeout`, which its lanes (and its share of the queue)
 //! pay one event after the other while nothing gets through. After
-//! [`FAILURES`] failed attempts in a row to one URL, the breaker opens: for
-//! [`OPEN_FOR`] the URL is not tried, and its events are dropped at once
-//! (reason `circuit_open`), freeing their places. After that, attempts go
-//! out again: one success closes the breaker, one more failure opens it for
-//! another [`OPEN_FOR`].
+//! [`FAILURES`] failed attempts in a row for one system to one URL, the
+//! breaker opens: for [`OPEN_FOR`] that system's events for that URL are
+//! not tried but dropped at once (reason `circuit_open`), freeing their
+//! places. After that, attempts go out again: one success closes the
+//! breaker, one more failure opens it for another [`OPEN_FOR`].
 //!
-//! Bound: a URL has an entry only while its last attempt failed (a success
-//! removes it), and URLs come from the configuration and registered systems,
-//! never from a client. Past [`TRACKED`] entries, those not open are
-//! forgotten, so the map cannot grow with the URLs the node has seen.
+//! Why per system and not per URL: systems may share a receiver, which may
+//! refuse one system's events (a 403 for a tenant it does not know) and take
+//! another's. A breaker per URL let the refused system open it for every
+//! system of that URL, and the others' events were dropped unsent. A
+//! receiver that is down for all costs each of its systems [`FAILURES`]
+//! attempts before their breakers open.
+//!
+//! Bound: a (system, URL) pair has an entry only while its last attempt
+//! failed (a success removes it), and URLs come from the configuration and
+//! registered systems (one URL per system at a time), never from a client.
+//! Past [`TRACKED`] entries, those not open are forgotten, so the map cannot
+//! grow with the pairs the node has seen: what stays beyond it is open, and
+//! only for [`OPEN_FOR`].
 //!
 //! Only the webhook thread's lanes use them (the cores never look at a
-//! breaker: an event for an open URL is accepted and dropped there), one
+//! breaker: an event for an open breaker is accepted and dropped there), one
 //! task at a time and never across an await, so a `RefCell` holds them.
 
 use std::cell::{RefCell, RefMut};
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use hashbrown::{Equivalent, HashMap};
 use tokio::time::Instant;
 
 /// Failed attempts in a row that open a breaker.
 pub(super) const FAILURES: u32 = 5;
-/// How long an open breaker skips its URL.
+/// How long an open breaker skips its system's events for its URL.
 pub(super) const OPEN_FOR: Duration = Duration::from_secs(10);
 /// Entries kept before the closed ones are forgotten.
 const TRACKED: usize = 1024;
@@ -45,37 +55,74 @@ impl Breaker {
     }
 }
 
-/// The breakers of the URLs whose last attempt failed.
+/// What a breaker is kept under: (system, URL).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Key {
+    system: Box<str>,
+    url: Box<str>,
+}
+
+/// A (system, URL) looked up without copying it. Hashes as [`Key`] does
+/// (derived: its fields in order, a `Box<str>` as its `str`).
+#[derive(Clone, Copy)]
+struct Pair<'a>(&'a str, &'a str);
+
+impl From<&Pair<'_>> for Key {
+    fn from(pair: &Pair<'_>) -> Self {
+        Key {
+            system: pair.0.into(),
+            url: pair.1.into(),
+        }
+    }
+}
+
+impl Hash for Pair<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl Equivalent<Key> for Pair<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *key.system == *self.0 && *key.url == *self.1
+    }
+}
+
+/// The breakers of the (system, URL) pairs whose last attempt failed.
 #[derive(Debug, Default)]
 pub(super) struct Breakers {
-    urls: RefCell<HashMap<String, Breaker>>,
+    pairs: RefCell<HashMap<Key, Breaker>>,
 }
 
 impl Breakers {
     /// Borrowed only within one call of the methods below.
-    fn urls(&self) -> RefMut<'_, HashMap<String, Breaker>> {
-        self.urls.borrow_mut()
+    fn pairs(&self) -> RefMut<'_, HashMap<Key, Breaker>> {
+        self.pairs.borrow_mut()
     }
 
-    /// `url` is skipped now.
-    pub(super) fn is_open(&self, url: &str, now: Instant) -> bool {
-        self.urls().get(url).is_some_and(|b| b.is_open(now))
+    /// `system`'s events for `url` are skipped now.
+    pub(super) fn is_open(&self, system: &str, url: &str, now: Instant) -> bool {
+        self.pairs()
+            .get(&Pair(system, url))
+            .is_some_and(|b| b.is_open(now))
     }
 
-    /// An attempt to `url` succeeded: its breaker closes.
-    pub(super) fn success(&self, url: &str) {
-        self.urls().remove(url);
+    /// An attempt of `system` to `url` succeeded: its breaker closes.
+    pub(super) fn success(&self, system: &str, url: &str) {
+        self.pairs().remove(&Pair(system, url));
     }
 
-    /// An attempt to `url` failed; true when that opened its breaker (it
-    /// was not open). A failure while open (an attempt that started before)
-    /// restarts the window.
-    pub(super) fn failure(&self, url: &str, now: Instant) -> bool {
-        let mut urls = self.urls();
-        if urls.len() >= TRACKED && !urls.contains_key(url) {
-            urls.retain(|_, b| b.is_open(now));
+    /// An attempt of `system` to `url` failed; true when that opened its
+    /// breaker (it was not open). A failure while open (an attempt that
+    /// started before) restarts the window.
+    pub(super) fn failure(&self, system: &str, url: &str, now: Instant) -> bool {
+        let key = Pair(system, url);
+        let mut pairs = self.pairs();
+        if pairs.len() >= TRACKED && !pairs.contains_key(&key) {
+            pairs.retain(|_, b| b.is_open(now));
         }
-        let breaker = urls.entry(url.to_owned()).or_default();
+        let breaker = pairs.entry_ref(&key).or_default();
         let was_open = breaker.is_open(now);
         breaker.failures = breaker.failures.saturating_add(1);
         if breaker.failures < FAILURES {
@@ -87,6 +134,6 @@ impl Breakers {
 
     #[cfg(test)]
     pub(super) fn tracked(&self) -> usize {
-        self.urls().len()
+        self.pairs().len()
     }
 }

@@ -2,16 +2,18 @@
 //! (in submission order) and puts them on their lanes (see `lanes`), and one
 //! sequential task per lane (started when the lane is created, ended when it
 //! runs empty), each event tried once and then up to `webhook.retries` more
-//! times with exponential backoff, unless its URL's circuit breaker is open.
+//! times with exponential backoff, unless the circuit breaker of its system
+//! and URL is open.
 //! All of them run on one `LocalSet` of the thread's current-thread
 //! runtime, so they share their state (`Rc`, `RefCell`) without locks.
 //!
 //! Every attempt (connect, request, answer headers) is bounded by
 //! `webhook.timeout`, so a hanging receiver costs a lane at most
 //! `(retries + 1) * timeout` plus the backoff per event, and after 5 failed
-//! attempts in a row its breaker drops its events at once. Redirects are not
-//! followed (a 3xx is a failed attempt), so events only ever go to the
-//! configured address, and proxy variables are ignored for the same reason.
+//! attempts in a row for one system its breaker drops that system's events
+//! at once. Redirects are not followed (a 3xx is a failed attempt), so
+//! events only ever go to the configured address, and proxy variables are
+//! ignored for the same reason.
 
 use std::error::Error;
 use std::rc::Rc;
@@ -67,7 +69,7 @@ enum Failure {
     Status(StatusCode),
     #[error("{reason}")]
     Http { reason: String, invalid: bool },
-    /// Not tried: the URL's breaker is open.
+    /// Not tried: the breaker of the event's system and URL is open.
     #[error("circuit breaker open")]
     CircuitOpen,
 }
@@ -181,26 +183,27 @@ impl Delivery {
     }
 
     /// The first attempt and up to `retries` more, with backoff between;
-    /// none while the URL's breaker is open.
+    /// none while the breaker of the event's system and URL is open.
     async fn try_all(&self, event: &Event) -> Result<(), Failure> {
         let request = Request::new(event)?;
+        let system = event.system_id.as_str();
         let url = event.endpoint.url.as_str();
         let mut attempt = 0;
         loop {
-            if self.breakers.is_open(url, Instant::now()) {
+            if self.breakers.is_open(system, url, Instant::now()) {
                 return Err(Failure::CircuitOpen);
             }
             let error = match self.attempt(url, &request).await {
                 Ok(()) => {
-                    self.breakers.success(url);
+                    self.breakers.success(system, url);
                     return Ok(());
                 }
                 Err(e) if e.is_final() => return Err(e),
                 Err(e) => e,
             };
-            if self.breakers.failure(url, Instant::now()) {
+            if self.breakers.failure(system, url, Instant::now()) {
                 warn!(system = %event.system_id, %error, skipped_for = ?OPEN_FOR,
-                    "webhook circuit breaker open: the URL is skipped");
+                    "webhook circuit breaker open: the system's events for its URL are skipped");
             }
             if attempt >= self.retries {
                 return Err(error);

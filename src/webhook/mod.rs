@@ -38,9 +38,10 @@
 //! never miss each other (one task per lane, never two). Everything there is
 //! bounded by the held events.
 //!
-//! Circuit breakers (see `breaker`) skip a URL that failed 5 times in a row
-//! for 10 s: its events are dropped at once instead of each costing its
-//! retries.
+//! Circuit breakers (see `breaker`), one per (system, URL), skip a system's
+//! URL that failed 5 times in a row for it for 10 s: that system's events
+//! for it are dropped at once instead of each costing its retries, while
+//! other systems of the same URL go on being tried.
 //!
 //! Shutdown: [`WebhookThread::finish`] lets the lanes go on until nothing is
 //! held or the deadline passes, then closes the channel (`submit` is refused

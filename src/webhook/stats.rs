@@ -18,7 +18,7 @@ pub enum DropReason {
     QueueFull,
     /// Its system held its share (half of `webhook.queue`) already.
     SystemShare,
-    /// Its URL's circuit breaker was open.
+    /// The circuit breaker of its system and URL was open.
     CircuitOpen,
     /// Every attempt failed, or the event or its URL is malformed.
     Failed,

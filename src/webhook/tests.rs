@@ -434,33 +434,62 @@ fn a_breaker_opens_for_10s_then_one_success_closes_it() {
     let breakers = breaker::Breakers::default();
     let t0 = tokio::time::Instant::now();
     for _ in 1..breaker::FAILURES {
-        assert!(!breakers.failure("u", t0));
+        assert!(!breakers.failure("s", "u", t0));
     }
-    assert!(!breakers.is_open("u", t0));
-    assert!(breakers.failure("u", t0), "the 5th failure opens it");
-    assert!(breakers.is_open("u", t0 + Duration::from_millis(9_999)));
-    assert!(!breakers.is_open("other", t0));
+    assert!(!breakers.is_open("s", "u", t0));
+    assert!(breakers.failure("s", "u", t0), "the 5th failure opens it");
+    assert!(breakers.is_open("s", "u", t0 + Duration::from_millis(9_999)));
+    assert!(!breakers.is_open("s", "other", t0));
     let later = t0 + breaker::OPEN_FOR;
-    assert!(!breakers.is_open("u", later), "tried again after 10 s");
-    assert!(breakers.failure("u", later), "one more failure reopens it");
-    assert!(breakers.is_open("u", later));
-    breakers.success("u");
-    assert!(!breakers.is_open("u", later));
+    assert!(!breakers.is_open("s", "u", later), "tried again after 10 s");
+    assert!(
+        breakers.failure("s", "u", later),
+        "one more failure reopens it"
+    );
+    assert!(breakers.is_open("s", "u", later));
+    breakers.success("s", "u");
+    assert!(!breakers.is_open("s", "u", later));
     assert_eq!(breakers.tracked(), 0, "a closed breaker is forgotten");
 }
 
 #[test]
-fn breakers_forget_closed_urls_past_their_bound() {
+fn systems_sharing_a_url_have_a_breaker_each() {
     let breakers = breaker::Breakers::default();
     let now = tokio::time::Instant::now();
     for _ in 0..breaker::FAILURES {
-        breakers.failure("open", now);
+        breakers.failure("refused", "u", now);
+    }
+    assert!(breakers.is_open("refused", "u", now));
+    assert!(
+        !breakers.is_open("fine", "u", now),
+        "another system's breaker"
+    );
+    // Another system's failures and successes leave it as it is.
+    breakers.failure("fine", "u", now);
+    breakers.success("fine", "u");
+    assert!(breakers.is_open("refused", "u", now));
+    assert!(!breakers.is_open("fine", "u", now));
+    // The fields are kept apart: ("ab", "c") is not ("a", "bc").
+    for _ in 0..breaker::FAILURES {
+        breakers.failure("ab", "c", now);
+    }
+    assert!(breakers.is_open("ab", "c", now));
+    assert!(!breakers.is_open("a", "bc", now));
+}
+
+#[test]
+fn breakers_forget_closed_pairs_past_their_bound() {
+    let breakers = breaker::Breakers::default();
+    let now = tokio::time::Instant::now();
+    for _ in 0..breaker::FAILURES {
+        breakers.failure("s", "open", now);
     }
     for i in 0..5000 {
-        breakers.failure(&format!("u{i}"), now);
+        breakers.failure(&format!("s{i}"), "u", now);
+        breakers.failure("s", &format!("u{i}"), now);
     }
     assert!(breakers.tracked() <= 1024, "{}", breakers.tracked());
-    assert!(breakers.is_open("open", now));
+    assert!(breakers.is_open("s", "open", now));
 }
 
 #[test]

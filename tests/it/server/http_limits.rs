@@ -1,12 +1,16 @@
 //! HTTP limits of docs/api.md §7: answers a client does not read are held up to
 //! `api.max_pending_answers` bytes (no further request of it is read meanwhile) and the
 //! connection is closed when they stay unread for `api.request_timeout`; at most
-//! `api.max_http_connections` HTTP connections are open at once, one more gets 503
-//! `服务繁忙` (WebSockets do not count). Each hit is counted in
+//! `api.max_http_connections` HTTP connections are open at once: at the limit the
+//! longest-idle keep-alive connection is closed to admit a new one, and only when none is
+//! idle does one more get 503 `服务繁忙`. WebSockets do not count, not even while they
+//! upgrade: with the limit held, WebSockets still connect (§7). Each hit is counted in
 //! `shardcast_limit_hits_total{limit}`, and other clients are served throughout.
 
 use crate::support::{
+    http::HttpConn,
     node::{rss_kib, shipped_resume, Node},
+    raw_frames::raw_ws_handshake,
     SYS_A, WAIT,
 };
 use serde_json::json;
@@ -82,6 +86,9 @@ fn http_connections_over_the_limit_get_503_and_websockets_do_not_count() {
     for h in held.iter_mut() {
         let r = h.request("GET", "/healthz", &[], b"");
         assert_eq!(r.status, 200);
+        // A request in progress: the connection is not idle, so it is not closed to make
+        // room (an idle one would be: the next test).
+        h.send_raw(b"GET /healthz HTTP/1.1\r\n");
     }
     // Refusals take no place and give none back: the limit stays exact however many
     // there are (a refusal once gave back a place it never took, and the count wrapped).
@@ -112,4 +119,84 @@ fn http_connections_over_the_limit_get_503_and_websockets_do_not_count() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(limit_hits(&node, "api.max_http_connections") >= 5.0);
+}
+
+/// What `api.max_http_connections` held by idle keep-alive connections does (docs/api.md
+/// §7): WebSocket upgrades are not HTTP connections, so 60 of them connect while 40 idle
+/// connections hold a limit of 40 (all 60 were answered 503 before), and close none of
+/// them; a new API caller is served, and to admit it one idle connection (the longest
+/// idle of its core) is closed: it reads EOF, the others stay open.
+#[test]
+fn idle_connections_at_the_limit_lock_out_neither_websockets_nor_callers() {
+    const LIMIT: usize = 40;
+    let node = Node::start(&format!("[api]\nmax_http_connections = {LIMIT}\n"));
+    let mut idle: Vec<HttpConn> = (0..LIMIT)
+        .map(|_| {
+            let mut h = node.http();
+            assert_eq!(h.request("GET", "/healthz", &[], b"").status, 200);
+            h
+        })
+        .collect();
+    // Each of them holds a place and asks nothing more.
+    std::thread::sleep(Duration::from_millis(200));
+
+    // (a) WebSockets connect, and take no idle connection's place.
+    let mut refused = Vec::new();
+    let sockets: Vec<TcpStream> = (0..60)
+        .map(|i| {
+            let mut s = TcpStream::connect(node.addr()).unwrap();
+            let path = format!("/ws?systemId={SYS_A}");
+            let (status, head) = raw_ws_handshake(&mut s, node.addr(), &path, "");
+            if status != 101 {
+                refused.push((i, status, head));
+            }
+            s
+        })
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} of 60 WebSockets refused with the HTTP limit held by idle connections: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    let closed = closed_among(&mut idle, Duration::from_millis(300));
+    assert!(
+        closed.is_empty(),
+        "WebSockets closed idle connections {closed:?}"
+    );
+
+    // (b) A new API caller is served; one idle connection was closed to admit it.
+    let mut caller = node.http();
+    let r = caller.request("POST", "/api/get_group_list", &[("SystemId", SYS_A)], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["code"], json!(0), "{}", r.text());
+    let closed = closed_among(&mut idle, Duration::from_millis(500));
+    assert_eq!(closed.len(), 1, "idle connections closed: {closed:?}");
+    // The caller keeps its connection: its next request is served on it.
+    let r = caller.request("GET", "/healthz", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(!r.closes());
+    assert!(limit_hits(&node, "api.max_http_connections") >= 1.0);
+    // The WebSockets are open (the node counts them).
+    assert!(node.metric("shardcast_connections") >= 60.0);
+    drop(sockets);
+}
+
+/// Indices of the connections of `conns` that read EOF (or a reset) after `after`; the
+/// others are left open, nothing read from them.
+fn closed_among(conns: &mut [HttpConn], after: Duration) -> Vec<usize> {
+    std::thread::sleep(after);
+    let mut closed = Vec::new();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.stream.set_nonblocking(true).unwrap();
+        let mut peek = [0u8; 1];
+        match c.stream.peek(&mut peek) {
+            Ok(0) => closed.push(i),
+            Ok(_) => panic!("idle connection {i} was sent something"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => closed.push(i),
+        }
+        c.stream.set_nonblocking(false).unwrap();
+    }
+    closed
 }

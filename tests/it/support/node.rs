@@ -409,6 +409,23 @@ impl Node {
         }
     }
 
+    /// Stops the node with SIGTERM (SIGKILL after 15 s), waits for the process to exit
+    /// and at once starts it again on the same port, with the same data directory and
+    /// config. Err (why, with the log of this run) when it does not become ready: no other
+    /// port is tried, unlike `restart`.
+    pub fn restart_on_same_port(&mut self) -> Result<(), String> {
+        self.stop_for_restart();
+        let log_len = self.log().len();
+        self.spawn_once();
+        self.wait_ready(Duration::from_secs(10)).map_err(|why| {
+            let log = self.log();
+            format!(
+                "{why}; log:\n{}",
+                tail(log.get(log_len..).unwrap_or(""), 20_000)
+            )
+        })
+    }
+
     fn stop_for_restart(&mut self) {
         if self.child.is_some() {
             self.sigterm();

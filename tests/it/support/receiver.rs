@@ -30,8 +30,8 @@ impl Hook {
     }
 }
 
-/// What the receiver answers to its n-th request (0-based).
-type Behaviour = dyn Fn(usize) -> Option<u16> + Send + Sync;
+/// What the receiver answers to its n-th request (0-based), which is given too.
+type Behaviour = dyn Fn(usize, &Hook) -> Option<u16> + Send + Sync;
 
 pub struct Receiver {
     pub addr: String,
@@ -42,6 +42,14 @@ pub struct Receiver {
 impl Receiver {
     /// Answers `status(n)` to request n; `None` = never answer (hang until dropped).
     pub fn start(status: impl Fn(usize) -> Option<u16> + Send + Sync + 'static) -> Receiver {
+        Receiver::start_with(move |n, _| status(n))
+    }
+
+    /// Answers `status(n, request)` to request n (the request is recorded either way);
+    /// `None` = never answer.
+    pub fn start_with(
+        status: impl Fn(usize, &Hook) -> Option<u16> + Send + Sync + 'static,
+    ) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let addr = listener.local_addr().unwrap().to_string();
         let hooks = Arc::new(Mutex::new(Vec::new()));
@@ -142,12 +150,13 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Hook>>, status: &Behaviour, stop: &
             Incoming::Request(h) => h,
             Incoming::Closed => return,
         };
-        let n = {
+        let answer = {
             let mut seen = seen.lock().unwrap();
+            let answer = status(seen.len(), &hook);
             seen.push(hook);
-            seen.len() - 1
+            answer
         };
-        let Some(code) = status(n) else {
+        let Some(code) = answer else {
             // Hang: hold the connection open, never answer, until the receiver is dropped.
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));

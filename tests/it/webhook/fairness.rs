@@ -1,7 +1,9 @@
 //! Webhook fairness (docs/api.md §2.2) against real receivers: one system's hung
 //! receiver delays no other system's events and holds at most half of `webhook.queue`,
-//! and a receiver that fails 5 times in a row is skipped for 10 s (its events dropped
-//! with reason `circuit_open`), then tried again.
+//! a receiver that fails 5 times in a row is skipped for 10 s (its events dropped
+//! with reason `circuit_open`), then tried again, and that breaker is the failing
+//! system's own: a receiver shared by two systems that refuses one still gets the
+//! other's events.
 //!
 //! Two systems with receivers of their own need token mode (`webhookUrl` at register).
 
@@ -209,4 +211,92 @@ fn a_failing_receiver_is_skipped_for_10s_then_tried_again() {
         "the skipped connect never went out: {events:#?}"
     );
     drop(failing);
+}
+
+#[test]
+fn a_receiver_refusing_one_system_opens_that_systems_breaker_only() {
+    // One receiver, one URL, two systems: it answers 403 to the events of "refused"
+    // (a tenant it does not know) and 200 to those of "fine".
+    let receiver = Receiver::start_with(|_, hook| {
+        Some(match hook.json()["systemId"] == json!("refused") {
+            true => 403,
+            false => 200,
+        })
+    });
+    let node = token_node("retries = 0\ntimeout = \"2s\"");
+    register(&node, "refused", &receiver);
+    register(&node, "fine", &receiver);
+    let refused_events = || {
+        receiver
+            .events()
+            .into_iter()
+            .filter(|e| e["systemId"] == json!("refused"))
+            .count()
+    };
+    // Five refused connects open the breaker of ("refused", the URL)...
+    let mut refused: Vec<Client> = (0..5).map(|_| node.ws("refused")).collect();
+    let (n, ok) = poll(
+        Duration::from_secs(5),
+        || dropped(&node, "failed"),
+        |&n| n >= 5.0,
+    );
+    assert!(ok, "failed drops: {n}, expected the 5 refused connects");
+    let opened = Instant::now();
+    // ... and the next one of that system is dropped unsent.
+    refused.push(node.ws("refused"));
+    let (n, ok) = poll(
+        Duration::from_secs(3),
+        || dropped(&node, "circuit_open"),
+        |&n| n >= 1.0,
+    );
+    assert!(
+        ok,
+        "circuit_open drops: {n}, expected the 6th refused connect"
+    );
+    assert_eq!(
+        refused_events(),
+        5,
+        "nothing of \"refused\" sent while open"
+    );
+
+    // Meanwhile every event of "fine" goes to the same URL and arrives: 6 connects
+    // and 3 disconnects.
+    let mut fine: Vec<Client> = (0..6).map(|_| node.ws("fine")).collect();
+    let ids: Vec<String> = fine.iter().map(|c| c.client_id.clone()).collect();
+    for c in fine.iter_mut().take(3) {
+        c.close_cleanly();
+    }
+    let (events, all) = poll(
+        Duration::from_secs(5),
+        || events_of(&receiver, &ids),
+        |ev| ev.len() >= 9,
+    );
+    let metrics = node.metrics();
+    assert!(
+        all,
+        "\"fine\" got {} of its 9 events through the URL whose \"refused\" breaker \
+         is open: {events:#?}\n{metrics}",
+        events.len()
+    );
+    assert!(
+        opened.elapsed() < Duration::from_secs(9),
+        "the test was too slow: the breaker may have closed meanwhile"
+    );
+    assert_eq!(dropped(&node, "circuit_open"), 1.0, "{metrics}");
+    assert_eq!(dropped(&node, "failed"), 5.0, "{metrics}");
+    node.wait_metric(
+        "shardcast_webhook_delivered_total",
+        Duration::from_secs(3),
+        "the 9 events of \"fine\"",
+        |n| n >= 9.0,
+    );
+    // And "refused" is still skipped: "fine"'s successes did not close its breaker.
+    refused.push(node.ws("refused"));
+    let (n, ok) = poll(
+        Duration::from_secs(3),
+        || dropped(&node, "circuit_open"),
+        |&n| n >= 2.0,
+    );
+    assert!(ok, "circuit_open drops: {n}, expected 2");
+    assert_eq!(refused_events(), 5);
 }
