@@ -12,7 +12,8 @@
 //!    [`client_id`] (the AES clientId codec), [`socket`] (readiness I/O and
 //!    `sendmsg`), [`registry`] (standalone systems file, written by a thread of its own), [`json`] (JSON text
 //!    of known length), [`op`] (operations on connections, shared by
-//!    mailboxes and links).
+//!    mailboxes and links), [`logtext`] (outside values escaped for log
+//!    lines).
 //! 2. Wire formats, pure functions over bytes: [`http`] (HTTP/1.1 codec),
 //!    [`ws`] (WebSocket frames and the messages clients receive), [`api`]
 //!    (routes, bodies, errors, envelopes, tokens).
@@ -38,6 +39,7 @@ pub mod console;
 pub mod core;
 pub mod http;
 pub mod json;
+pub mod logtext;
 #[cfg(feature = "node")]
 pub mod mailbox;
 #[cfg(feature = "node")]

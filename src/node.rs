@@ -98,6 +98,10 @@ impl Node {
                 (j.node_id, j.epoch)
             });
         let membership = join.map(|j| j.membership);
+        let membership_metrics = membership
+            .as_ref()
+            .map(MembershipHandle::metrics)
+            .unwrap_or_default();
         let (registry, systems) = match systems {
             Systems::File(writer, list) => (Some(writer), list),
             Systems::Etcd(list) => (None, list),
@@ -109,7 +113,7 @@ impl Node {
             codec,
             resume,
             mailboxes,
-            metrics: Metrics::new(cores),
+            metrics: Metrics::new(cores, membership_metrics),
             registry,
             systems,
             message_key,

@@ -469,8 +469,9 @@ impl Config {
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let c = &self.cluster;
         ensure(!c.name.is_empty(), "cluster.name", "must not be empty")?;
-        let addr_ok = c.advertise_addr.is_empty() || valid_host_port(&c.advertise_addr);
-        let addr_msg = "must be host:port with a port from 1 to 65535";
+        let addr_ok = c.advertise_addr.is_empty() || is_node_addr(&c.advertise_addr);
+        let addr_msg = "must be host:port: an IP address, or a host name of ASCII letters, \
+                        digits, '.' and '-'; a port from 1 to 65535";
         ensure(addr_ok, "cluster.advertise_addr", addr_msg)?;
         if !c.enabled {
             return Ok(());
@@ -581,11 +582,28 @@ pub fn forbidden_in_id(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-fn valid_host_port(addr: &str) -> bool {
-    match addr.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
-        None => false,
+/// Longest host name in a node address (DNS: 253 characters).
+const MAX_HOST_LEN: usize = 253;
+
+/// Whether `addr` is an address a node may advertise (`cluster.advertise_addr`,
+/// the `addr` of a node record in etcd): an IP socket address (`10.0.0.1:7900`,
+/// `[fd00::1]:7900`) or `host:port` whose host has only ASCII letters, digits,
+/// `.` and `-` (at most 253 of them); the port from 1 to 65535. Peers dial it
+/// and log it, so nothing else — no space, no control character — is taken.
+pub fn is_node_addr(addr: &str) -> bool {
+    if let Ok(socket) = addr.parse::<SocketAddr>() {
+        return socket.port() != 0;
     }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.starts_with('+') && port.parse::<u16>().is_ok_and(|p| p != 0);
+    let host_ok = !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    port_ok && host_ok
 }
 
 #[cfg(test)]
@@ -937,6 +955,14 @@ mod tests {
                 "[cluster]\nadvertise_addr = \"nohost\"",
                 "cluster.advertise_addr",
             ),
+            (
+                "[cluster]\nadvertise_addr = \"node_1:7900\"",
+                "cluster.advertise_addr",
+            ),
+            (
+                "[cluster]\nadvertise_addr = \"h:1\\nforged\"",
+                "cluster.advertise_addr",
+            ),
             ("[log]\nlevel = \" \"", "log.level"),
         ];
         for (text, key) in cases {
@@ -990,6 +1016,45 @@ mod tests {
         assert_eq!(c, expected);
         if !std::env::vars().any(|(k, _)| k.starts_with(env::ENV_PREFIX)) {
             assert_eq!(loaded, c);
+        }
+    }
+
+    #[test]
+    fn node_addresses_are_ip_or_plain_host_names_with_a_port() {
+        for good in [
+            "10.0.0.1:7900",
+            "[fd00::1]:7900",
+            "[::1]:1",
+            "node1:7900",
+            "node7.internal:65535",
+            "a-b.c-d.example:80",
+        ] {
+            assert!(is_node_addr(good), "{good}");
+        }
+        let long = format!("{}:1", "a".repeat(MAX_HOST_LEN + 1));
+        for bad in [
+            "",
+            "nohost",
+            ":7900",
+            "h:0",
+            "h:65536",
+            "h:+1",
+            "h:",
+            "10.0.0.1:0",
+            "node_1:7900",
+            "h o:1",
+            "h:1\nforged",
+            "127.0.0.1:1\n2026-01-01T00:00:00Z ERROR forged",
+            "h\r:1",
+            "h\u{85}:1",
+            "h\u{2028}:1",
+            "h\u{202e}:1",
+            "::1:7900x",
+            "h:1:2",
+            "ünï:1",
+            &long,
+        ] {
+            assert!(!is_node_addr(bad), "{bad:?}");
         }
     }
 

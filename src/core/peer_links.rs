@@ -121,7 +121,7 @@ pub async fn serve_link(core: CoreRef, stream: TcpStream, addr: SocketAddr) {
                 tracing::debug!(peer = node, %addr, reason = %why, "inbound link closed");
             }
         }
-        Err(e) => tracing::warn!(%addr, error = %e, "refused a cluster link"),
+        Err(e) => tracing::warn!(%addr, error = %crate::logtext::esc(&e), "refused a cluster link"),
     }
 }
 
@@ -200,6 +200,7 @@ async fn run(
             None
         }
         LinkError::Frame(e) => {
+            let e = crate::logtext::esc(&e);
             tracing::warn!(peer = node, error = %e, "dropped a link: bad frame");
             None
         }

@@ -8,6 +8,7 @@ pub mod process;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use histogram::Histogram;
@@ -172,6 +173,56 @@ impl CoreMetrics {
     }
 }
 
+/// What the etcd membership thread counts (cluster mode), node-wide: records
+/// read from etcd that the node refused (docs/cluster.md, "Keys").
+#[derive(Default)]
+pub struct MembershipMetrics {
+    registry_entries_rejected: AtomicU64,
+    node_records_rejected: AtomicU64,
+}
+
+impl MembershipMetrics {
+    /// A `systems/<id>` entry that did not open or decode was ignored.
+    pub fn registry_entry_rejected(&self) {
+        self.registry_entries_rejected.fetch_add(1, Relaxed);
+    }
+
+    /// A `nodes/<id>` record that did not decode, or whose `addr` is not a
+    /// node address, was ignored.
+    pub fn node_record_rejected(&self) {
+        self.node_records_rejected.fetch_add(1, Relaxed);
+    }
+
+    /// Registry entries rejected so far.
+    pub fn registry_entries_rejected(&self) -> u64 {
+        self.registry_entries_rejected.load(Relaxed)
+    }
+
+    /// Node records rejected so far.
+    pub fn node_records_rejected(&self) -> u64 {
+        self.node_records_rejected.load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        let counters = [
+            (
+                "shardcast_registry_entries_rejected_total",
+                "Registry entries (systems/<id> in etcd) ignored because they did not open under the cluster secret for their system id or did not decode; the node keeps the last good entry.",
+                &self.registry_entries_rejected,
+            ),
+            (
+                "shardcast_node_records_rejected_total",
+                "Node records (nodes/<id> in etcd) ignored because they did not decode or their addr is not host:port.",
+                &self.node_records_rejected,
+            ),
+        ];
+        for (name, help, n) in counters {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", n.load(Relaxed));
+        }
+    }
+}
+
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
@@ -270,12 +321,15 @@ const PER_WORKER: [(&str, &str, &str, Field); 15] = [
 
 pub struct Metrics {
     cores: Box<[CoreMetrics]>,
+    /// Shared with the membership thread (standalone: always zero).
+    membership: Arc<MembershipMetrics>,
 }
 
 impl Metrics {
-    pub fn new(cores: usize) -> Self {
+    pub fn new(cores: usize, membership: Arc<MembershipMetrics>) -> Self {
         Self {
             cores: (0..cores).map(|_| CoreMetrics::default()).collect(),
+            membership,
         }
     }
 
@@ -360,6 +414,7 @@ impl Metrics {
             let key = limit.key();
             let _ = writeln!(out, "shardcast_limit_hits_total{{limit=\"{key}\"}} {n}");
         }
+        self.membership.render(&mut out);
         out
     }
 

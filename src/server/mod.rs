@@ -325,6 +325,7 @@ fn open_registry(config: &Config) -> Result<Registry, StartError> {
     }
     if config.api.auth == AuthMode::Token {
         for id in registry.give_secrets(new_secret)? {
+            let id = crate::logtext::esc(&id);
             tracing::warn!(system = %id, "the system had no secret: a new one is in systems.json");
         }
     }

@@ -304,7 +304,7 @@ async fn store(core: &CoreRef, id: &str, entry: SystemEntry) -> Result<(), ApiEr
         return m.register(id, entry).await.map_err(|e| match e {
             RegisterError::Taken => ApiError::SystemIdTaken,
             RegisterError::Unavailable(why) => {
-                tracing::warn!(error = %why, "register: etcd unavailable");
+                tracing::warn!(error = %crate::logtext::esc(&why), "register: etcd unavailable");
                 ApiError::StoreUnavailable
             }
         });

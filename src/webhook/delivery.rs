@@ -34,6 +34,7 @@ use super::event::{EncodeError, Event};
 use super::lanes::Lanes;
 use super::{sign, DropReason, LaneKey, Shared};
 use crate::config::WebhookConfig;
+use crate::logtext::esc;
 
 const USER_AGENT: &str = concat!("shardcast/", env!("CARGO_PKG_VERSION"));
 /// Wait before the first retry; doubled for each further one.
@@ -171,13 +172,13 @@ impl Delivery {
             Ok(()) => stats.deliver_one(),
             Err(Failure::CircuitOpen) => {
                 stats.drop_some(DropReason::CircuitOpen, 1);
-                debug!(system = %event.system_id, client = %event.client_id,
+                debug!(system = %esc(&event.system_id), client = %event.client_id,
                     "webhook event dropped: circuit breaker open");
             }
             Err(error) => {
                 stats.drop_some(DropReason::Failed, 1);
-                warn!(system = %event.system_id, client = %event.client_id, %error,
-                    "webhook event dropped");
+                warn!(system = %esc(&event.system_id), client = %event.client_id,
+                    error = %esc(&error), "webhook event dropped");
             }
         }
     }
@@ -202,13 +203,14 @@ impl Delivery {
                 Err(e) => e,
             };
             if self.breakers.failure(system, url, Instant::now()) {
-                warn!(system = %event.system_id, %error, skipped_for = ?OPEN_FOR,
+                warn!(system = %esc(&event.system_id), error = %esc(&error), skipped_for = ?OPEN_FOR,
                     "webhook circuit breaker open: the system's events for its URL are skipped");
             }
             if attempt >= self.retries {
                 return Err(error);
             }
-            debug!(system = %event.system_id, %error, attempt, "webhook attempt failed");
+            debug!(system = %esc(&event.system_id), error = %esc(&error), attempt,
+                "webhook attempt failed");
             self.shared.stats.retry_one();
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;

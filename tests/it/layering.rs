@@ -7,7 +7,15 @@ use std::path::Path;
 
 /// The top-level modules, bottom-up; one entry per layer.
 const LAYERS: &[&[&str]] = &[
-    &["config", "client_id", "socket", "registry", "json", "op"],
+    &[
+        "config",
+        "client_id",
+        "socket",
+        "registry",
+        "json",
+        "op",
+        "logtext",
+    ],
     &["http", "ws"],
     &["api"],
     &["metrics"],

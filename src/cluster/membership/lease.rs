@@ -20,6 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use super::store::{Claim, Store};
 use super::Internal;
+use crate::logtext::esc;
 
 /// What the lease task tells the membership loop.
 #[derive(Debug)]
@@ -128,7 +129,7 @@ impl LeaseTask {
     async fn failed(&mut self, why: &(dyn std::fmt::Display + Sync), deadline: Instant) {
         self.stream = None;
         if !std::mem::replace(&mut self.failing, true) {
-            warn!(node = self.node_id, error = %why, "lease keep-alive failing; still ready until the TTL passes");
+            warn!(node = self.node_id, error = %esc(why), "lease keep-alive failing; still ready until the TTL passes");
         }
         sleep_until(deadline.min(Instant::now() + self.store.retry_delay())).await;
     }
@@ -170,7 +171,7 @@ impl LeaseTask {
                 Ok(Claim::Taken) => return false,
                 Ok(Claim::Conflict) => debug!(node = self.node_id, "node record changed; retrying"),
                 Err(e) => {
-                    debug!(node = self.node_id, error = %e, "re-registration failed; retrying")
+                    debug!(node = self.node_id, error = %esc(&e), "re-registration failed; retrying")
                 }
             }
             sleep(self.store.retry_delay()).await;

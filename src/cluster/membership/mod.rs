@@ -29,8 +29,13 @@
 //! and return, never block, or keep-alives wait behind it. Dropping every
 //! [`MembershipHandle`] has the effect of [`MembershipHandle::shutdown`].
 //!
-//! Secrets: system secrets are stored encrypted (`registry_codec.rs`);
-//! neither they nor the cluster secret are ever logged.
+//! Secrets: registry entries are stored sealed (`registry_codec.rs`: AES-GCM
+//! under a key from the cluster secret, the system id as associated data);
+//! neither system secrets nor the cluster secret are ever logged. What etcd
+//! holds is outside input: a record that does not open or decode is ignored
+//! (the view keeps what it had), counted in [`MembershipMetrics`] and logged
+//! once, and every value from etcd goes into a log line through
+//! `logtext::esc`.
 
 mod lease;
 mod registry_codec;
@@ -50,6 +55,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::ClusterConfig;
+use crate::logtext::esc;
+use crate::metrics::MembershipMetrics;
 use crate::registry::SystemEntry;
 use lease::LeaseEvent;
 use store::{Claim, Fail, Snapshot, Store};
@@ -198,9 +205,15 @@ pub struct MembershipHandle {
     commands: flume::Sender<Command>,
     timeout: Duration,
     thread: Arc<Mutex<Option<thread::JoinHandle<()>>>>,
+    metrics: Arc<MembershipMetrics>,
 }
 
 impl MembershipHandle {
+    /// The counters of the etcd thread (rejected records), for `/metrics`.
+    pub fn metrics(&self) -> Arc<MembershipMetrics> {
+        self.metrics.clone()
+    }
+
     /// Create-if-absent transaction on `systems/<id>`. Answers within
     /// cluster.request_timeout: Unavailable when etcd does not answer in
     /// time. Awaitable from any runtime (flume only).
@@ -293,11 +306,13 @@ pub fn join(
 ) -> Result<Joined, MembershipError> {
     let (commands, inbox) = flume::unbounded();
     let (welcome_tx, welcome_rx) = flume::bounded(1);
+    let metrics = Arc::new(MembershipMetrics::default());
     let start = Start {
         cfg: cfg.clone(),
         me,
         systems,
         give_secrets,
+        metrics: metrics.clone(),
     };
     let thread = thread::Builder::new()
         .name("shardcast-etcd".into())
@@ -316,6 +331,7 @@ pub fn join(
             commands,
             timeout: cfg.request_timeout,
             thread: Arc::new(Mutex::new(Some(thread))),
+            metrics,
         },
     })
 }
@@ -327,6 +343,7 @@ struct Start {
     systems: Vec<(String, SystemEntry)>,
     /// Token mode: systems without a secret get one (`Store::give_secrets`).
     give_secrets: bool,
+    metrics: Arc<MembershipMetrics>,
 }
 
 type WelcomeTx = flume::Sender<Result<Welcome, MembershipError>>;
@@ -357,7 +374,7 @@ async fn run_thread(
     inbox: flume::Receiver<Command>,
     welcome: WelcomeTx,
 ) {
-    let store = match connect(&start.cfg).await {
+    let store = match connect(&start.cfg, start.metrics.clone()).await {
         Ok(store) => Arc::new(store),
         Err(e) => {
             let _ = welcome.send(Err(e));
@@ -384,12 +401,15 @@ async fn run_thread(
     }
 }
 
-async fn connect(cfg: &ClusterConfig) -> Result<Store, MembershipError> {
+async fn connect(
+    cfg: &ClusterConfig,
+    metrics: Arc<MembershipMetrics>,
+) -> Result<Store, MembershipError> {
     let unreachable = |reason: String| MembershipError::Unreachable {
         endpoints: cfg.etcd_endpoints.join(","),
         reason,
     };
-    match tokio::time::timeout(cfg.request_timeout, Store::connect(cfg)).await {
+    match tokio::time::timeout(cfg.request_timeout, Store::connect(cfg, metrics)).await {
         Ok(Ok(store)) => Ok(store),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable(format!(
@@ -427,12 +447,12 @@ async fn establish(
     let node_id = node_id(store, start.cfg.node_id, &record, lease).await?;
     for (id, entry) in &start.systems {
         if store.create_system(id, entry).await? {
-            info!(system = %id, "system from api.systems registered");
+            info!(system = %esc(id), "system from api.systems registered");
         }
     }
     if start.give_secrets {
         for id in store.give_secrets(crate::registry::new_secret).await? {
-            warn!(system = %id, "the system had no secret: a new one is stored in etcd");
+            warn!(system = %esc(&id), "the system had no secret: a new one is stored in etcd");
         }
     }
     let snapshot = store.snapshot().await?;

@@ -5,9 +5,10 @@
 //! call simply hangs. Every call here therefore goes through [`Store::call`],
 //! which bounds it by the request timeout; nothing else in this module waits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
@@ -18,7 +19,9 @@ use tracing::warn;
 
 use super::registry_codec::RegistryCodec;
 use super::{NodeInfo, Peer};
-use crate::config::ClusterConfig;
+use crate::config::{is_node_addr, ClusterConfig};
+use crate::logtext::esc;
+use crate::metrics::MembershipMetrics;
 use crate::registry::SystemEntry;
 
 /// HTTP/2 ping interval on the etcd connection, so that a connection to an
@@ -131,12 +134,20 @@ pub(super) struct Store {
     pub codec: RegistryCodec,
     pub timeout: Duration,
     pub ttl: Duration,
+    pub metrics: Arc<MembershipMetrics>,
+    /// Keys whose record was rejected, with the `mod_revision` rejected: a
+    /// bad write is counted and logged once, however often it is read again
+    /// (re-snapshots, refreshes).
+    rejected: Mutex<HashMap<Vec<u8>, i64>>,
 }
 
 impl Store {
     /// Builds the client. It connects lazily: the first call finds out
     /// whether etcd is there.
-    pub async fn connect(cfg: &ClusterConfig) -> Result<Self, Fail> {
+    pub async fn connect(
+        cfg: &ClusterConfig,
+        metrics: Arc<MembershipMetrics>,
+    ) -> Result<Self, Fail> {
         let options = ConnectOptions::new()
             .with_connect_timeout(cfg.request_timeout)
             .with_keep_alive(HTTP2_PING, cfg.request_timeout);
@@ -148,6 +159,8 @@ impl Store {
             codec: RegistryCodec::new(&cfg.secret),
             timeout: cfg.request_timeout,
             ttl: cfg.lease_ttl,
+            metrics,
+            rejected: Mutex::default(),
         };
         Ok(store)
     }
@@ -267,7 +280,7 @@ impl Store {
     pub async fn create_system(&self, id: &str, entry: &SystemEntry) -> Result<bool, Fail> {
         let value = self
             .codec
-            .encode(entry)
+            .encode(id, entry)
             .map_err(|e| Fail::new("encode system entry", e))?;
         let key = self.keys.system(id);
         let txn = Txn::new()
@@ -301,7 +314,7 @@ impl Store {
             entry.secret = Some(make().map_err(|e| Fail::new("make a system secret", e))?);
             let value = self
                 .codec
-                .encode(&entry)
+                .encode(&id, &entry)
                 .map_err(|e| Fail::new("encode system entry", e))?;
             let txn = Txn::new()
                 .when([Compare::mod_revision(
@@ -368,25 +381,87 @@ impl Store {
         Ok((revision, resp.take_kvs()))
     }
 
-    /// Decodes a stored record; an invalid one is logged and skipped.
+    /// Decodes a stored record. An invalid one — a system entry that does
+    /// not open for its key, a node record that does not parse or whose
+    /// `addr` is not a node address — is skipped (the view keeps what it
+    /// had), counted, and logged with its key: once per write.
     pub fn decode(&self, kv: &KeyValue) -> Option<Record> {
-        match self.keys.parse(kv.key())? {
-            Key::Node(id) => match serde_json::from_slice::<NodeInfo>(kv.value()) {
-                Ok(info) => Some(Record::Node(id, Peer::new(id, info))),
-                Err(e) => {
-                    warn!(node = id, error = %e, "skipping an invalid node record");
-                    None
-                }
+        let decoded = match self.keys.parse(kv.key())? {
+            Key::Node(id) => node_record(kv.value())
+                .map(|info| Record::Node(id, Peer::new(id, info)))
+                .map_err(|why| (RecordKind::Node, why)),
+            Key::System(id) => match self.codec.decode(id, kv.value()) {
+                Ok(entry) => Ok(Record::System(id.to_owned(), entry)),
+                Err(e) => Err((RecordKind::System, e.to_string())),
             },
-            Key::System(id) => match self.codec.decode(kv.value()) {
-                Ok(entry) => Some(Record::System(id.to_owned(), entry)),
-                Err(e) => {
-                    warn!(system = id, error = %e, "skipping an invalid system entry");
-                    None
-                }
-            },
+        };
+        match decoded {
+            Ok(record) => {
+                self.forget(kv.key());
+                Some(record)
+            }
+            Err((kind, why)) => {
+                self.reject(kv, kind, &why);
+                None
+            }
         }
     }
+
+    /// The record at `key` is gone or good again.
+    pub fn forget(&self, key: &[u8]) {
+        if let Ok(mut rejected) = self.rejected.lock() {
+            if !rejected.is_empty() {
+                rejected.remove(key);
+            }
+        }
+    }
+
+    fn reject(&self, kv: &KeyValue, kind: RecordKind, why: &str) {
+        let first = match self.rejected.lock() {
+            Ok(mut rejected) => {
+                rejected.insert(kv.key().to_vec(), kv.mod_revision()) != Some(kv.mod_revision())
+            }
+            Err(_) => true,
+        };
+        if !first {
+            return;
+        }
+        let key = String::from_utf8_lossy(kv.key());
+        match kind {
+            RecordKind::Node => {
+                self.metrics.node_record_rejected();
+                warn!(key = %esc(&key), error = %esc(why), "ignoring an invalid node record");
+            }
+            RecordKind::System => {
+                self.metrics.registry_entry_rejected();
+                warn!(
+                    key = %esc(&key),
+                    error = %esc(why),
+                    "ignoring an invalid registry entry; the last good one (if any) is kept"
+                );
+            }
+        }
+    }
+}
+
+/// Which kind of record was rejected (which counter).
+#[derive(Clone, Copy)]
+enum RecordKind {
+    Node,
+    System,
+}
+
+/// A node record: JSON whose `addr` is a node address (`config::is_node_addr`).
+fn node_record(value: &[u8]) -> Result<NodeInfo, String> {
+    let info: NodeInfo = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    if !is_node_addr(&info.addr) {
+        return Err(format!(
+            "addr \"{}\" is not host:port (an IP address, or a host name of ASCII \
+             letters, digits, '.' and '-'; a port from 1 to 65535)",
+            info.addr
+        ));
+    }
+    Ok(info)
 }
 
 fn first_kv(resp: &TxnResponse) -> Option<KeyValue> {
@@ -421,6 +496,32 @@ mod tests {
         ] {
             assert_eq!(keys.parse(other.as_bytes()), None, "{other}");
         }
+    }
+
+    #[test]
+    fn node_records_need_a_node_address() {
+        let record = |addr: &str| {
+            serde_json::to_vec(&NodeInfo {
+                addr: addr.into(),
+                cores: 2,
+                version: "0.1.0".into(),
+                started: 1,
+            })
+            .expect("json")
+        };
+        assert!(node_record(&record("10.0.0.1:7900")).is_ok());
+        assert!(node_record(&record("node1:7900")).is_ok());
+        let why = node_record(&record("127.0.0.1:1\nforged line")).expect_err("newline");
+        assert!(why.contains("not host:port"), "{why}");
+        let logged = esc(&why).to_string();
+        assert!(
+            logged.contains(r#"addr "127.0.0.1:1\nforged line""#),
+            "{logged}"
+        );
+        for bad in ["h o:1", "x:0", "a\u{2028}b:1"] {
+            assert!(node_record(&record(bad)).is_err(), "{bad:?}");
+        }
+        assert!(node_record(b"{\"addr\":5}").is_err());
     }
 
     #[test]

@@ -584,7 +584,9 @@ fn a_claim_moves_only_our_own_record_to_a_new_lease() {
         let old = c.lease_grant(30, None).await.expect("grant").id();
         let opts = etcd_client::PutOptions::new().with_lease(old);
         c.put(key, ours.clone(), Some(opts)).await.expect("put");
-        let store = Store::connect(&cfg).await.expect("store");
+        let store = Store::connect(&cfg, Default::default())
+            .await
+            .expect("store");
         let new = store.grant().await.expect("grant");
         let mine = store.claim_node(5, &ours, new).await.expect("claim");
         let other = store.claim_node(5, &theirs, new).await.expect("claim");
@@ -609,8 +611,12 @@ fn secretless_systems_get_one_secret_even_when_two_nodes_race() {
     assert!(opened.register("kept", token(SECRET_A)).is_ok());
     drop(opened);
     let (given, seen) = raw(&etcd, |_| async {
-        let a = Store::connect(&cfg).await.expect("store a");
-        let b = Store::connect(&cfg).await.expect("store b");
+        let a = Store::connect(&cfg, Default::default())
+            .await
+            .expect("store a");
+        let b = Store::connect(&cfg, Default::default())
+            .await
+            .expect("store b");
         let (ga, gb) = tokio::join!(
             a.give_secrets(|| Ok(SECRET_A.to_string())),
             b.give_secrets(|| Ok(SECRET_B.to_string()))
@@ -634,4 +640,97 @@ fn secretless_systems_get_one_secret_even_when_two_nodes_race() {
     assert_eq!(old, Some(&token(winner)));
     let kept = seen[0].iter().find(|(id, _)| id == "kept").map(|(_, e)| e);
     assert_eq!(kept, Some(&token(SECRET_A)), "a secret is never replaced");
+}
+
+/// Puts `value` at `key` with a client of its own, as anyone with write
+/// access to etcd could.
+fn raw_put(etcd: &Etcd, key: &str, value: Vec<u8>) {
+    raw(etcd, |mut c| async move {
+        c.put(key, value, None).await.expect("put");
+    });
+}
+
+/// An etcd writer copies one system's stored entry into another's key (the
+/// secret of a tenant it holds, to become the other tenant), and writes an
+/// entry of an earlier release: neither opens there. Each is ignored —
+/// the running node keeps the entry it had, a node joining afterwards has
+/// none for those ids — counted once and logged with its key.
+#[test]
+fn a_copied_or_unsealed_registry_entry_is_ignored_and_counted() {
+    let etcd = Etcd::start();
+    let cfg = config(&etcd);
+    let a = Node::join(&cfg, "127.0.0.1:1", vec![]);
+    assert!(a.register("sa", token(SECRET_A)).is_ok());
+    assert!(a.register("sb", token(SECRET_B)).is_ok());
+    let (stored_a, _, _) = raw_get(&etcd, &format!("{}/systems/sa", prefix(&etcd))).expect("sa");
+
+    raw_put(
+        &etcd,
+        &format!("{}/systems/sb", prefix(&etcd)),
+        stored_a.clone(),
+    );
+    raw_put(
+        &etcd,
+        &format!("{}/systems/legacy", prefix(&etcd)),
+        b"{}".to_vec(),
+    );
+    // Once the watch delivers a later write, it has passed the bad ones.
+    assert!(a.register("probe", SystemEntry::default()).is_ok());
+    let b = Node::join(&cfg, "127.0.0.1:2", vec![]);
+    assert!(b.register("probe2", SystemEntry::default()).is_ok());
+    assert!(a.wait_system(secs(1), "probe2").is_some());
+    let changed = a.events.try_iter().find_map(|e| match e {
+        ClusterEvent::System { id, entry } if id == "sb" || id == "legacy" => Some((id, entry)),
+        _ => None,
+    });
+    assert_eq!(changed, None, "a rejected entry reached the node");
+    let metrics = a.handle().metrics();
+    assert_eq!(metrics.registry_entries_rejected(), 2);
+    assert_eq!(metrics.node_records_rejected(), 0);
+
+    // A node that joined after the writes read the same keys: the copied
+    // and unsealed entries are skipped (it never had a good one for them).
+    let mut ids: Vec<&str> = b.joined.systems.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["probe", "sa"]);
+    assert_eq!(b.handle().metrics().registry_entries_rejected(), 2);
+    // The copy still holds A's entry, which still opens at A's key only.
+    let sa = b.joined.systems.iter().find(|(id, _)| id == "sa");
+    assert_eq!(sa.map(|(_, e)| e), Some(&token(SECRET_A)));
+}
+
+/// A node record whose `addr` carries a line break (or is no host:port) is
+/// not a peer: ignored, counted once however often `nodes/` is read again.
+#[test]
+fn a_node_record_with_a_bad_addr_is_ignored_and_counted_once() {
+    let etcd = Etcd::start();
+    let cfg = config(&etcd);
+    let a = Node::join(&cfg, "127.0.0.1:1", vec![]);
+    let forged = NodeInfo {
+        addr: "127.0.0.1:9\n2026-01-01T00:00:00Z ERROR forged".into(),
+        ..me("x")
+    };
+    let value = serde_json::to_vec(&forged).expect("json");
+    raw_put(&etcd, &format!("{}/nodes/77", prefix(&etcd)), value);
+    let spaced = serde_json::to_vec(&me("a host:1")).expect("json");
+    raw_put(&etcd, &format!("{}/nodes/78", prefix(&etcd)), spaced);
+    let b = Node::join(&cfg, "127.0.0.1:2", vec![]);
+    let listed = std::cell::Cell::new(false);
+    let lists_bad = |p: &BTreeMap<u16, Peer>| p.contains_key(&77) || p.contains_key(&78);
+    assert!(a.wait_peers(secs(2), |p| {
+        listed.set(listed.get() || lists_bad(p));
+        p.contains_key(&b.id())
+    }));
+    for _ in 0..3 {
+        block_on(a.handle().refresh());
+    }
+    for e in a.events.try_iter() {
+        if let ClusterEvent::Peers(p) = e {
+            listed.set(listed.get() || lists_bad(&p));
+        }
+    }
+    assert!(!listed.get(), "a record with a bad addr became a peer");
+    assert_eq!(a.handle().metrics().node_records_rejected(), 2);
+    assert_eq!(b.handle().metrics().node_records_rejected(), 2);
+    assert!(!b.joined.peers.contains_key(&77));
 }

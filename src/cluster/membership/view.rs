@@ -18,6 +18,7 @@ use super::lease::{LeaseEvent, LeaseTask};
 use super::store::{Snapshot, Store};
 use super::watch::{self, Change};
 use super::{ClusterEvent, Command, Established, Internal, Peer, RegisterError, Reply};
+use crate::logtext::esc;
 use crate::registry::SystemEntry;
 
 /// Whether the loop goes on after a command.
@@ -133,7 +134,7 @@ impl View {
         match self.store.revoke(self.lease.load(Ordering::SeqCst)).await {
             Ok(()) => info!(node = self.node_id, "left the cluster"),
             Err(e) => {
-                warn!(node = self.node_id, error = %e, "lease not revoked; peers drop this node when it expires")
+                warn!(node = self.node_id, error = %esc(&e), "lease not revoked; peers drop this node when it expires")
             }
         }
     }
@@ -149,7 +150,7 @@ impl View {
         tokio::spawn(async move {
             match store.create_system(&id, &entry).await {
                 Ok(true) => {
-                    info!(system = %id, "system registered");
+                    info!(system = %esc(&id), "system registered");
                     let _ = internal.send(Internal::Registered { id, entry, reply });
                 }
                 Ok(false) => {
@@ -244,7 +245,7 @@ impl View {
     fn set_peers(&mut self, nodes: BTreeMap<u16, Peer>) {
         for (id, peer) in &nodes {
             if self.peers.get(id) != Some(peer) {
-                info!(node = id, addr = %peer.addr, "peer joined");
+                info!(node = id, addr = %esc(&peer.addr), "peer joined");
             }
         }
         for id in self.peers.keys().filter(|id| !nodes.contains_key(id)) {

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::store::{Key, Record, Store};
 use super::{Internal, Peer};
+use crate::logtext::esc;
 use crate::registry::SystemEntry;
 
 /// One change seen by the watch; node changes carry their revision.
@@ -30,7 +31,7 @@ pub(super) enum Change {
 pub(super) async fn run(store: Arc<Store>, mut from: i64, out: UnboundedSender<Internal>) {
     loop {
         if let Err(e) = follow(&store, from, &out).await {
-            warn!(error = %e, "etcd watch broke; reading the cluster state again");
+            warn!(error = %esc(&e), "etcd watch broke; reading the cluster state again");
         }
         if out.is_closed() {
             return;
@@ -50,7 +51,7 @@ async fn resnapshot(store: &Store, out: &UnboundedSender<Internal>) -> i64 {
                 let _ = out.send(Internal::Snapshot(snapshot));
                 return revision;
             }
-            Err(e) => debug!(error = %e, "snapshot failed; retrying"),
+            Err(e) => debug!(error = %esc(&e), "snapshot failed; retrying"),
         }
     }
 }
@@ -90,15 +91,18 @@ fn change(store: &Store, event: &Event) -> Option<Change> {
             Record::Node(id, peer) => Some(Change::NodeUp(id, peer, kv.mod_revision())),
             Record::System(id, entry) => Some(Change::System(id, entry)),
         },
-        EventType::Delete => match store.keys.parse(kv.key())? {
-            Key::Node(id) => Some(Change::NodeDown(id, kv.mod_revision())),
-            Key::System(id) => {
-                warn!(
-                    system = id,
-                    "system entry deleted in etcd; nodes keep it until restart"
-                );
-                None
+        EventType::Delete => {
+            store.forget(kv.key());
+            match store.keys.parse(kv.key())? {
+                Key::Node(id) => Some(Change::NodeDown(id, kv.mod_revision())),
+                Key::System(id) => {
+                    warn!(
+                        system = %esc(id),
+                        "system entry deleted in etcd; nodes keep it until restart"
+                    );
+                    None
+                }
             }
-        },
+        }
     }
 }

@@ -11,11 +11,14 @@
 use crate::api::auth_token::{connect_token, expect_token_refusal, tcall, ws_path, ADMIN};
 use crate::support::{
     api::{api_timed, expect_err, expect_ok, message_id_of, Answer},
-    cluster::{cluster_config, start_cluster, Etcd, CLUSTER_SECRET},
+    cluster::{
+        cluster_config, open_entry, start_cluster, Cluster, ClusterNode, Etcd, CLUSTER_SECRET,
+    },
     node::Node,
     now_unix,
+    receiver::Receiver,
     ws::{expect_message, try_ws, Client},
-    SYS_A, WAIT,
+    QUIET, SYS_A, WAIT,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -167,30 +170,11 @@ fn a_registration_lives_in_etcd_not_in_the_node() {
     expect_message(&mut cl, &message_id_of(&d), WAIT);
 }
 
-/// The secret of `system` as the cluster stores it in etcd: one AES-256 block under
-/// HMAC-SHA256(`cluster.secret`, "shardcast registry key v1"), in hex (docs/cluster.md,
-/// "Keys"). None when the entry has no secret.
+/// The secret of `system` as the cluster stores it in etcd (docs/cluster.md, "Keys"),
+/// opened with the cluster secret. None when the entry has no secret.
 fn stored_secret(etcd: &Etcd, system: &str) -> Option<String> {
-    use aes::cipher::{Array, BlockCipherDecrypt, KeyInit};
-    use hmac::{Hmac, Mac};
-    let key = format!("{}systems/{system}", etcd.cluster_prefix());
-    let (_, value) = etcd
-        .keys_under(&key)
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .unwrap_or_else(|| panic!("no {key} in etcd:\n{}", etcd.dump()));
-    let stored: serde_json::Value = serde_json::from_str(&value).expect("entry is JSON");
-    let sealed = stored["secret"].as_str()?;
-    let mut block = [0u8; 16];
-    for (i, b) in block.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&sealed[2 * i..2 * i + 2], 16).expect("hex");
-    }
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(CLUSTER_SECRET.as_bytes()).unwrap();
-    mac.update(b"shardcast registry key v1");
-    let key: [u8; 32] = mac.finalize().into_bytes().into();
-    let mut block = Array::from(block);
-    aes::Aes256::new(&Array::from(key)).decrypt_block(&mut block);
-    Some(block.iter().map(|b| format!("{b:02x}")).collect())
+    let entry = open_entry(CLUSTER_SECRET, system, &etcd.system_entry(system));
+    entry["secret"].as_str().map(String::from)
 }
 
 /// A system registered while the cluster ran in open mode has no secret. When the nodes
@@ -256,4 +240,104 @@ fn a_system_from_open_mode_gets_one_secret_cluster_wide_in_token_mode() {
     );
     assert_eq!(d["online"], json!(true), "{d}");
     expect_message(&mut clients[1], &message_id_of(&d), WAIT);
+}
+
+/// Registers `system` on `node` in token mode, with its own `webhookUrl` if given;
+/// returns its secret (the answer's `token`).
+fn register_with_token(node: &Node, system: &str, webhook_url: Option<&str>) -> String {
+    let body = json!({"systemId": system, "webhookUrl": webhook_url});
+    let d = expect_ok(node.api_with_headers(
+        "/api/register",
+        &[("AdminToken", ADMIN)],
+        &body.to_string(),
+    ));
+    d["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("token-mode register without a token: {d}"))
+        .to_string()
+}
+
+/// Someone who can write to etcd and holds tenant A's secret copies A's stored entry
+/// into tenant B's key (docs/cluster.md "Keys"). Before entries were
+/// sealed to their system id, that made A's Token work as B (and B's own be refused),
+/// and sent B's webhook events to the receiver A had registered. Now the copy does not
+/// open at B's key: every node ignores it and keeps B's entry, counts it in
+/// `shardcast_registry_entries_rejected_total` and logs it once, with the key.
+#[test]
+fn an_entry_copied_to_another_systems_key_is_ignored_and_counted() {
+    let attacker = Receiver::ok();
+    // Token mode (the harness's mesh check sends without a Token: not used here).
+    let token_mode = format!("[api]\nauth = \"token\"\nadmin_token = \"{ADMIN}\"\n");
+    let etcd = Etcd::start();
+    let nodes = (0..2)
+        .map(|_| ClusterNode::start(&etcd, &token_mode))
+        .collect();
+    let c = Cluster { nodes, etcd };
+    let secret_a = register_with_token(&c[0], "tenant-a", Some(&attacker.url("/a")));
+    let secret_b = register_with_token(&c[1], "tenant-b", None);
+    let (a, b) = (("tenant-a", &secret_a), ("tenant-b", &secret_b));
+    let works = |n: &Node, (sys, secret): (&str, &String)| {
+        n.api_with_headers(
+            "/api/get_group_list",
+            &[("SystemId", sys), ("Token", secret)],
+            "{}",
+        )
+    };
+    let deadline = Instant::now() + VISIBLE_WITHIN;
+    for n in &c.nodes {
+        while works(n, a).0 != 200 || works(n, b).0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "a system is unknown to {}",
+                n.addr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    c.etcd
+        .put_system_entry("tenant-b", &c.etcd.system_entry("tenant-a"));
+    std::thread::sleep(VISIBLE_WITHIN);
+
+    for n in &c.nodes {
+        expect_err(works(n, ("tenant-b", &secret_a)), 401, "token无效");
+        expect_ok(works(n, b));
+        expect_ok(works(n, a));
+    }
+    // B's events still go where B's entry says (nowhere), not to A's receiver.
+    let mut clients: Vec<Client> = c.nodes.iter().map(|n| n.ws("tenant-b")).collect();
+    let mut probe = c[0].ws("tenant-a");
+    attacker.wait_for("tenant-a's own connect", |events| {
+        events
+            .iter()
+            .any(|e| e["clientId"] == json!(probe.client_id))
+    });
+    std::thread::sleep(QUIET);
+    let leaked: Vec<_> = attacker
+        .events()
+        .into_iter()
+        .filter(|e| e["systemId"] != json!("tenant-a"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "tenant-b's events reached A's receiver: {leaked:?}"
+    );
+
+    let key = format!("{}systems/tenant-b", c.etcd.cluster_prefix());
+    for n in &c.nodes {
+        let rejected = n.metrics().sum("shardcast_registry_entries_rejected_total");
+        assert_eq!(rejected, 1.0, "{}", n.addr());
+        let log = n.log();
+        let logged = log
+            .lines()
+            .filter(|l| l.contains("ignoring an invalid registry entry") && l.contains(&key))
+            .count();
+        assert_eq!(
+            logged, 1,
+            "the rejection is logged once with its key:\n{log}"
+        );
+    }
+    for cl in clients.iter_mut().chain([&mut probe]) {
+        cl.close_cleanly();
+    }
 }

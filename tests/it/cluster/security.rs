@@ -6,7 +6,9 @@
 //! Someone who can write to etcd but lacks the secret gets no link either: a fake node
 //! address that relays a real node's handshake to another node is refused (the proof
 //! names the node it was meant for), and so is a Hello claiming a node id that
-//! membership does not list, or the acceptor's own.
+//! membership does not list, or the acceptor's own. Nor can they write a line into the
+//! nodes' logs: a node record whose `addr` carries a line break is ignored and counted,
+//! and values from etcd are logged escaped.
 //!
 //! Assumptions where the contract is silent:
 //! - A connection that sends bytes which cannot start a valid handshake is closed by the
@@ -20,7 +22,7 @@
 
 use crate::support::{
     api::{api_timed, message_id_of, Answer},
-    cluster::{start_cluster, Etcd, CALL_LIMIT},
+    cluster::{seal_entry, start_cluster, Etcd, CALL_LIMIT},
     http::wait_eof,
     link_proxy::{LinkProxy, Tamper},
     node::Node,
@@ -138,7 +140,18 @@ fn assert_send_refused(ans: &Answer, what: &str) {
 #[test]
 fn a_node_with_a_wrong_secret_gets_no_link() {
     let mut c = start_cluster(2);
-    let i = c.add_node("[cluster]\nsecret = \"not-the-cluster-secret\"");
+    // A node without the cluster secret cannot open the registry entries sealed with it
+    // (docs/cluster.md "Keys"), so it would not even know SYS_A. For the links to be what
+    // is tested, SYS_A's entry is replaced by one sealed with the rogue's secret: the
+    // rogue opens it, nodes 1 and 2 ignore it and keep the entry they had.
+    const ROGUE_SECRET: &str = "not-the-cluster-secret";
+    let rogue_entry = seal_entry(ROGUE_SECRET, SYS_A, &json!({}));
+    c.etcd.put_system_entry(SYS_A, &rogue_entry);
+    let rejected = "shardcast_registry_entries_rejected_total";
+    for n in &c.nodes {
+        n.wait_metric(rejected, WAIT, "the rogue's entry ignored", |v| v == 1.0);
+    }
+    let i = c.add_node(&format!("[cluster]\nsecret = \"{ROGUE_SECRET}\""));
     let (n1, n2, rogue) = (&c[0], &c[1], &c[i]);
     let mut a = n1.ws(SYS_A);
     let mut b = n2.ws(SYS_A);
@@ -368,5 +381,91 @@ fn a_relay_with_etcd_access_but_no_secret_gets_no_link() {
 
     // The real nodes still serve each other exactly.
     assert!(n1.alive() && n2.alive());
+    pushes_work(n1, n2, &mut a, &mut b);
+}
+
+/// A log line that someone who can write to etcd would like the nodes to write.
+const FORGED: &str = "2026-01-01T00:00:00.000000Z ERROR shardcast: forged by an etcd writer";
+
+/// A node record whose `addr` carries a line break and then a log line of the writer's
+/// choosing (docs/cluster.md "Keys"). Before node addresses were checked, every node wrote
+/// that line into its log as a line of its own (`peer joined … addr=…`). Now such a
+/// record is no peer: each node ignores it, counts it in
+/// `shardcast_node_records_rejected_total` and logs it once, its key and value escaped.
+/// A U+2028 line separator or a U+202E bidi control in the address, and a line break in
+/// a system key, reach no log unescaped either.
+#[test]
+fn a_line_break_in_an_etcd_record_forges_no_log_line() {
+    let c = start_cluster(2);
+    let (n1, n2) = (&c[0], &c[1]);
+    let mut a = n1.ws(SYS_A);
+    let mut b = n2.ws(SYS_A);
+
+    register_fake_node(&c.etcd, 4001, &format!("127.0.0.1:9\n{FORGED}"));
+    register_fake_node(
+        &c.etcd,
+        4002,
+        &format!("127.0.0.1:9\u{2028}{FORGED}\u{202e}"),
+    );
+    c.etcd
+        .put_system_entry(&format!("evil\n{FORGED}"), "v2:AAAA");
+    // Long enough for the watch, a dial of the fake nodes and its first retries.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    for n in [n1, n2] {
+        let log = n.log();
+        let forged: Vec<&str> = log
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&FORGED[..30]))
+            .collect();
+        assert!(
+            forged.is_empty(),
+            "{}: forged log lines {forged:?}",
+            n.addr()
+        );
+        for c in ['\u{2028}', '\u{202e}', '\u{85}', '\r'] {
+            assert!(
+                !log.contains(c),
+                "{}: the log holds {c:?} unescaped",
+                n.addr()
+            );
+        }
+        let escaped = format!("127.0.0.1:9\\n{FORGED}");
+        let rejected: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ignoring an invalid node record"))
+            .collect();
+        assert_eq!(rejected.len(), 2, "{}: {rejected:#?}", n.addr());
+        assert!(
+            rejected
+                .iter()
+                .any(|l| l.contains("nodes/4001") && l.contains(&escaped)),
+            "{}: {rejected:#?}",
+            n.addr()
+        );
+        assert!(
+            rejected
+                .iter()
+                .any(|l| l.contains("nodes/4002") && l.contains("\\u{2028}")),
+            "{}: {rejected:#?}",
+            n.addr()
+        );
+        let entry = log
+            .lines()
+            .filter(|l| l.contains("ignoring an invalid registry entry"))
+            .collect::<Vec<_>>();
+        assert_eq!(entry.len(), 1, "{}: {entry:#?}", n.addr());
+        assert!(entry[0].contains("systems/evil\\n2026"), "{}", entry[0]);
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("peer joined") && l.contains("400")),
+            "{}: a record with a bad addr became a peer",
+            n.addr()
+        );
+        let m = n.metrics();
+        assert_eq!(m.sum("shardcast_node_records_rejected_total"), 2.0);
+        assert_eq!(m.sum("shardcast_registry_entries_rejected_total"), 1.0);
+    }
+    // The real nodes still serve each other exactly.
     pushes_work(n1, n2, &mut a, &mut b);
 }

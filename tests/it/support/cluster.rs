@@ -324,6 +324,27 @@ impl Etcd {
             .unwrap_or_default()
     }
 
+    /// The value stored at `systems/<system>`, as text. Panics when there is none.
+    pub fn system_entry(&self, system: &str) -> String {
+        let key = format!("{}systems/{system}", self.cluster_prefix());
+        self.keys_under(&key)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| value)
+            .unwrap_or_else(|| panic!("no {key} in etcd:\n{}", self.dump()))
+    }
+
+    /// Puts `value` at `systems/<system>` (any bytes for `system`), as anyone with write
+    /// access to etcd could.
+    pub fn put_system_entry(&self, system: &str, value: &str) {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = format!("{}systems/{system}", self.cluster_prefix());
+        self.post(
+            "/v3/kv/put",
+            json!({"key": b64.encode(key), "value": b64.encode(value)}),
+        );
+    }
+
     /// The cluster's keys, one per line, for failure messages.
     pub fn dump(&self) -> String {
         if !self.running() {
@@ -364,6 +385,60 @@ impl Drop for Etcd {
         }
         self.kill();
     }
+}
+
+// ---------------------------------------------------------------------------
+// Registry entries
+// ---------------------------------------------------------------------------
+
+/// The registry key of a cluster whose `cluster.secret` is `secret`:
+/// HMAC-SHA256(secret, "shardcast registry key v2") (docs/cluster.md, "Keys").
+fn registry_cipher(secret: &str) -> aes_gcm::Aes256Gcm {
+    use aes_gcm::aead::KeyInit;
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(b"shardcast registry key v2");
+    let key: [u8; 32] = mac.finalize().into_bytes().into();
+    aes_gcm::Aes256Gcm::new(&key.into())
+}
+
+/// The value a node of a cluster with `cluster.secret` = `secret` stores at
+/// `systems/<system>` for `entry` (docs/cluster.md, "Keys"): `"v2:"` and the base64 of
+/// nonce ‖ AES-256-GCM(entry JSON, associated data: the system id) ‖ tag. The nonce is
+/// fixed: a test seals each entry once.
+pub fn seal_entry(secret: &str, system: &str, entry: &Value) -> String {
+    use aes_gcm::aead::AeadInOut;
+    let nonce = [0x5e_u8; 12];
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(entry.to_string().as_bytes());
+    let tag = registry_cipher(secret)
+        .encrypt_inout_detached(&nonce.into(), system.as_bytes(), (&mut sealed[12..]).into())
+        .expect("seal");
+    sealed.extend_from_slice(&tag);
+    format!(
+        "v2:{}",
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    )
+}
+
+/// The entry sealed in `value` for `system` under `secret`; panics when it does not
+/// open.
+pub fn open_entry(secret: &str, system: &str, value: &str) -> Value {
+    use aes_gcm::aead::AeadInOut;
+    let text = value
+        .strip_prefix("v2:")
+        .unwrap_or_else(|| panic!("not a sealed entry: {value}"));
+    let mut sealed = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64");
+    let (nonce, rest) = sealed.split_at_mut(12);
+    let (body, tag) = rest.split_at_mut(rest.len() - 16);
+    let nonce: [u8; 12] = (&*nonce).try_into().unwrap();
+    let tag: [u8; 16] = (&*tag).try_into().unwrap();
+    registry_cipher(secret)
+        .decrypt_inout_detached(&nonce.into(), system.as_bytes(), body.into(), &tag.into())
+        .unwrap_or_else(|_| panic!("the entry of {system} does not open"));
+    serde_json::from_slice(body).expect("the entry is JSON")
 }
 
 // ---------------------------------------------------------------------------
