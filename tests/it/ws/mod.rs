@@ -5,4 +5,5 @@ mod client_messages;
 mod load;
 mod notices;
 mod resume;
+mod resume_truth;
 mod session;
