@@ -76,6 +76,38 @@ const METRICS: &[Metric] = &[
         better: Better::Lower,
     },
     Metric {
+        kind: "idle",
+        name: "traffic frames received",
+        unit: "",
+        path: &["traffic", "received"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
+    Metric {
+        kind: "idle",
+        name: "memory per conn. after traffic",
+        unit: "KiB",
+        path: &["traffic", "bytes_per_connection"],
+        scale: 1.0 / 1024.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "idle",
+        name: "resume kept after traffic",
+        unit: "KiB",
+        path: &["traffic", "resume_kept_bytes"],
+        scale: 1.0 / 1024.0,
+        better: Better::Neither,
+    },
+    Metric {
+        kind: "idle",
+        name: "replay entries dropped by bound",
+        unit: "",
+        path: &["traffic", "resume_bound_dropped"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
+    Metric {
         kind: "fanout",
         name: "subscribers",
         unit: "",
@@ -435,8 +467,12 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
         let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
         match kind {
             "idle" => format!(
-                "idle connections: {} per server",
-                report::int(n("connections"))
+                "idle connections: {} per server{}",
+                report::int(n("connections")),
+                match get(r, &["traffic", "traffic"]).and_then(Value::as_str) {
+                    Some(t) => format!(", then {t}"),
+                    None => String::new(),
+                }
             ),
             "chat" => format!(
                 "client messages: {} clients, {} awaiting their ack each, for {} s{}",

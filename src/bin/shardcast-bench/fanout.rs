@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::clock::{mono_ns, secs_between};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
-use crate::ipc::{BindSpec, Cmd, Connected, Event, Fleet};
+use crate::ipc::{BindSpec, Cmd, Connected, Event, Fleet, ReadyReport, ResultReport};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::Out;
@@ -136,6 +136,50 @@ fn round_robin_share(m: u64, total: u64, from: u64, n: u64) -> u64 {
     full * n + extra
 }
 
+/// The request builder and success test of pushes through shardcast's API: message
+/// `i` carries a marked payload of `payload_len` bytes as its `data` (a JSON string);
+/// in client mode it goes to `client_ids[i % len]`, round-robin.
+pub(crate) fn shardcast_publisher(
+    api: &Url,
+    system: &str,
+    group: &str,
+    mode: Mode,
+    payload_len: usize,
+    client_ids: Vec<String>,
+) -> (MakeRequest, Judge) {
+    let path = match mode {
+        Mode::Group => "/api/send_to_group",
+        Mode::System => "/api/send_to_system",
+        Mode::Client => "/api/send_to_client",
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nSystemId: {system}\r\n\
+         Content-Type: application/json\r\n",
+        api.authority
+    );
+    let group = serde_json::to_string(group).unwrap_or_default();
+    let make: MakeRequest = Box::new(move |i, now, out| {
+        let payload = marker::payload(now, payload_len);
+        let body = match mode {
+            Mode::Group => format!("{{\"groupName\":{group},\"data\":\"{payload}\"}}"),
+            Mode::System => format!("{{\"data\":\"{payload}\"}}"),
+            Mode::Client => {
+                let id = if client_ids.is_empty() {
+                    ""
+                } else {
+                    client_ids[(i % client_ids.len() as u64) as usize].as_str()
+                };
+                format!("{{\"clientId\":\"{id}\",\"data\":\"{payload}\"}}")
+            }
+        };
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(body.as_bytes());
+    });
+    let judge: Judge = Box::new(|status, body| status == 200 && crate::api::code_is_zero(body));
+    (make, judge)
+}
+
 /// The publisher: request builder and success test.
 fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
     let payload_len = job.publish.payload;
@@ -146,38 +190,8 @@ fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
             group,
             mode,
         } => {
-            let path = match mode {
-                Mode::Group => "/api/send_to_group",
-                Mode::System => "/api/send_to_system",
-                Mode::Client => "/api/send_to_client",
-            };
-            let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\nSystemId: {system}\r\n\
-                 Content-Type: application/json\r\n",
-                api.authority
-            );
-            let group = serde_json::to_string(group).unwrap_or_default();
-            let mode = *mode;
-            let make: MakeRequest = Box::new(move |i, now, out| {
-                let payload = marker::payload(now, payload_len);
-                let body = match mode {
-                    Mode::Group => format!("{{\"groupName\":{group},\"data\":\"{payload}\"}}"),
-                    Mode::System => format!("{{\"data\":\"{payload}\"}}"),
-                    Mode::Client => {
-                        let id = if client_ids.is_empty() {
-                            ""
-                        } else {
-                            client_ids[(i % client_ids.len() as u64) as usize].as_str()
-                        };
-                        format!("{{\"clientId\":\"{id}\",\"data\":\"{payload}\"}}")
-                    }
-                };
-                out.extend_from_slice(head.as_bytes());
-                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-                out.extend_from_slice(body.as_bytes());
-            });
-            let judge: Judge =
-                Box::new(|status, body| status == 200 && crate::api::code_is_zero(body));
+            let (make, judge) =
+                shardcast_publisher(api, system, group, *mode, payload_len, client_ids);
             (make, judge, api.clone())
         }
         Target::Generic {
@@ -200,6 +214,53 @@ fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
             (make, judge, url.clone())
         }
     }
+}
+
+/// The marked frames each worker should get when `m` messages are published (in
+/// client mode round-robin over the clientIds, in the workers' order), and those ids.
+pub(crate) fn expected_frames(
+    readies: &[ReadyReport],
+    m: u64,
+    client_mode: bool,
+) -> (Vec<u64>, Vec<String>) {
+    let total_ids: u64 = readies.iter().map(|r| r.client_ids.len() as u64).sum();
+    let mut from = 0;
+    let mut expected = Vec::new();
+    let mut client_ids = Vec::new();
+    for r in readies {
+        expected.push(if client_mode {
+            let n = r.client_ids.len() as u64;
+            let e = round_robin_share(m, total_ids, from, n);
+            from += n;
+            e
+        } else {
+            r.opened * m
+        });
+        client_ids.extend(r.client_ids.iter().cloned());
+    }
+    (expected, client_ids)
+}
+
+/// Tells each worker how many marked frames to expect, publishes `pool`'s requests,
+/// and collects each worker's count (complete, or given up `drain_ms` after its last
+/// frame once the publisher is done).
+pub(crate) fn publish_and_count(
+    fleet: &Fleet,
+    expected: &[u64],
+    pool: Pool,
+    drain_ms: u64,
+) -> anyhow::Result<(Pool, Vec<ResultReport>)> {
+    for (i, e) in expected.iter().enumerate() {
+        fleet.send(i, Cmd::Go { expected: *e });
+    }
+    fleet.collect("armed", Duration::from_secs(30), |ev| match ev {
+        Event::Armed => Some(()),
+        _ => None,
+    })?;
+    let pool = http_client::run(pool, mono_ns() + 600_000_000_000)?;
+    fleet.broadcast(Cmd::PublishDone);
+    let results = fleet.results(Duration::from_millis(drain_ms + 120_000))?;
+    Ok((pool, results))
 }
 
 fn run(job: Job, out: &Out) -> anyhow::Result<()> {
@@ -242,26 +303,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     let setup_secs = secs_between(setup0, mono_ns());
     let bind_failed: u64 = readies.iter().map(|r| r.bind_failed).sum();
     let setup_frames: u64 = readies.iter().map(|r| r.setup_frames).sum();
-    let mut client_ids = Vec::new();
-    let mut expected = Vec::new();
-    {
-        let total_ids: u64 = readies.iter().map(|r| r.client_ids.len() as u64).sum();
-        let mut from = 0;
-        for r in &readies {
-            let e = if client_mode {
-                let n = r.client_ids.len() as u64;
-                let e = round_robin_share(m, total_ids, from, n);
-                from += n;
-                e
-            } else {
-                r.opened * m
-            };
-            expected.push(e);
-        }
-        for r in readies.iter() {
-            client_ids.extend(r.client_ids.iter().cloned());
-        }
-    }
+    let (expected, client_ids) = expected_frames(&readies, m, client_mode);
     let expected_total: u64 = expected.iter().sum();
     std::thread::sleep(Duration::from_millis(job.publish.settle));
 
@@ -269,13 +311,6 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     let s0 = server.sample();
     let cpu0 = self_cpu();
     let go0 = mono_ns();
-    for (i, e) in expected.iter().enumerate() {
-        fleet.send(i, Cmd::Go { expected: *e });
-    }
-    fleet.collect("armed", Duration::from_secs(30), |ev| match ev {
-        Event::Armed => Some(()),
-        _ => None,
-    })?;
     let (make, judge, api) = publisher(&job, client_ids);
     let src = crate::sources::parse(&job.conns.sources, api.is_loopback())?
         .last()
@@ -294,9 +329,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         make,
         judge,
     );
-    let pool = http_client::run(pool, mono_ns() + 600_000_000_000)?;
-    fleet.broadcast(Cmd::PublishDone);
-    let results = fleet.results(Duration::from_millis(job.publish.drain_timeout + 120_000))?;
+    let (pool, results) = publish_and_count(&fleet, &expected, pool, job.publish.drain_timeout)?;
     let go1 = mono_ns();
     let s1 = server.sample();
     let tool_cpu = self_cpu() - cpu0 + results.iter().map(|r| r.cpu_s).sum::<f64>();

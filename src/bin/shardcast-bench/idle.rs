@@ -1,6 +1,8 @@
 //! `idle`: open N WebSocket connections, wait for each one's welcome (or 101), and
 //! report the connect rate, the handshake latency and the server's memory per idle
-//! connection ((VmRSS after − before) / N); hold them, then close.
+//! connection ((VmRSS after − before) / N); with `--traffic`, push to them and report
+//! the server's memory growth per connection after it (`traffic`); hold them, then
+//! close.
 
 use std::time::Duration;
 
@@ -10,10 +12,11 @@ use crate::clock::{mono_ns, secs_between};
 use crate::histogram::Histogram;
 use crate::ipc::{Cmd, Event, Fleet};
 use crate::plan::Plan;
-use crate::procstat::self_cpu;
+use crate::procstat::{rss_growth, self_cpu};
 use crate::report::{self, Out};
+use crate::traffic;
 use crate::url::Url;
-use crate::IdleArgs;
+use crate::{IdleArgs, Mode};
 
 pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     let url = Url::parse(&a.url, false)?;
@@ -24,10 +27,14 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
         conns: &a.conns,
         total: a.connections,
         want_welcome: !a.no_welcome,
-        capture_ids: false,
+        capture_ids: a.traffic.is_some_and(|t| t.mode == Mode::Client),
         bind: None,
         chat: None,
-        drain_timeout_ms: 0,
+        drain_timeout_ms: if a.traffic.is_some() {
+            traffic::DRAIN_MS
+        } else {
+            0
+        },
         quiet_ms: 0,
         resume: None,
     }
@@ -61,10 +68,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     }
     let (connect_secs, rate) = crate::clock::rate(opened, first, last);
     let hs = handshake.summary_us();
-    let per_conn = match (before, after) {
-        (Some(b), Some(a)) if opened > 0 => Some((a.rss as f64 - b.rss as f64) / opened as f64),
-        _ => None,
-    };
+    let per_conn = rss_growth(before, after, opened);
     let wall = secs_between(t0, t1);
     let server_cpu = match (before, mid) {
         (Some(b), Some(m)) => Some(m.cpu_s - b.cpu_s),
@@ -104,6 +108,17 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
         }
         report::print_errors(&errors);
     }
+    let traffic = match a.traffic {
+        Some(t) if opened > 0 => {
+            let mut r = traffic::run(&fleet, &readies, t, &url, &a.conns, a.after_ms)?;
+            r.read_metrics(&url);
+            if !out.json {
+                r.print();
+            }
+            Some(r)
+        }
+        _ => None,
+    };
     if a.hold > 0.0 {
         if !out.json {
             println!(
@@ -131,9 +146,14 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     for r in &status {
         report::merge_errors(&mut hold_errors, &r.errors);
     }
-    if a.hold > 0.0 && !out.json {
+    if (a.hold > 0.0 || traffic.is_some()) && !out.json {
         println!(
-            "  after hold  {} still open, {} pings answered",
+            "  {:<11} {} still open, {} pings answered",
+            if a.hold > 0.0 {
+                "after hold"
+            } else {
+                "at the end"
+            },
             report::int(still_open),
             report::int(pings)
         );
@@ -164,6 +184,7 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
             "hold_errors": hold_errors,
             "server_processes": after.map(|s| s.processes),
             "bytes_per_connection": per_conn,
+            "traffic": traffic,
             "tool_cpu_s": tool_cpu,
             "server_cpu_s": server_cpu,
             "wall_s": wall,

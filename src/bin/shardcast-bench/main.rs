@@ -32,6 +32,7 @@ mod setup;
 mod sock;
 mod sources;
 mod subscriber;
+mod traffic;
 mod url;
 mod worker;
 mod ws_client;
@@ -64,7 +65,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Open idle WebSocket connections: connect rate, handshake latency, server memory per connection.
+    /// Open idle WebSocket connections: connect rate, handshake latency, server memory per
+    /// connection (and after pushes to them, with --traffic).
     Idle(IdleArgs),
     /// Fan messages out to shardcast subscribers through the HTTP API: delivery rate and latency.
     Fanout(FanoutArgs),
@@ -200,6 +202,17 @@ pub struct IdleArgs {
     /// Wait this long (ms) after the last connection before reading the server's RSS.
     #[arg(long, default_value_t = 1000)]
     pub settle: u64,
+    /// Then push through shardcast's HTTP API (at the URL's host, its systemId), one
+    /// request in flight: `client:COUNT:BYTES` (COUNT send_to_client of BYTES of data to
+    /// every connection) or `system:COUNT:BYTES` (COUNT send_to_system); the server's
+    /// RSS growth per connection and its replay log are read --after-ms past the last
+    /// frame.
+    #[arg(long, value_name = "KIND:COUNT:BYTES")]
+    pub traffic: Option<traffic::Traffic>,
+    /// With --traffic: wait this long (ms) after the last frame before reading the
+    /// server (two ws.ping_intervals let every connection answer a ping sent after it).
+    #[arg(long, default_value_t = 5000)]
+    pub after_ms: u64,
     #[command(flatten)]
     pub conns: ConnArgs,
 }

@@ -120,6 +120,14 @@ impl Server {
     }
 }
 
+/// (VmRSS `after` − `before`) / `n`: the server's memory growth per connection.
+pub fn rss_growth(before: Option<Sample>, after: Option<Sample>, n: u64) -> Option<f64> {
+    match (before, after) {
+        (Some(b), Some(a)) if n > 0 => Some((a.rss as f64 - b.rss as f64) / n as f64),
+        _ => None,
+    }
+}
+
 /// Parses `--server-pid 12,34` into pids.
 pub fn parse_pids(s: &str) -> Result<Vec<u32>, String> {
     s.split(',')

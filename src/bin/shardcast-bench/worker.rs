@@ -58,6 +58,8 @@ fn run_phases(spec: WorkerSpec, mut run: Run, emit: &mut dyn FnMut(Event)) -> an
         run.turn(&mut subs, 20)?;
         let next = drain_cmds(&run.cmds, |cmd| match cmd {
             Cmd::Go { expected: e } => {
+                // A Go after a report (`idle --traffic`'s status pass) asks for another.
+                reported = false;
                 cpu_go = run.cpu();
                 match &spec.chat {
                     Some(chat) => sender = Some(Sender::new(chat.clone(), mono_ns())),

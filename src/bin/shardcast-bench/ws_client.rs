@@ -300,3 +300,63 @@ pub fn control(opcode: u8, payload: &[u8], out: &mut Vec<u8>) -> Outcome {
         _ => Outcome::Keep,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One open connection whose frames go to `control`, as the sets' do.
+    #[derive(Default)]
+    struct One {
+        link: Link,
+        data: usize,
+    }
+
+    impl WsConns for One {
+        fn link(&mut self, _: usize) -> &mut Link {
+            &mut self.link
+        }
+        fn queue_request(&mut self, _: usize) {}
+        fn upgraded(&mut self, _: usize, _: u64) {}
+        fn frame(&mut self, _: usize, head: Head, payload: &[u8], _: u64) -> Outcome {
+            match head.opcode {
+                wsframe::OP_TEXT => {
+                    self.data += 1;
+                    Outcome::Keep
+                }
+                op => control(op, payload, &mut self.link.out),
+            }
+        }
+        fn close(&mut self, _: usize, _: String) {}
+    }
+
+    /// The pong echoes the ping's payload byte for byte (the node's 16-byte place),
+    /// however the reads cut the frames.
+    #[test]
+    fn a_pong_echoes_its_ping_exactly() {
+        let place: Vec<u8> = (0..16u8).map(|b| b.wrapping_mul(37) ^ 0x80).collect();
+        let mut wire = wsframe::text_frame(&[b'x'; 300]).to_vec();
+        wire.extend_from_slice(&wsframe::ping_frame(&place));
+        wire.extend_from_slice(&wsframe::ping_frame(b""));
+        for cut in [1, 2, 303, 305, 310, wire.len() - 1] {
+            let mut c = One::default();
+            c.link.state = State::Open;
+            for part in [&wire[..cut], &wire[cut..]] {
+                assert!(matches!(on_data(&mut c, 0, part, 0), Outcome::Keep));
+            }
+            assert_eq!(c.data, 1);
+            assert!(c.link.pending.is_empty());
+            let out = &c.link.out;
+            let head = wsframe::parse_head(out).unwrap();
+            assert_eq!((head.opcode, head.masked), (wsframe::OP_PONG, true));
+            let key = &out[head.header_len - 4..head.header_len];
+            let mut echoed = out[head.header_len..head.frame_len() as usize].to_vec();
+            wsframe::apply_mask(&mut echoed, key.try_into().unwrap());
+            assert_eq!(echoed, place, "cut at {cut}");
+            let rest = &out[head.frame_len() as usize..];
+            let empty = wsframe::parse_head(rest).unwrap();
+            assert_eq!((empty.opcode, empty.payload_len), (wsframe::OP_PONG, 0));
+            assert_eq!(rest.len(), empty.frame_len() as usize);
+        }
+    }
+}
