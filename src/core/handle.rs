@@ -96,8 +96,12 @@ impl Core {
 
     fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Bytes) -> Result<(), ConnOutcome> {
         self.owned(addr, system)?;
-        self.keep_own(addr, frame);
+        let ask = self.keep_own(addr, frame);
         self.enqueue(addr, frame.clone());
+        if ask {
+            let ping = self.ping(addr);
+            self.enqueue(addr, ping);
+        }
         Ok(())
     }
 

@@ -16,6 +16,10 @@ use super::Core;
 use crate::op::ConnAddr;
 use crate::ws::message::frame_message_id;
 
+/// A connection holding more than this share of `ws.resume_buffer_bytes` in
+/// frames of its own is asked for an acknowledgement at once.
+const ASK_SHARE: usize = 8;
+
 impl Core {
     /// Appends a fan-out's frame to the replay log when it is a push or
     /// notice and resume is on; its messageId then.
@@ -34,30 +38,36 @@ impl Core {
     }
 
     /// Keeps a push or notice addressed to the connection at `addr` alone,
-    /// under its `ws.resume_buffer_bytes`.
-    pub(super) fn keep_own(&mut self, addr: ConnAddr, frame: &Bytes) {
+    /// under its `ws.resume_buffer_bytes`. True when the caller should queue
+    /// a ping right after the frame: the connection holds more of its own
+    /// frames than [`ASK_SHARE`] of that bound, and no such ping is out —
+    /// its pong releases them within a round trip instead of a
+    /// `ws.ping_interval`.
+    pub(super) fn keep_own(&mut self, addr: ConnAddr, frame: &Bytes) -> bool {
         if !self.resume_on() {
-            return;
+            return false;
         }
         let Some(id) = frame_message_id(frame) else {
-            return;
+            return false;
         };
         let seq = self.append(To::Conn(addr), frame.clone());
         self.replay.places.get_mut(addr.slot).newest_id = id.0;
         let limit = self.node.config.ws.resume_buffer_bytes;
         let Some(conn) = self.conns.get_mut(addr) else {
-            return;
+            return false;
         };
-        let detached = conn.stream.is_none();
+        let attached = conn.stream.is_some();
         let session = conn.session.get_or_insert_with(Box::default);
         let over = session.own(seq, frame.len(), limit);
-        if detached {
+        let ask = attached && session.ask_for_ack(limit / ASK_SHARE);
+        if !attached {
             self.metrics().resume_frames_dropped(over.len());
         }
         for seq in over {
             self.replay.log.hollow(seq);
         }
         self.note_kept();
+        ask
     }
 
     fn append(&mut self, to: To, frame: Bytes) -> u64 {

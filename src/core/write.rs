@@ -85,7 +85,7 @@ impl Core {
             return;
         }
         if self.over_limit(addr, frame.len()) {
-            self.flush_conn(addr);
+            self.write_conn(addr, true);
             if self.over_limit(addr, frame.len()) {
                 let queued = self.conns.get(addr).map_or(0, |c| c.out.len());
                 let dropped = queued as u64 + 1;
@@ -169,15 +169,26 @@ impl Core {
         }
     }
 
-    /// Writes the connection's queue now, as far as its socket takes it. A
-    /// queue written out in full has its wait timed: from its first frame
-    /// to this write (`shardcast_write_wait_seconds`).
+    /// Writes the connection's queue now, as far as its socket takes it —
+    /// unless a writer task already waits for the socket to drain. A queue
+    /// written out in full has its wait timed: from its first frame to this
+    /// write (`shardcast_write_wait_seconds`).
     pub(super) fn flush_conn(&mut self, addr: ConnAddr) {
+        self.write_conn(addr, false);
+    }
+
+    /// Writes the connection's queue now; `even_waiting`: also when a writer
+    /// task waits for the socket. A queue about to pass
+    /// `ws.send_queue_bytes` is tried this way before its connection is
+    /// judged slow: the socket may have drained long ago while its writer
+    /// task waited for a core busy with a cascade of notices.
+    fn write_conn(&mut self, addr: ConnAddr, even_waiting: bool) {
         let Some(conn) = self.conns.get_mut(addr) else {
             return;
         };
         let since = conn.dirty_since.take();
-        let Some(stream) = conn.stream.as_ref().filter(|_| !conn.write_waiting) else {
+        let waiting = conn.write_waiting;
+        let Some(stream) = conn.stream.as_ref().filter(|_| even_waiting || !waiting) else {
             return;
         };
         let fd = stream.as_raw_fd();
@@ -198,9 +209,11 @@ impl Core {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                conn.write_waiting = true;
-                let stream = stream.clone();
-                self.spawn_writer(addr, stream);
+                if !waiting {
+                    conn.write_waiting = true;
+                    let stream = stream.clone();
+                    self.spawn_writer(addr, stream);
+                }
             }
             Err(_) => self.doom(addr, CloseReason::Error),
         }

@@ -32,6 +32,8 @@ pub struct Session {
     /// (seq, frame bytes), oldest first.
     own: VecDeque<(u64, usize)>,
     own_bytes: usize,
+    /// A ping asking for the acknowledgement of its own frames is out.
+    asked: bool,
     changes: Vec<Change>,
     /// Detached: since when, and why the connection dropped (the reason
     /// its disconnect is reported with if it does not come back).
@@ -56,6 +58,14 @@ impl Session {
         over
     }
 
+    /// Whether to ask for an acknowledgement now: its own frames pass
+    /// `threshold` and no ask is out (the next `ack` ends it).
+    pub fn ask_for_ack(&mut self, threshold: usize) -> bool {
+        let ask = self.own_bytes > threshold && !self.asked;
+        self.asked |= ask;
+        ask
+    }
+
     /// Notes a change of audience made after the entries up to `seq`.
     pub fn change(&mut self, seq: u64, what: What) {
         self.changes.push(Change { seq, what });
@@ -65,6 +75,7 @@ impl Session {
     /// seqs of its own entries the log can empty, and forgets the changes
     /// that no entry after `seq` depends on.
     pub fn ack(&mut self, seq: u64) -> Vec<u64> {
+        self.asked = false;
         let mut done = Vec::new();
         while let Some(&(s, n)) = self.own.front().filter(|(s, _)| *s <= seq) {
             self.own.pop_front();
@@ -103,6 +114,20 @@ mod tests {
         assert!(!s.is_spent());
         assert_eq!(s.ack(4), [4]);
         assert!(s.is_spent());
+    }
+
+    #[test]
+    fn an_ack_is_asked_for_once_until_it_comes() {
+        let mut s = Session::default();
+        s.own(1, 100, 1000);
+        assert!(!s.ask_for_ack(150), "under the threshold");
+        s.own(2, 100, 1000);
+        assert!(s.ask_for_ack(150));
+        s.own(3, 100, 1000);
+        assert!(!s.ask_for_ack(150), "one ask out at a time");
+        s.ack(3);
+        s.own(4, 200, 1000);
+        assert!(s.ask_for_ack(150), "asked again after the ack");
     }
 
     #[test]
