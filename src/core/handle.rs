@@ -244,7 +244,7 @@ fn info(c: &Conn) -> ClientInfo {
         user_id: c.user_id.to_string(),
         extend: c.extend.to_string(),
         groups: c.groups.iter().map(|g| g.to_string()).collect(),
-        connect_time: c.connect_time,
+        connect_time: u64::from(c.connect_time),
         detached: c.stream.is_none(),
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::index::Audience;
 use super::replay::log::To;
+use super::replay::place::Place;
 use super::replay::session::What;
 use super::Core;
 use crate::op::ConnAddr;
@@ -51,7 +52,7 @@ impl Core {
             return false;
         };
         let seq = self.append(To::Conn(addr), frame.clone());
-        self.replay.places.get_mut(addr.slot).newest_id = id.0;
+        self.note_newest(addr, Some(id.0));
         let limit = self.node.config.ws.resume_buffer_bytes;
         let Some(conn) = self.conns.get_mut(addr) else {
             return false;
@@ -68,6 +69,13 @@ impl Core {
         }
         self.note_kept();
         ask
+    }
+
+    /// `id` is the newest push or notice addressed to the connection.
+    pub(super) fn note_newest(&mut self, addr: ConnAddr, id: Option<u64>) {
+        if let (Some(conn), Some(id)) = (self.conns.get_mut(addr), id) {
+            conn.newest_id = id;
+        }
     }
 
     fn append(&mut self, to: To, frame: Bytes) -> u64 {
@@ -139,7 +147,8 @@ impl Core {
             return Bytes::from_static(crate::ws::frame::PING_FRAME);
         }
         let head = self.replay.log.head();
-        self.replay.places.get(addr.slot).ping(head)
+        let newest = self.conns.get(addr).map_or(0, |c| c.newest_id);
+        Place::ping(head, newest)
     }
 
     /// Drops the entries every connection of the core has acknowledged

@@ -46,12 +46,12 @@ impl Core {
         // Kept for resumes when it reaches someone on this core.
         let mut kept = None;
         for slot in index.members(audience) {
-            if let Some((addr, _)) = self.conns.at_mut(slot) {
-                if reached == 0 {
-                    kept = self.log_fan_out(audience, frame);
-                }
+            if let Some((addr, conn)) = self.conns.at_mut(slot) {
                 if let Some(id) = kept {
-                    self.replay.places.get_mut(slot).newest_id = id;
+                    conn.newest_id = id;
+                } else if reached == 0 {
+                    kept = self.log_fan_out(audience, frame);
+                    self.note_newest(addr, kept);
                 }
                 self.queue(addr, frame.clone(), now);
                 reached += 1;

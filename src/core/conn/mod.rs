@@ -34,7 +34,8 @@ pub struct Conn {
     pub user_id: Rc<str>,
     pub extend: Box<str>,
     pub groups: Vec<Rc<str>>,
-    pub connect_time: u64,
+    /// Unix seconds (u32: until 2106; the slab entry stays in its class).
+    pub connect_time: u32,
     /// The codec of a message partly received; between messages the
     /// connection borrows its core's (`codec`).
     pub codec: Option<Box<Codec>>,
@@ -52,6 +53,10 @@ pub struct Conn {
     pub write_waiting: bool,
     /// To be closed once the fan-out under way is over (`write.rs`).
     pub doomed: bool,
+    /// The messageId of the newest push or notice addressed to it (0:
+    /// none), for the pings that carry its place (`replay::place`): here,
+    /// on the lines a fan-out touches anyway, not in a table beside them.
+    pub newest_id: u64,
     /// Welcomes this session has had: a resume token names the newest.
     pub resume_seq: u16,
     /// What a resume needs of it besides its place in the replay log, and

@@ -1,6 +1,6 @@
 //! Where a connection stands in its core's replay log, and the pings that
 //! move it: a ping carries the log's head and the messageId of the newest
-//! push or notice queued to the connection before it; the pong that echoes
+//! push or notice addressed to the connection before it; the pong that echoes
 //! it shows the client got everything up to there (RFC 6455: a pong carries
 //! its ping's payload). Kept beside the slab, one per slot, so that the
 //! connection's own entry stays in its allocation class.
@@ -16,8 +16,6 @@ pub struct Place {
     pub acked: u64,
     /// The messageId of the newest push or notice acknowledged (0: none).
     pub acked_id: u64,
-    /// The messageId of the newest push or notice addressed to it (0: none).
-    pub newest_id: u64,
     /// Resumed, and no frame has come from the client since: the token it
     /// resumed with still stands (its welcome may have been lost).
     pub unconfirmed: bool,
@@ -32,11 +30,13 @@ impl Place {
         }
     }
 
-    /// The ping to queue now, with `head` the log's head.
-    pub fn ping(&self, head: u64) -> Bytes {
+    /// The ping to queue now, with `head` the log's head and `newest_id`
+    /// the messageId of the newest push or notice addressed to the
+    /// connection (`Conn::newest_id`).
+    pub fn ping(head: u64, newest_id: u64) -> Bytes {
         let mut payload = [0u8; PAYLOAD];
         payload[..8].copy_from_slice(&head.to_be_bytes());
-        payload[8..].copy_from_slice(&self.newest_id.to_be_bytes());
+        payload[8..].copy_from_slice(&newest_id.to_be_bytes());
         ping_frame(&payload)
     }
 
@@ -92,8 +92,7 @@ mod tests {
     #[test]
     fn a_pong_moves_the_place_to_its_pings_head() {
         let mut p = Place::new(3);
-        p.newest_id = 0xabc;
-        let ping = p.ping(9);
+        let ping = Place::ping(9, 0xabc);
         assert_eq!(&ping[..2], [0x89, 16]);
         let payload = &ping[2..];
         assert!(!p.on_pong(payload, 8), "a seq past the head is no echo");

@@ -66,10 +66,8 @@ fn acknowledged_frames_are_not_replayed_and_the_newest_still_places_the_client()
     let mut log = Log::new(1 << 20);
     let mut place = Place::new(log.head());
     log.append(To::System(rc("s")), push(1));
-    place.newest_id = 1;
     log.append(To::System(rc("s")), push(2));
-    place.newest_id = 2;
-    let pong = place.ping(log.head());
+    let pong = Place::ping(log.head(), 2);
     assert!(place.on_pong(&pong[2..], log.head()));
     log.prune_through(place.acked);
     log.append(To::System(rc("s")), push(3));
