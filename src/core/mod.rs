@@ -73,6 +73,7 @@ use slots::Slots;
 pub use dispatch::Busy;
 pub use lifecycle::{refuse, LINGER};
 pub use peer_links::serve_link;
+pub use write::let_others_in;
 
 pub type CoreRef = Rc<RefCell<Core>>;
 
@@ -108,7 +109,7 @@ pub struct Core {
     outbox: Vec<Vec<crate::mailbox::CoreMsg>>,
     /// A socket that is always writable: waiting on it lets the runtime
     /// reap I/O completions between two slices (`write.rs`).
-    nudge: Option<Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>>,
+    nudge: Option<write::Nudge>,
     scratch: Vec<u8>,
     /// The WebSocket codec lent to each read (`conn::codec`), and the
     /// settings of a new one.
@@ -180,6 +181,11 @@ impl Core {
                 this: this.clone(),
             })
         }))
+    }
+
+    /// The socket that lets the core's other tasks in (`let_others_in`).
+    pub fn nudge(&self) -> Option<write::Nudge> {
+        self.nudge.clone()
     }
 
     pub fn metrics(&self) -> &CoreMetrics {

@@ -283,18 +283,9 @@ impl Core {
 /// Writes what `flush` left, a slice at a time; before each slice the core
 /// takes in whatever has arrived, so that the frames it queues join the
 /// queues still waiting.
-async fn flusher(
-    core: std::rc::Weak<std::cell::RefCell<Core>>,
-    nudge: Option<Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>>,
-) {
+async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, nudge: Option<Nudge>) {
     loop {
-        // Back of the run queue, then a readiness wait that completes at
-        // once: under io_uring the runtime reaps completions only when no
-        // task is ready, so this is what lets the sockets' readiness in.
-        YieldNow(false).await;
-        if let Some(n) = &nudge {
-            let _ = n.0.writable(false).await;
-        }
+        let_others_in(nudge.as_ref()).await;
         let Some(core) = core.upgrade() else { return };
         let mut c = core.borrow_mut();
         c.write_round();
@@ -302,6 +293,22 @@ async fn flusher(
             c.flushing = false;
             return;
         }
+    }
+}
+
+/// A socket that is always writable (`Core::nudge`).
+pub type Nudge = Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>;
+
+/// Lets the core's other tasks and its I/O in before going on: to the back
+/// of the run queue, then a readiness wait on `nudge` that completes at
+/// once — under io_uring the runtime reaps completions only when no task
+/// is ready, and monoio has no task budget, so a task that always has work
+/// (a flusher, a mailbox under a steady stream) would otherwise keep the
+/// sockets, the heartbeat and the accepts waiting.
+pub async fn let_others_in(nudge: Option<&Nudge>) {
+    YieldNow(false).await;
+    if let Some(n) = nudge {
+        let _ = n.0.writable(false).await;
     }
 }
 

@@ -78,6 +78,11 @@ impl<T> Receiver<T> {
         self.0.queue.pop()
     }
 
+    /// Whether no message is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.0.queue.is_empty()
+    }
+
     /// The next message, waiting for one.
     pub async fn recv(&self) -> T {
         poll_fn(|cx| {

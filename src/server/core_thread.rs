@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpListener;
 
 use crate::core::conn::reader::read_ready;
-use crate::core::{serve_link, Core, CoreRef};
+use crate::core::{let_others_in, serve_link, Core, CoreRef};
 use crate::mailbox::Inbox;
 use crate::node::Node;
 use crate::ws::CloseReason;
@@ -92,14 +92,22 @@ async fn drain(core: &CoreRef) {
 }
 
 async fn drain_mailbox(core: CoreRef, mailbox: Rc<Inbox>) {
+    let nudge = core.borrow().nudge();
     loop {
         let first = mailbox.recv().await;
-        let mut c = core.borrow_mut();
-        c.handle(first);
-        for msg in std::iter::from_fn(|| mailbox.try_recv()).take(BATCH) {
-            c.handle(msg);
+        {
+            let mut c = core.borrow_mut();
+            c.handle(first);
+            for msg in std::iter::from_fn(|| mailbox.try_recv()).take(BATCH) {
+                c.handle(msg);
+            }
+            c.flush();
         }
-        c.flush();
+        // Mail still waiting: the next batch after the sockets, the
+        // heartbeat and the accepts have had their turn.
+        if !mailbox.is_empty() {
+            let_others_in(nudge.as_ref()).await;
+        }
     }
 }
 

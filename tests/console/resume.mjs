@@ -167,19 +167,20 @@ try {
   check(gid.includes(gapGroup.messageId), `console: the gap push shows "${gid}", not #${gapGroup.messageId}`);
   console.log(`console resumed as ${cid}, still in room1, with the group push sent during the gap`);
 
-  // A second cut, during which more is sent than the node keeps for a
-  // connection (ws.resume_buffer_bytes = 4096). The client gets two big
-  // pushes (send_to_client answers once the push is queued, so they are kept
-  // in order): the second pushes out the first and everything up to the
-  // client's last push. The console's group gets one that fits alone but
-  // pushes out the console's last push (the group's pushes of separate API
-  // calls are not ordered across the node's cores: one is enough). Resumed,
-  // but not recovered: what was lost is lost, the rest arrives.
+  // A second cut, during which more is sent than the node keeps: for one
+  // connection (ws.resume_buffer_bytes = 4096), and for its one core
+  // (ws.resume_max_bytes = 8000). The client gets two big pushes
+  // (send_to_client answers once the push is queued, so they are kept in
+  // order): the second pushes out the first and everything up to the
+  // client's last push. The console's group gets two that fit one at a
+  // time; the last pushes the first out of the core's log. Resumed, but not
+  // recovered: what was lost is lost, the rest arrives.
   const closes = await page.evaluate(() => window.seen.filter((e) => e.t === 'close').length);
   await ask('CUT', 'CUT');
   await waitSeen(page, (s, n) => s.filter((e) => e.t === 'close').length > n, 'the second drop', closes);
   await con.waitForSelector('#conn-state[data-state="connecting"]');
   const big = (n) => `big ${n} ` + 'x'.repeat(2500);
+  const lostGroup = await api('send_to_group', { groupName: 'room1', sendUserId: 'server', msg: 'big', data: 'room1 lost ' + 'x'.repeat(3900) });
   const lost = await api('send_to_client', { clientId: id, msg: 'big', data: big(1) });
   const kept = await api('send_to_client', { clientId: id, msg: 'big', data: big(2) });
   const keptGroup = await api('send_to_group', { groupName: 'room1', sendUserId: 'server', msg: 'big', data: 'room1 ' + 'x'.repeat(3900) });
@@ -202,6 +203,7 @@ try {
       wire.map((fs, i) => `  socket ${i}:\n` + fs.map((f) => '    ' + f).join('\n')).join('\n'));
   }
   check(await shown(keptGroup.messageId) === 1, 'console: the group push kept during the gap shows more than once');
+  check(await shown(lostGroup.messageId) === 0, 'console: got the group push the node could not keep');
   console.log(`console resumed as ${cid} again: recovered: no`);
 
   // A restart: the new process cannot honour the old token.

@@ -99,7 +99,7 @@ fn the_js_client_acks_reconnects_and_reports_refusals() {
 #[test]
 fn the_js_client_and_the_console_resume_after_the_network_fails() {
     let mut node = Node::start(
-        "[console]\nenabled = true\n[ws]\nresume_window = \"30s\"\nresume_buffer_bytes = 4096\n",
+        "[server]\nworkers = 1\n[console]\nenabled = true\n[ws]\nresume_window = \"30s\"\nresume_buffer_bytes = 4096\nresume_max_bytes = 8000\n",
     );
     let proxy = CutProxy::start(node.addr());
     let args = [
