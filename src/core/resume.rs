@@ -233,7 +233,10 @@ impl Core {
             token,
             recovered,
         });
-        self.readiness.add(stream.as_raw_fd(), addr).ok()?;
+        if self.readiness.add(stream.as_raw_fd(), addr).is_err() {
+            self.node.release_connection();
+            return None;
+        }
         self.replay.places.get_mut(addr.slot).unconfirmed = true;
         let now_ms = self.clock_ms();
         let conn = self.conns.get_mut(addr)?;
