@@ -171,18 +171,22 @@ fn parse_head<'b>(
     limits: &Limits,
 ) -> Result<Option<usize>, HttpError> {
     let window = buf.get(..limits.max_head).unwrap_or(buf);
-    let status = head.parse(window).map_err(from_httparse)?;
     // httparse accepts a bare LF as a line ending (RFC 9112 §2.2 allows a
     // recipient to); we do not: a proxy in front that reads lines otherwise
-    // is how a request gets split or smuggled. The window holds only head
-    // bytes until the head is complete, so a partial head is checked too.
-    let head_bytes = match status {
-        httparse::Status::Complete(len) => window.get(..len).unwrap_or(window),
-        httparse::Status::Partial => window,
+    // is how a request gets split or smuggled. The bytes before the first
+    // bare LF are parsed alone, so that whatever comes first in the stream
+    // is what is refused, however the stream was split into reads: an error
+    // before it, else the LF itself — unless the head ended before it (then
+    // it is in the body).
+    let status = match first_bare_lf(window) {
+        Some(at) => match head.parse(&window[..at]).map_err(from_httparse)? {
+            done @ httparse::Status::Complete(_) => done,
+            httparse::Status::Partial => {
+                return Err(HttpError::Malformed("line ending without CR"))
+            }
+        },
+        None => head.parse(window).map_err(from_httparse)?,
     };
-    if has_bare_lf(head_bytes) {
-        return Err(HttpError::Malformed("line ending without CR"));
-    }
     match status {
         httparse::Status::Complete(len) => Ok(Some(len)),
         httparse::Status::Partial if buf.len() > limits.max_head => Err(HttpError::HeadTooLarge),
@@ -190,12 +194,12 @@ fn parse_head<'b>(
     }
 }
 
-/// Whether a LF in `head` is not preceded by CR.
-fn has_bare_lf(head: &[u8]) -> bool {
-    head.first() == Some(&b'\n')
-        || head
-            .windows(2)
-            .any(|w| matches!(w, [before, b'\n'] if *before != b'\r'))
+/// Where the first LF not preceded by CR is in `bytes`.
+fn first_bare_lf(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .position(|(i, b)| *b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
 }
 
 fn from_httparse(err: httparse::Error) -> HttpError {
