@@ -3,6 +3,7 @@
 mod chat;
 mod etcd_outage;
 mod harness;
+mod leave;
 mod link_seal;
 mod membership;
 mod registry;
