@@ -7,6 +7,7 @@
 
 use crate::support::{
     api::{expect_err, expect_ok},
+    http::try_get,
     node::{build_config, free_port, run_binary, Node},
     raw_frames::raw_ws_handshake,
     SYS_A, SYS_B, WAIT,
@@ -145,9 +146,9 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
     node.bind(SYS_A, &c1.client_id, "g", "", "");
     c1.drain(WAIT);
 
-    // The listener closes when the drain begins, so /readyz is asked on a keep-alive
-    // connection opened before; the drain lasts while c1 and c2 have not answered their
-    // close frame (they are not read until /readyz said 503).
+    // /readyz is asked on a keep-alive connection opened before (the drain answers it
+    // and closes it); the drain lasts while c1 and c2 have not answered their close
+    // frame (they are not read until /readyz said 503).
     let mut ops = node.http();
     let r = ops.request("GET", "/readyz", &[], b"");
     assert_eq!(
@@ -181,6 +182,58 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
         "exit took {:?} with shutdown_timeout 3s",
         start.elapsed()
     );
+}
+
+/// `/readyz` answers 503 from the moment the drain starts until the listener closes
+/// (README "Operations"): a load balancer's probe on a new connection during the drain
+/// gets an answer, not a refused connection, a reset or a timeout. The drain lasts here
+/// because a WebSocket never answers its close frame: the node waits 2 s for the answer
+/// (docs/api.md §2), within `shutdown_timeout` (3 s), and /readyz is asked for 1.6 s of
+/// that. With two cores, the one without the WebSocket keeps listening too until the
+/// node's drain is over.
+#[test]
+fn readyz_answers_503_on_new_connections_until_the_drain_ends() {
+    let mut node = Node::start("[server]\nshutdown_timeout = \"3s\"\nworkers = 2\n");
+    // A raw connection that never reads or answers the close frame.
+    let mut s = std::net::TcpStream::connect(node.addr()).unwrap();
+    let (st, _) = raw_ws_handshake(&mut s, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
+    assert_eq!(st, 101);
+    assert_eq!(node.readyz(), Some(200), "/readyz before SIGTERM");
+    let start = Instant::now();
+    node.sigterm();
+    let (mut ready, mut draining) = (0, 0);
+    while start.elapsed() < Duration::from_millis(1600) {
+        let asked = start.elapsed();
+        match try_get(node.addr(), "/readyz", Duration::from_secs(1)) {
+            Ok(r) if r.status == 503 => draining += 1,
+            // Until the signal is handled.
+            Ok(r) if r.status == 200 && draining == 0 && asked < Duration::from_secs(1) => {
+                ready += 1
+            }
+            Ok(r) => panic!(
+                "/readyz answered {} {:?} {asked:?} after SIGTERM ({draining} 503s before)",
+                r.status,
+                r.text()
+            ),
+            Err(e) => panic!(
+                "/readyz {asked:?} after SIGTERM, while draining: {e} ({draining} 503s before)"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    eprintln!("[lifecycle] /readyz during the drain: {ready} x 200, then {draining} x 503");
+    assert!(
+        draining >= 10,
+        "only {draining} answers of 503 during the drain"
+    );
+    let status = node.wait_exit(Duration::from_secs(6));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        start.elapsed() <= Duration::from_millis(4500),
+        "exit took {:?} with shutdown_timeout 3s",
+        start.elapsed()
+    );
+    drop(s);
 }
 
 #[test]
