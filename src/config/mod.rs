@@ -260,6 +260,18 @@ pub enum ClientSendPolicy {
     Webhook,
 }
 
+impl ClientSendPolicy {
+    /// The policy as the config names it (and the welcome tells clients).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Group => "group",
+            Self::All => "all",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
 /// API authentication (`api.auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

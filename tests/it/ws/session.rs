@@ -40,7 +40,7 @@ fn welcome_frame_shape_and_distinct_client_ids() {
             .to_string();
         assert_eq!(
             w,
-            json!({"code": 0, "msg": "success", "data": {"clientId": id}})
+            json!({"code": 0, "msg": "success", "data": {"clientId": id, "clientSend": "off"}})
         );
         assert!(
             is_client_id_form(&id),
