@@ -316,24 +316,26 @@ pub enum LogFormat {
     Json,
 }
 
-/// Why the configuration could not be loaded.
+/// Why the configuration could not be loaded. Each message carries its
+/// cause, which is therefore not also its `source()`: a chain printed whole
+/// (`shardcast: {e:#}`) would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The text is not valid TOML; toml's message carries the line and column.
-    #[error("{}{}", origin(.path.as_deref()), .source.to_string().trim_end())]
+    #[error("{}{}", origin(.path.as_deref()), .cause.to_string().trim_end())]
     Syntax {
         /// The file, when the text came from one.
         path: Option<PathBuf>,
         /// The parse error.
-        source: toml::de::Error,
+        cause: toml::de::Error,
     },
     /// A key is unknown, has a bad value, or conflicts with another key.
     #[error("config key `{key}`: {message}")]
@@ -355,9 +357,9 @@ impl Config {
     /// from the process environment, validates.
     pub fn load(path: Option<&Path>) -> Result<(Config, Vec<String>), ConfigError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            Some(p) => std::fs::read_to_string(p).map_err(|cause| ConfigError::Read {
                 path: p.to_path_buf(),
-                source,
+                cause,
             })?,
             None => String::new(),
         };
@@ -400,9 +402,9 @@ impl Config {
         path: Option<&Path>,
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut table: Table = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+        let mut table: Table = toml::from_str(text).map_err(|cause| ConfigError::Syntax {
             path: path.map(Path::to_path_buf),
-            source,
+            cause,
         })?;
         let mut warnings = Vec::new();
         let sources = apply_env(&mut table, env, &mut warnings);

@@ -30,7 +30,7 @@ const PRODUCTION_NOFILE: u64 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("registry")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("cannot listen on {addr}")]
     Listen {

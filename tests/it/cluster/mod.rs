@@ -6,6 +6,7 @@ mod harness;
 mod leave;
 mod link_seal;
 mod membership;
+mod nginx;
 mod registry;
 mod resume;
 mod routing;

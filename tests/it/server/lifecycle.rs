@@ -101,6 +101,52 @@ fn check_config_accepts_a_valid_file() {
     );
 }
 
+/// The shipped configurations are valid as they are, and the cluster example gives its
+/// node a fixed id (resume routing through a proxy needs one: docs/cluster.md).
+#[test]
+fn the_shipped_configs_are_valid_and_the_cluster_example_has_a_fixed_node_id() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/");
+    for file in ["shardcast.toml", "cluster-node.example.toml"] {
+        let path = format!("{conf}{file}");
+        let (status, out) = run_binary(&["check-config", "-c", &path], Duration::from_secs(10));
+        let status = status.expect("check-config did not exit within 10 s");
+        assert!(status.success(), "check-config rejects {file}:\n{out}");
+    }
+    let example = std::fs::read_to_string(format!("{conf}cluster-node.example.toml")).unwrap();
+    let config: toml::Value = example.parse().expect("TOML");
+    let id = config["cluster"]["node_id"].as_integer();
+    assert!(
+        id.is_some_and(|id| id > 0),
+        "cluster-node.example.toml: node_id {id:?}"
+    );
+}
+
+/// An error that stops the binary says its cause once (it used to print
+/// "No such file or directory (os error 2): No such file or directory (os error 2)").
+#[test]
+fn a_fatal_error_says_its_cause_once() {
+    let cause = "No such file or directory (os error 2)";
+    let (status, out) = run_binary(
+        &["-c", "/nonexistent/shardcast.toml"],
+        Duration::from_secs(10),
+    );
+    assert!(!status.expect("exit").success());
+    assert_eq!(out.matches(cause).count(), 1, "{out}");
+    assert!(
+        out.contains("cannot read config file /nonexistent/shardcast.toml"),
+        "{out}"
+    );
+    // A data directory that cannot be made: the registry file's error.
+    let (_dir, path) = write_config("[server]\ndata_dir = \"/proc/self/nothing/here\"\n");
+    let (status, out) = run_binary(&["-c", &path], Duration::from_secs(10));
+    assert!(!status.expect("exit").success());
+    assert!(
+        out.contains("registry file /proc/self/nothing/here/systems.json"),
+        "{out}"
+    );
+    assert_eq!(out.matches(cause).count(), 1, "{out}");
+}
+
 #[test]
 fn an_unknown_key_is_named() {
     assert_rejected("[server]\nbogus = 1\n", "server.bogus");

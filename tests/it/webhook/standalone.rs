@@ -15,6 +15,7 @@ use crate::support::{
     node::Node,
     now_unix,
     raw_frames::write_raw_frame,
+    raw_ws::Raw,
     receiver::{Hook, Receiver},
     ws::Client,
     QUIET, SYS_A, WAIT,
@@ -140,6 +141,12 @@ fn every_way_a_connection_ends_has_its_reason_exactly_once() {
     let abrupt_id = abrupt.client_id.clone();
     drop(abrupt);
     assert_eq!(single_disconnect(&receiver, &abrupt_id), "client_closed");
+
+    // A TCP reset (RST, not FIN) is a socket error (docs/api.md §2, the table of closes).
+    let reset = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let reset_id = reset.client_id();
+    reset.reset();
+    assert_eq!(single_disconnect(&receiver, &reset_id), "error");
 
     let closed = node.ws(SYS_A);
     node.call(
