@@ -412,6 +412,15 @@ impl Config {
             .map_err(|err| key_error(&err))
             .and_then(|config| config.validate().map(|()| config))
             .map_err(|err| attribute(err, &sources))?;
+        if let Some(raw) = raw_key(&config.server.crypto_key) {
+            // Said, so that a hex key with a typo is not taken silently.
+            warnings.push(format!(
+                "server.crypto_key is not hex: its {} characters are the AES-{} key itself, \
+                 as go-websocket's CryptoKey",
+                raw.len(),
+                raw.len() * 8
+            ));
+        }
         Ok((config, warnings))
     }
 
@@ -462,7 +471,8 @@ impl Config {
     fn validate_values(&self) -> Result<(), ConfigError> {
         let key = &self.server.crypto_key;
         let key_ok = key.is_empty() || decode_key(key).is_some();
-        let key_msg = "must be empty, 32 hex characters (AES-128) or 64 (AES-256)";
+        let key_msg = "must be empty, 32 hex characters (AES-128) or 64 (AES-256), \
+                       or a go-websocket CryptoKey: a string of 16, 24 or 32 bytes";
         ensure(key_ok, "server.crypto_key", key_msg)?;
         let url = &self.webhook.url;
         let url_ok = url.is_empty() || url.starts_with("http://") || url.starts_with("https://");
@@ -569,7 +579,15 @@ fn attribute(err: ConfigError, sources: &HashMap<String, String>) -> ConfigError
     }
 }
 
-fn decode_key(hex: &str) -> Option<Vec<u8>> {
+/// `server.crypto_key` as key bytes: 32 or 64 hex characters (AES-128,
+/// AES-256), or else go-websocket's `CryptoKey` as it is written there: a
+/// string of 16, 24 or 32 bytes that is the AES key itself (AES-128, -192,
+/// -256). A 32-character key of hex digits is read as hex.
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    decode_hex_key(text).or_else(|| raw_key(text).map(<[u8]>::to_vec))
+}
+
+fn decode_hex_key(hex: &str) -> Option<Vec<u8>> {
     if hex.len() != 32 && hex.len() != 64 {
         return None;
     }
@@ -578,6 +596,13 @@ fn decode_key(hex: &str) -> Option<Vec<u8>> {
         .chunks(2)
         .map(|pair| Some(((nibble(pair[0])? << 4) | nibble(pair[1])?) as u8))
         .collect()
+}
+
+/// A go-websocket `CryptoKey`: its bytes, when it is no hex key and has an
+/// AES key's length.
+fn raw_key(text: &str) -> Option<&[u8]> {
+    let raw = decode_hex_key(text).is_none() && matches!(text.len(), 16 | 24 | 32);
+    raw.then_some(text.as_bytes())
 }
 
 fn valid_system_id(id: &str) -> bool {
@@ -907,7 +932,11 @@ mod tests {
             ("[ws]\nclient_send = \"webhook\"", "ws.client_send"),
             ("[server]\ncrypto_key = \"abc\"", "server.crypto_key"),
             (
-                "[server]\ncrypto_key = \"zz0102030405060708090a0b0c0d0e0f\"",
+                "[server]\ncrypto_key = \"zz0102030405060708090a0b0c0d0e0f0\"",
+                "server.crypto_key",
+            ),
+            (
+                "[server]\ncrypto_key = \"Adba723b7fe06819Adba723b7fe06819Adba723b7fe0681\"",
                 "server.crypto_key",
             ),
             ("[webhook]\nurl = \"ftp://x\"", "webhook.url"),
@@ -999,6 +1028,25 @@ mod tests {
         assert_eq!(c.crypto_key_bytes(), Some(want));
         let c = parse(&format!("[server]\ncrypto_key = \"{}\"", "Ff".repeat(32))).unwrap();
         assert_eq!(c.crypto_key_bytes(), Some(vec![0xff; 32]));
+        // go-websocket's CryptoKey as written there: the string is the key.
+        for key in [
+            "Adba723b7fe06819",
+            "0123456789abcdefghijklmn",
+            "zz0102030405060708090a0b0c0d0e0f",
+        ] {
+            let text = format!("[server]\ncrypto_key = \"{key}\"");
+            let (c, warnings) = Config::from_toml_str(&text, []).unwrap();
+            assert_eq!(c.crypto_key_bytes(), Some(key.as_bytes().to_vec()));
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("server.crypto_key is not hex")),
+                "{warnings:?}"
+            );
+        }
+        let (_, warnings) =
+            Config::from_toml_str(&format!("[server]\ncrypto_key = \"{KEY128}\""), []).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
         let n = Config::default().worker_count();
         assert!((1..=MAX_WORKERS).contains(&n));
         assert_eq!(parse("[server]\nworkers = 3").unwrap().worker_count(), 3);
