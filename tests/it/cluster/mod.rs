@@ -1,6 +1,7 @@
 //! Several nodes and a private etcd (docs/api.md §4 "Cluster rules", docs/cluster.md).
 
 mod chat;
+mod demo_script;
 mod etcd_outage;
 mod harness;
 mod leave;
