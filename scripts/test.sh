@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 node_pkgs=()
 command -v npm >/dev/null 2>&1 || node_pkgs=(nodejs npm)
-scripts/setup.sh etcd-server chromium nginx "${node_pkgs[@]}"
-# playwright-core exactly as tests/console/package-lock.json pins it; it
+scripts/setup.sh etcd-server chromium nginx python3 "${node_pkgs[@]}"
+# playwright-core and ws exactly as tests/console/package-lock.json pins them; it
 # downloads no browser of its own (the test launches /usr/bin/chromium).
 npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"

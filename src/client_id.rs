@@ -2,7 +2,7 @@
 //!
 //! Any core of any node must route a clientId without a lookup, so the id
 //! carries its own route: node, core, slot and the slot's generation. It is
-//! encrypted (AES-128/256, one block, base64url without padding = 22 chars)
+//! encrypted (AES-128/192/256, one block, base64url without padding = 22 chars)
 //! so clients cannot forge or enumerate ids, and it carries a check value
 //! derived from the owning system's id, so an id presented with another
 //! system's credentials fails to decode at once — tenant isolation needs no
@@ -25,7 +25,7 @@
 //! separates processes, so ids are not reused while the key stays the same.
 
 use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
-use aes::{Aes128, Aes256};
+use aes::{Aes128, Aes192, Aes256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
@@ -56,11 +56,13 @@ pub enum ClientIdError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("crypto key must be 16 or 32 bytes")]
+#[error("crypto key must be 16, 24 or 32 bytes")]
 pub struct KeyLengthError;
 
 enum Cipher {
     Aes128(Box<Aes128>),
+    /// A go-websocket CryptoKey of 24 characters (`server.crypto_key`).
+    Aes192(Box<Aes192>),
     Aes256(Box<Aes256>),
 }
 
@@ -71,11 +73,14 @@ pub struct ClientIdCodec {
 }
 
 impl ClientIdCodec {
-    /// `key` is 16 bytes (AES-128) or 32 bytes (AES-256).
+    /// `key` is 16 bytes (AES-128), 24 (AES-192) or 32 (AES-256).
     pub fn new(key: &[u8]) -> Result<Self, KeyLengthError> {
         let cipher = match key.len() {
             16 => Cipher::Aes128(Box::new(
                 Aes128::new_from_slice(key).map_err(|_| KeyLengthError)?,
+            )),
+            24 => Cipher::Aes192(Box::new(
+                Aes192::new_from_slice(key).map_err(|_| KeyLengthError)?,
             )),
             32 => Cipher::Aes256(Box::new(
                 Aes256::new_from_slice(key).map_err(|_| KeyLengthError)?,
@@ -89,6 +94,7 @@ impl ClientIdCodec {
         let mut block = Array::from(plaintext(id, system));
         match &self.cipher {
             Cipher::Aes128(c) => c.encrypt_block(&mut block),
+            Cipher::Aes192(c) => c.encrypt_block(&mut block),
             Cipher::Aes256(c) => c.encrypt_block(&mut block),
         }
         URL_SAFE_NO_PAD.encode(block.as_slice())
@@ -110,6 +116,7 @@ impl ClientIdCodec {
         let mut block = Array::from(raw);
         match &self.cipher {
             Cipher::Aes128(c) => c.decrypt_block(&mut block),
+            Cipher::Aes192(c) => c.decrypt_block(&mut block),
             Cipher::Aes256(c) => c.decrypt_block(&mut block),
         }
         parse_plaintext(&block.0, system)
@@ -173,8 +180,8 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_both_key_sizes() {
-        for key in [&[1u8; 16][..], &[2u8; 32][..]] {
+    fn round_trip_every_key_size() {
+        for key in [&[1u8; 16][..], &[3u8; 24][..], &[2u8; 32][..]] {
             let c = ClientIdCodec::new(key).expect("key");
             let text = c.encode(&sample(), "demo");
             assert_eq!(text.len(), ENCODED_LEN);
@@ -187,7 +194,9 @@ mod tests {
 
     #[test]
     fn bad_key_length_is_an_error() {
-        assert!(ClientIdCodec::new(&[0u8; 24]).is_err());
+        for len in [0, 8, 15, 17, 31, 33, 64] {
+            assert!(ClientIdCodec::new(&vec![0u8; len]).is_err(), "{len}");
+        }
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct Node {
     /// what the mailbox high-water mark bounds.
     queued: Box<[AtomicUsize]>,
     started: AtomicUsize,
+    /// Cores whose drain is over (they close their listeners once all are).
+    drained: AtomicUsize,
     draining: AtomicBool,
     drain_started: OnceLock<Instant>,
 }
@@ -124,6 +126,7 @@ impl Node {
             http_connections: AtomicUsize::new(0),
             queued: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
             started: AtomicUsize::new(0),
+            drained: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drain_started: OnceLock::new(),
             config,
@@ -205,6 +208,16 @@ impl Node {
             .copied()
             .unwrap_or_else(Instant::now);
         (started + self.config.server.shutdown_timeout).saturating_duration_since(Instant::now())
+    }
+
+    /// A core has drained its connections (or run out of time).
+    pub fn core_drained(&self) {
+        self.drained.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every core has drained: the listeners may close.
+    pub fn all_drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire) >= self.cores()
     }
 
     pub fn is_draining(&self) -> bool {

@@ -239,6 +239,19 @@ fn invalid(e: BoxedError) -> FrameError {
 mod tests {
     use super::*;
 
+    /// docs/cluster.md names the protocol version this code speaks.
+    #[test]
+    fn the_cluster_doc_names_this_protocol_version() {
+        let doc = include_str!("../../docs/cluster.md");
+        for said in [
+            format!("## Frames (protocol version {PROTOCOL_VERSION})"),
+            format!("this one speaks {PROTOCOL_VERSION} "),
+            format!("own ({PROTOCOL_VERSION}, `PROTOCOL_VERSION`"),
+        ] {
+            assert!(doc.contains(&said), "docs/cluster.md lacks {said:?}");
+        }
+    }
+
     fn info(n: u8) -> ClientInfo {
         ClientInfo {
             client_id: format!("client-{n}"),

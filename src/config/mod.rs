@@ -260,6 +260,18 @@ pub enum ClientSendPolicy {
     Webhook,
 }
 
+impl ClientSendPolicy {
+    /// The policy as the config names it (and the welcome tells clients).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Group => "group",
+            Self::All => "all",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
 /// API authentication (`api.auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -304,24 +316,26 @@ pub enum LogFormat {
     Json,
 }
 
-/// Why the configuration could not be loaded.
+/// Why the configuration could not be loaded. Each message carries its
+/// cause, which is therefore not also its `source()`: a chain printed whole
+/// (`shardcast: {e:#}`) would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The text is not valid TOML; toml's message carries the line and column.
-    #[error("{}{}", origin(.path.as_deref()), .source.to_string().trim_end())]
+    #[error("{}{}", origin(.path.as_deref()), .cause.to_string().trim_end())]
     Syntax {
         /// The file, when the text came from one.
         path: Option<PathBuf>,
         /// The parse error.
-        source: toml::de::Error,
+        cause: toml::de::Error,
     },
     /// A key is unknown, has a bad value, or conflicts with another key.
     #[error("config key `{key}`: {message}")]
@@ -343,9 +357,9 @@ impl Config {
     /// from the process environment, validates.
     pub fn load(path: Option<&Path>) -> Result<(Config, Vec<String>), ConfigError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            Some(p) => std::fs::read_to_string(p).map_err(|cause| ConfigError::Read {
                 path: p.to_path_buf(),
-                source,
+                cause,
             })?,
             None => String::new(),
         };
@@ -388,9 +402,9 @@ impl Config {
         path: Option<&Path>,
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut table: Table = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+        let mut table: Table = toml::from_str(text).map_err(|cause| ConfigError::Syntax {
             path: path.map(Path::to_path_buf),
-            source,
+            cause,
         })?;
         let mut warnings = Vec::new();
         let sources = apply_env(&mut table, env, &mut warnings);
@@ -398,6 +412,15 @@ impl Config {
             .map_err(|err| key_error(&err))
             .and_then(|config| config.validate().map(|()| config))
             .map_err(|err| attribute(err, &sources))?;
+        if let Some(raw) = raw_key(&config.server.crypto_key) {
+            // Said, so that a hex key with a typo is not taken silently.
+            warnings.push(format!(
+                "server.crypto_key is not hex: its {} characters are the AES-{} key itself, \
+                 as go-websocket's CryptoKey",
+                raw.len(),
+                raw.len() * 8
+            ));
+        }
         Ok((config, warnings))
     }
 
@@ -448,7 +471,8 @@ impl Config {
     fn validate_values(&self) -> Result<(), ConfigError> {
         let key = &self.server.crypto_key;
         let key_ok = key.is_empty() || decode_key(key).is_some();
-        let key_msg = "must be empty, 32 hex characters (AES-128) or 64 (AES-256)";
+        let key_msg = "must be empty, 32 hex characters (AES-128) or 64 (AES-256), \
+                       or a go-websocket CryptoKey: a string of 16, 24 or 32 bytes";
         ensure(key_ok, "server.crypto_key", key_msg)?;
         let url = &self.webhook.url;
         let url_ok = url.is_empty() || url.starts_with("http://") || url.starts_with("https://");
@@ -555,7 +579,15 @@ fn attribute(err: ConfigError, sources: &HashMap<String, String>) -> ConfigError
     }
 }
 
-fn decode_key(hex: &str) -> Option<Vec<u8>> {
+/// `server.crypto_key` as key bytes: 32 or 64 hex characters (AES-128,
+/// AES-256), or else go-websocket's `CryptoKey` as it is written there: a
+/// string of 16, 24 or 32 bytes that is the AES key itself (AES-128, -192,
+/// -256). A 32-character key of hex digits is read as hex.
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    decode_hex_key(text).or_else(|| raw_key(text).map(<[u8]>::to_vec))
+}
+
+fn decode_hex_key(hex: &str) -> Option<Vec<u8>> {
     if hex.len() != 32 && hex.len() != 64 {
         return None;
     }
@@ -564,6 +596,13 @@ fn decode_key(hex: &str) -> Option<Vec<u8>> {
         .chunks(2)
         .map(|pair| Some(((nibble(pair[0])? << 4) | nibble(pair[1])?) as u8))
         .collect()
+}
+
+/// A go-websocket `CryptoKey`: its bytes, when it is no hex key and has an
+/// AES key's length.
+fn raw_key(text: &str) -> Option<&[u8]> {
+    let raw = decode_hex_key(text).is_none() && matches!(text.len(), 16 | 24 | 32);
+    raw.then_some(text.as_bytes())
 }
 
 fn valid_system_id(id: &str) -> bool {
@@ -893,7 +932,11 @@ mod tests {
             ("[ws]\nclient_send = \"webhook\"", "ws.client_send"),
             ("[server]\ncrypto_key = \"abc\"", "server.crypto_key"),
             (
-                "[server]\ncrypto_key = \"zz0102030405060708090a0b0c0d0e0f\"",
+                "[server]\ncrypto_key = \"zz0102030405060708090a0b0c0d0e0f0\"",
+                "server.crypto_key",
+            ),
+            (
+                "[server]\ncrypto_key = \"Adba723b7fe06819Adba723b7fe06819Adba723b7fe0681\"",
                 "server.crypto_key",
             ),
             ("[webhook]\nurl = \"ftp://x\"", "webhook.url"),
@@ -985,6 +1028,25 @@ mod tests {
         assert_eq!(c.crypto_key_bytes(), Some(want));
         let c = parse(&format!("[server]\ncrypto_key = \"{}\"", "Ff".repeat(32))).unwrap();
         assert_eq!(c.crypto_key_bytes(), Some(vec![0xff; 32]));
+        // go-websocket's CryptoKey as written there: the string is the key.
+        for key in [
+            "Adba723b7fe06819",
+            "0123456789abcdefghijklmn",
+            "zz0102030405060708090a0b0c0d0e0f",
+        ] {
+            let text = format!("[server]\ncrypto_key = \"{key}\"");
+            let (c, warnings) = Config::from_toml_str(&text, []).unwrap();
+            assert_eq!(c.crypto_key_bytes(), Some(key.as_bytes().to_vec()));
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("server.crypto_key is not hex")),
+                "{warnings:?}"
+            );
+        }
+        let (_, warnings) =
+            Config::from_toml_str(&format!("[server]\ncrypto_key = \"{KEY128}\""), []).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
         let n = Config::default().worker_count();
         assert!((1..=MAX_WORKERS).contains(&n));
         assert_eq!(parse("[server]\nworkers = 3").unwrap().worker_count(), 3);

@@ -13,8 +13,12 @@
 // alive with the text "ping" the node answers with "pong", hands each
 // welcome's clientId to `ready()`, turns pushes and the 1001/1002 notices into
 // events, resolves each client message's promise with its ack (or rejects it
-// on a refusal or after a timeout), and stops with a clear error on a -1001
-// refusal, which retrying would not cure.
+// on a refusal or after a timeout), refuses a send at once where the node
+// routes no client messages (the welcome's clientSend is "off"), and stops
+// with a clear error on a -1001 refusal, which retrying would not cure.
+//
+// Node.js: 22 and later have a global WebSocket; before (18, 20), pass the
+// `ws` package's: `import WebSocket from 'ws'`, then `{ WebSocket, … }` in opts.
 
 const NOTICE_ONLINE = 1001;
 const NOTICE_OFFLINE = 1002;
@@ -45,11 +49,18 @@ export class Shardcast extends EventTarget {
   constructor(url, opts = {}) {
     super();
     if (!opts.systemId) throw new TypeError('shardcast: systemId is required');
+    if (typeof (opts.WebSocket || globalThis.WebSocket) !== 'function') {
+      throw new TypeError('shardcast: no WebSocket here: pass one as the WebSocket option '
+        + "(Node.js before 22: import WebSocket from 'ws')");
+    }
     this.url = url;
     this.opts = {
       pingInterval: 20000, ackTimeout: 10000, minBackoff: 500, maxBackoff: 30000, resume: true, ...opts,
     };
     this.clientId = null;
+    // The node's ws.client_send as its welcome said ("off", "group", "all",
+    // "webhook"; null before the first welcome or from a node that does not say).
+    this.clientSend = null;
     this.lastClientId = null; // the clientId of the connection before, for `welcome`
     this.resumeToken = null; // the newest welcome's, while resuming is on
     this.last = null; // messageId of the last push or notice handled
@@ -74,11 +85,17 @@ export class Shardcast extends EventTarget {
   /**
    * Sends a client message (docs/api.md §2.1): `{type, groupName|userId|clientId,
    * code?, msg?, data}`. Resolves with the ack; rejects with a ShardcastError on
-   * a refusal, or an Error when no ack came within ackTimeout or the connection
-   * dropped first.
+   * a refusal — at once when the node routes no client messages (its welcome
+   * said clientSend "off") — or an Error when no ack came within ackTimeout or
+   * the connection dropped first.
    */
   send(message) {
     if (!this.connected()) return Promise.reject(new Error('shardcast: not connected'));
+    if (this.clientSend === 'off') {
+      return Promise.reject(new ShardcastError(-1, 'shardcast: this node does not route client '
+        + 'messages (ws.client_send = "off"): send through the HTTP API of your backend, or '
+        + 'run the node with ws.client_send "group", "all" or "webhook"'));
+    }
     const reqId = String(this.nextReq++);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -167,6 +184,7 @@ export class Shardcast extends EventTarget {
     const previousClientId = this.lastClientId;
     this.clientId = d.clientId;
     this.lastClientId = d.clientId;
+    this.clientSend = typeof d.clientSend === 'string' ? d.clientSend : null;
     this.resumeToken = this.opts.resume && typeof d.resumeToken === 'string' ? d.resumeToken : null;
     // A new connection numbers nothing it has not sent: the old `last` means
     // nothing to it. A resumed one replays what came after `last` next.
@@ -230,7 +248,11 @@ export class Shardcast extends EventTarget {
   }
 
   emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
+    // Node.js 18 has Event but no global CustomEvent.
+    const event = typeof CustomEvent === 'function'
+      ? new CustomEvent(type, { detail })
+      : Object.assign(new Event(type), { detail });
+    this.dispatchEvent(event);
   }
 }
 

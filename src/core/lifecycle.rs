@@ -131,12 +131,13 @@ impl Core {
         seq: u16,
         how: impl FnOnce(&str) -> Welcome,
     ) -> Bytes {
+        let client_send = self.node.config.ws.client_send.as_str();
         if !self.resume_on() {
-            return welcome_frame(client_id, Welcome::Plain);
+            return welcome_frame(client_id, Welcome::Plain, client_send);
         }
         let node = self.node.node_id;
         let token = self.node.resume.issue(node, system, client_id, seq);
-        welcome_frame(client_id, how(&token))
+        welcome_frame(client_id, how(&token), client_send)
     }
 
     /// Ends a connection, or detaches it when it dropped without a goodbye

@@ -39,12 +39,14 @@ pub enum RegistryError {
     Taken,
     #[error("the registry thread has stopped")]
     Stopped,
-    #[error("registry file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("registry file {path} is not valid: {source}")]
+    // The cause is in the message, so it is no `source()` (printed whole,
+    // a chain would say it twice).
+    #[error("registry file {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("registry file {path} is not valid: {cause}")]
     Corrupt {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -62,17 +64,17 @@ impl Registry {
     /// Loads `dir/systems.json` (absent = empty), creating `dir` if needed.
     pub fn open(dir: &Path) -> Result<Self, RegistryError> {
         let path = dir.join(FILE);
-        let io_err = |source| RegistryError::Io {
+        let io_err = |cause| RegistryError::Io {
             path: path.clone(),
-            source,
+            cause,
         };
         fs::create_dir_all(dir).map_err(io_err)?;
         let systems = match fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice::<FileFormat>(&bytes)
-                    .map_err(|source| RegistryError::Corrupt {
+                    .map_err(|cause| RegistryError::Corrupt {
                         path: path.clone(),
-                        source,
+                        cause,
                     })?
                     .systems
             }
@@ -110,9 +112,9 @@ impl Registry {
         let mut given = Vec::new();
         for (id, entry) in self.systems.iter_mut() {
             if entry.secret.as_deref().is_none_or(str::is_empty) {
-                let secret = make().map_err(|source| RegistryError::Io {
+                let secret = make().map_err(|cause| RegistryError::Io {
                     path: self.path.clone(),
-                    source,
+                    cause,
                 })?;
                 entry.secret = Some(secret);
                 given.push(id.clone());
@@ -127,9 +129,9 @@ impl Registry {
     /// Writes the file (mode 0600: it holds the secrets) through a
     /// temporary file renamed over it.
     fn save(&self) -> Result<(), RegistryError> {
-        let io_err = |source| RegistryError::Io {
+        let io_err = |cause| RegistryError::Io {
             path: self.path.clone(),
-            source,
+            cause,
         };
         let body = serde_json::to_vec_pretty(&FileFormat {
             systems: self.systems.clone(),

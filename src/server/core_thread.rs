@@ -37,32 +37,48 @@ pub fn run_core(
         monoio::spawn(drain_mailbox(core.clone(), mailbox));
         monoio::spawn(read_ready(core.clone()));
         monoio::spawn(heartbeat(core.clone()));
+        let shutdown = core.borrow().shutdown.clone();
         if let Some(links) = links {
             let links = TcpListener::from_std(links)?;
             let core = core.clone();
-            monoio::spawn(async move { accept_loop(&core, links, "cluster", serve_link).await });
+            let stop = async move { shutdown.wait().await };
+            monoio::spawn(
+                async move { accept_loop(&core, links, "cluster", serve_link, stop).await },
+            );
         }
         let peers = node.peers();
         core.borrow_mut().set_peers(peers);
         node.core_started();
         // This core's idle HTTP connections (api.max_http_connections).
         let http = Rc::new(crate::service::HttpConns::default());
-        accept_loop(&core, listener, "http", |core, stream, _| {
-            crate::service::serve(core, http.clone(), stream)
-        })
-        .await;
-        drain(&core).await;
+        // The http listener stays open through the drain: `/readyz` answers
+        // 503 there, upgrades are refused with 503 and every answer closes
+        // its connection (`service`), until every core has drained.
+        let shutdown = core.borrow().shutdown.clone();
+        let stop = async {
+            shutdown.wait().await;
+            drain(&core).await;
+        };
+        let serve = |core, stream, _| crate::service::serve(core, http.clone(), stream);
+        accept_loop(&core, listener, "http", serve, stop).await;
         Ok(())
     })
 }
 
-/// Accepts connections until shutdown and hands each to `serve`.
-async fn accept_loop<F, Fut>(core: &CoreRef, listener: TcpListener, what: &str, serve: F)
-where
+/// Accepts connections until `stop` completes and hands each to `serve`;
+/// the listener closes when this returns.
+async fn accept_loop<F, Fut, S>(
+    core: &CoreRef,
+    listener: TcpListener,
+    what: &str,
+    serve: F,
+    stop: S,
+) where
     F: Fn(CoreRef, monoio::net::TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,
+    S: std::future::Future<Output = ()>,
 {
-    let shutdown = core.borrow().shutdown.clone();
+    let mut stop = std::pin::pin!(stop);
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
@@ -76,17 +92,25 @@ where
                     monoio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.wait() => return,
+            _ = &mut stop => return,
         }
     }
 }
 
-/// Graceful shutdown of this core: the listener is already closed; every
-/// connection gets close 1001, then we wait (bounded) for them to go.
+/// Graceful shutdown of this core: every connection gets close 1001, then
+/// we wait (bounded by `server.shutdown_timeout`) for them to go, and for
+/// the other cores to be done as well: a listener closed early would reset
+/// the connections the kernel had queued on it, so no core's listener
+/// closes before the node's drain is over.
 async fn drain(core: &CoreRef) {
     core.borrow_mut().close_all(CloseReason::Shutdown);
-    let deadline = Instant::now() + core.borrow().node.config.server.shutdown_timeout;
+    let node = core.borrow().node.clone();
+    let deadline = Instant::now() + node.config.server.shutdown_timeout;
     while core.borrow().ws_sockets > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.core_drained();
+    while !node.all_drained() && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -30,7 +30,7 @@ const PRODUCTION_NOFILE: u64 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("registry")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("cannot listen on {addr}")]
     Listen {
@@ -88,19 +88,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let watcher = node.clone();
     let signals_handle = signals.handle();
-    std::thread::spawn(move || {
+    let signal_thread = std::thread::spawn(move || {
         let mut signals = signals;
-        if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "shutting down: draining connections");
-            watcher.begin_shutdown();
-            if let Some(m) = &watcher.membership {
-                // Revoking the lease tells the peers at once that we are gone.
-                m.shutdown();
-            }
+        let Some(sig) = signals.forever().next() else {
+            return false;
+        };
+        tracing::info!(signal = sig, "shutting down: draining connections");
+        watcher.begin_shutdown();
+        if let Some(m) = &watcher.membership {
+            // Revoking the lease tells the peers at once that we are gone; it
+            // runs while the cores drain.
+            m.shutdown();
         }
+        true
     });
     let result = wait(&node, cores, &done_rx);
     signals_handle.close();
+    // The process exits when this returns: the lease is revoked first,
+    // however short the drain was (a node without WebSockets stops its
+    // cores at once, before etcd has answered the revoke).
+    let left = signal_thread.join().unwrap_or(false);
+    if let (false, Some(m)) = (left, &node.membership) {
+        m.shutdown();
+    }
     if let Some(thread) = webhook_thread {
         // The disconnects of the drain are queued by now; they get what is
         // left of the shutdown time.

@@ -15,6 +15,7 @@
 //! events only ever go to the configured address, and proxy variables are
 //! ignored for the same reason.
 
+use std::cell::Cell;
 use std::error::Error;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -100,15 +101,16 @@ impl From<reqwest::Error> for Failure {
     }
 }
 
-/// An encoded event, sent as is by every attempt.
+/// An encoded event, sent as is by every attempt (so its `eventId` is the
+/// same on every retry).
 struct Request {
     body: Bytes,
     signature: Option<String>,
 }
 
 impl Request {
-    fn new(event: &Event) -> Result<Self, EncodeError> {
-        let body = Bytes::from(event.body()?);
+    fn new(event: &Event, id: &str) -> Result<Self, EncodeError> {
+        let body = Bytes::from(event.body(id)?);
         let signature = event
             .endpoint
             .secret
@@ -118,8 +120,41 @@ impl Request {
     }
 }
 
+/// The `eventId`s of one run of the webhook thread: 32 lowercase hex
+/// digits, 16 drawn at random when the thread starts (so ids differ across
+/// nodes and restarts) and 16 counting the events it delivered. Only the
+/// webhook thread draws them: no counter shared by cores.
+pub(super) struct EventIds {
+    run: u64,
+    next: Cell<u64>,
+}
+
+impl EventIds {
+    pub(super) fn new() -> Self {
+        let mut seed = [0u8; 8];
+        if getrandom::getrandom(&mut seed).is_err() {
+            // No randomness: the clock keeps runs apart all the same.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            seed = (nanos ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+        }
+        Self {
+            run: u64::from_le_bytes(seed),
+            next: Cell::new(0),
+        }
+    }
+
+    pub(super) fn next(&self) -> String {
+        let n = self.next.get();
+        self.next.set(n.wrapping_add(1));
+        format!("{:016x}{n:016x}", self.run)
+    }
+}
+
 pub(super) struct Delivery {
     client: Client,
+    ids: EventIds,
     timeout: Duration,
     retries: u32,
     breakers: Breakers,
@@ -136,6 +171,7 @@ impl Delivery {
     ) -> Self {
         Self {
             client,
+            ids: EventIds::new(),
             timeout: config.timeout,
             retries: config.retries,
             breakers: Breakers::default(),
@@ -186,7 +222,7 @@ impl Delivery {
     /// The first attempt and up to `retries` more, with backoff between;
     /// none while the breaker of the event's system and URL is open.
     async fn try_all(&self, event: &Event) -> Result<(), Failure> {
-        let request = Request::new(event)?;
+        let request = Request::new(event, &self.ids.next())?;
         let system = event.system_id.as_str();
         let url = event.endpoint.url.as_str();
         let mut attempt = 0;

@@ -61,6 +61,7 @@ pub struct EncodeError(#[from] serde_json::Error);
 #[serde(rename_all = "camelCase")]
 struct Body<'a> {
     event: &'static str,
+    event_id: &'a str,
     system_id: &'a str,
     client_id: &'a str,
     user_id: &'a str,
@@ -73,8 +74,10 @@ struct Body<'a> {
 }
 
 impl Event {
-    /// The request body. Fails only when a message's `data` is not JSON.
-    pub(super) fn body(&self) -> Result<Vec<u8>, EncodeError> {
+    /// The request body, with `id` as its `eventId` (the same on every
+    /// attempt: the body is encoded once). Fails only when a message's
+    /// `data` is not JSON.
+    pub(super) fn body(&self, id: &str) -> Result<Vec<u8>, EncodeError> {
         let (event, reason, data) = match &self.kind {
             EventKind::Connect => ("connect", None, None),
             EventKind::Disconnect { reason } => ("disconnect", Some(*reason), None),
@@ -82,6 +85,7 @@ impl Event {
         };
         let body = Body {
             event,
+            event_id: id,
             system_id: &self.system_id,
             client_id: &self.client_id,
             user_id: &self.user_id,

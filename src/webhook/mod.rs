@@ -87,8 +87,10 @@ pub enum Refused {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
+    // The causes are in the messages, so they are no `source()` (printed
+    // whole, a chain would say them twice).
     #[error("cannot build the webhook HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(reqwest::Error),
     #[error("cannot start the webhook runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot start the webhook thread: {0}")]
@@ -191,7 +193,7 @@ impl WebhookThread {
 /// runtime here). `config.url` is not used here: callers put the URL of
 /// each event in its [`Endpoint`].
 pub fn start(config: &WebhookConfig) -> Result<(Webhooks, WebhookThread), WebhookError> {
-    let client = delivery::client()?;
+    let client = delivery::client().map_err(WebhookError::Client)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

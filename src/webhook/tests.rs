@@ -163,7 +163,7 @@ fn bodies_keep_field_order_and_are_signed() {
         hooks.submit(event(&endpoint, "c1", kind)).expect("submit");
     }
     thread.finish(Duration::from_secs(5));
-    let head = r#"{"event":"EV","systemId":"demo","clientId":"c1","userId":"u1","groups":["g1","g\"2"],"time":1700000000123"#;
+    let head = r#"{"event":"EV","eventId":"ID","systemId":"demo","clientId":"c1","userId":"u1","groups":["g1","g\"2"],"time":1700000000123"#;
     let expected = [
         format!("{}}}", head.replace("EV", "connect")),
         format!(
@@ -174,7 +174,15 @@ fn bodies_keep_field_order_and_are_signed() {
     ];
     let seen = receiver.seen();
     assert_eq!(seen.len(), 3);
+    let mut ids = std::collections::HashSet::new();
     for (seen, expected) in seen.iter().zip(expected) {
+        let id = seen.json()["eventId"].as_str().expect("eventId").to_owned();
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(ids.insert(id.clone()), "eventId {id} given twice");
+        let expected = expected.replace(r#""eventId":"ID""#, &format!(r#""eventId":"{id}""#));
         assert_eq!(String::from_utf8_lossy(&seen.body), expected);
         let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
         mac.update(&seen.body);
@@ -218,7 +226,9 @@ fn a_500_is_retried_and_then_delivered() {
         == 1));
     let seen = receiver.seen();
     assert_eq!(seen.len(), 2);
+    // The retry is the same request: the same body, the same eventId.
     assert_eq!(seen[0].body, seen[1].body);
+    assert!(seen[1].json()["eventId"].is_string());
     let mut text = String::new();
     hooks.stats().render(&mut text);
     assert!(

@@ -71,8 +71,11 @@ pub enum Welcome<'a> {
 
 /// The first frame of a connection:
 /// `{"code":0,"msg":"success","data":{"clientId":…}}`, with
-/// `"resumeToken"`, `"resumed"` and `"recovered"` as `welcome` says.
-pub fn welcome_frame(client_id: &str, welcome: Welcome) -> Bytes {
+/// `"resumeToken"`, `"resumed"` and `"recovered"` as `welcome` says, then
+/// `"clientSend"`: the node's `ws.client_send` (`off`, `group`, `all`,
+/// `webhook`), so that a client knows at once whether its messages are
+/// routed (docs/api.md §2).
+pub fn welcome_frame(client_id: &str, welcome: Welcome, client_send: &str) -> Bytes {
     let flag = |b: bool| Part::Raw(if b { b"true" } else { b"false" });
     let mut data = vec![
         Part::Raw(b"{\"clientId\":"),
@@ -93,7 +96,11 @@ pub fn welcome_frame(client_id: &str, welcome: Welcome) -> Bytes {
             flag(recovered),
         ]),
     }
-    data.push(Part::Raw(b"}"));
+    data.extend([
+        Part::Raw(b",\"clientSend\":"),
+        Part::Str(client_send.as_bytes()),
+        Part::Raw(b"}"),
+    ]);
     with_envelope(0, "success", Part::Seq(&data), frame::text)
 }
 
@@ -277,10 +284,10 @@ pub(crate) mod tests {
 
     #[test]
     fn welcome_and_refusal_frames() {
-        let welcome = welcome_frame("AbC-_9", Welcome::Plain);
+        let welcome = welcome_frame("AbC-_9", Welcome::Plain, "off");
         assert_eq!(
             text(&welcome),
-            r#"{"code":0,"msg":"success","data":{"clientId":"AbC-_9"}}"#
+            r#"{"code":0,"msg":"success","data":{"clientId":"AbC-_9","clientSend":"off"}}"#
         );
         let refusal = refusal_frame("系统ID无效");
         let expected =
@@ -296,8 +303,9 @@ pub(crate) mod tests {
                 token: "1.t",
                 asked: false,
             },
+            "group",
         );
-        let expected = r#"{"code":0,"msg":"success","data":{"clientId":"c","resumeToken":"1.t"}}"#;
+        let expected = r#"{"code":0,"msg":"success","data":{"clientId":"c","resumeToken":"1.t","clientSend":"group"}}"#;
         assert_eq!(text(&new), expected);
         let refused = welcome_frame(
             "c",
@@ -305,16 +313,20 @@ pub(crate) mod tests {
                 token: "1.t",
                 asked: true,
             },
+            "all",
         );
-        assert!(text(&refused).ends_with(r#""resumeToken":"1.t","resumed":false}}"#));
+        let expected = r#""resumeToken":"1.t","resumed":false,"clientSend":"all"}}"#;
+        assert!(text(&refused).ends_with(expected));
         let back = welcome_frame(
             "c",
             Welcome::Resumed {
                 token: "1.u",
                 recovered: false,
             },
+            "webhook",
         );
-        let expected = r#""resumeToken":"1.u","resumed":true,"recovered":false}}"#;
+        let expected =
+            r#""resumeToken":"1.u","resumed":true,"recovered":false,"clientSend":"webhook"}}"#;
         assert!(text(&back).ends_with(expected), "{}", text(&back));
     }
 
@@ -331,7 +343,7 @@ pub(crate) mod tests {
             Some(id)
         );
         let others = [
-            welcome_frame("c", Welcome::Plain),
+            welcome_frame("c", Welcome::Plain, "off"),
             refusal_frame("no"),
             ack_frame("1", 0, "ok", Some(id)),
             frame::text_frame(b"pong"),

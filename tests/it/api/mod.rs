@@ -2,6 +2,7 @@
 
 pub(crate) mod auth_token;
 mod errors;
+mod examples;
 mod groups;
 mod isolation;
 mod limits;

@@ -20,9 +20,9 @@ use crate::support::{
 const ON: &str = "[ws]\nresume_window = \"20s\"\n";
 
 /// nginx, stopped on drop.
-struct Nginx {
+pub(super) struct Nginx {
     child: Child,
-    addr: String,
+    pub(super) addr: String,
     _dir: tempfile::TempDir,
 }
 
@@ -66,7 +66,8 @@ fn shipped_config(addrs: &[String], listen: &str) -> String {
     out
 }
 
-fn start_nginx(addrs: &[String]) -> Nginx {
+/// nginx running the shipped example, with the node of id `i` at `addrs[i - 1]`.
+pub(super) fn start_nginx(addrs: &[String]) -> Nginx {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

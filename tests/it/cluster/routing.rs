@@ -467,3 +467,27 @@ fn a_client_on_node_3_is_managed_through_node_1() {
     }
     m1.expect_silence(QUIET);
 }
+
+/// A go-websocket `CryptoKey` taken as it is written there (README, "How it differs
+/// from go-websocket"): a 24-character string is the AES-192 key itself, on every node
+/// alike, so a clientId issued by one node routes through the other. Each node's log
+/// says the key is not hex.
+#[test]
+fn a_go_websocket_crypto_key_routes_across_nodes() {
+    let key = "Adba723b7fe06819Adba723b";
+    let c = crate::support::cluster::Cluster::start_with(
+        2,
+        &format!("[server]\ncrypto_key = \"{key}\"\n"),
+    );
+    let mut far = c[1].ws(SYS_A);
+    let d = c[0].send_to_client(SYS_A, &far.client_id, "across", json!(1));
+    assert_eq!(d["online"], json!(true), "{d}");
+    assert_eq!(far.expect_json(WAIT)["msg"], json!("across"));
+    for n in &c.nodes {
+        assert!(
+            n.log().contains("server.crypto_key is not hex"),
+            "{}",
+            n.log()
+        );
+    }
+}

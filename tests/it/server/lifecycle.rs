@@ -7,6 +7,7 @@
 
 use crate::support::{
     api::{expect_err, expect_ok},
+    http::try_get,
     node::{build_config, free_port, run_binary, Node},
     raw_frames::raw_ws_handshake,
     SYS_A, SYS_B, WAIT,
@@ -100,6 +101,52 @@ fn check_config_accepts_a_valid_file() {
     );
 }
 
+/// The shipped configurations are valid as they are, and the cluster example gives its
+/// node a fixed id (resume routing through a proxy needs one: docs/cluster.md).
+#[test]
+fn the_shipped_configs_are_valid_and_the_cluster_example_has_a_fixed_node_id() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/");
+    for file in ["shardcast.toml", "cluster-node.example.toml"] {
+        let path = format!("{conf}{file}");
+        let (status, out) = run_binary(&["check-config", "-c", &path], Duration::from_secs(10));
+        let status = status.expect("check-config did not exit within 10 s");
+        assert!(status.success(), "check-config rejects {file}:\n{out}");
+    }
+    let example = std::fs::read_to_string(format!("{conf}cluster-node.example.toml")).unwrap();
+    let config: toml::Value = example.parse().expect("TOML");
+    let id = config["cluster"]["node_id"].as_integer();
+    assert!(
+        id.is_some_and(|id| id > 0),
+        "cluster-node.example.toml: node_id {id:?}"
+    );
+}
+
+/// An error that stops the binary says its cause once (it used to print
+/// "No such file or directory (os error 2): No such file or directory (os error 2)").
+#[test]
+fn a_fatal_error_says_its_cause_once() {
+    let cause = "No such file or directory (os error 2)";
+    let (status, out) = run_binary(
+        &["-c", "/nonexistent/shardcast.toml"],
+        Duration::from_secs(10),
+    );
+    assert!(!status.expect("exit").success());
+    assert_eq!(out.matches(cause).count(), 1, "{out}");
+    assert!(
+        out.contains("cannot read config file /nonexistent/shardcast.toml"),
+        "{out}"
+    );
+    // A data directory that cannot be made: the registry file's error.
+    let (_dir, path) = write_config("[server]\ndata_dir = \"/proc/self/nothing/here\"\n");
+    let (status, out) = run_binary(&["-c", &path], Duration::from_secs(10));
+    assert!(!status.expect("exit").success());
+    assert!(
+        out.contains("registry file /proc/self/nothing/here/systems.json"),
+        "{out}"
+    );
+    assert_eq!(out.matches(cause).count(), 1, "{out}");
+}
+
 #[test]
 fn an_unknown_key_is_named() {
     assert_rejected("[server]\nbogus = 1\n", "server.bogus");
@@ -145,9 +192,9 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
     node.bind(SYS_A, &c1.client_id, "g", "", "");
     c1.drain(WAIT);
 
-    // The listener closes when the drain begins, so /readyz is asked on a keep-alive
-    // connection opened before; the drain lasts while c1 and c2 have not answered their
-    // close frame (they are not read until /readyz said 503).
+    // /readyz is asked on a keep-alive connection opened before (the drain answers it
+    // and closes it); the drain lasts while c1 and c2 have not answered their close
+    // frame (they are not read until /readyz said 503).
     let mut ops = node.http();
     let r = ops.request("GET", "/readyz", &[], b"");
     assert_eq!(
@@ -181,6 +228,58 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
         "exit took {:?} with shutdown_timeout 3s",
         start.elapsed()
     );
+}
+
+/// `/readyz` answers 503 from the moment the drain starts until the listener closes
+/// (README "Operations"): a load balancer's probe on a new connection during the drain
+/// gets an answer, not a refused connection, a reset or a timeout. The drain lasts here
+/// because a WebSocket never answers its close frame: the node waits 2 s for the answer
+/// (docs/api.md §2), within `shutdown_timeout` (3 s), and /readyz is asked for 1.6 s of
+/// that. With two cores, the one without the WebSocket keeps listening too until the
+/// node's drain is over.
+#[test]
+fn readyz_answers_503_on_new_connections_until_the_drain_ends() {
+    let mut node = Node::start("[server]\nshutdown_timeout = \"3s\"\nworkers = 2\n");
+    // A raw connection that never reads or answers the close frame.
+    let mut s = std::net::TcpStream::connect(node.addr()).unwrap();
+    let (st, _) = raw_ws_handshake(&mut s, node.addr(), &format!("/ws?systemId={SYS_A}"), "");
+    assert_eq!(st, 101);
+    assert_eq!(node.readyz(), Some(200), "/readyz before SIGTERM");
+    let start = Instant::now();
+    node.sigterm();
+    let (mut ready, mut draining) = (0, 0);
+    while start.elapsed() < Duration::from_millis(1600) {
+        let asked = start.elapsed();
+        match try_get(node.addr(), "/readyz", Duration::from_secs(1)) {
+            Ok(r) if r.status == 503 => draining += 1,
+            // Until the signal is handled.
+            Ok(r) if r.status == 200 && draining == 0 && asked < Duration::from_secs(1) => {
+                ready += 1
+            }
+            Ok(r) => panic!(
+                "/readyz answered {} {:?} {asked:?} after SIGTERM ({draining} 503s before)",
+                r.status,
+                r.text()
+            ),
+            Err(e) => panic!(
+                "/readyz {asked:?} after SIGTERM, while draining: {e} ({draining} 503s before)"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    eprintln!("[lifecycle] /readyz during the drain: {ready} x 200, then {draining} x 503");
+    assert!(
+        draining >= 10,
+        "only {draining} answers of 503 during the drain"
+    );
+    let status = node.wait_exit(Duration::from_secs(6));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        start.elapsed() <= Duration::from_millis(4500),
+        "exit took {:?} with shutdown_timeout 3s",
+        start.elapsed()
+    );
+    drop(s);
 }
 
 #[test]

@@ -2,4 +2,5 @@
 
 mod cluster;
 mod fairness;
+mod receiver_example;
 mod standalone;

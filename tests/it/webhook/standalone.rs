@@ -15,6 +15,7 @@ use crate::support::{
     node::Node,
     now_unix,
     raw_frames::write_raw_frame,
+    raw_ws::Raw,
     receiver::{Hook, Receiver},
     ws::Client,
     QUIET, SYS_A, WAIT,
@@ -102,7 +103,7 @@ fn connect_and_disconnect_carry_the_connection_and_its_groups() {
     let keys: Vec<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     assert_eq!(
         keys,
-        ["event", "systemId", "clientId", "userId", "groups", "time"]
+        ["event", "eventId", "systemId", "clientId", "userId", "groups", "time"]
     );
 
     node.bind(SYS_A, &c.client_id, "g1", "u1", "");
@@ -140,6 +141,12 @@ fn every_way_a_connection_ends_has_its_reason_exactly_once() {
     let abrupt_id = abrupt.client_id.clone();
     drop(abrupt);
     assert_eq!(single_disconnect(&receiver, &abrupt_id), "client_closed");
+
+    // A TCP reset (RST, not FIN) is a socket error (docs/api.md §2, the table of closes).
+    let reset = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let reset_id = reset.client_id();
+    reset.reset();
+    assert_eq!(single_disconnect(&receiver, &reset_id), "error");
 
     let closed = node.ws(SYS_A);
     node.call(
@@ -311,6 +318,7 @@ fn a_failed_delivery_is_retried() {
         "the same event, sent again after the 500"
     );
     assert_eq!(events[0]["event"], "connect");
+    assert!(is_event_id(&events[0]["eventId"]), "{}", events[0]);
     // The receiver has the second request before the node has its answer and counts
     // the delivery: wait for that count, then check both.
     node.wait_metric(
@@ -323,6 +331,58 @@ fn a_failed_delivery_is_retried() {
     let delivered = metrics.sum("shardcast_webhook_delivered_total");
     let retried = metrics.sum("shardcast_webhook_retries_total");
     assert_eq!((delivered, retried), (1.0, 1.0), "{metrics}");
+}
+
+/// An `eventId`: 32 lowercase hex digits.
+fn is_event_id(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Delivery is at-least-once (docs/api.md §2.2): a receiver that answers after
+/// `webhook.timeout` has handled the event all the same, and gets it again; both
+/// carry the same `eventId`, by which it tells the repeat. Each event has an id of its
+/// own.
+#[test]
+fn a_late_answer_brings_the_event_again_with_the_same_event_id() {
+    let receiver = Receiver::start(|n| {
+        if n == 0 {
+            // Past the node's timeout (500 ms): the node gives up and retries.
+            std::thread::sleep(Duration::from_millis(1200));
+        }
+        Some(204)
+    });
+    let node = Node::start(&format!(
+        "[webhook]\nurl = \"{}\"\nretries = 3\ntimeout = \"500ms\"\n",
+        receiver.url("/hook")
+    ));
+    let mut c = node.ws(SYS_A);
+    let events = receiver.events_of(&c.client_id, 2);
+    let first = &events[0];
+    assert_eq!(first["event"], "connect", "{events:#?}");
+    assert!(is_event_id(&first["eventId"]), "{first}");
+    c.close_cleanly();
+    let events = receiver.wait_for_each("disconnect", &[c.client_id.clone()]);
+    // The connect, then the same connect again (more than once, should a retry wait
+    // for the receiver long enough to time out as well), then the disconnect.
+    let (connects, rest) = events.split_at(events.len() - 1);
+    assert!(connects.len() >= 2, "{events:#?}");
+    for again in connects {
+        assert_eq!(
+            again, first,
+            "the same event, sent again after a late answer"
+        );
+    }
+    let disconnect = &rest[0];
+    assert_eq!(disconnect["event"], "disconnect", "{events:#?}");
+    assert!(is_event_id(&disconnect["eventId"]), "{disconnect}");
+    assert_ne!(
+        disconnect["eventId"], first["eventId"],
+        "each event has an id of its own"
+    );
 }
 
 #[test]

@@ -72,6 +72,38 @@ fn off_discards_client_messages_without_an_ack_and_still_answers_ping() {
     b.expect_silence(Duration::from_millis(100));
 }
 
+/// The welcome tells the client the policy (`data.clientSend`, docs/api.md §2), with
+/// resume off and on, so that a client refuses to send at once where nothing would be
+/// routed (the JavaScript client does: docs/js-client.md).
+#[test]
+fn the_welcome_tells_the_client_send_policy() {
+    for policy in ["off", "group", "all", "webhook"] {
+        for resume in ["0s", "30s"] {
+            let node = Node::start(&format!(
+                "[ws]\nclient_send = \"{policy}\"\nresume_window = \"{resume}\"\n\
+                 [webhook]\nurl = \"http://127.0.0.1:9/\"\n"
+            ));
+            let mut c = Client {
+                client_id: String::new(),
+                socket: node.ws_connect(&format!("/ws?systemId={SYS_A}")),
+            };
+            let w = c.expect_json(WAIT);
+            assert_eq!(w["data"]["clientSend"], json!(policy), "{w}");
+            let keys: Vec<&str> = w["data"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            let expected: &[&str] = match resume {
+                "0s" => &["clientId", "clientSend"],
+                _ => &["clientId", "resumeToken", "clientSend"],
+            };
+            assert_eq!(keys, expected, "{w}");
+        }
+    }
+}
+
 #[test]
 fn group_message_reaches_every_member_once_with_the_senders_identity() {
     let node = node("group", 20);

@@ -40,7 +40,7 @@ fn welcome_frame_shape_and_distinct_client_ids() {
             .to_string();
         assert_eq!(
             w,
-            json!({"code": 0, "msg": "success", "data": {"clientId": id}})
+            json!({"code": 0, "msg": "success", "data": {"clientId": id, "clientSend": "off"}})
         );
         assert!(
             is_client_id_form(&id),
@@ -362,4 +362,70 @@ fn client_messages_do_not_disturb_pushes_in_both_directions() {
         }
     }
     c.expect_silence(QUIET);
+}
+
+/// `ws.echo` (conformance testing, docs/api.md §6; the comment in conf/shardcast.toml
+/// says the same): no welcome and no protocol pings, every client message echoed
+/// unchanged — and the notices and pushes of API calls still arrive.
+#[test]
+fn echo_mode_sends_no_welcome_but_notices_and_pushes_still_arrive() {
+    // No welcome, so the clientId comes from the connect webhook.
+    let receiver = crate::support::receiver::Receiver::ok();
+    let node = Node::start(&format!(
+        "[ws]\necho = true\nping_interval = \"200ms\"\n[webhook]\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    ));
+    let mut c = Client {
+        client_id: String::new(),
+        socket: node.ws_connect(&format!("/ws?systemId={SYS_A}")),
+    };
+    let connect = receiver.wait_for("a connect", |ev| ev.iter().any(|e| e["event"] == "connect"));
+    c.client_id = connect[0]["clientId"].as_str().unwrap().to_string();
+    // Nothing unsolicited: no welcome, no ping (a few ping intervals).
+    match c.next_event(Duration::from_millis(700)) {
+        WsEvent::Timeout => {}
+        other => panic!("echo mode sent {other:?} unasked"),
+    }
+    c.send_text("hello");
+    assert_eq!(c.recv_text(WAIT).as_deref(), Some("hello"), "echoed");
+    node.bind(SYS_A, &c.client_id, "g", "u1", "");
+    assert_notice(&c.expect_json(WAIT), 1001, &c.client_id, "u1", "");
+    node.send_to_client(SYS_A, &c.client_id, "pushed", json!(1));
+    assert_eq!(c.expect_json(WAIT)["msg"], json!("pushed"));
+}
+
+/// The README's welcome example has the fields, in order, of the welcome a node
+/// running the shipped config (session resume on, `ws.client_send = "off"`) sends.
+#[test]
+fn the_readme_welcome_is_the_welcome_of_the_shipped_config() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let at = readme
+        .find("With the shipped config the welcome frame is")
+        .expect("the welcome in the README");
+    let example = readme[at..].split('`').nth(1).expect("the example");
+    let example: serde_json::Value = serde_json::from_str(example).expect("JSON");
+    let node = Node::start(&format!("[ws]\n{}", crate::support::node::shipped_resume()));
+    let mut c = Client {
+        client_id: String::new(),
+        socket: node.ws_connect(&format!("/ws?systemId={SYS_A}")),
+    };
+    let welcome = c.expect_json(WAIT);
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.extend(
+            v["data"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| format!("data.{k}")),
+        );
+        keys
+    };
+    assert_eq!(
+        keys(&welcome),
+        keys(&example),
+        "{welcome} vs the README's {example}"
+    );
+    assert_eq!(welcome["data"]["clientSend"], example["data"]["clientSend"]);
 }
