@@ -2,8 +2,10 @@
 //! the connection it was.
 //!
 //! `<node>.<clientId>.<seq>.<mac>` where `mac` = the first 16 bytes of
-//! HMAC-SHA256 under a key derived from `server.crypto_key`, over the
-//! node id, the system id, the clientId and `seq`, in base64url. The node id leads in
+//! HMAC-SHA256 under a key derived from 32 random bytes the node draws when
+//! it starts (a session does not outlive its node's run, nor does its
+//! token), over the node id, the system id, the clientId and `seq`, in
+//! base64url. The node id leads in
 //! clear so that a proxy can route a resume to its node; the clientId says
 //! where the session lives (its core, slot and generation) and, sealed with
 //! the system, whose it is; `seq` counts the welcomes of the session, so a
@@ -35,10 +37,9 @@ pub struct ResumeClaim<'a> {
 }
 
 impl ResumeTokens {
-    /// `crypto_key`: the node's clientId key (`server.crypto_key`, or the
-    /// random one of a standalone node without it).
-    pub fn new(crypto_key: &[u8]) -> Self {
-        let mut mac = mac_with(crypto_key);
+    /// `secret`: random bytes drawn for this run of the node.
+    pub fn new(secret: &[u8]) -> Self {
+        let mut mac = mac_with(secret);
         mac.update(LABEL);
         let mut key = [0u8; 32];
         key.copy_from_slice(&mac.finalize().into_bytes());

@@ -238,7 +238,8 @@ fn build_node(
     let mut key = [0u8; 8];
     key.copy_from_slice(&random_bytes(8)?);
     let message_key = u64::from_le_bytes(key);
-    let resume = ResumeTokens::new(&key);
+    // 32 bytes: a resume token is a credential to a session.
+    let resume = ResumeTokens::new(&random_bytes(32)?);
     let parts = ((codec, resume), systems, senders, view, message_key);
     let node = Node::new(config, parts, join, webhooks);
     Ok((Arc::new(node), receivers))
