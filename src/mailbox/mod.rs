@@ -130,7 +130,14 @@ impl CoreMsg {
             | CoreMsg::OnlineList { .. }
             | CoreMsg::GroupList { .. } => true,
             CoreMsg::Batch(msgs) => msgs.iter().any(CoreMsg::wants_reply),
-            _ => false,
+            // Named one by one: a new variant that carries a reply must say
+            // so here, not wait silently in an outbox.
+            CoreMsg::Group { .. }
+            | CoreMsg::System { .. }
+            | CoreMsg::Peers(_)
+            | CoreMsg::NodeLost
+            | CoreMsg::Shutdown
+            | CoreMsg::Resume(_) => false,
         }
     }
 
