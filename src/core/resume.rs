@@ -170,7 +170,8 @@ impl Core {
             });
             if answered {
                 c.metrics().resume(ResumeResult::Refused);
-                c.open_instead(stream, &req);
+                let addr = c.open_instead(stream, &req);
+                c.feed_rest(addr, &req);
                 c.flush();
                 return;
             }
@@ -195,10 +196,16 @@ impl Core {
                 self.reattach(&stream, &req)
             }
         };
+        self.feed_rest(addr, &req);
+        self.flush();
+    }
+
+    /// Feeds the bytes that came after the upgrade request to the
+    /// connection the resume became.
+    fn feed_rest(&mut self, addr: Option<ConnAddr>, req: &ResumeRequest) {
         if let Some(addr) = addr.filter(|_| !req.rest.is_empty()) {
             self.feed(addr, &req.rest);
         }
-        self.flush();
     }
 
     fn open_instead(&mut self, stream: Rc<TcpStream>, req: &ResumeRequest) -> Option<ConnAddr> {
