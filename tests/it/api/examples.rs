@@ -4,23 +4,13 @@
 //! client of it: every answer is a success, and the client gets what each send sends —
 //! the group and user sends included, since the examples bind it first.
 
-use crate::support::{node::Node, ws::Client, WAIT};
+use crate::support::{docs, node::Node, ws::Client, WAIT};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::Command;
 
 /// The first ```sh block of `file` after `heading` that starts with `A=`.
 fn curl_block(file: &str, heading: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let section = &text[text
-        .find(heading)
-        .unwrap_or_else(|| panic!("{heading} in {file}"))..];
-    let start = section.find("```sh\nA=").expect("a curl block") + 6;
-    let len = section[start..]
-        .find("\n```")
-        .expect("the end of the block");
-    section[start..start + len].to_string()
+    docs::block(file, heading, "```sh\nA=")
 }
 
 /// Runs `block` with the node's address and `client_id` put in; each answer as JSON.

@@ -9,29 +9,16 @@
 use crate::support::{
     http::HttpConn,
     node::bin_path,
+    process::Group,
     ws::{ws_connect, Client},
     WAIT,
 };
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The script's process group, killed on drop should the test end first.
-struct Script(Child);
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            // SAFETY: kill(2) on the process group of a child we spawned.
-            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-            let _ = self.0.wait();
-        }
-    }
-}
 
 fn free(ports: &[u16]) -> bool {
     ports
@@ -67,7 +54,8 @@ fn the_cluster_demo_runs_a_built_binary_without_building() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster-demo.sh");
     let (base, etcd) = demo_ports();
     let started = Instant::now();
-    let mut child = Script(
+    // A process group: the script and its nodes, killed together if the test ends first.
+    let mut child = Group::spawn(
         Command::new("bash")
             .arg(&script)
             .arg("--no-build")
@@ -77,11 +65,9 @@ fn the_cluster_demo_runs_a_built_binary_without_building() {
             .env("SHARDCAST_DEMO_ETCD_PORT", etcd.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .expect("run scripts/cluster-demo.sh"),
-    );
+            .stderr(Stdio::inherit()),
+    )
+    .expect("run scripts/cluster-demo.sh");
     let (lines, seen) = std::sync::mpsc::channel();
     let stdout = child.0.stdout.take().expect("stdout");
     std::thread::spawn(move || {

@@ -11,9 +11,8 @@
 //! replaces `tests/console/screenshot.png` (the README's picture):
 //! `SHARDCAST_UPDATE_SCREENSHOT=1 cargo test --test it console_page::browser`.
 
-use crate::support::node::Node;
+use crate::support::{node::Node, process::Group};
 use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,26 +51,25 @@ fn run_e2e(base: &str, png: &Path, mode: &str) -> (bool, String, Duration) {
     let out_path = png.with_extension("log");
     let out = File::create(&out_path).expect("create e2e log");
     let started = Instant::now();
-    let mut child = Command::new("node")
-        .arg("e2e.mjs")
-        .arg(base)
-        .arg(png)
-        .arg(mode)
-        .current_dir(console_dir())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `node` ({e}): run scripts/setup.sh"));
+    // A process group: node and the browser it launches.
+    let mut child = Group::spawn(
+        Command::new("node")
+            .arg("e2e.mjs")
+            .arg(base)
+            .arg(png)
+            .arg(mode)
+            .current_dir(console_dir())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    )
+    .unwrap_or_else(|e| panic!("cannot run `node` ({e}): run scripts/setup.sh"));
     let (ok, killed) = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
+        if let Some(status) = child.0.try_wait().expect("wait for node") {
             break (status.success(), false);
         }
         if started.elapsed() > HANG {
-            // The whole group: node and the browser it launched.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
+            child.kill();
             break (false, true);
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -7,25 +7,10 @@
 //! pushes sent during the gap (and report the loss when the node could not keep them
 //! all).
 
-use crate::support::{cut_proxy::CutProxy, node::Node};
+use crate::support::{cut_proxy::CutProxy, node::Node, process::Group};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-/// Kills the script's process group (node and its Chromium) if the test ends
-/// before it did.
-struct Script(Child);
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            // SAFETY: kill(2) on the process group of a child we spawned.
-            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-            let _ = self.0.wait();
-        }
-    }
-}
+use std::process::{Command, Stdio};
 
 /// Runs `node <script> <args…>` in `tests/console`; each line it prints is
 /// passed to `answer`, and what that returns is written back on its stdin.
@@ -38,18 +23,17 @@ fn run_script(
 ) {
     super::browser::require_browser_tools();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
-    let mut child = Script(
+    // A process group: node and its Chromium, killed together if the test ends first.
+    let mut child = Group::spawn(
         Command::new("node")
             .arg(script)
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("run node"),
-    );
+            .stderr(Stdio::piped()),
+    )
+    .expect("run node");
     let mut stdin = child.0.stdin.take().expect("stdin");
     let stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
     let mut output = String::new();

@@ -8,7 +8,7 @@
 //! Needs `node` (18 or later) and `npm ci --prefix tests/console` (scripts/test.sh
 //! does both); no browser.
 
-use crate::support::node::Node;
+use crate::support::{docs, node::Node};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,14 +23,7 @@ fn console_dir() -> PathBuf {
 
 /// The ```js block of the "Node.js" section of docs/js-client.md.
 fn documented_example() -> String {
-    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/js-client.md");
-    let text = std::fs::read_to_string(&doc).expect("docs/js-client.md");
-    let section = &text[text.find("\n## Node.js").expect("a Node.js section")..];
-    let start = section.find("```js\n").expect("a js block in it") + 6;
-    let len = section[start..]
-        .find("\n```")
-        .expect("the end of the block");
-    section[start..start + len].to_string()
+    docs::block("docs/js-client.md", "\n## Node.js", "```js\n")
 }
 
 /// Runs the example against `node` (system `demo`); its output, after asserting it

@@ -13,14 +13,18 @@
 //! - `cut_proxy`: a TCP relay in front of a node that a test cuts (the network failing).
 //! - `receiver`: a webhook receiver.
 //! - `stall`: one core of a node stopped (ptrace) while the others run.
+//! - `process`: programs with children of their own, killed as a process group.
+//! - `docs`: code blocks read from the documents, to run as they are written.
 
 pub mod api;
 pub mod cluster;
 pub mod cut_proxy;
+pub mod docs;
 pub mod http;
 pub mod link_proxy;
 pub mod metrics;
 pub mod node;
+pub mod process;
 pub mod raw_frames;
 pub mod raw_ws;
 pub mod receiver;

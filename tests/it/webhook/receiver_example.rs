@@ -9,35 +9,30 @@
 
 use crate::support::{
     api::expect_ok,
+    docs,
     http::HttpConn,
     node::{free_port, Node},
+    process::Group,
     WAIT,
 };
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin-secret-for-the-receiver-example";
 
 /// The first ```python block of docs/api.md §2.2.
 fn documented_receiver() -> String {
-    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md");
-    let text = std::fs::read_to_string(&doc).expect("docs/api.md");
-    let section = &text[text.find("### 2.2 Webhooks").expect("§2.2 in docs/api.md")..];
-    let start = section.find("```python\n").expect("a python block in §2.2") + 10;
-    let len = section[start..]
-        .find("\n```")
-        .expect("the end of the block");
-    section[start..start + len].to_string()
+    docs::block("docs/api.md", "### 2.2 Webhooks", "```python\n")
 }
 
 /// The documented receiver running on a free port; killed on drop.
 struct Example {
-    child: Child,
+    /// Killed with its process group on drop.
+    _child: Group,
     port: u16,
     out: PathBuf,
     _dir: tempfile::TempDir,
@@ -59,24 +54,23 @@ impl Example {
             .env_remove("WEBHOOK_SECRET")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("out.txt"))
-            .stderr(Stdio::inherit())
-            // Its own process group: `python3` may be a wrapper (pyenv) that runs the
-            // interpreter as a child, and Drop kills them both.
-            .process_group(0);
+            .stderr(Stdio::inherit());
         if let Some(secret) = secret {
             cmd.env("WEBHOOK_SECRET", secret);
         }
-        let mut child = cmd.spawn().expect("run python3");
+        // A process group: `python3` may be a wrapper (pyenv) that runs the
+        // interpreter as a child.
+        let mut child = Group::spawn(&mut cmd).expect("run python3");
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(st)) = child.try_wait() {
+            if let Ok(Some(st)) = child.0.try_wait() {
                 panic!("the documented receiver exited ({st})");
             }
             assert!(Instant::now() < deadline, "the receiver does not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
         Example {
-            child,
+            _child: child,
             port,
             out,
             _dir: dir,
@@ -126,14 +120,6 @@ impl Example {
     fn post(&self, body: &str, headers: &[(&str, &str)]) -> u16 {
         let mut c = HttpConn::connect(&self.addr());
         c.request("POST", "/", headers, body.as_bytes()).status
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group of a child we spawned.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.wait();
     }
 }
 
