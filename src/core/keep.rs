@@ -64,10 +64,12 @@ impl Core {
         if !attached {
             self.metrics().resume_frames_dropped(over.len());
         }
-        for seq in over {
-            self.replay.log.hollow(seq);
+        if !over.is_empty() {
+            for seq in over {
+                self.replay.log.hollow(seq);
+            }
+            self.note_kept();
         }
-        self.note_kept();
         ask
     }
 

@@ -68,8 +68,11 @@ impl Core {
             output.clear();
         }
         if self.resume_on() {
-            // Anything from the client shows it got the welcome of its resume.
-            self.replay.places.get_mut(addr.slot).unconfirmed = false;
+            // Anything from the client shows it got the welcome of its resume
+            // (read first: most reads find nothing to clear).
+            if self.replay.places.get(addr.slot).unconfirmed {
+                self.replay.places.get_mut(addr.slot).unconfirmed = false;
+            }
             if let Some(payload) = pong {
                 self.on_pong(addr, &payload);
             }
