@@ -23,6 +23,7 @@ fn frames() -> [(&'static str, Frame); 2] {
         (
             "group_send",
             Frame::Group {
+                req: 41,
                 system: "demo".into(),
                 group: "live-room-10086".into(),
                 frame: push.clone(),

@@ -34,7 +34,7 @@ use rkyv::util::AlignedVec;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 
 /// Version carried in [`Frame::Hello`]; peers with a different one are refused.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Largest body accepted (an online-list reply of a huge group is the biggest legitimate frame).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Bytes before the body: length and CRC, both `u32` little-endian.
@@ -78,8 +78,10 @@ pub enum Frame {
         targets: Vec<ConnAddr>,
         frame: Bytes,
     },
-    /// Push to every member of a group on the receiving node.
+    /// Push to every member of a group on the receiving node; answered by
+    /// [`Frame::Taken`] or [`Frame::Refused`].
     Group {
+        req: u64,
         system: String,
         group: String,
         frame: Bytes,
@@ -92,8 +94,20 @@ pub enum Frame {
         user: String,
         frame: Bytes,
     },
-    /// Push to every connection of a system on the receiving node.
-    System { system: String, frame: Bytes },
+    /// Push to every connection of a system on the receiving node; answered
+    /// by [`Frame::Taken`] or [`Frame::Refused`].
+    System {
+        req: u64,
+        system: String,
+        frame: Bytes,
+    },
+    /// An online/offline notice for the members of a group on the receiving
+    /// node: never refused, so never answered.
+    Notice {
+        system: String,
+        group: String,
+        frame: Bytes,
+    },
 
     // Queries answered by the whole receiving node.
     /// Count (or list, `with_info`) a group's members on the receiving node.
@@ -111,6 +125,12 @@ pub enum Frame {
     ConnDone { req: u64, outcome: ConnOutcome },
     /// A count (connections a push reached).
     Count { req: u64, n: u64 },
+    /// Every core of the receiving node took a [`Frame::Group`] or
+    /// [`Frame::System`] push.
+    Taken { req: u64 },
+    /// The receiving node refused the request: a core it needed was over its
+    /// mailbox bound. The origin answers as if the node had not answered.
+    Refused { req: u64 },
     /// Answer to [`Frame::OnlineList`].
     Clients { req: u64, clients: Vec<ClientInfo> },
     /// Answer to [`Frame::GroupList`].
@@ -356,11 +376,13 @@ mod tests {
                 frame: Bytes::new(),
             },
             Frame::Group {
+                req: 20,
                 system: s("sys"),
                 group: s("room-1"),
                 frame: b(b"hello"),
             },
             Frame::Group {
+                req: 0,
                 system: String::new(),
                 group: String::new(),
                 frame: Bytes::new(),
@@ -372,8 +394,19 @@ mod tests {
                 frame: b(&[1, 2, 3]),
             },
             Frame::System {
+                req: u64::MAX,
                 system: s("sys"),
                 frame: b(&[9; 1000]),
+            },
+            Frame::Notice {
+                system: s("sys"),
+                group: s("room-1"),
+                frame: b(b"notice"),
+            },
+            Frame::Notice {
+                system: String::new(),
+                group: String::new(),
+                frame: Bytes::new(),
             },
             Frame::OnlineList {
                 req: 6,
@@ -411,6 +444,8 @@ mod tests {
                 req: 13,
                 n: u64::MAX,
             },
+            Frame::Taken { req: 21 },
+            Frame::Refused { req: u64::MAX },
             Frame::Clients {
                 req: 17,
                 clients: vec![info(2), info(3)],
@@ -547,6 +582,7 @@ mod tests {
     #[test]
     fn flipped_body_byte_without_new_crc_is_checksum_error() {
         let mut buf = encode_all(&[Frame::Group {
+            req: 1,
             system: "s".into(),
             group: "g".into(),
             frame: Bytes::from_static(&[1]),
@@ -613,6 +649,7 @@ mod tests {
     #[test]
     fn encode_refuses_bodies_the_peer_would_refuse() {
         let huge = Frame::System {
+            req: 1,
             system: String::new(),
             frame: Bytes::from(vec![0; MAX_BODY]),
         };
@@ -663,6 +700,7 @@ mod tests {
             assert_eq!(&framed[HEADER_LEN..], body.as_slice());
         }
         let big = Frame::System {
+            req: 1,
             system: "s".into(),
             frame: Bytes::from(vec![7; 1 << 16]),
         };
@@ -675,6 +713,7 @@ mod tests {
     #[test]
     fn decode_with_reuses_scratch() {
         let big = encode_all(&[Frame::System {
+            req: 1,
             system: "s".into(),
             frame: Bytes::from(vec![7; 1 << 20]),
         }]);

@@ -125,7 +125,9 @@ async fn send_message(
     let id = core.borrow_mut().ids.next();
     let frame = request.message().frame(id);
     match &request {
-        Request::Group(b) => send::to_group(core, system, &b.group_name, frame).map(drop),
+        Request::Group(b) => send::to_group(core, system, &b.group_name, frame)
+            .await
+            .map(drop),
         Request::User(b) => send::to_user(core, system, &b.user_id, frame)
             .await
             .map(drop),

@@ -202,11 +202,17 @@ impl Core {
     /// Sends `frame` to the members of `group` on every core and every
     /// peer node, once.
     pub(super) fn group_notice(&mut self, system: &str, group: &str, frame: Bytes) {
-        self.peer_broadcast(|| Frame::Group {
+        self.peer_broadcast(|| Frame::Notice {
             system: system.to_owned(),
             group: group.to_owned(),
             frame: frame.clone(),
         });
+        self.tell_group(system, group, frame);
+    }
+
+    /// Sends the notice `frame` to the members of `group` on every core of
+    /// this node; never refused (`tell_every_core`).
+    pub(super) fn tell_group(&mut self, system: &str, group: &str, frame: Bytes) {
         let (system, group): (std::sync::Arc<str>, std::sync::Arc<str>) =
             (system.into(), group.into());
         self.tell_every_core(|| CoreMsg::Group {

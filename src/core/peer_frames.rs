@@ -2,9 +2,17 @@
 //! peer's request is handed to the owning core of this node (the same
 //! mailbox message an API call here would send) and answered on the same
 //! link; an answer goes to the request waiting for it.
+//!
+//! A request a core of this node cannot take (its mailbox is over its
+//! bound, docs/api.md §7.1) is answered [`Frame::Refused`] at once and
+//! counted (`shardcast_link_requests_refused_total`): the origin then says
+//! `"partial":true` (or 503) rather than a silent loss or a wait for its
+//! deadline. Notices ([`Frame::Notice`]) are never refused, like this
+//! node's own.
 
 use std::sync::Arc;
 
+use super::dispatch::Busy;
 use super::peers::LinkKey;
 use super::{Core, CoreRef};
 use crate::cluster::frame::Frame;
@@ -30,7 +38,7 @@ impl Core {
                     reply: Some(reply),
                 };
                 let answer = move |outcome| Frame::ConnDone { req, outcome };
-                on_owner(this, key, core, msg, answer, ConnOutcome::Offline);
+                on_owner(this, key, req, core, msg, answer, ConnOutcome::Offline);
             }
             Frame::DeliverMany {
                 req,
@@ -47,27 +55,35 @@ impl Core {
                     reply,
                 };
                 let count = move |n: usize| Frame::Count { req, n: n as u64 };
-                on_owner(this, key, core, msg, count, 0);
+                on_owner(this, key, req, core, msg, count, 0);
             }
             Frame::Group {
+                req,
                 system,
                 group,
                 frame,
             } => {
                 let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
-                let _ = Core::to_every_core(this, || CoreMsg::Group {
+                let taken = Core::to_every_core(this, || CoreMsg::Group {
                     system: system.clone(),
                     group: group.clone(),
                     frame: frame.clone(),
                 });
+                answer_taken(this, key, req, taken);
             }
-            Frame::System { system, frame } => {
+            Frame::System { req, system, frame } => {
                 let system = Arc::<str>::from(system);
-                let _ = Core::to_every_core(this, || CoreMsg::System {
+                let taken = Core::to_every_core(this, || CoreMsg::System {
                     system: system.clone(),
                     frame: frame.clone(),
                 });
+                answer_taken(this, key, req, taken);
             }
+            Frame::Notice {
+                system,
+                group,
+                frame,
+            } => this.borrow_mut().tell_group(&system, &group, frame),
             Frame::User {
                 req,
                 system,
@@ -81,9 +97,11 @@ impl Core {
                     frame: frame.clone(),
                     reply,
                 };
-                answer_gather(this, key, ask, move |counts: Vec<usize>| Frame::Count {
-                    req,
-                    n: counts.into_iter().sum::<usize>() as u64,
+                answer_gather(this, key, req, ask, move |counts: Vec<usize>| {
+                    Frame::Count {
+                        req,
+                        n: counts.into_iter().sum::<usize>() as u64,
+                    }
                 });
             }
             Frame::OnlineList {
@@ -99,9 +117,11 @@ impl Core {
                     with_info,
                     reply,
                 };
-                answer_gather(this, key, ask, move |parts: Vec<Vec<_>>| Frame::Clients {
-                    req,
-                    clients: parts.into_iter().flatten().collect(),
+                answer_gather(this, key, req, ask, move |parts: Vec<Vec<_>>| {
+                    Frame::Clients {
+                        req,
+                        clients: parts.into_iter().flatten().collect(),
+                    }
                 });
             }
             Frame::GroupList { req, system } => {
@@ -110,15 +130,19 @@ impl Core {
                     system: system.clone(),
                     reply,
                 };
-                answer_gather(this, key, ask, move |parts: Vec<Vec<_>>| Frame::Groups {
-                    req,
-                    groups: parts.into_iter().flatten().collect(),
+                answer_gather(this, key, req, ask, move |parts: Vec<Vec<_>>| {
+                    Frame::Groups {
+                        req,
+                        groups: parts.into_iter().flatten().collect(),
+                    }
                 });
             }
             Frame::ConnDone { req, .. }
             | Frame::Count { req, .. }
             | Frame::Clients { req, .. }
-            | Frame::Groups { req, .. } => this.borrow_mut().answered(req, f),
+            | Frame::Groups { req, .. }
+            | Frame::Taken { req }
+            | Frame::Refused { req } => this.borrow_mut().answered(req, f),
             Frame::Ping { t } => {
                 this.borrow_mut().link_send(key, &Frame::Pong { t });
             }
@@ -132,12 +156,29 @@ impl Core {
     }
 }
 
+/// Answers a [`Frame::Group`] or [`Frame::System`] push: taken by every
+/// core, or refused by all (`to_every_core` sends to all or none).
+fn answer_taken(this: &CoreRef, key: LinkKey, req: u64, taken: Result<(), Busy>) {
+    let answer = match taken {
+        Ok(()) => Frame::Taken { req },
+        Err(Busy) => refused(this, req),
+    };
+    this.borrow_mut().link_send(key, &answer);
+}
+
+/// Counts a refused request and makes its answer.
+fn refused(this: &CoreRef, req: u64) -> Frame {
+    this.borrow().metrics().link_refused();
+    Frame::Refused { req }
+}
+
 /// Hands `msg` to core `owner` of this node and answers on the link when it
-/// replies. A core index this node does not have, or a refused hand-over,
-/// answers `fallback` at once.
+/// replies. A core index this node does not have answers `fallback`; a
+/// hand-over refused by a busy core answers [`Frame::Refused`]; both at once.
 fn on_owner<T: 'static>(
     this: &CoreRef,
     key: LinkKey,
+    req: u64,
     owner: u8,
     msg: impl FnOnce(Reply<T>) -> CoreMsg,
     answer: impl FnOnce(T) -> Frame + 'static,
@@ -145,8 +186,13 @@ fn on_owner<T: 'static>(
 ) {
     let (tx, rx) = reply_channel();
     let cores = this.borrow().node.cores();
-    if (owner as usize) >= cores || Core::to_core(this, owner, msg(tx)).is_err() {
+    if (owner as usize) >= cores {
         this.borrow_mut().link_send(key, &answer(fallback));
+        return;
+    }
+    if Core::to_core(this, owner, msg(tx)).is_err() {
+        let no = refused(this, req);
+        this.borrow_mut().link_send(key, &no);
         return;
     }
     if let Ok(v) = rx.try_recv() {
@@ -164,19 +210,23 @@ fn on_owner<T: 'static>(
     });
 }
 
-/// Asks every core of this node, then answers on the link.
+/// Asks every core of this node, then answers on the link ([`Frame::Refused`]
+/// when a core is over its mailbox bound).
 fn answer_gather<T: 'static>(
     this: &CoreRef,
     key: LinkKey,
+    req: u64,
     ask: impl Fn(Reply<T>) -> CoreMsg + 'static,
     answer: impl FnOnce(Vec<T>) -> Frame + 'static,
 ) {
     let core = this.clone();
     monoio::spawn(async move {
-        if let Ok(parts) = Core::ask_every_core(&core, ask).await {
-            let mut c = core.borrow_mut();
-            c.link_send(key, &answer(parts));
-            c.flush();
-        }
+        let frame = match Core::ask_every_core(&core, ask).await {
+            Ok(parts) => answer(parts),
+            Err(Busy) => refused(&core, req),
+        };
+        let mut c = core.borrow_mut();
+        c.link_send(key, &frame);
+        c.flush();
     });
 }

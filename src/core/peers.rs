@@ -421,50 +421,42 @@ impl Core {
 
     /// Sends the frame `make` builds once to every peer node on this core's
     /// links (built only when there are peers: standalone it costs
-    /// nothing); a peer whose link is still coming up gets it held.
-    /// Returns how many known peers could not be reached (link broken, or
-    /// queue full).
-    pub(super) fn peer_broadcast(&mut self, make: impl FnOnce() -> Frame) -> usize {
-        let Some(p) = self.peers.as_ref() else {
-            return 0;
+    /// nothing); a peer whose link is still coming up gets it held. A peer
+    /// that cannot be reached (link broken, or queue full) misses it.
+    pub(super) fn peer_broadcast(&mut self, make: impl FnOnce() -> Frame) {
+        let Some(p) = self.peers.as_mut() else {
+            return;
         };
         if p.table.is_empty() {
-            return 0;
+            return;
         }
         let targets: Vec<(u16, Option<LinkKey>)> = p
             .table
             .keys()
             .map(|n| (*n, p.outbound.get(n).copied()))
             .collect();
-        let mut body = match self.peers.as_mut() {
-            Some(p) => std::mem::take(&mut p.body),
-            None => return targets.len(),
-        };
-        let missed = if frame::encode_body(&make(), &mut body).is_err() {
-            targets.len()
-        } else {
-            let mut missed = 0;
+        let mut body = std::mem::take(&mut p.body);
+        if frame::encode_body(&make(), &mut body).is_ok() {
             for (node, link) in targets {
-                let sent = match link {
-                    Some(key) => self.link_send_body(key, &body),
+                match link {
+                    Some(key) => {
+                        self.link_send_body(key, &body);
+                    }
                     None => {
                         let worth = self
                             .peers
                             .as_ref()
                             .is_some_and(|p| p.worth_waiting_for(node));
-                        worth && self.hold_body(node, &body)
+                        if worth {
+                            self.hold_body(node, &body);
+                        }
                     }
-                };
-                if !sent {
-                    missed += 1;
                 }
             }
-            missed
-        };
+        }
         if let Some(p) = self.peers.as_mut() {
             p.body = body;
         }
-        missed
     }
 
     /// The peers of this core's view (none standalone).

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use flume::Receiver;
 
 use super::locate::Location;
 use super::{Core, CoreRef};
@@ -83,25 +84,15 @@ pub async fn gather<T>(
     let sent = Instant::now();
     let cores = core.borrow().node.cores() as u8;
     Core::admit(core, 0..cores).map_err(|_| ApiError::Busy)?;
-    let (mut waiting, mut partial) = (Vec::new(), false);
-    {
-        let mut c = core.borrow_mut();
-        for node in c.peer_nodes() {
-            match c.request(node, &remote) {
-                Some(rx) => waiting.push(rx),
-                None => partial = true,
-            }
-        }
-        c.flush();
-    }
+    let (waiting, mut partial) = ask_peers(core, &remote);
     let local = Core::ask_admitted(core, local)
         .await
         .map_err(|_| ApiError::Busy)?;
     let mut answers = Vec::with_capacity(waiting.len());
     for rx in waiting {
         match Core::await_answer(core, rx, sent).await {
+            Some(Frame::Refused { .. }) | None => partial = true,
             Some(a) => answers.push(a),
-            None => partial = true,
         }
     }
     Ok(Gathered {
@@ -111,16 +102,42 @@ pub async fn gather<T>(
     })
 }
 
-/// Sends one message to every core of this node and one frame to every
-/// peer node. Returns true when a peer could not be reached.
-pub fn broadcast(
+/// Sends the request `remote` builds to every peer node: the answers to
+/// wait for, and whether a peer could not be sent it. Standalone it sends
+/// and flushes nothing.
+fn ask_peers(core: &CoreRef, remote: &impl Fn(u64) -> Frame) -> (Vec<Receiver<Frame>>, bool) {
+    let mut c = core.borrow_mut();
+    let nodes = c.peer_nodes();
+    if nodes.is_empty() {
+        return (Vec::new(), false);
+    }
+    let (mut waiting, mut partial) = (Vec::new(), false);
+    for node in nodes {
+        match c.request(node, remote) {
+            Some(rx) => waiting.push(rx),
+            None => partial = true,
+        }
+    }
+    c.flush();
+    (waiting, partial)
+}
+
+/// Sends one message to every core of this node and one request to every
+/// peer node. Returns true when a peer did not take it: not reachable,
+/// refused by a busy core (`Frame::Refused`), or no answer in time.
+pub async fn broadcast(
     core: &CoreRef,
     local: impl Fn() -> CoreMsg,
-    remote: impl FnOnce() -> Frame,
+    remote: impl Fn(u64) -> Frame,
 ) -> Result<bool, ApiError> {
+    let sent = Instant::now();
     Core::to_every_core(core, local).map_err(|_| ApiError::Busy)?;
-    let missed = core.borrow_mut().peer_broadcast(remote);
-    Ok(missed > 0)
+    let (waiting, mut partial) = ask_peers(core, &remote);
+    for rx in waiting {
+        let answer = Core::await_answer(core, rx, sent).await;
+        partial |= !matches!(answer, Some(Frame::Taken { .. }));
+    }
+    Ok(partial)
 }
 
 /// Delivers one frame to many connections: one message per owning core,
@@ -220,13 +237,14 @@ pub async fn reach(
 }
 
 /// A push to a group on every core and node: partial.
-pub fn to_group(
+pub async fn to_group(
     core: &CoreRef,
     system: &Arc<str>,
     group: &str,
     frame: Bytes,
 ) -> Result<bool, ApiError> {
-    let wire = || Frame::Group {
+    let wire = |req| Frame::Group {
+        req,
         system: system.to_string(),
         group: group.to_owned(),
         frame: frame.clone(),
@@ -237,12 +255,13 @@ pub fn to_group(
         group: shared.clone(),
         frame: frame.clone(),
     };
-    broadcast(core, local, wire)
+    broadcast(core, local, wire).await
 }
 
 /// A push to every connection of a system, cluster-wide: partial.
-pub fn to_system(core: &CoreRef, system: &Arc<str>, frame: Bytes) -> Result<bool, ApiError> {
-    let wire = || Frame::System {
+pub async fn to_system(core: &CoreRef, system: &Arc<str>, frame: Bytes) -> Result<bool, ApiError> {
+    let wire = |req| Frame::System {
+        req,
         system: system.to_string(),
         frame: frame.clone(),
     };
@@ -250,7 +269,7 @@ pub fn to_system(core: &CoreRef, system: &Arc<str>, frame: Bytes) -> Result<bool
         system: system.clone(),
         frame: frame.clone(),
     };
-    broadcast(core, local, wire)
+    broadcast(core, local, wire).await
 }
 
 /// A push to every connection of a userId on every core and node:

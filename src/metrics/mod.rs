@@ -35,6 +35,7 @@ pub struct CoreMetrics {
     link_drops: AtomicU64,
     link_timeouts: AtomicU64,
     link_open_failures: AtomicU64,
+    link_refused: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     api: [[AtomicU64; 2]; Route::ALL.len()],
     http_errors: [AtomicU64; HTTP_ERRORS.len()],
@@ -118,6 +119,12 @@ impl CoreMetrics {
     /// A frame from a peer failed to open (its link was closed).
     pub fn link_open_failure(&self) {
         self.link_open_failures.fetch_add(1, Relaxed);
+    }
+
+    /// A request from a peer refused: a core it needed was over its
+    /// mailbox bound.
+    pub fn link_refused(&self) {
+        self.link_refused.fetch_add(1, Relaxed);
     }
 
     pub fn link_timeout(&self) {
@@ -226,7 +233,7 @@ impl MembershipMetrics {
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
-const PER_WORKER: [(&str, &str, &str, Field); 15] = [
+const PER_WORKER: [(&str, &str, &str, Field); 16] = [
     (
         "shardcast_connections",
         "gauge",
@@ -316,6 +323,12 @@ const PER_WORKER: [(&str, &str, &str, Field); 15] = [
         "counter",
         "Frames from other nodes that failed to open (altered, injected, replayed or out of order); each closed its link.",
         |c| &c.link_open_failures,
+    ),
+    (
+        "shardcast_link_requests_refused_total",
+        "counter",
+        "Requests from other nodes refused because a core of this node was over its mailbox bound; the origin answers partial (or 503).",
+        |c| &c.link_refused,
     ),
 ];
 

@@ -35,9 +35,9 @@ pub async fn dispatch(core: &CoreRef, route: Route, req: &Request) -> Answered {
         Route::Register => register(core, req).await,
         Route::SendToClient => send_to_client(core, prepare(core, req)?).await,
         Route::SendToClients => send_to_clients(core, prepare(core, req)?).await,
-        Route::SendToGroup => send_to_group(core, prepare(core, req)?),
+        Route::SendToGroup => send_to_group(core, prepare(core, req)?).await,
         Route::SendToUser => send_to_user(core, prepare(core, req)?).await,
-        Route::SendToSystem => send_to_system(core, prepare(core, req)?),
+        Route::SendToSystem => send_to_system(core, prepare(core, req)?).await,
         Route::BindToGroup => bind(core, prepare(core, req)?).await,
         Route::UnbindFromGroup => unbind(core, prepare(core, req)?).await,
         Route::GetOnlineList => online_list(core, prepare(core, req)?).await,
@@ -106,15 +106,15 @@ async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients))
     Ok(sent(id, Some(json!(online)), partial))
 }
 
-fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
+async fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
     let id = next_id(core);
-    let partial = send::to_group(core, &system, &b.group_name, b.message.frame(id))?;
+    let partial = send::to_group(core, &system, &b.group_name, b.message.frame(id)).await?;
     Ok(sent(id, None, partial))
 }
 
-fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {
+async fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {
     let id = next_id(core);
-    let partial = send::to_system(core, &system, b.message.frame(id))?;
+    let partial = send::to_system(core, &system, b.message.frame(id)).await?;
     Ok(sent(id, None, partial))
 }
 

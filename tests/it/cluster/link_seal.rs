@@ -148,6 +148,7 @@ fn a_flipped_or_injected_byte_closes_the_link_and_it_comes_back() {
     let mut injected = BytesMut::new();
     frame::encode(
         &Frame::System {
+            req: 1,
             system: SYS_A.to_string(),
             frame: push_ws_frame("00000000badc0ffe", "injected"),
         },

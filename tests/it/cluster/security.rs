@@ -299,6 +299,7 @@ fn injected_push(msg: &str) -> Vec<u8> {
     let mut out = BytesMut::new();
     frame::encode(
         &Frame::System {
+            req: 1,
             system: SYS_A.to_string(),
             frame: push_ws_frame("00000000bad0bad0", msg),
         },

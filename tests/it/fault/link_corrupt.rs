@@ -193,6 +193,8 @@ impl FakePeer {
                     let pong = self.seal(&Frame::Pong { t });
                     self.send(&pong)
                 }
+                // The answer to a push it sent.
+                Ok(Frame::Taken { .. }) => {}
                 Ok(other) => panic!("fake peer: expected Pong {t}, got {other:?}"),
                 Err(e) => panic!("fake peer: no Pong {t}: {e}"),
             }
@@ -388,6 +390,7 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
         let mut p = FakePeer::connect(&target, &cluster, n2_id, n1_id);
         p.ping(1);
         let valid = p.seal(&Frame::System {
+            req: 1,
             system: SYS_A.to_string(),
             frame: push_ws_frame(valid_mid, "fake-valid"),
         });
@@ -415,6 +418,7 @@ fn corrupt_frames_from_an_authenticated_peer_close_only_that_link() {
                 "a sealed System push with a flipped byte in its payload",
                 Box::new(move |p| {
                     let f = Frame::System {
+                        req: 1,
                         system: SYS_A.to_string(),
                         frame: push_ws_frame(corrupt_mid, "fake-corrupt"),
                     };

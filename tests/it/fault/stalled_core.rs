@@ -45,7 +45,7 @@ const ROOM: &str = "room";
 /// Opens clients of `SYS_A` until one lives on each core (per the per-core
 /// `shardcast_connections` gauge); returns them, core 0's first. Extra clients are
 /// closed.
-fn a_client_on_each_core(node: &Node) -> [Client; 2] {
+pub(super) fn a_client_on_each_core(node: &Node) -> [Client; 2] {
     let mut found: [Option<Client>; 2] = [None, None];
     for _ in 0..64 {
         let before = per_core_connections(node);
@@ -74,7 +74,7 @@ fn per_core_connections(node: &Node) -> [f64; 2] {
 
 /// An API connection served by the running core: with the other core stopped, a
 /// connection the kernel gave to the stopped core is never answered.
-fn api_conn_on_running_core(node: &Node) -> HttpConn {
+pub(super) fn api_conn_on_running_core(node: &Node) -> HttpConn {
     for _ in 0..64 {
         let mut conn = HttpConn::connect(node.addr());
         let probe = conn.format_request("GET", "/healthz", &[], b"");
@@ -112,6 +112,26 @@ fn round(
                 .status
         })
         .collect()
+}
+
+/// Sends to a group without members on `conn` until the node refuses one (503): they
+/// fill the mailbox of a stopped core to its bound. Returns how many were admitted.
+pub(super) fn fill_mailbox(conn: &mut HttpConn) -> usize {
+    let mut admitted = 0;
+    while admitted < CAP {
+        let statuses = round(conn, admitted, |i| {
+            let body = json!({"groupName": "nobody", "data": i});
+            ("/api/send_to_group", body)
+        });
+        let ok = statuses.iter().take_while(|s| **s == 200).count();
+        admitted += ok;
+        if ok < ROUND {
+            let rest = &statuses[ok..];
+            assert!(rest.iter().all(|s| *s == 503), "statuses: {rest:?}");
+            return admitted;
+        }
+    }
+    panic!("{admitted} sends queued for a stopped core, none refused");
 }
 
 /// `shardcast_api_requests_total{route="send_to_group",result="error"}`, read on `conn`.
@@ -229,25 +249,7 @@ fn refused_sends_go_nowhere(node: &Node, peer: Option<&Node>) {
         expect_exactly(far, &[&early], WAIT);
     }
 
-    // Sends to a group without members fill the stopped core's mailbox to the bound.
-    let mut admitted = 0;
-    while admitted < CAP {
-        let statuses = round(&mut api, admitted, |i| {
-            let body = json!({"groupName": "nobody", "data": i});
-            ("/api/send_to_group", body)
-        });
-        let ok = statuses.iter().take_while(|s| **s == 200).count();
-        admitted += ok;
-        if ok < ROUND {
-            let rest = &statuses[ok..];
-            assert!(rest.iter().all(|s| *s == 503), "statuses: {rest:?}");
-            break;
-        }
-    }
-    assert!(
-        admitted < CAP,
-        "{admitted} sends queued for a stopped core, none refused"
-    );
+    let admitted = fill_mailbox(&mut api);
     eprintln!("[stalled core] {admitted} sends admitted before the first 503");
 
     // Now every kind of send that reaches the stopped core is refused whole: core 0

@@ -542,14 +542,21 @@ impl Cluster {
 
     /// Like `start`, every node's config extended with `extra`.
     pub fn start_with(n: usize, extra: &str) -> Cluster {
+        Cluster::start_each(&vec![extra; n])
+    }
+
+    /// An etcd and one node per entry of `extras`, node i's config extended with
+    /// `extras[i]`; returns once every node reaches every other.
+    pub fn start_each(extras: &[&str]) -> Cluster {
         let etcd = Etcd::start();
         let start = Instant::now();
-        let nodes = start_nodes(&etcd, n, extra);
+        let nodes = start_nodes(&etcd, extras);
         let cluster = Cluster { nodes, etcd };
         let started = start.elapsed();
         wait_mesh(&cluster.nodes, &cluster.etcd);
         eprintln!(
-            "[cluster] {n} nodes ready after {:.2}s, mesh formed after {:.2}s",
+            "[cluster] {} nodes ready after {:.2}s, mesh formed after {:.2}s",
+            extras.len(),
             started.as_secs_f64(),
             start.elapsed().as_secs_f64()
         );
@@ -582,11 +589,13 @@ pub fn start_cluster(n: usize) -> Cluster {
     Cluster::start(n)
 }
 
-/// Starts `n` nodes in parallel; a failure of one kills the others and re-raises it.
-fn start_nodes(etcd: &Etcd, n: usize, extra: &str) -> Vec<ClusterNode> {
+/// Starts one node per entry of `extras` in parallel; a failure of one kills the others
+/// and re-raises it.
+fn start_nodes(etcd: &Etcd, extras: &[&str]) -> Vec<ClusterNode> {
     let results: Vec<std::thread::Result<ClusterNode>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|_| s.spawn(|| ClusterNode::start(etcd, extra)))
+        let handles: Vec<_> = extras
+            .iter()
+            .map(|extra| s.spawn(move || ClusterNode::start(etcd, extra)))
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
