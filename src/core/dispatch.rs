@@ -10,12 +10,36 @@
 //! copied once per receiving core (`CoreMsg::own_copy`), so that no
 //! reference count is written by two cores per recipient.
 
+use std::rc::Rc;
+
+use super::event::LocalEvent;
 use super::{Core, CoreRef};
-use crate::mailbox::{reply_channel, CoreMsg, Reply};
+use crate::mailbox::{reply_channel, CoreMsg, Inbox, Reply};
 
 /// Mailbox depth past which API requests are refused with 503 rather than
 /// queued without bound behind an overloaded core.
 const MAILBOX_HIGH_WATER: usize = 65_536;
+
+/// How this core exchanges with the other cores of its node.
+pub(super) struct Dispatch {
+    /// Messages for each other core, sent at the next flush.
+    outbox: Vec<Vec<CoreMsg>>,
+    /// This core's mailbox, drained by its mailbox task and, before each
+    /// API request, by `take_mail`.
+    mailbox: Rc<Inbox>,
+    /// Fired by `CoreMsg::Shutdown`: the core's tasks stop.
+    pub(super) shutdown: Rc<LocalEvent>,
+}
+
+impl Dispatch {
+    pub(super) fn new(cores: usize, mailbox: Rc<Inbox>) -> Self {
+        Dispatch {
+            outbox: (0..cores).map(|_| Vec::new()).collect(),
+            mailbox,
+            shutdown: Rc::new(LocalEvent::default()),
+        }
+    }
+}
 
 /// The mailbox is over its high-water mark: the caller answers 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +137,7 @@ impl Core {
     /// someone waits for the answer.
     pub(super) fn post(&mut self, target: u8, msg: CoreMsg) {
         let now = msg.wants_reply();
-        let Some(outbox) = self.outbox.get_mut(target as usize) else {
+        let Some(outbox) = self.dispatch.outbox.get_mut(target as usize) else {
             return;
         };
         outbox.push(msg.own_copy());
@@ -128,14 +152,14 @@ impl Core {
     /// of requests made one after another (each after the previous answer)
     /// reach a connection in that order, whichever cores took the requests.
     pub fn take_mail(&mut self) {
-        while let Some(msg) = self.mailbox.try_recv() {
+        while let Some(msg) = self.dispatch.mailbox.try_recv() {
             self.handle(msg);
         }
     }
 
     /// Hands every core what this core has for it.
     pub(super) fn send_outboxes(&mut self) {
-        for target in 0..self.outbox.len() {
+        for target in 0..self.dispatch.outbox.len() {
             self.send_outbox(target);
         }
     }
@@ -145,7 +169,12 @@ impl Core {
     /// uncounts the batch when it takes it). A send fails only when that
     /// core has stopped (shutdown).
     fn send_outbox(&mut self, target: usize) {
-        let Some(outbox) = self.outbox.get_mut(target).filter(|o| !o.is_empty()) else {
+        let Some(outbox) = self
+            .dispatch
+            .outbox
+            .get_mut(target)
+            .filter(|o| !o.is_empty())
+        else {
             return;
         };
         let batch = std::mem::take(outbox);

@@ -85,7 +85,7 @@ impl Core {
             }
             CoreMsg::Peers(peers) => self.set_peers(peers),
             CoreMsg::NodeLost => self.close_all(CloseReason::NodeLost),
-            CoreMsg::Shutdown => self.shutdown.fire(),
+            CoreMsg::Shutdown => self.dispatch.shutdown.fire(),
             CoreMsg::Batch(msgs) => {
                 self.node.count_out(self.id as usize, msgs.len());
                 msgs.into_iter().for_each(|m| self.handle(m));

@@ -25,6 +25,12 @@ use crate::ws::frame::close_frame;
 use crate::ws::message::{notice_frame, refusal_frame, welcome_frame, Welcome};
 use crate::ws::CloseReason;
 
+thread_local! {
+    /// The userId of connections without one, shared by all of them (a core
+    /// is one thread).
+    static NO_USER: Rc<str> = Rc::from("");
+}
+
 /// How long a closed connection's socket is kept to read the client's
 /// close reply and let our last bytes leave before the descriptor closes.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -57,7 +63,7 @@ impl Core {
             None => Rc::from(system),
         };
         let user: Rc<str> = if user_id.is_empty() {
-            self.no_user.clone()
+            NO_USER.with(Rc::clone)
         } else {
             Rc::from(user_id)
         };
@@ -92,11 +98,11 @@ impl Core {
             session: None,
         };
         self.conns.insert(conn)?;
-        if self.readiness.add(fd, addr).is_err() {
+        if self.reader.readiness.add(fd, addr).is_err() {
             self.conns.remove(addr);
             return None;
         }
-        self.ws_sockets += 1;
+        self.reader.sockets += 1;
         if self.resume_on() {
             let head = self.replay.log.head();
             *self.replay.places.get_mut(addr.slot) = Place::new(head);
@@ -167,7 +173,7 @@ impl Core {
             Some(stream) => {
                 // A detached connection gave its place back when it detached.
                 self.node.release_connection();
-                self.readiness.remove(stream.as_raw_fd());
+                self.reader.readiness.remove(stream.as_raw_fd());
                 if let Some(core) = self.this.upgrade() {
                     monoio::spawn(linger(core, stream.clone()));
                 }

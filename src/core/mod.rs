@@ -13,12 +13,15 @@
 //! - `slots`, `index`, `rate`, `event`: the slab of connections, the
 //!   group/user/system index, the client-message bucket, a one-shot event;
 //! - `lifecycle`, `read`, `write`: opening and closing connections, what
-//!   they send us, and batched writing to them;
+//!   they send us (`read::Reader`: the epoll instance, the socket count,
+//!   the buffers lent to each read), and batched writing to them
+//!   (`write::Writer`: the dirty list, the doomed, the flusher's state);
 //! - `replay`, `keep`, `resume`: the per-core replay log and each
 //!   connection's place in it, what the core keeps in it as it works, and
 //!   connections detached by a drop and attached again;
 //! - `handle`: the mailbox messages, executed on this core's connections;
-//! - `dispatch`: reaching the other cores of this node;
+//! - `dispatch`: reaching the other cores of this node (`Dispatch`: the
+//!   outboxes, the mailbox, the stop event);
 //! - `locate`, `send`: where a clientId lives, and sends and operations
 //!   that reach connections wherever they are (this core, another core,
 //!   another node);
@@ -48,7 +51,6 @@ pub mod slots;
 mod write;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -60,7 +62,6 @@ use crate::cluster::link::Credentials;
 use crate::mailbox::Inbox;
 use crate::metrics::CoreMetrics;
 use crate::node::Node;
-use crate::op::ConnAddr;
 use crate::registry::SystemEntry;
 use crate::ws::MessageIdGen;
 
@@ -77,9 +78,9 @@ pub use write::let_others_in;
 
 pub type CoreRef = Rc<RefCell<Core>>;
 
-/// Size of the per-core buffer every WebSocket read lands in.
-const SCRATCH_BYTES: usize = 64 * 1024;
-
+/// One core's state, by part: each part lives in the file that uses it
+/// (`write::Writer`, `read::Reader`, `dispatch::Dispatch`, `peers::Peers`,
+/// `replay::Replay`); what several files share is here.
 pub struct Core {
     pub id: u8,
     pub node: Arc<Node>,
@@ -87,45 +88,20 @@ pub struct Core {
     pub index: GroupIndex,
     /// This core's copy of the registry of systems.
     pub systems: HashMap<Rc<str>, SystemEntry>,
-    /// The user id of connections without one, shared by all of them.
-    no_user: Rc<str>,
     pub ids: MessageIdGen,
-    pub shutdown: Rc<LocalEvent>,
-    /// WebSocket sockets not dropped yet: open connections and closed ones
-    /// still lingering.
-    pub ws_sockets: usize,
-    /// The epoll instance of this core's connections (`conn::reader`).
-    pub readiness: Rc<conn::reader::Readiness>,
-    /// Links and peers (cluster mode only).
-    peers: Option<Peers>,
-    /// Connections with queued frames, oldest first, written by `flush` in
-    /// slices (`write.rs`).
-    dirty: VecDeque<ConnAddr>,
-    /// A flusher task is writing the rest of `dirty`, a slice at a time.
-    flushing: bool,
-    /// Connections to close once the fan-out under way is over (`write.rs`).
-    doomed: Vec<(ConnAddr, crate::ws::CloseReason)>,
-    /// Messages for each other core, sent at the next flush (`dispatch.rs`).
-    outbox: Vec<Vec<crate::mailbox::CoreMsg>>,
-    /// A socket that is always writable: waiting on it lets the runtime
-    /// reap I/O completions between two slices (`write.rs`).
-    nudge: Option<write::Nudge>,
-    scratch: Vec<u8>,
-    /// The WebSocket codec lent to each read (`conn::codec`), and the
-    /// settings of a new one.
-    codec: conn::codec::Codec,
-    ws_config: tungstenite::protocol::WebSocketConfig,
-    /// Client messages read from one connection, handled after the read.
-    inbox: Vec<tungstenite::Utf8Bytes>,
     /// Start of this core's millisecond and microsecond clocks (rate
-    /// buckets, write waits).
+    /// buckets, heartbeats, write waits).
     clock: Instant,
-    ws_out: Vec<u8>,
+    /// Reading the connections (`read.rs`).
+    reader: read::Reader,
+    /// Writing to them (`write.rs`).
+    writer: write::Writer,
+    /// Reaching the other cores of this node (`dispatch.rs`).
+    dispatch: dispatch::Dispatch,
+    /// Links and peers (cluster mode only; `peers.rs`).
+    peers: Option<Peers>,
     /// What the core keeps for resumes (`replay`).
     replay: replay::Replay,
-    /// This core's mailbox, drained by its mailbox task and, before each API
-    /// request, by `take_mail`.
-    mailbox: Rc<Inbox>,
     this: Weak<RefCell<Core>>,
 }
 
@@ -149,8 +125,7 @@ impl Core {
             };
             Peers::new(creds, cfg.request_timeout, node.peers())
         });
-        let ws_config = conn::codec::ws_config(&node.config.ws);
-        let readiness = Rc::new(conn::reader::Readiness::new()?);
+        let reader = read::Reader::new(conn::codec::ws_config(&node.config.ws))?;
         let replay = replay::Replay::new(node.config.ws.resume_max_bytes / cores.max(1));
         Ok(Rc::new_cyclic(|this| {
             RefCell::new(Core {
@@ -159,33 +134,26 @@ impl Core {
                 conns: Slots::default(),
                 index: GroupIndex::default(),
                 systems,
-                no_user: Rc::from(""),
                 ids,
-                shutdown: Rc::new(LocalEvent::default()),
-                ws_sockets: 0,
-                readiness,
-                peers,
-                dirty: VecDeque::new(),
-                flushing: false,
-                doomed: Vec::new(),
-                outbox: (0..cores).map(|_| Vec::new()).collect(),
-                nudge: monoio::net::UnixStream::pair().ok().map(Rc::new),
-                scratch: vec![0; SCRATCH_BYTES],
-                codec: conn::codec::Codec::new(ws_config),
-                ws_config,
-                inbox: Vec::new(),
                 clock: Instant::now(),
-                ws_out: Vec::new(),
+                reader,
+                writer: write::Writer::new(),
+                dispatch: dispatch::Dispatch::new(cores, mailbox),
+                peers,
                 replay,
-                mailbox,
                 this: this.clone(),
             })
         }))
     }
 
-    /// The socket that lets the core's other tasks in (`let_others_in`).
-    pub fn nudge(&self) -> Option<write::Nudge> {
-        self.nudge.clone()
+    /// The event that stops this core's tasks (`CoreMsg::Shutdown`).
+    pub fn shutdown(&self) -> Rc<LocalEvent> {
+        self.dispatch.shutdown.clone()
+    }
+
+    /// WebSocket sockets not dropped yet (open or lingering).
+    pub fn open_sockets(&self) -> usize {
+        self.reader.sockets
     }
 
     pub fn metrics(&self) -> &CoreMetrics {

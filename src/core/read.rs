@@ -3,13 +3,15 @@
 //! (pings answered, client messages handed to `chat`, closes honoured).
 
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tungstenite::protocol::WebSocketContext;
+use tungstenite::protocol::{WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use super::conn::codec::Codec;
+use super::conn::reader::Readiness;
 use super::conn::WsIo;
 use super::Core;
 use crate::config::ClientSendPolicy;
@@ -17,20 +19,57 @@ use crate::op::ConnAddr;
 use crate::socket;
 use crate::ws::CloseReason;
 
+/// Size of the per-core buffer every WebSocket read lands in.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// What reading the core's connections needs: the epoll instance its reader
+/// task waits on, the count of sockets not dropped yet, and the buffers and
+/// codec lent to each read.
+pub(super) struct Reader {
+    /// The epoll instance of this core's connections (`conn::reader`).
+    pub(super) readiness: Rc<Readiness>,
+    /// WebSocket sockets not dropped yet: open connections and closed ones
+    /// still lingering.
+    pub(super) sockets: usize,
+    scratch: Vec<u8>,
+    /// The WebSocket codec lent to each read (`conn::codec`), and the
+    /// settings of a new one.
+    codec: Codec,
+    ws_config: WebSocketConfig,
+    /// Client messages read from one connection, handled after the read.
+    inbox: Vec<tungstenite::Utf8Bytes>,
+    /// What the codec writes (pongs, close answers, echoes) during a read.
+    ws_out: Vec<u8>,
+}
+
+impl Reader {
+    pub(super) fn new(ws_config: WebSocketConfig) -> std::io::Result<Self> {
+        Ok(Reader {
+            readiness: Rc::new(Readiness::new()?),
+            sockets: 0,
+            scratch: vec![0; SCRATCH_BYTES],
+            codec: Codec::new(ws_config),
+            ws_config,
+            inbox: Vec::new(),
+            ws_out: Vec::new(),
+        })
+    }
+}
+
 impl Core {
     /// Feeds bytes read from the socket to the connection's WebSocket codec
     /// and acts on every complete message.
     pub fn on_ws_input(&mut self, addr: ConnAddr, len: usize) {
         let now_ms = self.clock_ms();
-        let input = std::mem::take(&mut self.scratch);
-        let mut output = std::mem::take(&mut self.ws_out);
+        let input = std::mem::take(&mut self.reader.scratch);
+        let mut output = std::mem::take(&mut self.reader.ws_out);
         let ws = &self.node.config.ws;
         let mode = match ws.client_send {
             _ if ws.echo => Mode::Echo,
             ClientSendPolicy::Off => Mode::Discard,
             _ => Mode::Collect,
         };
-        let mut inbox = std::mem::take(&mut self.inbox);
+        let mut inbox = std::mem::take(&mut self.reader.inbox);
         let mut pong = None;
         let end = match self.conns.get_mut(addr) {
             Some(conn) => {
@@ -44,18 +83,19 @@ impl Core {
                 let own = conn.codec.is_some();
                 let codec = match conn.codec.as_deref_mut() {
                     Some(c) => c,
-                    None => &mut self.codec,
+                    None => &mut self.reader.codec,
                 };
                 codec.note(io.input);
                 let end = read_messages(&mut codec.ws, &mut io, mode, &mut inbox, &mut pong);
                 let at_rest = codec.at_rest();
                 match (end.is_some(), own, at_rest) {
                     // Closing: a lent codec may be mid-message or closed.
-                    (true, false, _) => self.codec = Codec::new(self.ws_config),
+                    (true, false, _) => self.reader.codec = Codec::new(self.reader.ws_config),
                     (false, true, true) => conn.codec = None,
                     (false, false, false) => {
-                        let fresh = Codec::new(self.ws_config);
-                        conn.codec = Some(Box::new(std::mem::replace(&mut self.codec, fresh)));
+                        let fresh = Codec::new(self.reader.ws_config);
+                        conn.codec =
+                            Some(Box::new(std::mem::replace(&mut self.reader.codec, fresh)));
                     }
                     _ => {}
                 }
@@ -80,12 +120,12 @@ impl Core {
         for text in inbox.drain(..) {
             self.client_message(addr, text.as_str());
         }
-        self.inbox = inbox;
+        self.reader.inbox = inbox;
         if let Some((reason, code)) = end {
             self.close_conn(addr, reason, code);
         }
-        self.scratch = input;
-        self.ws_out = output;
+        self.reader.scratch = input;
+        self.reader.ws_out = output;
     }
 
     /// Reads what a ready connection sent (one `recv` into the scratch
@@ -95,7 +135,7 @@ impl Core {
             return;
         };
         let fd = stream.as_raw_fd();
-        match socket::recv(fd, &mut self.scratch) {
+        match socket::recv(fd, &mut self.reader.scratch) {
             Ok(0) => self.close_conn(addr, CloseReason::ClientClosed, None),
             Ok(n) => self.on_ws_input(addr, n),
             Err(e) if would_block(&e) => {}
@@ -105,9 +145,9 @@ impl Core {
 
     /// Feeds bytes that arrived with the upgrade request.
     pub fn feed(&mut self, addr: ConnAddr, data: &[u8]) {
-        let size = self.scratch.len();
+        let size = self.reader.scratch.len();
         for chunk in data.chunks(size) {
-            self.scratch[..chunk.len()].copy_from_slice(chunk);
+            self.reader.scratch[..chunk.len()].copy_from_slice(chunk);
             self.on_ws_input(addr, chunk.len());
         }
     }

@@ -240,7 +240,7 @@ impl Core {
             token,
             recovered,
         });
-        if self.readiness.add(stream.as_raw_fd(), addr).is_err() {
+        if self.reader.readiness.add(stream.as_raw_fd(), addr).is_err() {
             self.node.release_connection();
             return None;
         }
@@ -272,7 +272,7 @@ impl Core {
                 self.metrics().detached.fetch_sub(1, Relaxed);
             }
         }
-        self.ws_sockets += 1;
+        self.reader.sockets += 1;
         self.metrics().pushed.fetch_add(replayed_n + 1, Relaxed);
         self.flush_conn(addr);
         Some(addr)
@@ -359,9 +359,9 @@ impl Core {
     /// closes with the last handle (a writer task may hold one a moment).
     fn drop_socket(&mut self, stream: &Rc<TcpStream>) {
         let fd = stream.as_raw_fd();
-        self.readiness.remove(fd);
+        self.reader.readiness.remove(fd);
         socket::shutdown(fd, libc::SHUT_RDWR);
-        self.ws_sockets -= 1;
+        self.reader.sockets -= 1;
     }
 
     /// Ends a detached connection whose window has passed, with the reason

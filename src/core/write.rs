@@ -11,6 +11,7 @@
 //! carries several (docs/architecture.md, performance rule 8); at light load
 //! a push still leaves at once, in the inline slice, with no timer.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -31,7 +32,37 @@ use crate::ws::CloseReason;
 /// its sockets again.
 pub const FLUSH_SLICE: usize = 256;
 
+/// What the core's writing keeps between two flushes.
+pub(super) struct Writer {
+    /// Connections with queued frames, oldest first, written by `flush` in
+    /// slices.
+    dirty: VecDeque<ConnAddr>,
+    /// A flusher task is writing the rest of `dirty`, a slice at a time.
+    flushing: bool,
+    /// Connections to close once the fan-out under way is over.
+    doomed: Vec<(ConnAddr, CloseReason)>,
+    /// A socket that is always writable: waiting on it lets the runtime
+    /// reap I/O completions between two slices (`let_others_in`).
+    nudge: Option<Nudge>,
+}
+
+impl Writer {
+    pub(super) fn new() -> Self {
+        Writer {
+            dirty: VecDeque::new(),
+            flushing: false,
+            doomed: Vec::new(),
+            nudge: monoio::net::UnixStream::pair().ok().map(Rc::new),
+        }
+    }
+}
+
 impl Core {
+    /// The socket that lets the core's other tasks in (`let_others_in`).
+    pub fn nudge(&self) -> Option<Nudge> {
+        self.writer.nudge.clone()
+    }
+
     /// Queues `frame` on every connection of `audience`; returns how many.
     /// The members are walked in place, not copied: nothing here closes a
     /// connection (a slow consumer is only doomed, and `reap` closes it
@@ -100,7 +131,7 @@ impl Core {
         conn.out.push(frame);
         if conn.dirty_since.is_none() {
             conn.dirty_since = Some(now);
-            self.dirty.push_back(addr);
+            self.writer.dirty.push_back(addr);
         }
         self.metrics().pushed.fetch_add(1, Relaxed);
     }
@@ -110,7 +141,7 @@ impl Core {
         if let Some(conn) = self.conns.get_mut(addr) {
             if !conn.doomed {
                 conn.doomed = true;
-                self.doomed.push((addr, reason));
+                self.writer.doomed.push((addr, reason));
             }
         }
     }
@@ -119,7 +150,7 @@ impl Core {
     /// (members whose queues they overflow): those are closed in the same
     /// loop, one after another, never by recursion.
     pub(super) fn reap(&mut self) {
-        while let Some((addr, reason)) = self.doomed.pop() {
+        while let Some((addr, reason)) = self.writer.doomed.pop() {
             self.close_conn(addr, reason, None);
         }
     }
@@ -136,9 +167,9 @@ impl Core {
     /// flusher task.
     pub fn flush(&mut self) {
         self.write_round();
-        if !self.dirty.is_empty() && !self.flushing {
-            self.flushing = true;
-            monoio::spawn(flusher(self.this.clone(), self.nudge.clone()));
+        if !self.writer.dirty.is_empty() && !self.writer.flushing {
+            self.writer.flushing = true;
+            monoio::spawn(flusher(self.this.clone(), self.writer.nudge.clone()));
         }
     }
 
@@ -146,7 +177,7 @@ impl Core {
     fn write_round(&mut self) {
         self.settle();
         self.flush_slice();
-        if !self.doomed.is_empty() {
+        if !self.writer.doomed.is_empty() {
             self.settle();
         }
     }
@@ -162,7 +193,7 @@ impl Core {
     /// Writes the oldest [`FLUSH_SLICE`] dirty connections.
     fn flush_slice(&mut self) {
         for _ in 0..FLUSH_SLICE {
-            let Some(addr) = self.dirty.pop_front() else {
+            let Some(addr) = self.writer.dirty.pop_front() else {
                 return;
             };
             self.flush_conn(addr);
@@ -289,8 +320,8 @@ async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, nudge: Option<Nu
         let Some(core) = core.upgrade() else { return };
         let mut c = core.borrow_mut();
         c.write_round();
-        if c.dirty.is_empty() {
-            c.flushing = false;
+        if c.writer.dirty.is_empty() {
+            c.writer.flushing = false;
             return;
         }
     }

@@ -37,7 +37,7 @@ pub fn run_core(
         monoio::spawn(drain_mailbox(core.clone(), mailbox));
         monoio::spawn(read_ready(core.clone()));
         monoio::spawn(heartbeat(core.clone()));
-        let shutdown = core.borrow().shutdown.clone();
+        let shutdown = core.borrow().shutdown();
         if let Some(links) = links {
             let links = TcpListener::from_std(links)?;
             let core = core.clone();
@@ -54,7 +54,7 @@ pub fn run_core(
         // The http listener stays open through the drain: `/readyz` answers
         // 503 there, upgrades are refused with 503 and every answer closes
         // its connection (`service`), until every core has drained.
-        let shutdown = core.borrow().shutdown.clone();
+        let shutdown = core.borrow().shutdown();
         let stop = async {
             shutdown.wait().await;
             drain(&core).await;
@@ -106,7 +106,7 @@ async fn drain(core: &CoreRef) {
     core.borrow_mut().close_all(CloseReason::Shutdown);
     let node = core.borrow().node.clone();
     let deadline = Instant::now() + node.config.server.shutdown_timeout;
-    while core.borrow().ws_sockets > 0 && Instant::now() < deadline {
+    while core.borrow().open_sockets() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
     node.core_drained();

@@ -107,7 +107,7 @@ impl Readiness {
 /// The core's reader task: waits until some connection has input, then has
 /// the core read each ready one and writes what that queued.
 pub async fn read_ready(core: CoreRef) {
-    let readiness = core.borrow().readiness.clone();
+    let readiness = core.borrow().reader.readiness.clone();
     let mut ready = Vec::with_capacity(BATCH);
     loop {
         if let Err(e) = readiness.ep.readable(false).await {
@@ -131,7 +131,7 @@ struct SocketGuard(CoreRef);
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         if let Ok(mut c) = self.0.try_borrow_mut() {
-            c.ws_sockets -= 1;
+            c.reader.sockets -= 1;
         }
     }
 }
