@@ -29,6 +29,8 @@
 #            that everything works, not a measurement
 #   --workloads: the fan-out workloads to run ("" for the idle figures only)
 #   --keep:  keep the work directory (configs, logs, JSON results)
+#   SHARDCAST_BIN=PATH in the environment measures that node binary instead of the
+#            one built here (a before/after comparison of two builds)
 #
 # Needs Debian (apt-get) for nginx and libnginx-mod-nchan, which it installs if missing
 # (sudo when not root); builds shardcast and shardcast-bench in release mode. It stops
@@ -76,7 +78,8 @@ NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 log "building shardcast and shardcast-bench (release)"
 cargo build --release --quiet --bin shardcast --bin shardcast-bench
-SHARDCAST=target/release/shardcast
+# SHARDCAST_BIN measures another build of the node (a before/after comparison).
+SHARDCAST=${SHARDCAST_BIN:-target/release/shardcast}
 BENCH=target/release/shardcast-bench
 
 # --- bookkeeping: everything started here is stopped on exit -------------------------
