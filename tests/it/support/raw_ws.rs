@@ -116,19 +116,29 @@ impl Raw {
         set_linger_zero(&self.stream);
     }
 
-    /// Whether the node closed the socket (EOF or reset) within `timeout`.
+    /// Whether the node closed the socket (EOF, reset or abort) within `timeout`.
+    /// Bytes that arrive meanwhile are read and dropped; a read that times out is
+    /// not a close.
     pub fn closed_within(&mut self, timeout: Duration) -> bool {
-        self.stream
-            .set_read_timeout(Some(timeout))
-            .expect("timeout");
         let mut buf = [0u8; 4096];
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
             match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) if Instant::now() < deadline => return true,
-                _ => {}
+                Ok(0) => return true,
+                Err(e) if is_closed(&e) => return true,
+                Ok(_) | Err(_) => {}
             }
         }
-        false
     }
+}
+
+/// A read error that means the peer closed the connection, not a timeout.
+pub fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
 }
