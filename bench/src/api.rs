@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::cli::{ApiArgs, Route};
 use crate::clock::{mono_ns, secs_between};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Pool, PoolConfig};
 use crate::procstat::{self_cpu, Server};
+use crate::report;
 use crate::report::Out;
 use crate::url::Url;
-use crate::{report, ApiArgs, Route};
 
 /// The envelope's `code` is 0 (searched, not parsed: `"code":0` followed by , or }).
 pub fn code_is_zero(body: &[u8]) -> bool {

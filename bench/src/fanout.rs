@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::json;
 
+use crate::cli::{ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
 use crate::clock::{mono_ns, secs_between};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
@@ -17,7 +18,7 @@ use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::Out;
 use crate::url::Url;
-use crate::{marker, report, ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
+use crate::{marker, report};
 
 /// What is published, and where.
 enum Target {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::cli::{IdleArgs, Mode};
 use crate::clock::{mono_ns, secs_between};
 use crate::histogram::Histogram;
 use crate::ipc::{Cmd, Event, Fleet};
@@ -16,7 +17,6 @@ use crate::procstat::{rss_growth, self_cpu};
 use crate::report::{self, Out};
 use crate::traffic;
 use crate::url::Url;
-use crate::{IdleArgs, Mode};
 
 pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     let url = Url::parse(&a.url, false)?;
