@@ -11,8 +11,9 @@ use serde_json::json;
 
 use crate::cli::ChatArgs;
 use crate::clock::{mono_ns, secs_between};
+use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
-use crate::ipc::{ChatSpec, Cmd, Connected, Event, Fleet};
+use crate::ipc::{ChatSpec, Cmd, Event};
 use crate::metrics::{self, Change};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;

@@ -11,9 +11,10 @@ use serde_json::json;
 
 use crate::cli::{ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
 use crate::clock::{mono_ns, secs_between};
+use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
-use crate::ipc::{BindSpec, Cmd, Connected, Event, Fleet, ReadyReport, ResultReport};
+use crate::ipc::{BindSpec, Cmd, Event, ReadyReport, ResultReport};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::Out;

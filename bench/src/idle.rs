@@ -10,8 +10,9 @@ use serde_json::json;
 
 use crate::cli::{IdleArgs, Mode};
 use crate::clock::{mono_ns, secs_between};
+use crate::fleet::Fleet;
 use crate::histogram::Histogram;
-use crate::ipc::{Cmd, Event, Fleet};
+use crate::ipc::{Cmd, Event};
 use crate::plan::Plan;
 use crate::procstat::{rss_growth, self_cpu};
 use crate::report::{self, Out};

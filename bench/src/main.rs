@@ -14,6 +14,7 @@ mod cli;
 mod clock;
 mod compare;
 mod fanout;
+mod fleet;
 mod histogram;
 mod http_client;
 mod idle;
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
         Command::Resume(a) => resume::run(a, &out),
         Command::Generic(a) => fanout::run_generic(a, &out),
         Command::Compare(a) => compare::run(a, &out),
-        Command::Worker => ipc::child_main(),
+        Command::Worker => fleet::child_main(),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 
 use crate::cli::ResumeArgs;
 use crate::clock::{mono_ns, secs_between};
+use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
-use crate::ipc::{BindSpec, Cmd, Connected, Event, Fleet, ResumeSpec};
+use crate::ipc::{BindSpec, Cmd, Event, ResumeSpec};
 use crate::metrics::{self, Reading};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
