@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::cli::{ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
 use crate::clock::{mono_ns, secs_between};
+use crate::envelope::code_is_zero;
 use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
@@ -178,7 +179,7 @@ pub(crate) fn shardcast_publisher(
         out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         out.extend_from_slice(body.as_bytes());
     });
-    let judge: Judge = Box::new(|status, body| status == 200 && crate::api::code_is_zero(body));
+    let judge: Judge = Box::new(|status, body| status == 200 && code_is_zero(body));
     (make, judge)
 }
 

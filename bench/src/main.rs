@@ -13,6 +13,7 @@ mod chat;
 mod cli;
 mod clock;
 mod compare;
+mod envelope;
 mod fanout;
 mod fleet;
 mod histogram;
