@@ -28,6 +28,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY benches benches
 COPY src src
+# The workspace's other member: cargo reads its manifest even when it builds
+# the node alone.
+COPY bench bench
 # Debug info stripped: 60 MB → 10 MB; symbols stay for backtraces.
 RUN cargo build --release --locked --bin shardcast \
  && mkdir /out \

@@ -23,7 +23,7 @@ while [ "$#" -gt 0 ]; do
 done
 
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --quiet --bin shardcast --bin shardcast-bench
+cargo build --release --quiet -p shardcast -p shardcast-bench
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 

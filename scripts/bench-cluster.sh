@@ -25,7 +25,7 @@ fanout_args "$@"
 
 scripts/setup.sh etcd-server
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --quiet --bin shardcast --bin shardcast-bench
+cargo build --release --quiet -p shardcast -p shardcast-bench
 
 bench_workdir bench-cluster
 

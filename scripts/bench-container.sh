@@ -25,7 +25,7 @@ fanout_args "$@"
 
 podman image exists "$IMAGE" || { echo "bench-container: no $IMAGE; run scripts/container-test.sh" >&2; exit 1; }
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --quiet --bin shardcast-bench
+cargo build --release --quiet -p shardcast-bench
 
 WORK=$(mktemp -d /tmp/bench-container.XXXXXX)
 NAMES=()

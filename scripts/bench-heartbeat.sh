@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --quiet --bin shardcast --bin shardcast-bench
+cargo build --release --quiet -p shardcast -p shardcast-bench
 BIN=${1:-target/release/shardcast}; PORT=${2:-17930}
 D=$(mktemp -d)
 SP=""

@@ -96,7 +96,7 @@ START_SECS=$SECONDS
 
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 log "building shardcast and shardcast-bench (release)"
-cargo build --release --quiet --bin shardcast --bin shardcast-bench
+cargo build --release --quiet -p shardcast -p shardcast-bench
 SHARDCAST=target/release/shardcast
 BENCH=target/release/shardcast-bench
 

@@ -77,7 +77,7 @@ NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
 
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 log "building shardcast and shardcast-bench (release)"
-cargo build --release --quiet --bin shardcast --bin shardcast-bench
+cargo build --release --quiet -p shardcast -p shardcast-bench
 # SHARDCAST_BIN measures another build of the node (a before/after comparison).
 SHARDCAST=${SHARDCAST_BIN:-target/release/shardcast}
 BENCH=target/release/shardcast-bench

@@ -98,7 +98,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v python3 >/dev/null || die "python3 not found"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 log "building shardcast and shardcast-bench (release)"
-cargo build --release --quiet --bin shardcast --bin shardcast-bench
+cargo build --release --quiet -p shardcast -p shardcast-bench
 BIN="${CARGO_TARGET_DIR:-target}/release"
 SHARDCAST="$BIN/shardcast"
 BENCH="$BIN/shardcast-bench"

@@ -16,9 +16,9 @@ step() { echo "== test.sh $(date +%T) $*"; }
 step fmt
 cargo fmt --all -- --check
 step clippy
-cargo clippy --all-targets -- -D warnings
-step "unit tests (library, binaries, benches as tests)"
-cargo test --lib --bins --benches
+cargo clippy --workspace --all-targets -- -D warnings
+step "unit tests (library, binaries, benches as tests; the load generator's too)"
+cargo test --workspace --lib --bins --benches
 # The integration tests are one binary (tests/it). Most of them wait on sockets
 # and timers, so they run eight at a time; the fault tests (floods, storms,
 # timing bounds under load) run two at a time, as on the 2-core machine.

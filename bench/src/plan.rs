@@ -4,10 +4,10 @@ use std::net::Ipv4Addr;
 
 use anyhow::bail;
 
+use crate::cli::ConnArgs;
 use crate::ipc::{BindSpec, ChatSpec, ResumeSpec, WorkerSpec};
 use crate::sock;
 use crate::url::Url;
-use crate::ConnArgs;
 
 /// What every worker of a run shares.
 pub struct Plan<'a> {

@@ -6,6 +6,7 @@
 //! [`Conns`]. A Close, or a parent gone, stops a worker at any point.
 
 use crate::clock::mono_ns;
+use crate::envelope::code_is_zero;
 use crate::histogram::Histogram;
 use crate::http_client::{Pool, PoolConfig};
 use crate::ipc::{BindSpec, Cmd, Event, ReadyReport, WorkerSpec};
@@ -268,6 +269,6 @@ fn bind_pool(bind: &BindSpec, ids: Vec<String>) -> Pool {
             fresh: false,
         },
         make,
-        Box::new(|status, body| status == 200 && crate::api::code_is_zero(body)),
+        Box::new(|status, body| status == 200 && code_is_zero(body)),
     )
 }

@@ -1,50 +1,15 @@
-//! shardcast-bench: the load generator of shardcast — idle connections, fan-out,
-//! API rate, client messages — and the same fan-out against any WebSocket server with an HTTP publish
-//! endpoint (nchan), so that both can be measured on one machine from a clean checkout.
-//!
-//! Subscribers are driven by a few epoll threads (one per worker process; more
-//! processes when the open-file limit requires, spread over several loopback source
-//! addresses). Each message carries its send time (CLOCK_MONOTONIC, shared by all
-//! processes) as a marker inside its payload; receivers find the frame boundary from the
-//! WebSocket header and the marker by a byte search, without parsing JSON.
+//! The command line: every subcommand and its arguments, as clap parses them. It sits
+//! below the runs: each takes its own `…Args` from here and they share `ConnArgs`,
+//! `PublishArgs`, `Rate` and `Mode`, so that no module needs the crate root (main only
+//! dispatches).
 
-mod api;
-mod chat;
-mod clock;
-mod compare;
-mod fanout;
-mod histogram;
-mod http_client;
-mod idle;
-mod ipc;
-mod marker;
-mod metrics;
-mod plan;
-mod poller;
-mod procstat;
-mod receive_log;
-mod report;
-mod resume;
-mod resume_conns;
-mod resume_worker;
-mod sender;
-mod setup;
-mod sock;
-mod sources;
-mod subscriber;
-mod traffic;
-mod url;
-mod worker;
-mod ws_client;
-
-use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use crate::procstat;
 
+/// The command line (`shardcast-bench --help`).
 #[derive(Parser)]
 #[command(
     name = "shardcast-bench",
@@ -52,19 +17,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Load generator for shardcast and other WebSocket push servers",
     after_help = "Every subcommand prints a human summary, or with --json one JSON object."
 )]
-struct Cli {
+pub struct Cli {
     /// Print one JSON object with the results instead of the summary.
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
     /// A name for this run, copied into the JSON output (used by `compare`).
     #[arg(long, global = true)]
-    label: Option<String>,
+    pub label: Option<String>,
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub enum Command {
     /// Open idle WebSocket connections: connect rate, handshake latency, server memory per
     /// connection (and after pushes to them, with --traffic).
     Idle(IdleArgs),
@@ -208,7 +173,7 @@ pub struct IdleArgs {
     /// RSS growth per connection and its replay log are read --after-ms past the last
     /// frame.
     #[arg(long, value_name = "KIND:COUNT:BYTES")]
-    pub traffic: Option<traffic::Traffic>,
+    pub traffic: Option<Traffic>,
     /// With --traffic: wait this long (ms) after the last frame before reading the
     /// server (two ws.ping_intervals let every connection answer a ping sent after it).
     #[arg(long, default_value_t = 5000)]
@@ -417,27 +382,52 @@ pub struct CompareArgs {
     pub baseline: Option<String>,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let out = report::Out {
-        json: cli.json,
-        label: cli.label,
-    };
-    let r = match cli.command {
-        Command::Idle(a) => idle::run(a, &out),
-        Command::Fanout(a) => fanout::run_shardcast(a, &out),
-        Command::Api(a) => api::run(a, &out),
-        Command::Chat(a) => chat::run(a, &out),
-        Command::Resume(a) => resume::run(a, &out),
-        Command::Generic(a) => fanout::run_generic(a, &out),
-        Command::Compare(a) => compare::run(a, &out),
-        Command::Worker => ipc::child_main(),
-    };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("shardcast-bench: {e:#}");
-            ExitCode::FAILURE
+/// `--traffic client:COUNT:BYTES` (COUNT send_to_client to every connection) or
+/// `system:COUNT:BYTES` (COUNT send_to_system), each with BYTES of `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct Traffic {
+    pub mode: Mode,
+    pub count: u64,
+    pub bytes: usize,
+}
+
+impl FromStr for Traffic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Traffic, String> {
+        let bad = || format!("{s:?}: want client:COUNT:BYTES or system:COUNT:BYTES");
+        let mut parts = s.split(':');
+        let mode = match parts.next() {
+            Some("client") => Mode::Client,
+            Some("system") => Mode::System,
+            _ => return Err(bad()),
+        };
+        let count = parts.next().and_then(|c| c.parse().ok()).ok_or_else(bad)?;
+        let bytes = parts.next().and_then(|b| b.parse().ok()).ok_or_else(bad)?;
+        if parts.next().is_some() || count == 0 {
+            return Err(bad());
+        }
+        Ok(Traffic { mode, count, bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_traffic() {
+        let t: Traffic = "client:4:60000".parse().unwrap();
+        assert_eq!((t.mode, t.count, t.bytes), (Mode::Client, 4, 60000));
+        let t: Traffic = "system:2500:40".parse().unwrap();
+        assert_eq!((t.mode, t.count, t.bytes), (Mode::System, 2500, 40));
+        for bad in [
+            "group:1:1",
+            "client:4",
+            "client:0:5",
+            "system:1:2:3",
+            "client:x:1",
+        ] {
+            assert!(bad.parse::<Traffic>().is_err(), "{bad}");
         }
     }
 }

@@ -5,19 +5,20 @@
 //! and the run waits `--after-ms` past the last frame before the server is read again:
 //! its memory, and what its replay log still keeps (`/metrics`).
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use serde::Serialize;
 
+use crate::cli::{ConnArgs, Mode, Traffic};
 use crate::clock::{mono_ns, secs_between};
 use crate::fanout::{expected_frames, publish_and_count, shardcast_publisher};
+use crate::fleet::Fleet;
 use crate::http_client::{Pool, PoolConfig};
-use crate::ipc::{Fleet, ReadyReport};
+use crate::ipc::ReadyReport;
 use crate::procstat::rss_growth;
 use crate::url::Url;
-use crate::{metrics, report, ConnArgs, Mode};
+use crate::{metrics, report};
 
 /// After the publisher is done, a worker stops waiting for frames after this long
 /// without one.
@@ -26,51 +27,6 @@ pub const DRAIN_MS: u64 = 10_000;
 /// The `/metrics` series read after the traffic (summed over the workers).
 const KEPT: &str = "shardcast_resume_kept_bytes";
 const BOUND_DROPPED: &str = "shardcast_resume_bound_dropped_total";
-
-/// `--traffic client:COUNT:BYTES` (COUNT send_to_client to every connection) or
-/// `system:COUNT:BYTES` (COUNT send_to_system), each with BYTES of `data`.
-#[derive(Clone, Copy, Debug)]
-pub struct Traffic {
-    pub mode: Mode,
-    pub count: u64,
-    pub bytes: usize,
-}
-
-impl FromStr for Traffic {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Traffic, String> {
-        let bad = || format!("{s:?}: want client:COUNT:BYTES or system:COUNT:BYTES");
-        let mut parts = s.split(':');
-        let mode = match parts.next() {
-            Some("client") => Mode::Client,
-            Some("system") => Mode::System,
-            _ => return Err(bad()),
-        };
-        let count = parts.next().and_then(|c| c.parse().ok()).ok_or_else(bad)?;
-        let bytes = parts.next().and_then(|b| b.parse().ok()).ok_or_else(bad)?;
-        if parts.next().is_some() || count == 0 {
-            return Err(bad());
-        }
-        Ok(Traffic { mode, count, bytes })
-    }
-}
-
-impl Traffic {
-    pub fn describe(&self) -> String {
-        match self.mode {
-            Mode::Client => format!(
-                "{} × send_to_client of {} B to every connection",
-                self.count,
-                self.bytes.max(crate::marker::MARKER_LEN)
-            ),
-            _ => format!(
-                "{} × send_to_system of {} B",
-                report::int(self.count),
-                self.bytes.max(crate::marker::MARKER_LEN)
-            ),
-        }
-    }
-}
 
 /// What the traffic did and what the server kept after it.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -99,6 +55,18 @@ pub struct TrafficReport {
     pub resume_kept_bytes: Option<f64>,
     pub resume_bound_dropped: Option<f64>,
     pub errors: Vec<(String, u64)>,
+}
+
+/// What `t` sends, for the report.
+fn describe(t: Traffic) -> String {
+    let bytes = t.bytes.max(crate::marker::MARKER_LEN);
+    match t.mode {
+        Mode::Client => format!(
+            "{} × send_to_client of {bytes} B to every connection",
+            t.count
+        ),
+        _ => format!("{} × send_to_system of {bytes} B", report::int(t.count)),
+    }
 }
 
 /// `systemId` of a shardcast WebSocket URL's query.
@@ -155,7 +123,7 @@ pub fn run(
     let at_last_frame = server.sample();
     let p = pool.report();
     let mut r = TrafficReport {
-        traffic: t.describe(),
+        traffic: describe(t),
         requests: p.sent,
         accepted: p.succeeded,
         lost: p.lost,
@@ -251,20 +219,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_traffic_and_system() {
-        let t: Traffic = "client:4:60000".parse().unwrap();
-        assert_eq!((t.mode, t.count, t.bytes), (Mode::Client, 4, 60000));
-        let t: Traffic = "system:2500:40".parse().unwrap();
-        assert_eq!((t.mode, t.count, t.bytes), (Mode::System, 2500, 40));
-        for bad in [
-            "group:1:1",
-            "client:4",
-            "client:0:5",
-            "system:1:2:3",
-            "client:x:1",
-        ] {
-            assert!(bad.parse::<Traffic>().is_err(), "{bad}");
-        }
+    fn system_of_the_query() {
         assert_eq!(system_of("/ws?systemId=bench"), Some("bench"));
         assert_eq!(system_of("/ws?a=1&systemId=x&b=2"), Some("x"));
         assert_eq!(system_of("/ws"), None);

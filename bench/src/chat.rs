@@ -9,15 +9,16 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::json;
 
+use crate::cli::ChatArgs;
 use crate::clock::{mono_ns, secs_between};
+use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
-use crate::ipc::{ChatSpec, Cmd, Connected, Event, Fleet};
+use crate::ipc::{ChatSpec, Cmd, Event};
 use crate::metrics::{self, Change};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::{self, Out};
 use crate::url::Url;
-use crate::ChatArgs;
 
 pub fn run(a: ChatArgs, out: &Out) -> anyhow::Result<()> {
     let url = Url::parse(&a.url, false)?;

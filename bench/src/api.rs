@@ -5,20 +5,15 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::cli::{ApiArgs, Route};
 use crate::clock::{mono_ns, secs_between};
+use crate::envelope::code_is_zero;
 use crate::histogram::Histogram;
 use crate::http_client::{self, Pool, PoolConfig};
 use crate::procstat::{self_cpu, Server};
+use crate::report;
 use crate::report::Out;
 use crate::url::Url;
-use crate::{report, ApiArgs, Route};
-
-/// The envelope's `code` is 0 (searched, not parsed: `"code":0` followed by , or }).
-pub fn code_is_zero(body: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"code\":0";
-    body.windows(KEY.len() + 1)
-        .any(|w| &w[..KEY.len()] == KEY && matches!(w[KEY.len()], b',' | b'}' | b' '))
-}
 
 pub fn run(a: ApiArgs, out: &Out) -> anyhow::Result<()> {
     let api = Url::parse(&a.api, true)?;
@@ -147,17 +142,4 @@ pub fn run(a: ApiArgs, out: &Out) -> anyhow::Result<()> {
     }
     report::print_errors(&errors);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::code_is_zero;
-
-    #[test]
-    fn code_zero() {
-        assert!(code_is_zero(br#"{"code":0,"msg":"success"}"#));
-        assert!(!code_is_zero(br#"{"code":-1,"msg":"x"}"#));
-        assert!(!code_is_zero(br#"{"code":0"#));
-        assert!(!code_is_zero(br#"{"code":01}"#));
-    }
 }

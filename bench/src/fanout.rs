@@ -9,15 +9,18 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::json;
 
+use crate::cli::{ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
 use crate::clock::{mono_ns, secs_between};
+use crate::envelope::code_is_zero;
+use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
-use crate::ipc::{BindSpec, Cmd, Connected, Event, Fleet, ReadyReport, ResultReport};
+use crate::ipc::{BindSpec, Cmd, Event, ReadyReport, ResultReport};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::Out;
 use crate::url::Url;
-use crate::{marker, report, ConnArgs, FanoutArgs, GenericArgs, Mode, PublishArgs};
+use crate::{marker, report};
 
 /// What is published, and where.
 enum Target {
@@ -176,7 +179,7 @@ pub(crate) fn shardcast_publisher(
         out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         out.extend_from_slice(body.as_bytes());
     });
-    let judge: Judge = Box::new(|status, body| status == 200 && crate::api::code_is_zero(body));
+    let judge: Judge = Box::new(|status, body| status == 200 && code_is_zero(body));
     (make, judge)
 }
 

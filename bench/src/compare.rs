@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+use crate::cli::CompareArgs;
 use crate::report::{self, Out};
-use crate::CompareArgs;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Better {

@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::cli::{IdleArgs, Mode};
 use crate::clock::{mono_ns, secs_between};
+use crate::fleet::Fleet;
 use crate::histogram::Histogram;
-use crate::ipc::{Cmd, Event, Fleet};
+use crate::ipc::{Cmd, Event};
 use crate::plan::Plan;
 use crate::procstat::{rss_growth, self_cpu};
 use crate::report::{self, Out};
 use crate::traffic;
 use crate::url::Url;
-use crate::{IdleArgs, Mode};
 
 pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     let url = Url::parse(&a.url, false)?;

@@ -17,15 +17,16 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
+use crate::cli::ResumeArgs;
 use crate::clock::{mono_ns, secs_between};
+use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
-use crate::ipc::{BindSpec, Cmd, Connected, Event, Fleet, ResumeSpec};
+use crate::ipc::{BindSpec, Cmd, Event, ResumeSpec};
 use crate::metrics::{self, Reading};
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::{self, Out};
 use crate::url::Url;
-use crate::ResumeArgs;
 
 const DETACHED: &str = "shardcast_connections_detached";
 const RESULTS: [&str; 3] = ["resumed", "unknown", "invalid"];

@@ -8,6 +8,7 @@
 //! searched for the send-time marker, never parsed as JSON. The first frame is the
 //! welcome when one is expected (its clientId is kept when asked).
 
+use crate::envelope::code_is_zero;
 use crate::histogram::Histogram;
 use crate::ipc::ReadyReport;
 use crate::marker;
@@ -242,7 +243,7 @@ impl WsConns for Subscribers {
                 match (!head.masked).then(|| marker::find(payload)).flatten() {
                     Some(sent) => {
                         self.stats.marked += 1;
-                        if self.cfg.acks && !crate::api::code_is_zero(payload) {
+                        if self.cfg.acks && !code_is_zero(payload) {
                             self.stats.refused += 1;
                         }
                         self.stats.latency.record(now.saturating_sub(sent));
