@@ -28,7 +28,8 @@
 #                                   [--messages M] [--payload B] [--workloads "a b c d e"]
 #                                   [--peers "nchan uws"] [--keep]
 #   default: 19,000 idle connections, 10,000 subscribers, 50 messages, workloads a–e,
-#            3 rounds (each figure is the median of its rounds); about 8 minutes
+#            3 rounds (each figure is the median of its rounds); about 8 minutes with
+#            one peer, half as long again with both
 #   --quick: 2,000 idle connections, 2,000 subscribers, 10 messages, 1 round: a check
 #            that everything works, not a measurement
 #   --workloads: the fan-out workloads to run ("" for the idle figures only)
