@@ -25,8 +25,11 @@
 //! - `locate`, `send`: where a clientId lives, and sends and operations
 //!   that reach connections wherever they are (this core, another core,
 //!   another node);
-//! - `peers`, `peer_links`, `peer_frames`: this core's links to other
-//!   nodes, the tasks that keep them up, and the frames that arrive on them;
+//! - `peers/`, `peer_links`, `peer_frames`: this core's share of the
+//!   cluster (`Peers`: its view of the peers, the requests it waits on,
+//!   frames held for a peer whose link is not up yet, the links and their
+//!   buffers), the tasks that keep the links up, and the frames that arrive
+//!   on them;
 //! - `chat`, `hooks`: client messages and webhook events.
 
 mod chat;
@@ -98,7 +101,7 @@ pub struct Core {
     writer: write::Writer,
     /// Reaching the other cores of this node (`dispatch.rs`).
     dispatch: dispatch::Dispatch,
-    /// Links and peers (cluster mode only; `peers.rs`).
+    /// Links and peers (cluster mode only; `peers/`).
     peers: Option<Peers>,
     /// What the core keeps for resumes (`replay`).
     replay: replay::Replay,

@@ -49,10 +49,10 @@ pub(super) async fn maintain(
         let target = {
             let mut c = core.borrow_mut();
             let Some(p) = c.peers.as_mut() else { return };
-            match p.table.get(&node) {
+            match p.view.table.get(&node) {
                 Some(peer) => (peer.addr.clone(), p.creds.clone(), p.request_timeout),
                 None => {
-                    p.maintained.remove(&node);
+                    p.view.maintained.remove(&node);
                     return;
                 }
             }
