@@ -26,7 +26,7 @@ fn bench_reply(c: &mut Criterion) {
     let mut group = c.benchmark_group("reply");
     group.bench_function("answered_then_try_recv", |b| {
         b.iter(|| {
-            let (tx, rx) = reply_channel::<u64>();
+            let (tx, mut rx) = reply_channel::<u64>();
             let _ = tx.send(black_box(7));
             black_box(rx.try_recv().ok())
         });
@@ -39,7 +39,7 @@ fn bench_reply(c: &mut Criterion) {
                 for _ in 0..iters {
                     let (tx, rx) = reply_channel::<u64>();
                     let _ = tx.send(black_box(7));
-                    black_box(rx.recv_async().await.ok());
+                    black_box(rx.await.ok());
                 }
                 start.elapsed()
             })
@@ -65,7 +65,7 @@ fn bench_reply(c: &mut Criterion) {
                 for _ in 0..iters {
                     let (tx, rx) = reply_channel::<u64>();
                     mailbox.send(tx).expect("answerer up");
-                    black_box(rx.recv_async().await.ok());
+                    black_box(rx.await.ok());
                 }
                 start.elapsed()
             })

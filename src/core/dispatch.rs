@@ -115,7 +115,7 @@ impl Core {
         }
         let mut answers = Vec::with_capacity(cores);
         for rx in pending {
-            answers.push(rx.recv_async().await.map_err(|_| Busy)?);
+            answers.push(rx.await.map_err(|_| Busy)?);
         }
         Ok(answers)
     }

@@ -63,7 +63,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let (node, mailboxes) = build_node(config, cores, webhooks)?;
     log_startup(&node, cores);
     let signals = Signals::new([SIGTERM, SIGINT])?;
-    let (done_tx, done_rx) = flume::unbounded();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
     let cpus = if node.config.server.pin_cores {
         allowed_cpus()
     } else {
@@ -134,13 +134,15 @@ fn start_webhooks(config: &Config) -> Result<Option<(Webhooks, WebhookThread)>, 
 fn wait(
     node: &Node,
     cores: usize,
-    done: &flume::Receiver<(usize, Result<(), String>)>,
+    done: &std::sync::mpsc::Receiver<(usize, Result<(), String>)>,
 ) -> Result<(), StartError> {
     let mut finished = 0;
     let mut deadline: Option<Instant> = None;
     while finished < cores {
         let received = match deadline {
-            Some(d) => done.recv_deadline(d).ok(),
+            Some(d) => done
+                .recv_timeout(d.saturating_duration_since(Instant::now()))
+                .ok(),
             None => done.recv_timeout(Duration::from_millis(100)).ok(),
         };
         if deadline.is_none() && node.is_draining() {

@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use crate::cluster::frame::Frame;
 use crate::cluster::PeerTable;
 use crate::core::{Core, CoreRef};
-use crate::mailbox::{reply_channel, Reply};
+use crate::mailbox::{reply_channel, Reply, ReplyRx};
 
 /// A request waiting for its answer frame.
 struct Pending {
@@ -38,7 +38,7 @@ impl Default for Requests {
 
 impl Requests {
     /// A new request to `node`: its number and where its answer arrives.
-    fn open(&mut self, node: u16) -> (u64, flume::Receiver<Frame>) {
+    fn open(&mut self, node: u16) -> (u64, ReplyRx<Frame>) {
         let req = self.next_req;
         self.next_req += 1;
         let (reply, rx) = reply_channel();
@@ -73,7 +73,7 @@ impl Core {
         &mut self,
         node: u16,
         make: impl FnOnce(u64) -> Frame,
-    ) -> Option<flume::Receiver<Frame>> {
+    ) -> Option<ReplyRx<Frame>> {
         let p = self.peers.as_mut()?;
         let link = p.links.outbound(node);
         if link.is_none() && !p.view.worth_waiting_for(node, p.request_timeout) {
@@ -123,12 +123,12 @@ impl Core {
     /// timeout has passed since then.
     pub(in crate::core) async fn await_answer(
         this: &CoreRef,
-        rx: flume::Receiver<Frame>,
+        rx: ReplyRx<Frame>,
         sent: Instant,
     ) -> Option<Frame> {
         let limit = this.borrow().peers.as_ref()?.request_timeout;
         let left = limit.saturating_sub(sent.elapsed());
-        match monoio::time::timeout(left, rx.recv_async()).await {
+        match monoio::time::timeout(left, rx).await {
             Ok(Ok(answer)) => {
                 this.borrow()
                     .metrics()

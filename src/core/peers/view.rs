@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
+use tokio::sync::mpsc;
 
 use crate::cluster::PeerTable;
 
@@ -20,7 +21,7 @@ pub(in crate::core) struct View {
     pub(in crate::core) table: Arc<PeerTable>,
     /// Peers a dialling task is responsible for, with the sender that
     /// wakes the task to dial at once (the peer joined again).
-    pub(in crate::core) maintained: HashMap<u16, flume::Sender<()>>,
+    pub(in crate::core) maintained: HashMap<u16, mpsc::Sender<()>>,
     /// Peers whose link broke or failed to come up and is not up again.
     broken: HashSet<u16>,
     /// When each peer last joined this core's view (appeared, or came back
@@ -50,7 +51,7 @@ impl View {
         &mut self,
         table: Arc<PeerTable>,
         now: Instant,
-    ) -> Vec<(u16, flume::Receiver<()>)> {
+    ) -> Vec<(u16, mpsc::Receiver<()>)> {
         self.broken.retain(|n| table.contains_key(n));
         self.joined.retain(|n, _| table.contains_key(n));
         let mut new = Vec::new();
@@ -65,7 +66,7 @@ impl View {
                 // Wake it; a wake-up already pending is as good.
                 Some(kick) => drop(kick.try_send(())),
                 None => {
-                    let (kick, woken) = flume::bounded(1);
+                    let (kick, woken) = mpsc::channel(1);
                     self.maintained.insert(*node, kick);
                     new.push((*node, woken));
                 }
