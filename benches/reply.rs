@@ -47,11 +47,11 @@ fn bench_reply(c: &mut Criterion) {
     });
     // Another thread stands for the answering core: it takes the reply
     // senders from its mailbox and answers each at once.
-    let (mailbox, inbox) = channel::channel::<Reply<u64>>();
+    let (mailbox, mail) = channel::channel::<Reply<u64>>();
     let answerer = std::thread::spawn(move || {
         runtime().block_on(async move {
             loop {
-                let reply = inbox.recv().await;
+                let reply = mail.recv().await;
                 if reply.send(7).is_err() {
                     return;
                 }

@@ -13,7 +13,7 @@ use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::MembershipHandle;
 use crate::cluster::{ClusterView, PeerTable};
 use crate::config::Config;
-use crate::mailbox::{CoreMsg, Mailbox};
+use crate::mailbox::{CoreMsg, MailboxTx};
 use crate::metrics::Metrics;
 use crate::registry::RegistryWriter;
 use crate::registry::SystemEntry;
@@ -30,7 +30,7 @@ pub struct Node {
     pub codec: ClientIdCodec,
     /// Resume tokens, under a key derived from the clientId key.
     pub resume: ResumeTokens,
-    pub mailboxes: Vec<Mailbox>,
+    pub mailboxes: Vec<MailboxTx>,
     pub metrics: Metrics,
     /// The standalone registry file (None in cluster mode: etcd holds it).
     pub registry: Option<RegistryWriter>,
@@ -65,7 +65,7 @@ pub struct Node {
 pub type NodeParts = (
     (ClientIdCodec, ResumeTokens),
     Systems,
-    Vec<Mailbox>,
+    Vec<MailboxTx>,
     Arc<ClusterView>,
     u64,
 );

@@ -15,7 +15,8 @@
 //! - `lifecycle`, `read`, `write`: opening and closing connections, what
 //!   they send us (`read::Reader`: the epoll instance, the socket count,
 //!   the buffers lent to each read), and batched writing to them
-//!   (`write::Writer`: the dirty list, the doomed, the flusher's state);
+//!   (`write::Writer`: the dirty list, the connections marked to close,
+//!   the flusher's state);
 //! - `replay`, `keep`, `resume`: the per-core replay log and each
 //!   connection's place in it, what the core keeps in it as it works, and
 //!   connections detached by a drop and attached again;
@@ -62,7 +63,7 @@ use std::time::Instant;
 use hashbrown::HashMap;
 
 use crate::cluster::link::Credentials;
-use crate::mailbox::Inbox;
+use crate::mailbox::MailboxRx;
 use crate::metrics::CoreMetrics;
 use crate::node::Node;
 use crate::registry::SystemEntry;
@@ -110,7 +111,7 @@ pub struct Core {
 
 impl Core {
     /// A core; inside its runtime only (it registers descriptors with it).
-    pub fn new(node: Arc<Node>, id: u8, mailbox: Rc<Inbox>) -> std::io::Result<CoreRef> {
+    pub fn new(node: Arc<Node>, id: u8, mailbox: Rc<MailboxRx>) -> std::io::Result<CoreRef> {
         let systems = node
             .systems
             .iter()

@@ -170,7 +170,7 @@ pub async fn deliver_many(
             frame: frame.clone(),
             reply,
         };
-        Core::hand(core, c, msg);
+        Core::to_core_admitted(core, c, msg);
         pending.push(rx);
     }
     let (mut online, mut partial) = (0, false);

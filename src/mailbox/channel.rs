@@ -226,12 +226,12 @@ mod tests {
             name: &str,
             serves: bool,
             steps: fn(u32) -> u32,
-            inbox: Receiver<u32>,
+            mail: Receiver<u32>,
             peer: Sender<u32>,
         ) -> Result<(), String> {
             let recv = |round: u32| {
                 let deadline = Instant::now() + PATIENCE;
-                match block_on_woken(inbox.recv(), deadline) {
+                match block_on_woken(mail.recv(), deadline) {
                     Some(got) if got == round => Ok(()),
                     Some(got) => Err(format!("{name} got {got} in round {round}")),
                     None => Err(format!("{name} was never woken in round {round}")),
@@ -251,11 +251,11 @@ mod tests {
             }
             Ok(())
         }
-        let (to_a, a_inbox) = channel::<u32>();
-        let (to_b, b_inbox) = channel::<u32>();
-        let b = std::thread::spawn(move || side("B", true, |n| (n * 7 + 3) % 199, b_inbox, to_a));
+        let (to_a, a_mail) = channel::<u32>();
+        let (to_b, b_mail) = channel::<u32>();
+        let b = std::thread::spawn(move || side("B", true, |n| (n * 7 + 3) % 199, b_mail, to_a));
         // When one side is stuck, the other's wait ends at its deadline too.
-        let a = side("A", false, |n| n % 211, a_inbox, to_b);
+        let a = side("A", false, |n| n % 211, a_mail, to_b);
         let b = b.join().expect("B panicked");
         assert_eq!(a.and(b), Ok(()), "a wake-up was lost");
     }

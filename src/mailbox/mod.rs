@@ -46,10 +46,11 @@ use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::registry::SystemEntry;
 use crate::ws::Last;
 
-/// Where a core's mail is sent.
-pub type Mailbox = channel::Sender<CoreMsg>;
-/// A core's end of its mailbox.
-pub type Inbox = channel::Receiver<CoreMsg>;
+/// The sending end of a core's mailbox: every core, the etcd thread and
+/// the signal thread hold one for each core.
+pub type MailboxTx = channel::Sender<CoreMsg>;
+/// The receiving end of a core's mailbox, held by that core alone.
+pub type MailboxRx = channel::Receiver<CoreMsg>;
 
 /// Where the answer to a request goes: one value, once. Dropped unanswered
 /// (the core stopped, the request was failed), it tells the asker at once.

@@ -17,7 +17,7 @@ use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
 use crate::config::{AuthMode, Config};
-use crate::mailbox::{channel, CoreMsg, Inbox, Mailbox};
+use crate::mailbox::{channel, CoreMsg, MailboxRx, MailboxTx};
 use crate::node::{ClusterJoin, Node, Systems};
 use crate::registry::{new_secret, Registry, RegistryError, RegistryWriter, SystemEntry};
 use crate::webhook::{self, WebhookError, WebhookThread, Webhooks};
@@ -217,7 +217,7 @@ fn build_node(
     config: Config,
     cores: usize,
     webhooks: Option<Webhooks>,
-) -> Result<(Arc<Node>, Vec<Inbox>), StartError> {
+) -> Result<(Arc<Node>, Vec<MailboxRx>), StartError> {
     let key = match config.crypto_key_bytes() {
         Some(k) => k,
         None => random_bytes(16)?,
@@ -270,7 +270,7 @@ fn join_cluster(
     config: &Config,
     cores: usize,
     view: &Arc<ClusterView>,
-    mailboxes: Vec<Mailbox>,
+    mailboxes: Vec<MailboxTx>,
 ) -> Result<(Vec<(String, SystemEntry)>, ClusterJoin), StartError> {
     let epoch = crate::node::unix_seconds() as u32;
     let me = NodeInfo {

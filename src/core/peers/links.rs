@@ -236,7 +236,7 @@ impl Core {
     }
 
     /// Writes every link with queued frames (part of `flush`).
-    pub(in crate::core) fn flush_links(&mut self) {
+    pub(in crate::core) fn write_links(&mut self) {
         let Some(p) = self.peers.as_mut() else {
             return;
         };
