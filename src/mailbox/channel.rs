@@ -1,13 +1,12 @@
 //! A core's mailbox channel: many senders (every core, the etcd thread, the
 //! signal thread), one receiving core.
 //!
-//! Why not flume's `recv_async`, which this replaces: its receive future
-//! puts its wake-up hook back on the channel's waiting list on every poll
-//! after a wake that found the queue empty, so under cross-core load the
-//! list fills with copies of one hook, each copy's wake causes another poll
-//! and another copy (flume issue #182). In `scripts/bench-vs-nchan.sh`,
-//! workload (b), a core spun at 100 % and grew to 24 GiB until the kernel
-//! killed the node. Here nothing is registered per poll: a lock-free queue
+//! Why a channel of our own: a receiver that registers its wake-up hook
+//! anew on every poll (flume's `recv_async` does, after a wake that found
+//! the queue empty: flume issue #182) fills the waiting list with copies
+//! of one hook under cross-core load, and each copy's wake causes another
+//! poll and another copy: the core spins and its memory grows without
+//! bound. Here nothing is registered per poll: a lock-free queue
 //! (crossbeam's `SegQueue`) and one `AtomicWaker`. A send is a push and a
 //! wake that costs a syscall only when the core is parked waiting for mail;
 //! while the core is busy, senders touch two atomics.

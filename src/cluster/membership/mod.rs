@@ -251,7 +251,7 @@ impl MembershipHandle {
     }
 
     /// Revoke the lease (peers learn at once) and stop the thread. Blocking,
-    /// bounded by request_timeout (+ ~0.7 s). Later calls on any clone do
+    /// bounded by request_timeout + `GRACE` + `RUNTIME_SHUTDOWN`. Later calls on any clone do
     /// nothing; `register` then answers `Unavailable`.
     pub fn shutdown(&self) {
         self.stop(|reply| Command::Shutdown { reply });
@@ -297,9 +297,9 @@ struct Welcome {
 /// starts the watch, and returns. With `give_secrets` (token mode), every
 /// stored system without a secret (registered in open mode) first gets one,
 /// written back to etcd so that every node uses the same (see
-/// `Store::give_secrets`). Blocks the caller (the main thread, before
-/// workers start) at most ~request_timeout * 7; a clear error when etcd is
-/// unreachable.
+/// `Store::give_secrets`). Blocks the caller (the main thread, before the
+/// cores start) at most `JOIN_BUDGET_TIMEOUTS` + 2 request timeouts (+
+/// `GRACE`); a clear error when etcd is unreachable.
 ///
 /// The node is ready when this returns; the sink gets only what changes
 /// after the returned snapshot (it may be called before this returns).
