@@ -10,8 +10,9 @@
 //! handed over through a mailbox channel, answered there, awaited here:
 //! the round trip, wake-ups included).
 
+use std::future::Future;
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shardcast::mailbox::{channel, reply_channel, Reply};
@@ -20,6 +21,22 @@ fn runtime() -> monoio::Runtime<monoio::LegacyDriver> {
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .build()
         .expect("runtime")
+}
+
+/// Runs `one` `iters` times inside the runtime (one `block_on` for all of
+/// them); how long that took.
+fn timed<F: Future<Output = ()>>(
+    rt: &mut monoio::Runtime<monoio::LegacyDriver>,
+    iters: u64,
+    one: impl Fn() -> F,
+) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            one().await;
+        }
+        start.elapsed()
+    })
 }
 
 fn bench_reply(c: &mut Criterion) {
@@ -34,14 +51,10 @@ fn bench_reply(c: &mut Criterion) {
     let mut rt = runtime();
     group.bench_function("answered_then_awaited", |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let (tx, rx) = reply_channel::<u64>();
-                    let _ = tx.send(black_box(7));
-                    black_box(rx.await.ok());
-                }
-                start.elapsed()
+            timed(&mut rt, iters, || async {
+                let (tx, rx) = reply_channel::<u64>();
+                let _ = tx.send(black_box(7));
+                black_box(rx.await.ok());
             })
         });
     });
@@ -60,14 +73,10 @@ fn bench_reply(c: &mut Criterion) {
     });
     group.bench_function("round_trip_to_another_thread", |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let (tx, rx) = reply_channel::<u64>();
-                    mailbox.send(tx).expect("answerer up");
-                    black_box(rx.await.ok());
-                }
-                start.elapsed()
+            timed(&mut rt, iters, || async {
+                let (tx, rx) = reply_channel::<u64>();
+                mailbox.send(tx).expect("answerer up");
+                black_box(rx.await.ok());
             })
         });
     });
