@@ -4,8 +4,9 @@
 //! fuzz targets reach the codecs directly. `main.rs` only parses the command
 //! line, sets up logging and calls [`server::run`].
 //!
-//! Modules are layered; each imports only from the layers above it in this
-//! list (docs/architecture.md draws the data path through them):
+//! Modules are layered; each imports only from lower layers, those listed
+//! before its own (`tests/it/layering.rs` checks it; docs/architecture.md
+//! draws the data path through them):
 //!
 //! 1. Foundations, importing nothing of the crate:
 //!    [`config`] (the TOML model, env overlay, validation),
@@ -21,7 +22,7 @@
 //!    (event delivery thread), [`cluster`] (inter-node frames, link
 //!    transport, etcd membership).
 //! 4. [`mailbox`]: what cores tell each other.
-//! 5. [`node`]: what every core shares, read-only after start.
+//! 5. [`node`]: what every core shares (read-only after start, or atomic).
 //! 6. [`core`]: one core's connections, index, links and sends.
 //! 7. [`console`] and [`service`]: what answers on the http port.
 //! 8. [`server`]: starting the node and its core threads.

@@ -1,8 +1,10 @@
-//! What every core of a node shares, read-only after start: configuration,
-//! the clientId codec, the mailboxes of all cores, metrics, and the flags
-//! that say whether the node is ready or draining. Mutable state belongs to
-//! the cores; the registry file belongs to a thread of its own
-//! (`registry::RegistryWriter`).
+//! What every core of a node shares: read-only after start, the
+//! configuration, the clientId codec, the resume-token key, the sending
+//! ends of all cores' mailboxes and the metrics; atomics for the counts
+//! under the connection limits, each mailbox's queued count and the flags
+//! that say whether the node is ready or draining; the cluster view, which
+//! the etcd thread updates. Everything else belongs to the cores; the
+//! registry file belongs to a thread of its own (`registry::RegistryWriter`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -13,7 +15,7 @@ use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::MembershipHandle;
 use crate::cluster::{ClusterView, PeerTable};
 use crate::config::Config;
-use crate::mailbox::{CoreMsg, Mailbox};
+use crate::mailbox::{CoreMsg, MailboxTx};
 use crate::metrics::Metrics;
 use crate::registry::RegistryWriter;
 use crate::registry::SystemEntry;
@@ -28,9 +30,9 @@ pub struct Node {
     /// Unix seconds when the node started (`process_start_time_seconds`).
     pub started_at: u64,
     pub codec: ClientIdCodec,
-    /// Resume tokens, under a key derived from the clientId key.
+    /// Resume tokens, under a key drawn at random when the node starts.
     pub resume: ResumeTokens,
-    pub mailboxes: Vec<Mailbox>,
+    pub mailboxes: Vec<MailboxTx>,
     pub metrics: Metrics,
     /// The standalone registry file (None in cluster mode: etcd holds it).
     pub registry: Option<RegistryWriter>,
@@ -59,13 +61,13 @@ pub struct Node {
     drain_started: OnceLock<Instant>,
 }
 
-/// What `Node::new` is built from: the clientId codec and the resume
-/// tokens (both keyed by the crypto key), the registry, the cores'
+/// What `Node::new` is built from: the clientId codec (keyed by the crypto
+/// key) and the resume tokens (by a random key), the registry, the cores'
 /// mailboxes, the cluster view and the messageId key.
 pub type NodeParts = (
     (ClientIdCodec, ResumeTokens),
     Systems,
-    Vec<Mailbox>,
+    Vec<MailboxTx>,
     Arc<ClusterView>,
     u64,
 );

@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(verify(&past_limit, SECRET, now), None);
         let hour = Duration::from_secs(3600);
         assert_eq!(super::verify(&at_limit, SECRET, now, hour), None);
-        // "0s": no limit, as before the key existed.
+        // "0s": no limit.
         let none = Duration::ZERO;
         assert_eq!(
             super::verify(&forever, SECRET, now, none).as_deref(),

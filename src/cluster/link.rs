@@ -75,7 +75,7 @@ impl Linked {
 }
 
 /// Largest handshake frame. Before a peer has proven the secret it may not
-/// make us buffer more than this (the general limit is 64 MiB).
+/// make us buffer more than this (the general limit is `frame::MAX_BODY`).
 const HANDSHAKE_MAX: usize = 4096;
 
 /// Reads one handshake frame, waiting for more bytes as needed.

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use super::event::LocalEvent;
 use super::{Core, CoreRef};
-use crate::mailbox::{reply_channel, CoreMsg, Inbox, Reply};
+use crate::mailbox::{reply_channel, CoreMsg, MailboxRx, Reply};
 
 /// Mailbox depth past which API requests are refused with 503 rather than
 /// queued without bound behind an overloaded core.
@@ -26,13 +26,13 @@ pub(super) struct Dispatch {
     outbox: Vec<Vec<CoreMsg>>,
     /// This core's mailbox, drained by its mailbox task and, before each
     /// API request, by `take_mail`.
-    mailbox: Rc<Inbox>,
+    mailbox: Rc<MailboxRx>,
     /// Fired by `CoreMsg::Shutdown`: the core's tasks stop.
     pub(super) shutdown: Rc<LocalEvent>,
 }
 
 impl Dispatch {
-    pub(super) fn new(cores: usize, mailbox: Rc<Inbox>) -> Self {
+    pub(super) fn new(cores: usize, mailbox: Rc<MailboxRx>) -> Self {
         Dispatch {
             outbox: (0..cores).map(|_| Vec::new()).collect(),
             mailbox,
@@ -53,7 +53,7 @@ impl Core {
     /// connection).
     pub fn to_core(this: &CoreRef, target: u8, msg: CoreMsg) -> Result<(), Busy> {
         Self::admit(this, [target])?;
-        Self::hand(this, target, msg);
+        Self::to_core_admitted(this, target, msg);
         Ok(())
     }
 
@@ -73,8 +73,9 @@ impl Core {
         Ok(())
     }
 
-    /// Hands `msg` to core `target`, admitted or not (see `admit`).
-    pub fn hand(this: &CoreRef, target: u8, msg: CoreMsg) {
+    /// Hands `msg` to core `target` without checking its mailbox bound: for
+    /// a send `admit` has let through (or one that must not be refused).
+    pub fn to_core_admitted(this: &CoreRef, target: u8, msg: CoreMsg) {
         let local = this.borrow().id == target;
         if local {
             this.borrow_mut().handle(msg);
@@ -87,7 +88,7 @@ impl Core {
     pub fn to_every_core(this: &CoreRef, make: impl Fn() -> CoreMsg) -> Result<(), Busy> {
         let cores = this.borrow().node.cores() as u8;
         Self::admit(this, 0..cores)?;
-        (0..cores).for_each(|c| Self::hand(this, c, make()));
+        (0..cores).for_each(|c| Self::to_core_admitted(this, c, make()));
         Ok(())
     }
 
@@ -110,12 +111,12 @@ impl Core {
         let mut pending = Vec::with_capacity(cores);
         for c in 0..cores {
             let (tx, rx) = reply_channel();
-            Self::hand(this, c as u8, make(tx));
+            Self::to_core_admitted(this, c as u8, make(tx));
             pending.push(rx);
         }
         let mut answers = Vec::with_capacity(cores);
         for rx in pending {
-            answers.push(rx.recv_async().await.map_err(|_| Busy)?);
+            answers.push(rx.await.map_err(|_| Busy)?);
         }
         Ok(answers)
     }

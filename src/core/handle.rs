@@ -90,7 +90,7 @@ impl Core {
                 self.node.count_out(self.id as usize, msgs.len());
                 msgs.into_iter().for_each(|m| self.handle(m));
             }
-            CoreMsg::Resume(handoff) => self.take_handoff(*handoff),
+            CoreMsg::Resume(handoff) => self.resume_handed_over(*handoff),
         }
     }
 

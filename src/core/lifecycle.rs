@@ -93,7 +93,7 @@ impl Core {
             bucket: Default::default(),
             dirty_since: None,
             write_waiting: false,
-            doomed: false,
+            to_close: false,
             resume_seq: 0,
             session: None,
         };
@@ -120,7 +120,7 @@ impl Core {
         if let Some(conn) = self.conns.get(addr) {
             self.emit(conn, EventKind::Connect);
         }
-        self.flush_conn(addr);
+        self.write_conn(addr);
         if let Some(conn) = self.conns.get_mut(addr) {
             // Written: an idle connection keeps no queue.
             conn.out.release_if_empty();
@@ -196,18 +196,17 @@ impl Core {
     }
 
     /// One heartbeat tick: closes the connections silent for
-    /// `idle_timeout`, and pings the share of connections whose turn it is —
-    /// `turn` of `turns` (slot `s` is pinged on the ticks where
-    /// `s % turns == turn`), so that every connection is pinged once per
-    /// `ping_interval` and a tick writes to a `1/turns` share of them, never
-    /// to all at once. Walks the slab in place, copying no keys; on the way
+    /// `idle_timeout`, and pings share `share` of `shares` (slot `s` is in
+    /// share `s % shares`; the ticks take the shares in order), so that
+    /// every connection is pinged once per `ping_interval` and a tick
+    /// writes to one share of them, never to all at once. Walks the slab in place, copying no keys; on the way
     /// it finds the least acknowledged place, before which the replay log
     /// holds nothing anyone needs.
-    pub fn sweep(&mut self, turn: u32, turns: u32) {
+    pub fn sweep(&mut self, share: u32, shares: u32) {
         let idle_ms = self.node.config.ws.idle_timeout.as_millis().min(1 << 31) as u32;
         let now_ms = self.clock_ms();
         let ping = !self.node.config.ws.echo;
-        let turns = turns.max(1);
+        let shares = shares.max(1);
         let now = Instant::now();
         let mut oldest = self.replay.log.head();
         for slot in 0..self.conns.slot_count() {
@@ -222,7 +221,7 @@ impl Core {
             conn.out.release_if_unused();
             if now_ms.wrapping_sub(conn.last_rx_ms) >= idle_ms {
                 self.close_conn(addr, CloseReason::IdleTimeout, Some(1001));
-            } else if ping && slot % turns == turn % turns {
+            } else if ping && slot % shares == share % shares {
                 let frame = self.ping(addr);
                 self.enqueue(addr, frame);
             }

@@ -54,12 +54,14 @@ pub async fn locate(core: &CoreRef, system: &str, text: &str) -> Result<Location
         let c = core.borrow();
         c.peers
             .as_ref()
-            .and_then(|p| p.table.get(&id.node).cloned())
+            .and_then(|p| p.view.table.get(&id.node).cloned())
     };
     let mut peer = known(core);
     let checked = |core: &CoreRef| {
         let mut c = core.borrow_mut();
-        c.peers.as_mut().is_none_or(|p| p.recently_unknown(id.node))
+        c.peers
+            .as_mut()
+            .is_none_or(|p| p.view.recently_unknown(id.node))
     };
     if peer.is_none() && !checked(core) {
         // An id from a node we have not seen: re-read membership first.

@@ -15,7 +15,8 @@
 //! - `lifecycle`, `read`, `write`: opening and closing connections, what
 //!   they send us (`read::Reader`: the epoll instance, the socket count,
 //!   the buffers lent to each read), and batched writing to them
-//!   (`write::Writer`: the dirty list, the doomed, the flusher's state);
+//!   (`write::Writer`: the dirty list, the connections marked to close,
+//!   the flusher's state);
 //! - `replay`, `keep`, `resume`: the per-core replay log and each
 //!   connection's place in it, what the core keeps in it as it works, and
 //!   connections detached by a drop and attached again;
@@ -25,8 +26,11 @@
 //! - `locate`, `send`: where a clientId lives, and sends and operations
 //!   that reach connections wherever they are (this core, another core,
 //!   another node);
-//! - `peers`, `peer_links`, `peer_frames`: this core's links to other
-//!   nodes, the tasks that keep them up, and the frames that arrive on them;
+//! - `peers/`, `peer_links`, `peer_frames`: this core's share of the
+//!   cluster (`Peers`: its view of the peers, the requests it waits on,
+//!   frames held for a peer whose link is not up yet, the links and their
+//!   buffers), the tasks that keep the links up, and the frames that arrive
+//!   on them;
 //! - `chat`, `hooks`: client messages and webhook events.
 
 mod chat;
@@ -59,7 +63,7 @@ use std::time::Instant;
 use hashbrown::HashMap;
 
 use crate::cluster::link::Credentials;
-use crate::mailbox::Inbox;
+use crate::mailbox::MailboxRx;
 use crate::metrics::CoreMetrics;
 use crate::node::Node;
 use crate::registry::SystemEntry;
@@ -98,7 +102,7 @@ pub struct Core {
     writer: write::Writer,
     /// Reaching the other cores of this node (`dispatch.rs`).
     dispatch: dispatch::Dispatch,
-    /// Links and peers (cluster mode only; `peers.rs`).
+    /// Links and peers (cluster mode only; `peers/`).
     peers: Option<Peers>,
     /// What the core keeps for resumes (`replay`).
     replay: replay::Replay,
@@ -107,7 +111,7 @@ pub struct Core {
 
 impl Core {
     /// A core; inside its runtime only (it registers descriptors with it).
-    pub fn new(node: Arc<Node>, id: u8, mailbox: Rc<Inbox>) -> std::io::Result<CoreRef> {
+    pub fn new(node: Arc<Node>, id: u8, mailbox: Rc<MailboxRx>) -> std::io::Result<CoreRef> {
         let systems = node
             .systems
             .iter()

@@ -184,7 +184,7 @@ fn on_owner<T: 'static>(
     answer: impl FnOnce(T) -> Frame + 'static,
     fallback: T,
 ) {
-    let (tx, rx) = reply_channel();
+    let (tx, mut rx) = reply_channel();
     let cores = this.borrow().node.cores();
     if (owner as usize) >= cores {
         this.borrow_mut().link_send(key, &answer(fallback));
@@ -202,7 +202,7 @@ fn on_owner<T: 'static>(
     }
     let core = this.clone();
     monoio::spawn(async move {
-        if let Ok(v) = rx.recv_async().await {
+        if let Ok(v) = rx.await {
             let mut c = core.borrow_mut();
             c.link_send(key, &answer(v));
             c.flush();

@@ -23,6 +23,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+use tokio::sync::mpsc;
 
 use super::{Core, CoreRef};
 use crate::cluster::link::{self, LinkError, Linked};
@@ -39,7 +40,7 @@ const ADMIT_STEP: Duration = Duration::from_millis(10);
 pub(super) async fn maintain(
     this: Weak<std::cell::RefCell<Core>>,
     node: u16,
-    woken: flume::Receiver<()>,
+    mut woken: mpsc::Receiver<()>,
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -49,10 +50,10 @@ pub(super) async fn maintain(
         let target = {
             let mut c = core.borrow_mut();
             let Some(p) = c.peers.as_mut() else { return };
-            match p.table.get(&node) {
+            match p.view.table.get(&node) {
                 Some(peer) => (peer.addr.clone(), p.creds.clone(), p.request_timeout),
                 None => {
-                    p.maintained.remove(&node);
+                    p.view.maintained.remove(&node);
                     return;
                 }
             }
@@ -86,10 +87,10 @@ pub(super) async fn maintain(
         if just_joined {
             backoff = BACKOFF_MIN;
         }
-        backoff = match monoio::time::timeout(backoff, woken.recv_async()).await {
-            Ok(Ok(())) => BACKOFF_MIN,
+        backoff = match monoio::time::timeout(backoff, woken.recv()).await {
+            Ok(Some(())) => BACKOFF_MIN,
             // The core is gone.
-            Ok(Err(_)) => return,
+            Ok(None) => return,
             Err(_) if just_joined => BACKOFF_MIN,
             Err(_) => (backoff * 2).min(BACKOFF_MAX),
         };

@@ -37,7 +37,7 @@ pub(super) struct Reader {
     codec: Codec,
     ws_config: WebSocketConfig,
     /// Client messages read from one connection, handled after the read.
-    inbox: Vec<tungstenite::Utf8Bytes>,
+    messages: Vec<tungstenite::Utf8Bytes>,
     /// What the codec writes (pongs, close answers, echoes) during a read.
     ws_out: Vec<u8>,
 }
@@ -50,7 +50,7 @@ impl Reader {
             scratch: vec![0; SCRATCH_BYTES],
             codec: Codec::new(ws_config),
             ws_config,
-            inbox: Vec::new(),
+            messages: Vec::new(),
             ws_out: Vec::new(),
         })
     }
@@ -69,7 +69,7 @@ impl Core {
             ClientSendPolicy::Off => Mode::Discard,
             _ => Mode::Collect,
         };
-        let mut inbox = std::mem::take(&mut self.reader.inbox);
+        let mut messages = std::mem::take(&mut self.reader.messages);
         let mut pong = None;
         let end = match self.conns.get_mut(addr) {
             Some(conn) => {
@@ -86,7 +86,7 @@ impl Core {
                     None => &mut self.reader.codec,
                 };
                 codec.note(io.input);
-                let end = read_messages(&mut codec.ws, &mut io, mode, &mut inbox, &mut pong);
+                let end = read_messages(&mut codec.ws, &mut io, mode, &mut messages, &mut pong);
                 let at_rest = codec.at_rest();
                 match (end.is_some(), own, at_rest) {
                     // Closing: a lent codec may be mid-message or closed.
@@ -117,10 +117,10 @@ impl Core {
                 self.on_pong(addr, &payload);
             }
         }
-        for text in inbox.drain(..) {
+        for text in messages.drain(..) {
             self.client_message(addr, text.as_str());
         }
-        self.reader.inbox = inbox;
+        self.reader.messages = messages;
         if let Some((reason, code)) = end {
             self.close_conn(addr, reason, code);
         }
@@ -173,13 +173,13 @@ enum Mode {
 
 /// Drains complete messages out of the codec (all of them: it is at rest
 /// afterwards when the input ended on a message boundary); text messages to handle as
-/// client messages go to `inbox`, the payload of the newest pong to `pong`.
+/// client messages go to `messages`, the payload of the newest pong to `pong`.
 /// Returns why and how the connection must close, if it must.
 fn read_messages(
     ws: &mut WebSocketContext,
     io: &mut WsIo<'_>,
     mode: Mode,
-    inbox: &mut Vec<tungstenite::Utf8Bytes>,
+    messages: &mut Vec<tungstenite::Utf8Bytes>,
     pong: &mut Option<tungstenite::Bytes>,
 ) -> Option<(CloseReason, Option<u16>)> {
     let echo = mode == Mode::Echo;
@@ -208,7 +208,7 @@ fn read_messages(
             Message::Binary(b) if echo => Message::Binary(b),
             Message::Text(t) if t.as_str() == "ping" => Message::text("pong"),
             Message::Text(t) if mode == Mode::Collect => {
-                inbox.push(t);
+                messages.push(t);
                 continue;
             }
             // Under "off" client messages are read and discarded, as

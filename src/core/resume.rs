@@ -39,7 +39,7 @@ use crate::ws::message::Welcome;
 use crate::ws::{CloseReason, Last};
 
 /// Where a genuine resume token's session lives.
-pub struct Claim {
+pub struct ResumeTarget {
     pub core: u8,
     pub addr: ConnAddr,
     pub seq: u16,
@@ -63,13 +63,13 @@ impl Core {
 
     /// Where the session `token` names lives, if this node issued the
     /// token for `system` in this run; None for anything else.
-    pub fn claim(&self, system: &str, token: &str) -> Option<Claim> {
+    pub fn resume_target(&self, system: &str, token: &str) -> Option<ResumeTarget> {
         let node = &self.node;
         let claim = node.resume.verify(token, system)?;
         let id = node.codec.decode(claim.client_id, system).ok()?;
         let ours = claim.node == node.node_id && id.node == node.node_id;
         let this_run = id.epoch == node.epoch && usize::from(id.core) < node.cores();
-        (ours && this_run).then_some(Claim {
+        (ours && this_run).then_some(ResumeTarget {
             core: id.core,
             addr: ConnAddr {
                 slot: id.slot,
@@ -106,7 +106,7 @@ impl Core {
     }
 
     /// A socket another core accepted for a session of this one.
-    pub(super) fn take_handoff(&mut self, handoff: Handoff) {
+    pub(super) fn resume_handed_over(&mut self, handoff: Handoff) {
         let Handoff { socket, request } = handoff;
         // SAFETY: the descriptor is a connected TCP socket this core now owns.
         let std = unsafe { std::net::TcpStream::from_raw_fd(socket.into_raw_fd()) };
@@ -134,7 +134,7 @@ impl Core {
         let place = self.replay.places.get(req.addr.slot);
         let newest = conn.resume_seq == req.seq;
         let before_lost_welcome = place.unconfirmed && req.seq.wrapping_add(1) == conn.resume_seq;
-        if conn.doomed || *conn.system != *req.system || !(newest || before_lost_welcome) {
+        if conn.to_close || *conn.system != *req.system || !(newest || before_lost_welcome) {
             return Found::Nothing(ResumeResult::Unknown);
         }
         let token_mode = self.node.config.api.auth == AuthMode::Token;
@@ -274,7 +274,7 @@ impl Core {
         }
         self.reader.sockets += 1;
         self.metrics().pushed.fetch_add(replayed_n + 1, Relaxed);
-        self.flush_conn(addr);
+        self.write_conn(addr);
         Some(addr)
     }
 
@@ -292,8 +292,9 @@ impl Core {
         conn.out.release_if_empty();
         conn.codec = None;
         conn.write_waiting = false;
-        // A write error dooms a connection; the reap that closes it lands here.
-        conn.doomed = false;
+        // A write error marks a connection to close; the `close_marked` that
+        // closes it lands here.
+        conn.to_close = false;
         let since = Instant::now();
         let session = conn.session.get_or_insert_with(Box::default);
         session.detached = Some((since, reason));

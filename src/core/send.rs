@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use flume::Receiver;
 
 use super::locate::Location;
 use super::{Core, CoreRef};
 use crate::api::error::ApiError;
 use crate::cluster::frame::Frame;
-use crate::mailbox::{reply_channel, CoreMsg, Reply};
+use crate::mailbox::{reply_channel, CoreMsg, Reply, ReplyRx};
 use crate::op::{ConnAddr, ConnOp, ConnOutcome};
 
 /// Runs `op` on the connection wherever it lives. `None`: its node is in
@@ -63,8 +62,8 @@ pub async fn conn_op(
     }
 }
 
-async fn recv<T>(rx: flume::Receiver<T>) -> Result<T, ApiError> {
-    rx.recv_async().await.map_err(|_| ApiError::Busy)
+async fn recv<T>(rx: ReplyRx<T>) -> Result<T, ApiError> {
+    rx.await.map_err(|_| ApiError::Busy)
 }
 
 /// Answers of every core of this node and of every peer node. `partial`
@@ -105,7 +104,7 @@ pub async fn gather<T>(
 /// Sends the request `remote` builds to every peer node: the answers to
 /// wait for, and whether a peer could not be sent it. Standalone it sends
 /// and flushes nothing.
-fn ask_peers(core: &CoreRef, remote: &impl Fn(u64) -> Frame) -> (Vec<Receiver<Frame>>, bool) {
+fn ask_peers(core: &CoreRef, remote: &impl Fn(u64) -> Frame) -> (Vec<ReplyRx<Frame>>, bool) {
     let mut c = core.borrow_mut();
     let nodes = c.peer_nodes();
     if nodes.is_empty() {
@@ -171,7 +170,7 @@ pub async fn deliver_many(
             frame: frame.clone(),
             reply,
         };
-        Core::hand(core, c, msg);
+        Core::to_core_admitted(core, c, msg);
         pending.push(rx);
     }
     let (mut online, mut partial) = (0, false);

@@ -40,10 +40,10 @@ pub(super) struct Writer {
     /// A flusher task is writing the rest of `dirty`, a slice at a time.
     flushing: bool,
     /// Connections to close once the fan-out under way is over.
-    doomed: Vec<(ConnAddr, CloseReason)>,
+    to_close: Vec<(ConnAddr, CloseReason)>,
     /// A socket that is always writable: waiting on it lets the runtime
-    /// reap I/O completions between two slices (`let_others_in`).
-    nudge: Option<Nudge>,
+    /// collect I/O completions between two slices (`let_others_in`).
+    yield_socket: Option<YieldSocket>,
 }
 
 impl Writer {
@@ -51,22 +51,22 @@ impl Writer {
         Writer {
             dirty: VecDeque::new(),
             flushing: false,
-            doomed: Vec::new(),
-            nudge: monoio::net::UnixStream::pair().ok().map(Rc::new),
+            to_close: Vec::new(),
+            yield_socket: monoio::net::UnixStream::pair().ok().map(Rc::new),
         }
     }
 }
 
 impl Core {
     /// The socket that lets the core's other tasks in (`let_others_in`).
-    pub fn nudge(&self) -> Option<Nudge> {
-        self.writer.nudge.clone()
+    pub fn yield_socket(&self) -> Option<YieldSocket> {
+        self.writer.yield_socket.clone()
     }
 
     /// Queues `frame` on every connection of `audience`; returns how many.
     /// The members are walked in place, not copied: nothing here closes a
-    /// connection (a slow consumer is only doomed, and `reap` closes it
-    /// after the walk), so the index cannot change under the walk — it is
+    /// connection (a slow consumer is only marked to close, and
+    /// `close_marked` closes it after the walk), so the index cannot change under the walk — it is
     /// taken out of the core for the walk's length all the same. A push or
     /// notice goes into the replay log once, whatever its audience.
     pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
@@ -102,26 +102,27 @@ impl Core {
     /// Appends `frame` to the connection's queue; a detached connection
     /// takes nothing (what it misses is in the replay log). A connection
     /// whose queue would pass `ws.send_queue_bytes` even after writing what
-    /// its socket takes now is doomed as a slow consumer (closed by `reap`,
-    /// not here: closing sends notices, which are fan-outs themselves): only
+    /// its socket takes now is marked to close as a slow consumer (closed by
+    /// `close_marked`, not here: closing sends notices, which are fan-outs
+    /// themselves): only
     /// bytes the client is not reading count, not a burst this core has not
     /// written yet. A frame on an empty queue always fits (`api.max_message`
-    /// bounds it). A doomed connection takes nothing more. `now` is the
+    /// bounds it). A connection marked to close takes nothing more. `now` is the
     /// core's microsecond clock, read once per fan-out.
     fn queue(&mut self, addr: ConnAddr, frame: Bytes, now: NonZeroU32) {
-        let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.doomed) else {
+        let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.to_close) else {
             return;
         };
         if conn.stream.is_none() {
             return;
         }
         if self.over_limit(addr, frame.len()) {
-            self.write_conn(addr, true);
+            self.write_queue(addr, true);
             if self.over_limit(addr, frame.len()) {
                 let queued = self.conns.get(addr).map_or(0, |c| c.out.len());
                 let dropped = queued as u64 + 1;
                 self.metrics().dropped.fetch_add(dropped, Relaxed);
-                self.doom(addr, CloseReason::SlowConsumer);
+                self.mark_to_close(addr, CloseReason::SlowConsumer);
                 return;
             }
         }
@@ -136,21 +137,22 @@ impl Core {
         self.metrics().pushed.fetch_add(1, Relaxed);
     }
 
-    /// Marks a connection to be closed by the next `reap`.
-    pub(super) fn doom(&mut self, addr: ConnAddr, reason: CloseReason) {
+    /// Marks a connection to be closed by the next `close_marked`: it cannot
+    /// be closed now, in the middle of a fan-out's walk of the index.
+    pub(super) fn mark_to_close(&mut self, addr: ConnAddr, reason: CloseReason) {
         if let Some(conn) = self.conns.get_mut(addr) {
-            if !conn.doomed {
-                conn.doomed = true;
-                self.writer.doomed.push((addr, reason));
+            if !conn.to_close {
+                conn.to_close = true;
+                self.writer.to_close.push((addr, reason));
             }
         }
     }
 
-    /// Closes the doomed connections. Their offline notices may doom more
-    /// (members whose queues they overflow): those are closed in the same
-    /// loop, one after another, never by recursion.
-    pub(super) fn reap(&mut self) {
-        while let Some((addr, reason)) = self.writer.doomed.pop() {
+    /// Closes the connections marked to close. Their offline notices may
+    /// mark more (members whose queues they overflow): those are closed in
+    /// the same loop, one after another, never by recursion.
+    pub(super) fn close_marked(&mut self) {
+        while let Some((addr, reason)) = self.writer.to_close.pop() {
             self.close_conn(addr, reason, None);
         }
     }
@@ -169,34 +171,36 @@ impl Core {
         self.write_round();
         if !self.writer.dirty.is_empty() && !self.writer.flushing {
             self.writer.flushing = true;
-            monoio::spawn(flusher(self.this.clone(), self.writer.nudge.clone()));
+            monoio::spawn(flusher(self.this.clone(), self.writer.yield_socket.clone()));
         }
     }
 
-    /// One slice of writing, with what must go out before and after it.
+    /// One slice of writing, with what must go out before it, and again
+    /// after it when the slice marked connections to close.
     fn write_round(&mut self) {
-        self.settle();
-        self.flush_slice();
-        if !self.writer.doomed.is_empty() {
-            self.settle();
+        self.send_pending();
+        self.write_slice();
+        if !self.writer.to_close.is_empty() {
+            self.send_pending();
         }
     }
 
-    /// Closes the doomed connections, hands the other cores what this core
-    /// has for them (`dispatch`), and writes the links.
-    fn settle(&mut self) {
-        self.reap();
+    /// Sends everything pending but the connections' queues: closes the
+    /// connections marked to close, hands the other cores what this core has
+    /// for them (`dispatch`), and writes the links.
+    fn send_pending(&mut self) {
+        self.close_marked();
         self.send_outboxes();
-        self.flush_links();
+        self.write_links();
     }
 
     /// Writes the oldest [`FLUSH_SLICE`] dirty connections.
-    fn flush_slice(&mut self) {
+    fn write_slice(&mut self) {
         for _ in 0..FLUSH_SLICE {
             let Some(addr) = self.writer.dirty.pop_front() else {
                 return;
             };
-            self.flush_conn(addr);
+            self.write_conn(addr);
         }
     }
 
@@ -204,8 +208,8 @@ impl Core {
     /// unless a writer task already waits for the socket to drain. A queue
     /// written out in full has its wait timed: from its first frame to this
     /// write (`shardcast_write_wait_seconds`).
-    pub(super) fn flush_conn(&mut self, addr: ConnAddr) {
-        self.write_conn(addr, false);
+    pub(super) fn write_conn(&mut self, addr: ConnAddr) {
+        self.write_queue(addr, false);
     }
 
     /// Writes the connection's queue now; `even_waiting`: also when a writer
@@ -213,7 +217,7 @@ impl Core {
     /// `ws.send_queue_bytes` is tried this way before its connection is
     /// judged slow: the socket may have drained long ago while its writer
     /// task waited for a core busy with a cascade of notices.
-    fn write_conn(&mut self, addr: ConnAddr, even_waiting: bool) {
+    fn write_queue(&mut self, addr: ConnAddr, even_waiting: bool) {
         let Some(conn) = self.conns.get_mut(addr) else {
             return;
         };
@@ -246,7 +250,7 @@ impl Core {
                     self.spawn_writer(addr, stream);
                 }
             }
-            Err(_) => self.doom(addr, CloseReason::Error),
+            Err(_) => self.mark_to_close(addr, CloseReason::Error),
         }
     }
 
@@ -267,9 +271,9 @@ impl Core {
             }
             conn.write_waiting = false;
             if ok {
-                core.flush_conn(addr);
+                core.write_conn(addr);
             } else {
-                core.doom(addr, CloseReason::Error);
+                core.mark_to_close(addr, CloseReason::Error);
             }
             core.flush();
         });
@@ -314,9 +318,9 @@ impl Core {
 /// Writes what `flush` left, a slice at a time; before each slice the core
 /// takes in whatever has arrived, so that the frames it queues join the
 /// queues still waiting.
-async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, nudge: Option<Nudge>) {
+async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, yield_socket: Option<YieldSocket>) {
     loop {
-        let_others_in(nudge.as_ref()).await;
+        let_others_in(yield_socket.as_ref()).await;
         let Some(core) = core.upgrade() else { return };
         let mut c = core.borrow_mut();
         c.write_round();
@@ -327,18 +331,18 @@ async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, nudge: Option<Nu
     }
 }
 
-/// A socket that is always writable (`Core::nudge`).
-pub type Nudge = Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>;
+/// A socket that is always writable (`Core::yield_socket`).
+pub type YieldSocket = Rc<(monoio::net::UnixStream, monoio::net::UnixStream)>;
 
 /// Lets the core's other tasks and its I/O in before going on: to the back
-/// of the run queue, then a readiness wait on `nudge` that completes at
-/// once — under io_uring the runtime reaps completions only when no task
+/// of the run queue, then a readiness wait on `yield_socket` that completes at
+/// once — under io_uring the runtime collects completions only when no task
 /// is ready, and monoio has no task budget, so a task that always has work
 /// (a flusher, a mailbox under a steady stream) would otherwise keep the
 /// sockets, the heartbeat and the accepts waiting.
-pub async fn let_others_in(nudge: Option<&Nudge>) {
+pub async fn let_others_in(yield_socket: Option<&YieldSocket>) {
     YieldNow(false).await;
-    if let Some(n) = nudge {
+    if let Some(n) = yield_socket {
         let _ = n.0.writable(false).await;
     }
 }

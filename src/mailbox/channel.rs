@@ -1,13 +1,12 @@
 //! A core's mailbox channel: many senders (every core, the etcd thread, the
 //! signal thread), one receiving core.
 //!
-//! Why not flume's `recv_async`, which this replaces: its receive future
-//! puts its wake-up hook back on the channel's waiting list on every poll
-//! after a wake that found the queue empty, so under cross-core load the
-//! list fills with copies of one hook, each copy's wake causes another poll
-//! and another copy (flume issue #182). In `scripts/bench-vs-nchan.sh`,
-//! workload (b), a core spun at 100 % and grew to 24 GiB until the kernel
-//! killed the node. Here nothing is registered per poll: a lock-free queue
+//! Why a channel of our own: a receiver that registers its wake-up hook
+//! anew on every poll (flume's `recv_async` does, after a wake that found
+//! the queue empty: flume issue #182) fills the waiting list with copies
+//! of one hook under cross-core load, and each copy's wake causes another
+//! poll and another copy: the core spins and its memory grows without
+//! bound. Here nothing is registered per poll: a lock-free queue
 //! (crossbeam's `SegQueue`) and one `AtomicWaker`. A send is a push and a
 //! wake that costs a syscall only when the core is parked waiting for mail;
 //! while the core is busy, senders touch two atomics.
@@ -226,12 +225,12 @@ mod tests {
             name: &str,
             serves: bool,
             steps: fn(u32) -> u32,
-            inbox: Receiver<u32>,
+            mail: Receiver<u32>,
             peer: Sender<u32>,
         ) -> Result<(), String> {
             let recv = |round: u32| {
                 let deadline = Instant::now() + PATIENCE;
-                match block_on_woken(inbox.recv(), deadline) {
+                match block_on_woken(mail.recv(), deadline) {
                     Some(got) if got == round => Ok(()),
                     Some(got) => Err(format!("{name} got {got} in round {round}")),
                     None => Err(format!("{name} was never woken in round {round}")),
@@ -251,11 +250,11 @@ mod tests {
             }
             Ok(())
         }
-        let (to_a, a_inbox) = channel::<u32>();
-        let (to_b, b_inbox) = channel::<u32>();
-        let b = std::thread::spawn(move || side("B", true, |n| (n * 7 + 3) % 199, b_inbox, to_a));
+        let (to_a, a_mail) = channel::<u32>();
+        let (to_b, b_mail) = channel::<u32>();
+        let b = std::thread::spawn(move || side("B", true, |n| (n * 7 + 3) % 199, b_mail, to_a));
         // When one side is stuck, the other's wait ends at its deadline too.
-        let a = side("A", false, |n| n % 211, a_inbox, to_b);
+        let a = side("A", false, |n| n % 211, a_mail, to_b);
         let b = b.join().expect("B panicked");
         assert_eq!(a.and(b), Ok(()), "a wake-up was lost");
     }

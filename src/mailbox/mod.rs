@@ -6,6 +6,30 @@
 //! Requests that need an answer carry a one-shot `Reply`. The operations on
 //! one connection are those of `op`, the same the links carry, so a frame
 //! from another node becomes a mailbox message without translation.
+//!
+//! Which channel is used where, and why:
+//! - a core's mailbox: `channel` (this module's own), because every core,
+//!   the etcd thread and the signal thread send to it all the time, and
+//!   its receiver must register nothing per poll (`channel` says why);
+//! - one answer to one request (`Reply`, `reply_channel`: a core's reply to
+//!   an API call or to a peer's request, an answer frame from a peer, a
+//!   register by the registry thread or by etcd): `tokio::sync::oneshot`.
+//!   It is made and dropped per request, so it must be cheap
+//!   (`benches/reply.rs`); its receiver is a future that any runtime can
+//!   await, and `try_recv` finds an answer that is already there. A sender
+//!   dropped unanswered is an answer too: "nobody will answer" (the core
+//!   stopped, the peer left, the request expired);
+//! - a stream of messages to a task or thread (the commands to the etcd
+//!   thread, the jobs of the registry thread, the webhook events, a dial
+//!   task's wake-ups): `tokio::sync::mpsc`, awaited by a task of any
+//!   runtime or received blocking by a plain thread;
+//! - a plain thread waiting with a deadline (the start waiting for the etcd
+//!   thread's join, a stop waiting for it to leave, `server::run` waiting
+//!   for the core threads): `std::sync::mpsc`, the one with a blocking
+//!   receive that times out (tokio's have none).
+//!
+//! tokio's channels need no tokio runtime: the cores await them inside
+//! monoio.
 
 pub mod channel;
 
@@ -13,6 +37,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use crate::api::error::ApiError;
 use crate::cluster::membership::ClusterEvent;
@@ -21,16 +46,21 @@ use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::registry::SystemEntry;
 use crate::ws::Last;
 
-/// Where a core's mail is sent.
-pub type Mailbox = channel::Sender<CoreMsg>;
-/// A core's end of its mailbox.
-pub type Inbox = channel::Receiver<CoreMsg>;
+/// The sending end of a core's mailbox: every core, the etcd thread and
+/// the signal thread hold one for each core.
+pub type MailboxTx = channel::Sender<CoreMsg>;
+/// The receiving end of a core's mailbox, held by that core alone.
+pub type MailboxRx = channel::Receiver<CoreMsg>;
 
-/// A one-shot answer channel (a bounded flume channel of one).
-pub type Reply<T> = flume::Sender<T>;
+/// Where the answer to a request goes: one value, once. Dropped unanswered
+/// (the core stopped, the request was failed), it tells the asker at once.
+pub type Reply<T> = oneshot::Sender<T>;
+/// Where the asker waits for that answer.
+pub type ReplyRx<T> = oneshot::Receiver<T>;
 
-pub fn reply_channel<T>() -> (Reply<T>, flume::Receiver<T>) {
-    flume::bounded(1)
+/// A request's answer channel.
+pub fn reply_channel<T>() -> (Reply<T>, ReplyRx<T>) {
+    oneshot::channel()
 }
 
 pub enum CoreMsg {

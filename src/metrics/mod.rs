@@ -233,7 +233,7 @@ impl MembershipMetrics {
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
-const PER_WORKER: [(&str, &str, &str, Field); 16] = [
+const PER_CORE: [(&str, &str, &str, Field); 16] = [
     (
         "shardcast_connections",
         "gauge",
@@ -357,7 +357,7 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
-        for (name, kind, help, field) in PER_WORKER {
+        for (name, kind, help, field) in PER_CORE {
             header(&mut out, name, kind, help);
             for (i, c) in self.cores.iter().enumerate() {
                 let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", field(c).load(Relaxed));

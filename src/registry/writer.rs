@@ -9,26 +9,28 @@
 use std::io;
 use std::thread;
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::{Registry, RegistryError, SystemEntry};
 
 type Job = (
     String,
     SystemEntry,
-    flume::Sender<Result<(), RegistryError>>,
+    oneshot::Sender<Result<(), RegistryError>>,
 );
 
 pub struct RegistryWriter {
-    jobs: flume::Sender<Job>,
+    jobs: mpsc::UnboundedSender<Job>,
 }
 
 impl RegistryWriter {
     /// Starts the thread that owns `registry` from now on.
     pub fn start(mut registry: Registry) -> io::Result<RegistryWriter> {
-        let (jobs, rx) = flume::unbounded::<Job>();
+        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
         thread::Builder::new()
             .name("shardcast-registry".into())
             .spawn(move || {
-                for (id, entry, reply) in rx {
+                while let Some((id, entry, reply)) = rx.blocking_recv() {
                     let _ = reply.send(registry.register(&id, entry));
                 }
             })?;
@@ -37,13 +39,10 @@ impl RegistryWriter {
 
     /// Registers `id` (see `Registry::register`), off the caller's thread.
     pub async fn register(&self, id: &str, entry: SystemEntry) -> Result<(), RegistryError> {
-        let (reply, answer) = flume::bounded(1);
+        let (reply, answer) = oneshot::channel();
         self.jobs
             .send((id.to_owned(), entry, reply))
             .map_err(|_| RegistryError::Stopped)?;
-        answer
-            .recv_async()
-            .await
-            .map_err(|_| RegistryError::Stopped)?
+        answer.await.map_err(|_| RegistryError::Stopped)?
     }
 }

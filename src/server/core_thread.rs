@@ -10,7 +10,7 @@ use monoio::net::TcpListener;
 
 use crate::core::conn::reader::read_ready;
 use crate::core::{let_others_in, serve_link, Core, CoreRef};
-use crate::mailbox::Inbox;
+use crate::mailbox::MailboxRx;
 use crate::node::Node;
 use crate::ws::CloseReason;
 
@@ -22,7 +22,7 @@ const BATCH: usize = 256;
 pub fn run_core(
     node: Arc<Node>,
     id: u8,
-    mailbox: Inbox,
+    mailbox: MailboxRx,
     listener: std::net::TcpListener,
     links: Option<std::net::TcpListener>,
 ) -> io::Result<()> {
@@ -115,8 +115,8 @@ async fn drain(core: &CoreRef) {
     }
 }
 
-async fn drain_mailbox(core: CoreRef, mailbox: Rc<Inbox>) {
-    let nudge = core.borrow().nudge();
+async fn drain_mailbox(core: CoreRef, mailbox: Rc<MailboxRx>) {
+    let yield_socket = core.borrow().yield_socket();
     loop {
         let first = mailbox.recv().await;
         {
@@ -130,7 +130,7 @@ async fn drain_mailbox(core: CoreRef, mailbox: Rc<Inbox>) {
         // Mail still waiting: the next batch after the sockets, the
         // heartbeat and the accepts have had their turn.
         if !mailbox.is_empty() {
-            let_others_in(nudge.as_ref()).await;
+            let_others_in(yield_socket.as_ref()).await;
         }
     }
 }
@@ -138,9 +138,9 @@ async fn drain_mailbox(core: CoreRef, mailbox: Rc<Inbox>) {
 /// Closes connections silent for `idle_timeout`, ends detached sessions at
 /// `resume_window` and pings each connection once per `ping_interval`,
 /// ticking often enough that none is late by more than a quarter of the
-/// shortest period. A tick pings only the
-/// connections whose turn it is (one in `turns`), so the pings of a full
-/// core are spread over the interval instead of written in one run.
+/// shortest period. A tick pings only one share of the connections (one
+/// in `shares`, `Core::sweep`), so the pings of a full core are spread
+/// over the interval instead of written in one run.
 async fn heartbeat(core: CoreRef) {
     let (ping, idle, resume) = {
         let ws = &core.borrow().node.config.ws;
@@ -152,15 +152,15 @@ async fn heartbeat(core: CoreRef) {
         .min();
     let tick =
         (shortest.unwrap_or(ping) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let turns = (ping.as_secs_f64() / tick.as_secs_f64())
+    let shares = (ping.as_secs_f64() / tick.as_secs_f64())
         .round()
         .clamp(1.0, 1e6) as u32;
-    let mut turn: u32 = 0;
+    let mut share: u32 = 0;
     loop {
         monoio::time::sleep(tick).await;
-        turn = (turn + 1) % turns;
+        share = (share + 1) % shares;
         let mut c = core.borrow_mut();
-        c.sweep(turn, turns);
+        c.sweep(share, shares);
         c.expire_pending();
     }
 }

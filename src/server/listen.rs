@@ -23,9 +23,7 @@ pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
 /// which saves a `setsockopt` per connection. With TCP_DEFER_ACCEPT a
 /// connection is handed to `accept` once its first bytes (the HTTP request)
 /// are there, so one wake-up of the core accepts, reads and answers it
-/// rather than two; every client of this port speaks first. Measured with
-/// `scripts/bench-vs-nchan.sh --workloads ""`: server CPU per connection
-/// −15 %.
+/// rather than two; every client of this port speaks first.
 pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;

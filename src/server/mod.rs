@@ -17,7 +17,7 @@ use crate::client_id::ClientIdCodec;
 use crate::cluster::membership::{self, ClusterEvent, MembershipError, NodeInfo};
 use crate::cluster::ClusterView;
 use crate::config::{AuthMode, Config};
-use crate::mailbox::{channel, CoreMsg, Inbox, Mailbox};
+use crate::mailbox::{channel, CoreMsg, MailboxRx, MailboxTx};
 use crate::node::{ClusterJoin, Node, Systems};
 use crate::registry::{new_secret, Registry, RegistryError, RegistryWriter, SystemEntry};
 use crate::webhook::{self, WebhookError, WebhookThread, Webhooks};
@@ -63,7 +63,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let (node, mailboxes) = build_node(config, cores, webhooks)?;
     log_startup(&node, cores);
     let signals = Signals::new([SIGTERM, SIGINT])?;
-    let (done_tx, done_rx) = flume::unbounded();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
     let cpus = if node.config.server.pin_cores {
         allowed_cpus()
     } else {
@@ -134,13 +134,15 @@ fn start_webhooks(config: &Config) -> Result<Option<(Webhooks, WebhookThread)>, 
 fn wait(
     node: &Node,
     cores: usize,
-    done: &flume::Receiver<(usize, Result<(), String>)>,
+    done: &std::sync::mpsc::Receiver<(usize, Result<(), String>)>,
 ) -> Result<(), StartError> {
     let mut finished = 0;
     let mut deadline: Option<Instant> = None;
     while finished < cores {
         let received = match deadline {
-            Some(d) => done.recv_deadline(d).ok(),
+            Some(d) => done
+                .recv_timeout(d.saturating_duration_since(Instant::now()))
+                .ok(),
             None => done.recv_timeout(Duration::from_millis(100)).ok(),
         };
         if deadline.is_none() && node.is_draining() {
@@ -215,7 +217,7 @@ fn build_node(
     config: Config,
     cores: usize,
     webhooks: Option<Webhooks>,
-) -> Result<(Arc<Node>, Vec<Inbox>), StartError> {
+) -> Result<(Arc<Node>, Vec<MailboxRx>), StartError> {
     let key = match config.crypto_key_bytes() {
         Some(k) => k,
         None => random_bytes(16)?,
@@ -268,7 +270,7 @@ fn join_cluster(
     config: &Config,
     cores: usize,
     view: &Arc<ClusterView>,
-    mailboxes: Vec<Mailbox>,
+    mailboxes: Vec<MailboxTx>,
 ) -> Result<(Vec<(String, SystemEntry)>, ClusterJoin), StartError> {
     let epoch = crate::node::unix_seconds() as u32;
     let me = NodeInfo {

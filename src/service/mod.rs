@@ -66,7 +66,7 @@ pub async fn serve(core: CoreRef, conns: Rc<HttpConns>, stream: TcpStream) {
     let mut place = HttpPlace::take(&node, &conns);
     let mut waiting = None;
     if place.is_none() {
-        match upgrade::Place::take(&node) {
+        match upgrade::ConnPlace::take(&node) {
             Some(p) => waiting = Some((p, Instant::now() + node.config.api.request_timeout)),
             None => place = evict(&core, &conns),
         }
@@ -105,7 +105,7 @@ pub async fn serve(core: CoreRef, conns: Rc<HttpConns>, stream: TcpStream) {
                         // no HTTP place: it counts toward
                         // `server.max_connections` (or is answered an error
                         // and closed at once).
-                        if flush(&core, &stream, &mut out).await {
+                        if flush_and_answer(&core, &stream, &mut out).await {
                             drop((out, place));
                             let waited = waiting.map(|(p, _)| p);
                             upgrade::serve(core, stream, request, buf, waited).await;
@@ -124,7 +124,7 @@ pub async fn serve(core: CoreRef, conns: Rc<HttpConns>, stream: TcpStream) {
                     let keep = request.keep_alive && !node.is_draining();
                     respond(&core, &request, &mut out, keep).await;
                     if !keep {
-                        flush(&core, &stream, &mut out).await;
+                        flush_and_answer(&core, &stream, &mut out).await;
                         return;
                     }
                 }
@@ -146,7 +146,7 @@ pub async fn serve(core: CoreRef, conns: Rc<HttpConns>, stream: TcpStream) {
                 }
             }
         };
-        if !flush(&core, &stream, &mut out).await {
+        if !flush_and_answer(&core, &stream, &mut out).await {
             return;
         }
         if held_back {
@@ -329,7 +329,7 @@ async fn respond(core: &CoreRef, req: &Request, out: &mut BytesMut, keep: bool) 
 /// Sends the refusal, half-closes and lingers briefly so the refusal is not
 /// lost to a reset caused by the input we will not read.
 async fn close_after_refusal(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) {
-    if flush(core, stream, out).await {
+    if flush_and_answer(core, stream, out).await {
         socket::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
         socket::linger(stream, REFUSAL_LINGER_BYTES, REFUSAL_LINGER).await;
     }
@@ -340,7 +340,7 @@ async fn close_after_refusal(core: &CoreRef, stream: &TcpStream, out: &mut Bytes
 /// per connection for a whole batch of pipelined requests), then writes the
 /// answers in `out`; false when the peer is gone, or has not read them within
 /// `api.request_timeout` (the connection is then closed).
-async fn flush(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) -> bool {
+async fn flush_and_answer(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) -> bool {
     core.borrow_mut().flush();
     if out.is_empty() {
         return true;

@@ -12,7 +12,7 @@
 //! idle one of its core: that connection is told to close (it does, the
 //! next time its task runs) and its place passes to the newcomer as it is,
 //! never given back and taken again, so no other core can take it in
-//! between. A core with no idle connection refuses, as before, even when
+//! between. A core with no idle connection refuses (503), even when
 //! another core has one: looking there would mean sharing.
 
 use std::cell::{Cell, RefCell};

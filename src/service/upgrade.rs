@@ -14,7 +14,7 @@ use crate::api::connect_token;
 use crate::api::envelope::error_envelope;
 use crate::api::error::ApiError;
 use crate::config::{AuthMode, ConnectTokenMode};
-use crate::core::resume::Claim;
+use crate::core::resume::ResumeTarget;
 use crate::core::{refuse, Core, CoreRef};
 use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{write_json, write_response, write_switching_protocols};
@@ -39,7 +39,7 @@ enum Resume {
     NotAsked,
     /// A token this node cannot honour: the connection is a new one.
     Invalid,
-    Claim(Claim, Last),
+    Target(ResumeTarget, Last),
 }
 
 /// Serves an upgrade request: answers 101 (or an HTTP error), admits or
@@ -55,7 +55,7 @@ pub async fn serve(
     stream: Rc<TcpStream>,
     req: Request,
     rest: BytesMut,
-    place: Option<Place>,
+    place: Option<ConnPlace>,
 ) {
     let prepared = prepare(&core, &req, place);
     drop(req);
@@ -79,13 +79,13 @@ pub async fn serve(
             system,
             user,
             token_user,
-            resume: Resume::Claim(claim, last),
+            resume: Resume::Target(target, last),
         }) => {
             // The core that owns the session gives the place back or keeps it.
             place.keep();
             let req = ResumeRequest {
-                addr: claim.addr,
-                seq: claim.seq,
+                addr: target.addr,
+                seq: target.seq,
                 system: Arc::from(system),
                 last,
                 answer,
@@ -93,7 +93,7 @@ pub async fn serve(
                 fallback: user,
                 token_user,
             };
-            Core::take_resume(&core, stream, claim.core, req);
+            Core::take_resume(&core, stream, target.core, req);
             return;
         }
         other => other,
@@ -118,19 +118,19 @@ pub async fn serve(
     }
 }
 
-type Prepared = Result<(Bytes, Result<Admission, ApiError>, Place), Bytes>;
+type Prepared = Result<(Bytes, Result<Admission, ApiError>, ConnPlace), Bytes>;
 
 /// A place under `server.max_connections`, given back on drop unless the
 /// connection that took it was opened.
-pub(super) struct Place(Arc<crate::node::Node>);
+pub(super) struct ConnPlace(Arc<crate::node::Node>);
 
-impl Place {
+impl ConnPlace {
     /// A place for one more WebSocket; None when `server.max_connections`
     /// are taken.
-    pub(super) fn take(node: &Arc<crate::node::Node>) -> Option<Place> {
+    pub(super) fn take(node: &Arc<crate::node::Node>) -> Option<ConnPlace> {
         // `then`, not `then_some`: a place built and dropped on refusal
         // would give back a place it never took.
-        node.reserve_connection().then(|| Place(node.clone()))
+        node.reserve_connection().then(|| ConnPlace(node.clone()))
     }
 
     fn keep(self) {
@@ -138,7 +138,7 @@ impl Place {
     }
 }
 
-impl Drop for Place {
+impl Drop for ConnPlace {
     fn drop(&mut self) {
         self.0.release_connection();
     }
@@ -146,7 +146,7 @@ impl Drop for Place {
 
 /// Checks the handshake and capacity (HTTP errors), then admission
 /// (refused after the upgrade, with a -1001 frame as go-websocket does).
-fn prepare(core: &CoreRef, req: &Request, place: Option<Place>) -> Prepared {
+fn prepare(core: &CoreRef, req: &Request, place: Option<ConnPlace>) -> Prepared {
     let c = core.borrow();
     let mut out = BytesMut::new();
     let upgrade = req.websocket.as_ref();
@@ -171,7 +171,7 @@ fn prepare(core: &CoreRef, req: &Request, place: Option<Place>) -> Prepared {
     };
     let place = match c.node.is_draining() {
         true => None,
-        false => place.or_else(|| Place::take(&c.node)),
+        false => place.or_else(|| ConnPlace::take(&c.node)),
     };
     let Some(place) = place else {
         let body = error_envelope(&ApiError::Busy, c.node.config.api.lang);
@@ -212,8 +212,10 @@ fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {
     let resume = match query_param(query, "resume").filter(|t| !t.is_empty()) {
         _ if !c.resume_on() => Resume::NotAsked,
         None => Resume::NotAsked,
-        Some(token) => match c.claim(&system, &token) {
-            Some(claim) => Resume::Claim(claim, Last::parse(query_param(query, "last").as_deref())),
+        Some(token) => match c.resume_target(&system, &token) {
+            Some(target) => {
+                Resume::Target(target, Last::parse(query_param(query, "last").as_deref()))
+            }
             None => Resume::Invalid,
         },
     };

@@ -178,7 +178,7 @@ impl WebhookThread {
     /// Shutdown: keeps delivering what is queued (including events submitted
     /// until now) and returns when everything held has been delivered or
     /// dropped, or when `within` has passed — whichever is first (plus at
-    /// most ~200 ms to stop the runtime). Then stops the thread. Blocking:
+    /// most `delivery::RUNTIME_SHUTDOWN` to stop the runtime). Then stops the thread. Blocking:
     /// call it from a plain thread, not from inside an async runtime.
     pub fn finish(self, within: Duration) {
         let deadline = tokio::time::Instant::from_std(Instant::now() + within);

@@ -69,7 +69,7 @@ pub struct MessageIdGen {
 
 impl MessageIdGen {
     /// `node_key`: 64 random bits drawn once per node start, shared by its
-    /// cores; `core`: this worker's index, distinct per core of the node.
+    /// cores; `core`: this core's index, distinct per core of the node.
     pub fn new(node_key: u64, core: u8) -> Self {
         MessageIdGen {
             key: node_key,

@@ -5,7 +5,7 @@
 //! the registry of systems (`systems/<id>`, created only if absent so two
 //! nodes can never both register one id). etcd-client needs tokio while the
 //! rest of the node runs monoio, so all of it lives on one std thread with a
-//! current-thread tokio runtime; cores talk to it through a flume channel
+//! current-thread tokio runtime; cores talk to it through a tokio channel
 //! ([`MembershipHandle`]) and hear from it through the `sink` callback
 //! ([`ClusterEvent`]), so no core ever waits on tokio.
 //!
@@ -46,11 +46,13 @@ mod view;
 mod watch;
 
 use std::collections::BTreeMap;
+use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -161,7 +163,11 @@ impl From<Fail> for MembershipError {
     }
 }
 
-type Reply<T> = flume::Sender<T>;
+/// The answer to a command a task awaits.
+type Reply<T> = oneshot::Sender<T>;
+/// The answer to a command a plain thread waits for, with a deadline
+/// (`std`: tokio's channels have no blocking receive with a timeout).
+type Done = std_mpsc::SyncSender<()>;
 
 /// Requests from the node to the etcd thread.
 enum Command {
@@ -174,12 +180,12 @@ enum Command {
         reply: Reply<()>,
     },
     Shutdown {
-        reply: Reply<()>,
+        reply: Done,
     },
     /// Tests: stop without revoking the lease, like a killed process.
     #[cfg(test)]
     Crash {
-        reply: Reply<()>,
+        reply: Done,
     },
 }
 
@@ -202,7 +208,7 @@ enum Internal {
 /// The node's side of the etcd thread. Cheap to clone.
 #[derive(Clone)]
 pub struct MembershipHandle {
-    commands: flume::Sender<Command>,
+    commands: mpsc::UnboundedSender<Command>,
     timeout: Duration,
     thread: Arc<Mutex<Option<thread::JoinHandle<()>>>>,
     metrics: Arc<MembershipMetrics>,
@@ -216,13 +222,13 @@ impl MembershipHandle {
 
     /// Create-if-absent transaction on `systems/<id>`. Answers within
     /// cluster.request_timeout: Unavailable when etcd does not answer in
-    /// time. Awaitable from any runtime (flume only).
+    /// time. Awaitable from any runtime (tokio's channels need none).
     ///
     /// On `Ok` the sink has already been given the `System` event. An
     /// `Unavailable` write may still land in etcd later (etcd paused, not
     /// dead); every node then learns it through the watch.
     pub async fn register(&self, id: &str, entry: SystemEntry) -> Result<(), RegisterError> {
-        let (reply, answer) = flume::bounded(1);
+        let (reply, answer) = oneshot::channel();
         let command = Command::Register {
             id: id.to_owned(),
             entry,
@@ -231,21 +237,21 @@ impl MembershipHandle {
         if self.commands.send(command).is_err() {
             return Err(stopped());
         }
-        answer.recv_async().await.unwrap_or_else(|_| Err(stopped()))
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Re-read `nodes/` now (an id from an unknown node arrived); completes
     /// after the resulting Peers event was delivered to the sink (or after
     /// request_timeout).
     pub async fn refresh(&self) {
-        let (reply, answer) = flume::bounded(1);
+        let (reply, answer) = oneshot::channel();
         if self.commands.send(Command::Refresh { reply }).is_ok() {
-            let _ = answer.recv_async().await;
+            let _ = answer.await;
         }
     }
 
     /// Revoke the lease (peers learn at once) and stop the thread. Blocking,
-    /// bounded by request_timeout (+ ~0.7 s). Later calls on any clone do
+    /// bounded by request_timeout + `GRACE` + `RUNTIME_SHUTDOWN`. Later calls on any clone do
     /// nothing; `register` then answers `Unavailable`.
     pub fn shutdown(&self) {
         self.stop(|reply| Command::Shutdown { reply });
@@ -257,8 +263,8 @@ impl MembershipHandle {
         self.stop(|reply| Command::Crash { reply });
     }
 
-    fn stop(&self, command: impl FnOnce(Reply<()>) -> Command) {
-        let (reply, answer) = flume::bounded(1);
+    fn stop(&self, command: impl FnOnce(Done) -> Command) {
+        let (reply, answer) = std_mpsc::sync_channel(1);
         if self.commands.send(command(reply)).is_err() {
             return;
         }
@@ -291,9 +297,9 @@ struct Welcome {
 /// starts the watch, and returns. With `give_secrets` (token mode), every
 /// stored system without a secret (registered in open mode) first gets one,
 /// written back to etcd so that every node uses the same (see
-/// `Store::give_secrets`). Blocks the caller (the main thread, before
-/// workers start) at most ~request_timeout * 7; a clear error when etcd is
-/// unreachable.
+/// `Store::give_secrets`). Blocks the caller (the main thread, before the
+/// cores start) at most `JOIN_BUDGET_TIMEOUTS` + 2 request timeouts (+
+/// `GRACE`); a clear error when etcd is unreachable.
 ///
 /// The node is ready when this returns; the sink gets only what changes
 /// after the returned snapshot (it may be called before this returns).
@@ -304,8 +310,8 @@ pub fn join(
     give_secrets: bool,
     sink: Box<dyn Fn(ClusterEvent) + Send>,
 ) -> Result<Joined, MembershipError> {
-    let (commands, inbox) = flume::unbounded();
-    let (welcome_tx, welcome_rx) = flume::bounded(1);
+    let (commands, received) = mpsc::unbounded_channel();
+    let (welcome_tx, welcome_rx) = std_mpsc::sync_channel(1);
     let metrics = Arc::new(MembershipMetrics::default());
     let start = Start {
         cfg: cfg.clone(),
@@ -316,7 +322,7 @@ pub fn join(
     };
     let thread = thread::Builder::new()
         .name("shardcast-etcd".into())
-        .spawn(move || thread_main(start, sink, inbox, welcome_tx))
+        .spawn(move || thread_main(start, sink, received, welcome_tx))
         .map_err(|e| MembershipError::Thread(e.to_string()))?;
     let wait = cfg.request_timeout * (JOIN_BUDGET_TIMEOUTS + 2) + GRACE;
     let welcome = match welcome_rx.recv_timeout(wait) {
@@ -346,12 +352,13 @@ struct Start {
     metrics: Arc<MembershipMetrics>,
 }
 
-type WelcomeTx = flume::Sender<Result<Welcome, MembershipError>>;
+/// The join's result, for the thread that waits for it with a deadline.
+type WelcomeTx = std_mpsc::SyncSender<Result<Welcome, MembershipError>>;
 
 fn thread_main(
     start: Start,
     sink: Box<dyn Fn(ClusterEvent) + Send>,
-    inbox: flume::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     welcome: WelcomeTx,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -364,14 +371,14 @@ fn thread_main(
             return;
         }
     };
-    runtime.block_on(run_thread(start, sink, inbox, welcome));
+    runtime.block_on(run_thread(start, sink, commands, welcome));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
 }
 
 async fn run_thread(
     start: Start,
     sink: Box<dyn Fn(ClusterEvent) + Send>,
-    inbox: flume::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     welcome: WelcomeTx,
 ) {
     let store = match connect(&start.cfg, start.metrics.clone()).await {
@@ -391,7 +398,7 @@ async fn run_thread(
             )))
         });
     match joined {
-        Ok(joined) => serve(store, joined, sink, inbox, welcome).await,
+        Ok(joined) => serve(store, joined, sink, commands, welcome).await,
         Err(e) => {
             if let Some(lease) = granted {
                 let _ = store.revoke(lease).await;
@@ -493,7 +500,7 @@ async fn serve(
     store: Arc<Store>,
     est: Established,
     sink: Box<dyn Fn(ClusterEvent) + Send>,
-    inbox: flume::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     welcome: WelcomeTx,
 ) {
     let mut peers = est.snapshot.nodes.clone();
@@ -513,5 +520,5 @@ async fn serve(
         "joined the cluster"
     );
     let (view, internal) = View::start(store, est, peers, sink);
-    view.run(inbox, internal).await;
+    view.run(commands, internal).await;
 }

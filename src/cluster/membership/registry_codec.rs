@@ -16,9 +16,9 @@
 //!
 //! An entry copied to another system's key, edited in any byte, or sealed
 //! under another cluster secret does not open, and is rejected: one tenant's
-//! secret can no longer be made another's, nor a webhook URL pointed
-//! elsewhere. Entries of earlier releases (plain JSON, the secret as one bare
-//! AES block bound to nothing) are rejected too: accepting them, even once,
+//! secret cannot be made another's, nor a webhook URL pointed elsewhere.
+//! Unsealed entries (plain JSON, the secret as one bare AES block bound to
+//! nothing: the format of earlier releases) are rejected too: accepting them, even once,
 //! would accept exactly the copy this seal exists to refuse. The nonce is 12
 //! random bytes per write (a registry sees a few writes per system, far from
 //! the birthday bound of random GCM nonces); without randomness nothing is

@@ -186,7 +186,7 @@ fn me(addr: &str) -> NodeInfo {
 /// A joined node and what its sink received.
 struct Node {
     joined: Joined,
-    events: flume::Receiver<ClusterEvent>,
+    events: std::sync::mpsc::Receiver<ClusterEvent>,
 }
 
 impl Node {
@@ -199,7 +199,7 @@ impl Node {
         addr: &str,
         systems: Vec<(String, SystemEntry)>,
     ) -> Result<Self, MembershipError> {
-        let (tx, events) = flume::unbounded();
+        let (tx, events) = std::sync::mpsc::channel();
         let sink = Box::new(move |e| {
             let _ = tx.send(e);
         });

@@ -85,13 +85,13 @@ impl View {
 
     pub(super) async fn run(
         mut self,
-        inbox: flume::Receiver<Command>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
         mut internal: mpsc::UnboundedReceiver<Internal>,
     ) {
         loop {
             tokio::select! {
-                command = inbox.recv_async() => {
-                    if let Flow::Stop = self.command(command.ok()).await {
+                command = commands.recv() => {
+                    if let Flow::Stop = self.command(command).await {
                         return;
                     }
                 }

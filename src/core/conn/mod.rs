@@ -52,7 +52,7 @@ pub struct Conn {
     /// The socket buffer is full; a writer task waits for writability.
     pub write_waiting: bool,
     /// To be closed once the fan-out under way is over (`write.rs`).
-    pub doomed: bool,
+    pub to_close: bool,
     /// The messageId of the newest push or notice addressed to it (0:
     /// none), for the pings that carry its place (`replay::place`): here,
     /// on the lines a fan-out touches anyway, not in a table beside them.

@@ -1,9 +1,9 @@
 //! Reading a core's WebSocket connections: one task per core, not one per
 //! connection.
 //!
-//! A task per connection, waiting for its socket's readability, was a third
-//! of an idle connection's memory (the task, its future and its poll
-//! operation). Instead the sockets of a core's connections are in one epoll
+//! A task per connection, waiting for its socket's readability, would cost
+//! every idle connection a task, its future and its poll operation. Instead
+//! the sockets of a core's connections are in one epoll
 //! instance of the core (`Readiness`, level-triggered, keyed by the
 //! connection's address); the core's reader task waits for that instance
 //! to be readable — a poll operation like any other, under io_uring or the

@@ -494,7 +494,7 @@ fn resumes_land_on_any_core_and_find_their_session() {
 fn a_drop_found_by_a_write_detaches_too() {
     a_drop_found_by_a_write_detaches_too_with("");
     // A queue bound this small makes most of the pushes after the reset find the
-    // connection doomed by a failed write and not yet detached: they are kept all
+    // connection marked to close by a failed write and not yet detached: they are kept all
     // the same (the replay log takes every fan-out, whatever becomes of its queues).
     a_drop_found_by_a_write_detaches_too_with("send_queue_bytes = 200\n");
 }
@@ -538,7 +538,7 @@ fn pipelined_group_sends_after_a_reset_are_all_replayed() {
 
 fn a_drop_found_by_a_write_detaches_too_with(extra: &str) {
     // Pushes right after the reset: the node may learn of the drop from a failed write
-    // (the connection is doomed, then detached) rather than from a read.
+    // (the connection is marked to close, then detached) rather than from a read.
     let node = Node::start(&format!("{ON}{extra}"));
     let a = Raw::open(&node, &format!("systemId={SYS_A}"));
     let id = a.client_id();
