@@ -141,6 +141,12 @@ section! {
         takeover_probe: Duration = Duration::from_secs(1),
         /// Most detached sessions a node keeps; past it the oldest ends.
         max_detached: usize = 100_000,
+        /// Negotiate permessage-deflate (RFC 7692) with clients that offer
+        /// it (docs/api.md §10).
+        compression: bool = true,
+        /// Pushes smaller than this many bytes are sent uncompressed: without
+        /// context takeover they barely shrink.
+        compression_min_size: usize = 256,
     }
 }
 
@@ -700,6 +706,8 @@ mod tests {
         assert_eq!(c.ws.client_send, ClientSendPolicy::Off);
         assert_eq!(c.ws.client_send_rate, 20);
         assert!(c.ws.notices);
+        assert!(c.ws.compression);
+        assert_eq!(c.ws.compression_min_size, 256);
         assert_eq!(c.api.auth, AuthMode::Open);
         assert_eq!(c.api.admin_token, "");
         assert_eq!(c.api.lang, Lang::Zh);
@@ -749,6 +757,8 @@ mod tests {
         notices = false
         client_send = "group"
         client_send_rate = 0
+        compression = false
+        compression_min_size = 0
         [api]
         auth = "token"
         admin_token = "t0k-of-16-chars!"
@@ -796,6 +806,8 @@ mod tests {
         assert_eq!(c.ws.idle_timeout, secs(120));
         assert!(c.ws.echo);
         assert!(!c.ws.notices);
+        assert!(!c.ws.compression);
+        assert_eq!(c.ws.compression_min_size, 0);
         assert_eq!(c.ws.client_send, ClientSendPolicy::Group);
         assert_eq!(c.api.auth, AuthMode::Token);
         assert_eq!(c.api.lang, Lang::En);
@@ -826,6 +838,8 @@ mod tests {
             ("SHARDCAST_WS_CLIENT_SEND", "all"),
             ("SHARDCAST_API_ADMIN_TOKEN", "123456"),
             ("SHARDCAST_CLUSTER_NAME", r#""quoted""#),
+            ("SHARDCAST_WS_COMPRESSION", "false"),
+            ("SHARDCAST_WS_COMPRESSION_MIN_SIZE", "1024"),
         ]);
         let (c, warnings) = Config::from_toml_str(file, vars).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -840,6 +854,8 @@ mod tests {
         assert_eq!(c.ws.client_send, ClientSendPolicy::All);
         assert_eq!(c.api.admin_token, "123456", "digits stay a string");
         assert_eq!(c.cluster.name, "quoted");
+        assert!(!c.ws.compression);
+        assert_eq!(c.ws.compression_min_size, 1024);
     }
 
     #[test]
@@ -886,6 +902,12 @@ mod tests {
         let cases = [
             ("[ws]\nping_interval = 25", "ws.ping_interval"),
             ("[ws]\nclient_send = \"sometimes\"", "ws.client_send"),
+            ("[ws]\ncompression = \"yes\"", "ws.compression"),
+            ("[ws]\ncompression_min_size = -1", "ws.compression_min_size"),
+            (
+                "[ws]\ncompression_min_size = 1.5",
+                "ws.compression_min_size",
+            ),
             ("[server]\nhttp_addr = \"nowhere\"", "server.http_addr"),
             ("[cluster]\nnode_id = 70000", "cluster.node_id"),
             ("[api]\nsystems = \"a\"", "api.systems"),

@@ -21,6 +21,7 @@ use crate::node::unix_seconds;
 use crate::op::ConnAddr;
 use crate::socket;
 use crate::webhook::EventKind;
+use crate::ws::deflate::Deflate;
 use crate::ws::frame::close_frame;
 use crate::ws::message::{notice_frame, refusal_frame, welcome_frame, Welcome};
 use crate::ws::CloseReason;
@@ -36,16 +37,18 @@ thread_local! {
 pub const LINGER: Duration = Duration::from_secs(2);
 
 impl Core {
-    /// Registers a new WebSocket connection and writes `answer` (the 101)
-    /// and its welcome frame in one `sendmsg`: the welcome goes out only
-    /// now that the id routes to it, and nothing can be queued between the
-    /// two. None when no slot is left (nothing written then).
+    /// Registers a new WebSocket connection and writes `answer` (the 101,
+    /// which agreed to `deflate` if it is Some) and its welcome frame in
+    /// one `sendmsg`: the welcome goes out only now that the id routes to
+    /// it, and nothing can be queued between the two. None when no slot is
+    /// left (nothing written then).
     pub fn open_conn(
         &mut self,
         stream: Rc<TcpStream>,
         system: &str,
         user_id: &str,
         answer: Bytes,
+        deflate: Option<Deflate>,
         resume_asked: bool,
     ) -> Option<ConnAddr> {
         let addr = self.conns.vacant()?;
@@ -68,6 +71,7 @@ impl Core {
             Rc::from(user_id)
         };
         let mut out = OutQueue::default();
+        out.deflate = deflate;
         out.push(answer);
         let welcome = !self.node.config.ws.echo;
         if welcome {
@@ -114,6 +118,7 @@ impl Core {
         let m = self.metrics();
         m.connections.fetch_add(1, Relaxed);
         m.accepted.fetch_add(1, Relaxed);
+        m.deflate_connection(false, deflate.is_some());
         if welcome {
             m.pushed.fetch_add(1, Relaxed);
         }
@@ -168,6 +173,7 @@ impl Core {
             .remove_conn(&conn.system, addr.slot, &conn.groups, &conn.user_id);
         let m = self.metrics();
         m.connections.fetch_sub(1, Relaxed);
+        m.deflate_connection(conn.out.deflate.is_some(), false);
         m.closed(reason);
         match conn.stream.take() {
             Some(stream) => {

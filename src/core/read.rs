@@ -1,7 +1,10 @@
 //! What a connection sends us: bytes read into the core's scratch buffer,
-//! fed to the connection's WebSocket codec, and the messages that come out
-//! (pings answered, client messages handed to `chat`, closes honoured).
+//! fed to the connection's WebSocket codec (through its inflating path when
+//! the connection negotiated permessage-deflate), and the messages that
+//! come out (pings answered, client messages handed to `chat`, closes
+//! honoured, echoes compressed when they can be).
 
+use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
@@ -15,8 +18,11 @@ use super::conn::reader::Readiness;
 use super::conn::WsIo;
 use super::Core;
 use crate::config::ClientSendPolicy;
+use crate::metrics::CoreMetrics;
 use crate::op::ConnAddr;
 use crate::socket;
+use crate::ws::deflate::{compressed_frame, Deflate, InboundError, Piece};
+use crate::ws::frame::{parse_head, OP_BINARY, OP_TEXT};
 use crate::ws::CloseReason;
 
 /// Size of the per-core buffer every WebSocket read lands in.
@@ -71,6 +77,13 @@ impl Core {
         };
         let mut messages = std::mem::take(&mut self.reader.messages);
         let mut pong = None;
+        let mut r = OneRead {
+            mode,
+            messages: &mut messages,
+            pong: &mut pong,
+            deflate: None,
+            metrics: self.node.metrics.core(usize::from(self.id)),
+        };
         let end = match self.conns.get_mut(addr) {
             Some(conn) => {
                 conn.last_rx_ms = now_ms;
@@ -85,8 +98,14 @@ impl Core {
                     Some(c) => c,
                     None => &mut self.reader.codec,
                 };
-                codec.note(io.input);
-                let end = read_messages(&mut codec.ws, &mut io, mode, &mut messages, &mut pong);
+                r.deflate = conn.out.deflate.map(|d| (d, ws.compression_min_size));
+                let end = match conn.out.deflate {
+                    None => {
+                        codec.note(io.input);
+                        read_messages(&mut codec.ws, &mut io, &mut r)
+                    }
+                    Some(_) => read_deflated(codec, &mut io, ws.max_client_message, &mut r),
+                };
                 let at_rest = codec.at_rest();
                 match (end.is_some(), own, at_rest) {
                     // Closing: a lent codec may be mid-message or closed.
@@ -171,18 +190,26 @@ enum Mode {
     Collect,
 }
 
-/// Drains complete messages out of the codec (all of them: it is at rest
-/// afterwards when the input ended on a message boundary); text messages to handle as
-/// client messages go to `messages`, the payload of the newest pong to `pong`.
-/// Returns why and how the connection must close, if it must.
-fn read_messages(
-    ws: &mut WebSocketContext,
-    io: &mut WsIo<'_>,
+/// Why and how a connection must close, if it must.
+type End = Option<(CloseReason, Option<u16>)>;
+
+/// What one read of a connection does with the messages it finds.
+struct OneRead<'a> {
     mode: Mode,
-    messages: &mut Vec<tungstenite::Utf8Bytes>,
-    pong: &mut Option<tungstenite::Bytes>,
-) -> Option<(CloseReason, Option<u16>)> {
-    let echo = mode == Mode::Echo;
+    /// Text messages to handle as client messages.
+    messages: &'a mut Vec<tungstenite::Utf8Bytes>,
+    /// The payload of the newest pong.
+    pong: &'a mut Option<tungstenite::Bytes>,
+    /// The connection's permessage-deflate and `ws.compression_min_size`:
+    /// echoes go back compressed.
+    deflate: Option<(Deflate, usize)>,
+    metrics: &'a CoreMetrics,
+}
+
+/// Drains complete messages out of the codec (all of them: it is at rest
+/// afterwards when the input ended on a message boundary).
+fn read_messages(ws: &mut WebSocketContext, io: &mut WsIo<'_>, r: &mut OneRead<'_>) -> End {
+    let echo = r.mode == Mode::Echo;
     loop {
         let msg = match ws.read(io) {
             Ok(m) => m,
@@ -201,23 +228,91 @@ fn read_messages(
                 return Some((CloseReason::ClientClosed, Some(code)));
             }
             Message::Pong(payload) => {
-                *pong = Some(payload);
+                *r.pong = Some(payload);
                 continue;
             }
             Message::Text(t) if echo => Message::Text(t),
             Message::Binary(b) if echo => Message::Binary(b),
             Message::Text(t) if t.as_str() == "ping" => Message::text("pong"),
-            Message::Text(t) if mode == Mode::Collect => {
-                messages.push(t);
+            Message::Text(t) if r.mode == Mode::Collect => {
+                r.messages.push(t);
                 continue;
             }
             // Under "off" client messages are read and discarded, as
             // go-websocket does; binary frames always are.
             _ => continue,
         };
+        if r.echo_compressed(&reply, io.output) {
+            continue;
+        }
         if let Err(e) = ws.write(io, reply) {
             return Some(close_for(&e));
         }
+    }
+}
+
+impl OneRead<'_> {
+    /// Writes an echo compressed, when the connection has deflate and it
+    /// shrinks (docs/api.md §10); false when it is to go plain.
+    fn echo_compressed(&self, reply: &Message, output: &mut Vec<u8>) -> bool {
+        let (Mode::Echo, Some((deflate, min_size))) = (self.mode, self.deflate) else {
+            return false;
+        };
+        let (opcode, payload) = match reply {
+            Message::Text(t) => (OP_TEXT, t.as_bytes()),
+            Message::Binary(b) => (OP_BINARY, &b[..]),
+            _ => return false,
+        };
+        let bits = deflate.window_bits();
+        let Some(frame) = compressed_frame(opcode, payload, min_size, bits) else {
+            return false;
+        };
+        let head = parse_head(&frame).map_or(0, |h| h.header_len);
+        self.metrics.compressed(payload.len(), frame.len() - head);
+        output.extend_from_slice(&frame);
+        true
+    }
+}
+
+/// [`read_messages`] for a connection with permessage-deflate: what tungstenite
+/// is to read comes through the codec's inflating path, piece by piece.
+fn read_deflated(codec: &mut Codec, io: &mut WsIo<'_>, limit: usize, r: &mut OneRead<'_>) -> End {
+    let mut end = None;
+    let output = &mut *io.output;
+    let fed = codec.feed_deflated(io.input, limit, &mut |ws, piece| {
+        if let Piece::Inflated {
+            compressed,
+            inflated,
+            ..
+        } = piece
+        {
+            r.metrics.inflated(compressed, inflated);
+        }
+        let mut io = WsIo {
+            input: piece.bytes(),
+            output: &mut *output,
+        };
+        end = read_messages(ws, &mut io, r);
+        match end {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
+    });
+    match fed {
+        Ok(_) => end,
+        Err(e) => {
+            r.metrics.inbound_failed(&e);
+            Some(close_for_inbound(&e))
+        }
+    }
+}
+
+/// The close reason and code for a compressed message that cannot be read.
+fn close_for_inbound(e: &InboundError) -> (CloseReason, Option<u16>) {
+    match e {
+        InboundError::TooLarge => (CloseReason::TooLarge, Some(1009)),
+        InboundError::Corrupt => (CloseReason::Error, Some(1007)),
+        InboundError::Protocol(_) => (CloseReason::Error, Some(1002)),
     }
 }
 

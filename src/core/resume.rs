@@ -211,8 +211,16 @@ impl Core {
     fn open_instead(&mut self, stream: Rc<TcpStream>, req: &ResumeRequest) -> Option<ConnAddr> {
         let answer = req.answer.clone();
         let opened = req.fallback.clone().and_then(|user| {
-            self.open_conn(stream.clone(), &req.system, &user, answer.clone(), true)
-                .ok_or(ApiError::Busy)
+            let deflate = req.deflate;
+            self.open_conn(
+                stream.clone(),
+                &req.system,
+                &user,
+                answer.clone(),
+                deflate,
+                true,
+            )
+            .ok_or(ApiError::Busy)
         });
         match opened {
             Ok(addr) => Some(addr),
@@ -256,6 +264,7 @@ impl Core {
         }
         conn.resume_seq = seq;
         conn.codec = None;
+        let had_deflate = std::mem::replace(&mut conn.out.deflate, req.deflate).is_some();
         conn.write_waiting = false;
         conn.last_rx_ms = now_ms;
         conn.out.clear();
@@ -273,7 +282,9 @@ impl Core {
             }
         }
         self.reader.sockets += 1;
-        self.metrics().pushed.fetch_add(replayed_n + 1, Relaxed);
+        let m = self.metrics();
+        m.pushed.fetch_add(replayed_n + 1, Relaxed);
+        m.deflate_connection(had_deflate, req.deflate.is_some());
         self.write_conn(addr);
         Some(addr)
     }

@@ -96,6 +96,12 @@ pub struct WsUpgrade {
     pub key: Option<String>,
     /// `Sec-WebSocket-Version`, trimmed.
     pub version: Option<String>,
+    /// Every `Sec-WebSocket-Extensions` line, in order, joined with `, `
+    /// (RFC 9110 §5.3: the same list as one line).
+    pub extensions: Option<String>,
+    /// `User-Agent`, trimmed (the first, if repeated): a few browsers get
+    /// no compression (docs/api.md §10).
+    pub user_agent: Option<String>,
 }
 
 /// Outcome of looking for a request at the start of a buffer.
@@ -254,9 +260,11 @@ enum Known {
     AdminToken,
     WsKey,
     WsVersion,
+    WsExtensions,
+    UserAgent,
 }
 
-const KNOWN_HEADERS: [(&str, Known); 9] = [
+const KNOWN_HEADERS: [(&str, Known); 11] = [
     ("content-length", Known::ContentLength),
     ("transfer-encoding", Known::TransferEncoding),
     ("connection", Known::Connection),
@@ -266,6 +274,8 @@ const KNOWN_HEADERS: [(&str, Known); 9] = [
     ("admintoken", Known::AdminToken),
     ("sec-websocket-key", Known::WsKey),
     ("sec-websocket-version", Known::WsVersion),
+    ("sec-websocket-extensions", Known::WsExtensions),
+    ("user-agent", Known::UserAgent),
 ];
 
 impl Known {
@@ -301,7 +311,7 @@ impl ConnectionTokens {
 
 /// Everything learnt from one pass over the headers.
 #[derive(Debug, Default)]
-struct HeaderScan {
+struct HeaderScan<'b> {
     content_length: Option<usize>,
     connection: ConnectionTokens,
     upgrade_websocket: bool,
@@ -310,14 +320,22 @@ struct HeaderScan {
     admin_token: Option<String>,
     ws_key: Option<String>,
     ws_version: Option<String>,
+    /// Borrowed: copied only into an upgrade request.
+    ws_extensions: Vec<&'b str>,
+    user_agent: Option<&'b str>,
 }
 
-impl HeaderScan {
-    fn collect(headers: &[httparse::Header<'_>]) -> Result<Self, HttpError> {
+impl<'b> HeaderScan<'b> {
+    fn collect(headers: &[httparse::Header<'b>]) -> Result<Self, HttpError> {
         let mut scan = Self::default();
         for header in headers {
-            if let Some(kind) = Known::classify(header.name) {
-                scan.absorb(kind, header_str(header.value)?)?;
+            match Known::classify(header.name) {
+                // Read only to judge an upgrade's offers: a line that is no
+                // UTF-8 is one offer list that does not parse, not a bad request.
+                Some(Known::WsExtensions) => scan.ws_extensions.extend(utf8(header.value)),
+                Some(Known::UserAgent) => scan.user_agent = scan.user_agent.or(utf8(header.value)),
+                Some(kind) => scan.absorb(kind, header_str(header.value)?)?,
+                None => {}
             }
         }
         Ok(scan)
@@ -342,6 +360,7 @@ impl HeaderScan {
             Known::AdminToken => set_once(&mut self.admin_token, value),
             Known::WsKey => set_once(&mut self.ws_key, value),
             Known::WsVersion => set_once(&mut self.ws_version, value),
+            Known::WsExtensions | Known::UserAgent => Ok(()),
         }
     }
 
@@ -368,6 +387,8 @@ impl HeaderScan {
         let websocket = (self.upgrade_websocket && self.connection.upgrade).then_some(WsUpgrade {
             key: self.ws_key,
             version: self.ws_version,
+            extensions: (!self.ws_extensions.is_empty()).then(|| self.ws_extensions.join(", ")),
+            user_agent: self.user_agent.map(str::to_owned),
         });
         Request {
             method: line.method,
@@ -382,6 +403,11 @@ impl HeaderScan {
             body,
         }
     }
+}
+
+/// A header value as text, trimmed; None when it is not UTF-8.
+fn utf8(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok().map(str::trim_ascii)
 }
 
 fn header_str(value: &[u8]) -> Result<&str, HttpError> {
@@ -780,6 +806,32 @@ mod tests {
         assert_eq!(ws.key.as_deref(), Some("dGhlIHNhbXBsZSBub25jZQ=="));
         assert_eq!(ws.version.as_deref(), Some("13"));
         assert!(req.keep_alive);
+    }
+
+    #[test]
+    fn extension_lines_are_joined_in_order_and_the_first_user_agent_kept() {
+        let req = request(
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Extensions: a; x=1, b\r\nUser-Agent:  first \r\n\
+              sec-websocket-extensions:\xff\r\nUser-Agent: second\r\n\
+              Sec-WebSocket-Extensions: permessage-deflate \r\n\r\n",
+        );
+        let ws = req.websocket.expect("an upgrade");
+        // A line that is not UTF-8 is left out, not a bad request.
+        assert_eq!(
+            ws.extensions.as_deref(),
+            Some("a; x=1, b, permessage-deflate")
+        );
+        assert_eq!(ws.user_agent.as_deref(), Some("first"));
+        let plain =
+            request(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        let ws = plain.websocket.expect("an upgrade");
+        assert_eq!((ws.extensions, ws.user_agent), (None, None));
+        let api = request(b"POST /api HTTP/1.1\r\nUser-Agent: \xff\r\n\r\n");
+        assert!(
+            api.websocket.is_none(),
+            "a user agent that is not UTF-8 is no error"
+        );
     }
 
     #[test]

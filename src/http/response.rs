@@ -126,12 +126,16 @@ pub fn write_json(out: &mut BytesMut, status: u16, body: &[u8], keep_alive: bool
 }
 
 /// The 101 Switching Protocols answer for a WebSocket upgrade, given the
-/// ready `Sec-WebSocket-Accept` value (`tungstenite::handshake::derive_accept_key`).
-pub fn write_switching_protocols(out: &mut BytesMut, accept_key: &str) {
+/// ready `Sec-WebSocket-Accept` value (`tungstenite::handshake::derive_accept_key`)
+/// and the extensions agreed, if any (`Sec-WebSocket-Extensions`).
+pub fn write_switching_protocols(out: &mut BytesMut, accept_key: &str, extensions: Option<&str>) {
     put_status_line(out, 101);
     put_header(out, "Upgrade", b"websocket");
     put_header(out, "Connection", b"Upgrade");
     put_header(out, "Sec-WebSocket-Accept", accept_key.as_bytes());
+    if let Some(extensions) = extensions {
+        put_header(out, "Sec-WebSocket-Extensions", extensions.as_bytes());
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -223,12 +227,18 @@ mod tests {
 
     #[test]
     fn switching_protocols() {
-        let text = encoded(|out| write_switching_protocols(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        let key = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+        let text = encoded(|out| write_switching_protocols(out, key, None));
         assert_eq!(
             text,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
         );
+        let text = encoded(|out| write_switching_protocols(out, key, Some("permessage-deflate")));
+        assert!(text.ends_with(
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        ));
     }
 
     #[test]
@@ -251,7 +261,7 @@ mod tests {
 
     #[test]
     fn header_values_cannot_inject_lines() {
-        let text = encoded(|out| write_switching_protocols(out, "a\r\nX-Evil: 1"));
+        let text = encoded(|out| write_switching_protocols(out, "a\r\nX-Evil: 1", None));
         assert!(text.contains("Sec-WebSocket-Accept: a  X-Evil: 1\r\n"));
     }
 

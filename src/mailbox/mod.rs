@@ -44,6 +44,7 @@ use crate::cluster::membership::ClusterEvent;
 use crate::cluster::PeerTable;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::registry::SystemEntry;
+use crate::ws::deflate::Deflate;
 use crate::ws::Last;
 
 /// The sending end of a core's mailbox: every core, the etcd thread and
@@ -138,6 +139,9 @@ pub struct ResumeRequest {
     pub last: Last,
     /// The 101 answer, written with the welcome.
     pub answer: Bytes,
+    /// What the answer agreed to of permessage-deflate (docs/api.md §10):
+    /// the resumed connection takes it, whatever its old socket had.
+    pub deflate: Option<Deflate>,
     /// Bytes that came after the upgrade request.
     pub rest: Bytes,
     /// If the session is gone: the userId of a new connection, or why the

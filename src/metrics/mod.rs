@@ -15,6 +15,7 @@ use histogram::Histogram;
 
 use crate::api::error::Limit;
 use crate::api::route::Route;
+use crate::ws::deflate::InboundError;
 use crate::ws::CloseReason;
 
 /// HTTP statuses counted as protocol-level refusals.
@@ -54,6 +55,36 @@ pub struct CoreMetrics {
     pub resume_bound_dropped: AtomicU64,
     /// Resumes accepted by this core for a session of another.
     pub resume_handoffs: AtomicU64,
+    /// Connections that negotiated permessage-deflate (docs/api.md §10).
+    deflate_connections: AtomicU64,
+    deflate: DeflateCounters,
+}
+
+/// What permessage-deflate did (docs/api.md §10), node-wide sums.
+#[derive(Default)]
+struct DeflateCounters {
+    /// Compressed client messages inflated, and their bytes before and after.
+    in_messages: AtomicU64,
+    in_compressed: AtomicU64,
+    in_inflated: AtomicU64,
+    /// Connections closed for a compressed message, by [`INBOUND_FAILURES`].
+    in_failures: [AtomicU64; INBOUND_FAILURES.len()],
+    /// Messages the node sent compressed, and their payload bytes before
+    /// and after compression.
+    out_messages: AtomicU64,
+    out_plain: AtomicU64,
+    out_compressed: AtomicU64,
+}
+
+/// The `reason` labels of `shardcast_deflate_inbound_failures_total`.
+const INBOUND_FAILURES: [&str; 3] = ["too_large", "corrupt", "protocol"];
+
+fn inbound_failure(e: &InboundError) -> usize {
+    match e {
+        InboundError::TooLarge => 0,
+        InboundError::Corrupt => 1,
+        InboundError::Protocol(_) => 2,
+    }
 }
 
 /// What became of a resume (`shardcast_resumes_total{result}`).
@@ -173,6 +204,37 @@ impl CoreMetrics {
         self.limit_hits[limit as usize].fetch_add(1, Relaxed);
     }
 
+    /// A connection with deflate opened (`false`, `true`), ended (`true`,
+    /// `false`), or resumed on a socket that agreed otherwise.
+    pub fn deflate_connection(&self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => self.deflate_connections.fetch_add(1, Relaxed),
+            (true, false) => self.deflate_connections.fetch_sub(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// A compressed client message of `compressed` bytes inflated to `inflated`.
+    pub fn inflated(&self, compressed: usize, inflated: usize) {
+        let d = &self.deflate;
+        d.in_messages.fetch_add(1, Relaxed);
+        d.in_compressed.fetch_add(compressed as u64, Relaxed);
+        d.in_inflated.fetch_add(inflated as u64, Relaxed);
+    }
+
+    /// A connection closed because of a compressed message.
+    pub fn inbound_failed(&self, e: &InboundError) {
+        self.deflate.in_failures[inbound_failure(e)].fetch_add(1, Relaxed);
+    }
+
+    /// A message of `plain` payload bytes sent as `compressed`.
+    pub fn compressed(&self, plain: usize, compressed: usize) {
+        let d = &self.deflate;
+        d.out_messages.fetch_add(1, Relaxed);
+        d.out_plain.fetch_add(plain as u64, Relaxed);
+        d.out_compressed.fetch_add(compressed as u64, Relaxed);
+    }
+
     pub fn http_error(&self, status: u16) {
         if let Some(i) = HTTP_ERRORS.iter().position(|s| *s == status) {
             self.http_errors[i].fetch_add(1, Relaxed);
@@ -233,12 +295,18 @@ impl MembershipMetrics {
 type Field = fn(&CoreMetrics) -> &AtomicU64;
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
-const PER_CORE: [(&str, &str, &str, Field); 16] = [
+const PER_CORE: [(&str, &str, &str, Field); 17] = [
     (
         "shardcast_connections",
         "gauge",
         "Open WebSocket connections.",
         |c| &c.connections,
+    ),
+    (
+        "shardcast_deflate_connections",
+        "gauge",
+        "Connections that negotiated permessage-deflate (counted in shardcast_connections too).",
+        |c| &c.deflate_connections,
     ),
     (
         "shardcast_connections_detached",
@@ -416,6 +484,7 @@ impl Metrics {
         }
         self.render_histograms(&mut out);
         self.render_resume(&mut out);
+        self.render_deflate(&mut out);
         header(
             &mut out,
             "shardcast_limit_hits_total",
@@ -466,6 +535,55 @@ impl Metrics {
         for (name, help, field) in sums {
             header(out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", self.sum(field));
+        }
+    }
+
+    fn render_deflate(&self, out: &mut String) {
+        let sums: [(&str, &str, Field); 2] = [
+            (
+                "shardcast_deflate_inbound_messages_total",
+                "Compressed client messages inflated (permessage-deflate).",
+                |c| &c.deflate.in_messages,
+            ),
+            (
+                "shardcast_deflate_outbound_messages_total",
+                "Messages the node sent compressed.",
+                |c| &c.deflate.out_messages,
+            ),
+        ];
+        for (name, help, field) in sums {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", self.sum(field));
+        }
+        let name = "shardcast_deflate_inbound_bytes_total";
+        header(out, name, "counter", "Payload bytes of the compressed client messages inflated, as received (compressed) and inflated.");
+        let _ = writeln!(
+            out,
+            "{name}{{stage=\"compressed\"}} {}",
+            self.sum(|c| &c.deflate.in_compressed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{stage=\"inflated\"}} {}",
+            self.sum(|c| &c.deflate.in_inflated)
+        );
+        let name = "shardcast_deflate_outbound_bytes_total";
+        header(out, name, "counter", "Payload bytes of the messages sent compressed, before (plain) and after (compressed) compression.");
+        let _ = writeln!(
+            out,
+            "{name}{{stage=\"plain\"}} {}",
+            self.sum(|c| &c.deflate.out_plain)
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{stage=\"compressed\"}} {}",
+            self.sum(|c| &c.deflate.out_compressed)
+        );
+        let name = "shardcast_deflate_inbound_failures_total";
+        header(out, name, "counter", "Connections closed for a compressed message: too_large (inflated past ws.max_client_message, or compressed past its bound: close 1009), corrupt (not valid deflate: 1007), protocol (RSV bits or framing against RFC 7692: 1002).");
+        for (i, reason) in INBOUND_FAILURES.iter().enumerate() {
+            let n = self.sum(|c| &c.deflate.in_failures[i]);
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
         }
     }
 

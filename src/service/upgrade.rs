@@ -1,5 +1,6 @@
 //! A WebSocket upgrade request (docs/api.md §2): the 101 answer (or an
-//! HTTP error), admission of the system and connect token (refused after
+//! HTTP error) with permessage-deflate if the client offers it and it is on
+//! (§10), admission of the system and connect token (refused after
 //! the upgrade with a -1001 frame, as go-websocket does), then the
 //! connection is opened on this core, whose reader task reads it from then
 //! on — or, for a resume (§8), handed to the session it names.
@@ -22,6 +23,7 @@ use crate::mailbox::ResumeRequest;
 use crate::metrics::ResumeResult;
 use crate::node::unix_seconds;
 use crate::socket;
+use crate::ws::deflate::{offer, Deflate};
 use crate::ws::Last;
 
 /// Who may connect: the system, and the userId a connect token binds (or
@@ -59,7 +61,14 @@ pub async fn serve(
 ) {
     let prepared = prepare(&core, &req, place);
     drop(req);
-    let (answer, admission, place) = match prepared {
+    let (
+        Answer {
+            bytes: answer,
+            deflate,
+        },
+        admission,
+        place,
+    ) = match prepared {
         Ok(admitted) => admitted,
         Err(response) => {
             let _ = socket::write_all(&stream, response).await;
@@ -89,6 +98,7 @@ pub async fn serve(
                 system: Arc::from(system),
                 last,
                 answer,
+                deflate,
                 rest: rest.freeze(),
                 fallback: user,
                 token_user,
@@ -101,8 +111,15 @@ pub async fn serve(
     let opened = admission.and_then(|a| {
         let user = a.user?;
         let mut c = core.borrow_mut();
-        c.open_conn(stream.clone(), &a.system, &user, answer.clone(), asked)
-            .ok_or(ApiError::Busy)
+        c.open_conn(
+            stream.clone(),
+            &a.system,
+            &user,
+            answer.clone(),
+            deflate,
+            asked,
+        )
+        .ok_or(ApiError::Busy)
     });
     match opened {
         Ok(addr) => {
@@ -118,7 +135,13 @@ pub async fn serve(
     }
 }
 
-type Prepared = Result<(Bytes, Result<Admission, ApiError>, ConnPlace), Bytes>;
+/// The 101 answer, and what it agreed to of permessage-deflate.
+struct Answer {
+    bytes: Bytes,
+    deflate: Option<Deflate>,
+}
+
+type Prepared = Result<(Answer, Result<Admission, ApiError>, ConnPlace), Bytes>;
 
 /// A place under `server.max_connections`, given back on drop unless the
 /// connection that took it was opened.
@@ -179,8 +202,21 @@ fn prepare(core: &CoreRef, req: &Request, place: Option<ConnPlace>) -> Prepared 
         return Err(out.freeze());
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    write_switching_protocols(&mut out, &accept);
-    Ok((out.freeze(), admit(core, req), place))
+    let ws = &c.node.config.ws;
+    let agreed = upgrade.and_then(|u| {
+        offer::for_request(
+            ws.compression,
+            u.extensions.as_deref(),
+            u.user_agent.as_deref(),
+        )
+    });
+    let extensions = agreed.map(|a| a.answer());
+    write_switching_protocols(&mut out, &accept, extensions.as_deref());
+    let answer = Answer {
+        bytes: out.freeze(),
+        deflate: agreed.map(|a| a.deflate),
+    };
+    Ok((answer, admit(core, req), place))
 }
 
 fn admit(core: &CoreRef, req: &Request) -> Result<Admission, ApiError> {

@@ -3,10 +3,12 @@
 //! The node sends only unmasked server frames: text frames built in one
 //! allocation (the payload is written after room for the longest header,
 //! then the header — computed from the length actually written, so it can
-//! never disagree with the payload — goes in front), close frames and empty
-//! pings. Clients' frames are decoded by tungstenite; [`client_frame`] and
-//! [`parse_head`] serve the load generator and the tests, which speak the
-//! protocol by hand.
+//! never disagree with the payload — goes in front), compressed data frames
+//! (RSV1, `deflate`), close frames and empty pings. Clients' frames are
+//! decoded by tungstenite, behind `deflate::inbound` on connections that
+//! negotiated permessage-deflate; [`client_frame`] and [`parse_head`] serve
+//! that filter, the load generator and the tests, which speak the protocol
+//! by hand.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -19,8 +21,18 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
-/// Longest frame header: 2 bytes + 64-bit length (+ 4 mask bytes for a client).
-const MAX_HEADER: usize = 10;
+/// The first header byte's FIN bit.
+pub const FIN: u8 = 0x80;
+/// The first header byte's RSV1 bit: "compressed" under permessage-deflate
+/// (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
+/// All three reserved bits.
+pub const RSV_BITS: u8 = 0x70;
+
+/// Longest frame header without a mask: 2 bytes + 64-bit length.
+pub const MAX_HEADER: usize = 10;
+/// Longest client frame header: [`MAX_HEADER`] + 4 mask bytes.
+pub const MAX_CLIENT_HEADER: usize = MAX_HEADER + 4;
 
 /// A protocol ping with no payload.
 pub const PING_FRAME: &[u8] = &[0x80 | OP_PING, 0x00];
@@ -32,9 +44,10 @@ struct Header {
 }
 
 impl Header {
-    fn new(opcode: u8, masked: bool, payload_len: usize) -> Self {
+    /// FIN set, then `first`: the opcode, and RSV bits if any.
+    fn new(first: u8, masked: bool, payload_len: usize) -> Self {
         let mut bytes = [0u8; MAX_HEADER];
-        bytes[0] = 0x80 | opcode;
+        bytes[0] = FIN | first;
         let mask = if masked { 0x80 } else { 0 };
         let len = match u16::try_from(payload_len) {
             Ok(n @ 0..=125) => {
@@ -67,10 +80,17 @@ pub fn text_header(payload_len: usize, out: &mut BytesMut) {
 
 /// A server text frame holding `payload`, in one exactly sized buffer.
 pub fn text(payload: Part) -> Bytes {
+    server_frame(OP_TEXT, payload)
+}
+
+/// A server frame (FIN set) whose first byte is `first` — an opcode, and
+/// [`RSV1`] for a compressed message — holding `payload`, in one exactly
+/// sized buffer.
+pub fn server_frame(first: u8, payload: Part) -> Bytes {
     let mut buf = BytesMut::with_capacity(MAX_HEADER + payload.len());
     buf.put_bytes(0, MAX_HEADER);
     payload.put(&mut buf);
-    let header = Header::new(OP_TEXT, false, buf.len() - MAX_HEADER);
+    let header = Header::new(first, false, buf.len() - MAX_HEADER);
     let start = MAX_HEADER - header.len;
     buf[start..MAX_HEADER].copy_from_slice(header.as_bytes());
     buf.advance(start);
@@ -97,16 +117,36 @@ pub fn close_frame(code: u16) -> Bytes {
     Bytes::copy_from_slice(&[0x80 | OP_CLOSE, 0x02, hi, lo])
 }
 
-/// Appends a client frame (FIN, `opcode` as given, so reserved ones too)
-/// masked with `mask` to `out`. A zero mask writes the payload as is.
+/// Appends a client frame (FIN, `opcode` as given, so reserved ones and
+/// RSV bits too) masked with `mask` to `out`. A zero mask writes the
+/// payload as is.
 pub fn client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.extend_from_slice(Header::new(opcode, true, payload.len()).as_bytes());
+    client_fragment(out, FIN | opcode, payload, mask);
+}
+
+/// Appends a client frame whose first header byte is `first` as given (FIN
+/// clear for a fragment that is not the last), masked with `mask`.
+pub fn client_fragment(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+    let mut header = Header::new(0, true, payload.len());
+    header.bytes[0] = first;
+    out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(&mask);
     let start = out.len();
     out.extend_from_slice(payload);
     if mask != [0; 4] {
         apply_mask(&mut out[start..], mask);
     }
+}
+
+/// The header of a final client frame of `opcode` carrying `payload_len`
+/// bytes under a zero mask (the payload reads as it is): what
+/// `deflate::inbound` puts before an inflated message for tungstenite.
+/// Returns the header buffer and how many of its bytes are the header.
+pub fn zero_masked_head(opcode: u8, payload_len: usize) -> ([u8; MAX_CLIENT_HEADER], usize) {
+    let header = Header::new(opcode, true, payload_len);
+    let mut bytes = [0u8; MAX_CLIENT_HEADER];
+    bytes[..header.len].copy_from_slice(header.as_bytes());
+    (bytes, header.len + 4)
 }
 
 /// XORs `payload` with the repeated `mask` (masking and unmasking alike).
@@ -120,6 +160,8 @@ pub fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
     pub fin: bool,
+    /// The reserved bits as they stand in the first byte ([`RSV_BITS`]).
+    pub rsv: u8,
     pub opcode: u8,
     /// Bytes of header (including a mask key, if any).
     pub header_len: usize,
@@ -156,7 +198,8 @@ pub fn parse_head(buf: &[u8]) -> Option<Head> {
         }
     }
     Some(Head {
-        fin: b0 & 0x80 != 0,
+        fin: b0 & FIN != 0,
+        rsv: b0 & RSV_BITS,
         opcode: b0 & 0x0f,
         header_len,
         payload_len: len,

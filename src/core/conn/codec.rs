@@ -12,10 +12,18 @@
 //! is complete. `Boundary` follows the framing to tell which case it is;
 //! a stream it misreads is one tungstenite refuses, and the connection
 //! closes with its codec.
+//!
+//! On a connection with permessage-deflate, what is read goes through the
+//! codec's `Inbound` first (`ws::deflate::inbound`), which hands tungstenite
+//! the plain frames as they came and each compressed message inflated; the
+//! codec is at rest only when both are.
+
+use std::ops::ControlFlow;
 
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use crate::config::WsConfig;
+use crate::ws::deflate::{Inbound, InboundError, Piece};
 
 /// tungstenite's read buffer: small, because the spare codec of a core is
 /// lent for one read at a time; client messages are small anyway.
@@ -33,6 +41,7 @@ pub fn ws_config(ws: &WsConfig) -> WebSocketConfig {
 pub struct Codec {
     pub ws: WebSocketContext,
     boundary: Boundary,
+    inbound: Inbound,
 }
 
 impl Codec {
@@ -40,6 +49,7 @@ impl Codec {
         Self {
             ws: WebSocketContext::new(Role::Server, Some(config)),
             boundary: Boundary::default(),
+            inbound: Inbound::default(),
         }
     }
 
@@ -48,10 +58,31 @@ impl Codec {
         self.boundary.feed(input);
     }
 
+    /// Reads `input` of a connection with permessage-deflate: `read` gets
+    /// `ws` and each piece for it, in order (plain bytes as they came, a
+    /// compressed message inflated; `limit` is `ws.max_client_message`),
+    /// noted first; it breaks to stop.
+    pub fn feed_deflated(
+        &mut self,
+        input: &[u8],
+        limit: usize,
+        read: &mut dyn FnMut(&mut WebSocketContext, Piece<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, InboundError> {
+        let Self {
+            ws,
+            boundary,
+            inbound,
+        } = self;
+        inbound.feed(input, limit, &mut |piece| {
+            boundary.feed(piece.bytes());
+            read(ws, piece)
+        })
+    }
+
     /// Everything noted ended a message: once `ws` has read them all, it
     /// holds nothing a fresh codec does not.
     pub fn at_rest(&self) -> bool {
-        self.boundary.at_rest()
+        self.boundary.at_rest() && self.inbound.at_rest()
     }
 }
 

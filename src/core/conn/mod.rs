@@ -39,6 +39,9 @@ pub struct Conn {
     /// The codec of a message partly received; between messages the
     /// connection borrows its core's (`codec`).
     pub codec: Option<Box<Codec>>,
+    /// Its outgoing frames — and, in the queue's padding (a `Conn` is full
+    /// at 192 bytes), whether its socket negotiated permessage-deflate
+    /// (`out.deflate`).
     pub out: OutQueue,
     /// Last time anything arrived from the client, on the core's
     /// millisecond clock (`Core::clock_ms`).

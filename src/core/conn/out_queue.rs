@@ -10,6 +10,10 @@
 //! queue is empty and nothing was queued since the previous heartbeat
 //! tick (`release_if_unused`), so a connection that is pushed to keeps it
 //! and a fan-out does not allocate per recipient.
+//!
+//! The queue also says what its frames may be: plain, or compressed within
+//! the window the connection's permessage-deflate agreed to (`deflate`,
+//! docs/api.md §10).
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,6 +22,7 @@ use std::os::fd::RawFd;
 use bytes::Bytes;
 
 use crate::socket;
+use crate::ws::deflate::Deflate;
 
 #[derive(Default)]
 pub struct OutQueue {
@@ -25,6 +30,11 @@ pub struct OutQueue {
     bytes: usize,
     /// Frames were pushed since the last `release_if_unused`.
     used: bool,
+    /// The connection's socket negotiated permessage-deflate: its messages
+    /// are read through the codec's inflating path, and frames to it may be
+    /// compressed with a window of at most `window_bits`. Here, in the
+    /// padding after `used`, because a `Conn` has no byte left.
+    pub deflate: Option<Deflate>,
 }
 
 impl OutQueue {
