@@ -8,6 +8,8 @@
 //! - `raw_frames`: raw sockets and hand-made bytes — upgrades and WebSocket frames
 //!   written and read by hand, sockets with odd options, garbage.
 //! - `raw_ws`: a raw WebSocket client that can be reset and resumed.
+//! - `deflate`: permessage-deflate by hand — a raw client that offers it, messages
+//!   deflated and inflated with flate2, decompression bombs.
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
 //! - `cut_proxy`: a TCP relay in front of a node that a test cuts (the network failing).
@@ -19,6 +21,7 @@
 pub mod api;
 pub mod cluster;
 pub mod cut_proxy;
+pub mod deflate;
 pub mod docs;
 pub mod http;
 pub mod link_proxy;

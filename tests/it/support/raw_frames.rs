@@ -104,6 +104,15 @@ pub fn raw_client(node: &Node, system_id: &str, rcvbuf: Option<i32>) -> (TcpStre
 /// Reads one server frame from a raw socket (fragments not joined):
 /// (opcode, payload). None on timeout, EOF or error.
 pub fn read_raw_frame(stream: &mut TcpStream, timeout: Duration) -> Option<(u8, Vec<u8>)> {
+    read_raw_frame_head(stream, timeout).map(|(head, payload)| (head.opcode, payload))
+}
+
+/// Reads one server frame from a raw socket: its header (RSV bits included) and its
+/// payload, unmasked. None on timeout, EOF or error.
+pub fn read_raw_frame_head(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> Option<(frame::Head, Vec<u8>)> {
     stream.set_read_timeout(Some(timeout)).unwrap();
     let mut header = Vec::with_capacity(14);
     let head = loop {
@@ -120,7 +129,7 @@ pub fn read_raw_frame(stream: &mut TcpStream, timeout: Duration) -> Option<(u8, 
         let key = &header[head.header_len - 4..head.header_len];
         frame::apply_mask(&mut payload, [key[0], key[1], key[2], key[3]]);
     }
-    Some((head.opcode, payload))
+    Some((head, payload))
 }
 
 /// Writes one masked client frame (FIN set) on a raw socket. `opcode` is put in as

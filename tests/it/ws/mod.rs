@@ -1,7 +1,8 @@
 //! The WebSocket endpoint (docs/api.md §2): sessions, notices, client messages (§2.1),
-//! and many or slow connections on one node.
+//! permessage-deflate (§10), and many or slow connections on one node.
 
 mod client_messages;
+mod deflate;
 mod load;
 mod notices;
 mod resume;
