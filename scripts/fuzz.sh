@@ -15,7 +15,7 @@ jobs="${FUZZ_JOBS:-$(nproc)}"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
-targets=(link_frame link_seal http_request client_id api_bodies resume_token)
+targets=(link_frame link_seal http_request client_id api_bodies resume_token deflate)
 cargo fuzz build -s "$sanitizer"
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
