@@ -54,7 +54,12 @@ pub fn inflate(compressed: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(),
         if !run(z, compressed, out, end)? {
             run(z, &TAIL, out, end)?;
         }
-        Ok(())
+        // A stream that ends (a final block) exactly one byte past the limit
+        // stops without asking for more room: judged here.
+        match out.len() < end {
+            true => Ok(()),
+            false => Err(InflateError::TooLarge),
+        }
     })
 }
 
@@ -134,6 +139,15 @@ mod tests {
         assert_eq!(out.len(), 10_000);
         let mut out = Vec::new();
         assert_eq!(inflate(&c, 10_000, &mut out), Ok(()));
+    }
+
+    #[test]
+    fn a_final_block_one_byte_past_the_limit_is_too_large() {
+        // Found by fuzz/fuzz_targets/deflate.rs: "Hello" as a final block.
+        let hello = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        assert_eq!(inflate(&hello, 4, &mut Vec::new()), Err(InflateError::TooLarge));
+        assert_eq!(inflate(&hello, 0, &mut Vec::new()), Err(InflateError::TooLarge));
+        assert_eq!(inflate(&hello, 5, &mut Vec::new()), Ok(()));
     }
 
     #[test]
