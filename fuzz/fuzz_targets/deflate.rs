@@ -20,7 +20,9 @@ use shardcast::ws::deflate::{negotiate, offer, Inbound, InboundError, Piece};
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {
         Some((mode, rest)) if mode % 2 == 0 => offers(rest),
-        Some((_, [limit, cut, rest @ ..])) => frames(rest, usize::from(*limit) * 64, usize::from(*cut)),
+        Some((_, [limit, cut, rest @ ..])) => {
+            frames(rest, usize::from(*limit) * 64, usize::from(*cut))
+        }
         _ => {}
     }
 });

@@ -145,8 +145,14 @@ mod tests {
     fn a_final_block_one_byte_past_the_limit_is_too_large() {
         // Found by fuzz/fuzz_targets/deflate.rs: "Hello" as a final block.
         let hello = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
-        assert_eq!(inflate(&hello, 4, &mut Vec::new()), Err(InflateError::TooLarge));
-        assert_eq!(inflate(&hello, 0, &mut Vec::new()), Err(InflateError::TooLarge));
+        assert_eq!(
+            inflate(&hello, 4, &mut Vec::new()),
+            Err(InflateError::TooLarge)
+        );
+        assert_eq!(
+            inflate(&hello, 0, &mut Vec::new()),
+            Err(InflateError::TooLarge)
+        );
         assert_eq!(inflate(&hello, 5, &mut Vec::new()), Ok(()));
     }
 
