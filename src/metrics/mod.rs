@@ -293,6 +293,8 @@ impl MembershipMetrics {
 }
 
 type Field = fn(&CoreMetrics) -> &AtomicU64;
+/// A `stage` label's value and its counter.
+type Stage = (&'static str, Field);
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
 const PER_CORE: [(&str, &str, &str, Field); 17] = [
@@ -555,30 +557,30 @@ impl Metrics {
             header(out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", self.sum(field));
         }
-        let name = "shardcast_deflate_inbound_bytes_total";
-        header(out, name, "counter", "Payload bytes of the compressed client messages inflated, as received (compressed) and inflated.");
-        let _ = writeln!(
-            out,
-            "{name}{{stage=\"compressed\"}} {}",
-            self.sum(|c| &c.deflate.in_compressed)
-        );
-        let _ = writeln!(
-            out,
-            "{name}{{stage=\"inflated\"}} {}",
-            self.sum(|c| &c.deflate.in_inflated)
-        );
-        let name = "shardcast_deflate_outbound_bytes_total";
-        header(out, name, "counter", "Payload bytes of the messages sent compressed, before (plain) and after (compressed) compression.");
-        let _ = writeln!(
-            out,
-            "{name}{{stage=\"plain\"}} {}",
-            self.sum(|c| &c.deflate.out_plain)
-        );
-        let _ = writeln!(
-            out,
-            "{name}{{stage=\"compressed\"}} {}",
-            self.sum(|c| &c.deflate.out_compressed)
-        );
+        let by_stage: [(&str, &str, [Stage; 2]); 2] = [
+            (
+                "shardcast_deflate_inbound_bytes_total",
+                "Payload bytes of the compressed client messages inflated, as received (compressed) and inflated.",
+                [
+                    ("compressed", |c| &c.deflate.in_compressed),
+                    ("inflated", |c| &c.deflate.in_inflated),
+                ],
+            ),
+            (
+                "shardcast_deflate_outbound_bytes_total",
+                "Payload bytes of the messages sent compressed, before (plain) and after (compressed) compression.",
+                [
+                    ("plain", |c| &c.deflate.out_plain),
+                    ("compressed", |c| &c.deflate.out_compressed),
+                ],
+            ),
+        ];
+        for (name, help, stages) in by_stage {
+            header(out, name, "counter", help);
+            for (stage, field) in stages {
+                let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {}", self.sum(field));
+            }
+        }
         let name = "shardcast_deflate_inbound_failures_total";
         header(out, name, "counter", "Connections closed for a compressed message: too_large (inflated past ws.max_client_message, or compressed past its bound: close 1009), corrupt (not valid deflate: 1007), protocol (RSV bits or framing against RFC 7692: 1002).");
         for (i, reason) in INBOUND_FAILURES.iter().enumerate() {

@@ -278,7 +278,9 @@ fn inflated_frame(
     limit: usize,
     sink: &mut Sink,
 ) -> Result<ControlFlow<()>, InboundError> {
-    let mut buf = FRAME.with(|f| f.take());
+    // Taken out while in use (a fresh one if ever it were not there).
+    let taken = FRAME.with(|f| f.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)));
+    let mut buf = taken.unwrap_or_default();
     buf.clear();
     buf.resize(MAX_CLIENT_HEADER, 0);
     let result = inflate(compressed, limit, &mut buf).map(|()| {
@@ -293,7 +295,11 @@ fn inflated_frame(
         })
     });
     if buf.capacity() <= FRAME_KEEP {
-        FRAME.with(|f| f.replace(buf));
+        FRAME.with(|f| {
+            if let Ok(mut kept) = f.try_borrow_mut() {
+                *kept = buf;
+            }
+        });
     }
     Ok(result?)
 }

@@ -3,7 +3,8 @@
 //! heartbeat (protocol pings, idle timeout of a silent socket, a pong-answering client
 //! stays), text `ping` → `pong`, other client messages discarded, oversize client message
 //! → close 1009, refusals without / with an unknown systemId (-1001 frame + close 1008),
-//! case-insensitive upgrade headers and no negotiated extension.
+//! case-insensitive upgrade headers, and no extension negotiated with `ws.compression`
+//! off (permessage-deflate itself: `deflate.rs`).
 
 use crate::support::{
     api::{expect_ok, is_client_id_form},
@@ -307,9 +308,10 @@ fn upgrade_headers_are_case_insensitive() {
     assert_eq!(w["code"], json!(0), "{w}");
 }
 
+/// With `ws.compression = false` a node answers as v1 did: no extension, plain frames.
 #[test]
-fn no_extension_is_negotiated() {
-    let node = Node::start("");
+fn no_extension_is_negotiated_with_compression_off() {
+    let node = Node::start("[ws]\ncompression = false\n");
     let mut s = TcpStream::connect(node.addr()).unwrap();
     let (status, head) = raw_ws_handshake(
         &mut s,
