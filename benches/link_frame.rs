@@ -15,10 +15,11 @@ use rkyv::util::AlignedVec;
 use shardcast::cluster::frame::{decode_with, encode, encode_body, Frame};
 use shardcast::cluster::seal::{Opener, Sealer};
 use shardcast::op::{ConnAddr, ConnOp};
+use shardcast::ws::Push;
 
 fn frames() -> [(&'static str, Frame); 2] {
     let push = br#"{"messageId":"7fa2b718369c1cad","sendUserId":"alice","code":0,"msg":"","data":{"text":"hello room, this is a typical chat line"}}"#;
-    let push = Bytes::from_static(push);
+    let push = Push::plain(Bytes::from_static(push));
     [
         (
             "group_send",

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::registry::RegistryWriter;
 use crate::registry::SystemEntry;
 use crate::webhook::Webhooks;
+use crate::ws::{Encoding, Push};
 
 pub struct Node {
     pub config: Config,
@@ -133,6 +134,28 @@ impl Node {
             drain_started: OnceLock::new(),
             config,
         }
+    }
+
+    /// How pushes are encoded: `ws.compression`, `ws.compression_min_size`.
+    pub fn encoding(&self) -> Encoding {
+        let ws = &self.config.ws;
+        Encoding {
+            compress: ws.compression,
+            min_size: ws.compression_min_size,
+        }
+    }
+
+    /// The push of the text frame `frame`, in the forms its recipients'
+    /// sockets may take (docs/api.md §10), counted.
+    pub fn encode(&self, frame: bytes::Bytes, core: usize) -> Push {
+        let encoding = self.encoding();
+        let push = Push::encode(frame, encoding);
+        if encoding.compress {
+            self.metrics
+                .core(core)
+                .push_encoded(&push, encoding.min_size);
+        }
+        push
     }
 
     pub fn cores(&self) -> usize {

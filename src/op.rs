@@ -7,7 +7,7 @@
 //! Both carry the types below, so nothing is translated by hand between
 //! them: they derive rkyv's traits and travel between nodes as they are.
 
-use bytes::Bytes;
+use crate::ws::Push;
 
 /// Where a connection lives on its core: the slot of the core's slab and
 /// the slot's generation (a newer generation means the connection is gone).
@@ -23,7 +23,7 @@ pub struct ConnAddr {
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum ConnOp {
     /// Queue this pre-encoded WebSocket frame.
-    Deliver(Bytes),
+    Deliver(Push),
     /// Join `group` (online notice when new); a non-empty `user_id` or
     /// `extend` replaces the connection's value.
     Bind {

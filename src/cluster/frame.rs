@@ -27,11 +27,12 @@
 //! Everything here is a pure function over byte slices: no sockets, no
 //! clocks, no global state. That keeps the codec easy to fuzz and to bench.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use rkyv::rancor::BoxedError;
 use rkyv::util::AlignedVec;
 
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
+use crate::ws::Push;
 
 /// Version carried in [`Frame::Hello`]; peers with a different one are refused.
 pub const PROTOCOL_VERSION: u16 = 6;
@@ -76,7 +77,7 @@ pub enum Frame {
         core: u8,
         system: String,
         targets: Vec<ConnAddr>,
-        frame: Bytes,
+        frame: Push,
     },
     /// Push to every member of a group on the receiving node; answered by
     /// [`Frame::Taken`] or [`Frame::Refused`].
@@ -84,7 +85,7 @@ pub enum Frame {
         req: u64,
         system: String,
         group: String,
-        frame: Bytes,
+        frame: Push,
     },
     /// Push to every connection of a user on the receiving node; answered
     /// by [`Frame::Count`].
@@ -92,21 +93,21 @@ pub enum Frame {
         req: u64,
         system: String,
         user: String,
-        frame: Bytes,
+        frame: Push,
     },
     /// Push to every connection of a system on the receiving node; answered
     /// by [`Frame::Taken`] or [`Frame::Refused`].
     System {
         req: u64,
         system: String,
-        frame: Bytes,
+        frame: Push,
     },
     /// An online/offline notice for the members of a group on the receiving
     /// node: never refused, so never answered.
     Notice {
         system: String,
         group: String,
-        frame: Bytes,
+        frame: Push,
     },
 
     // Queries answered by the whole receiving node.
@@ -258,6 +259,7 @@ fn invalid(e: BoxedError) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     /// docs/cluster.md names the protocol version this code speaks.
     #[test]
@@ -300,7 +302,10 @@ mod tests {
     /// One or more samples of every variant, with empty and extreme values.
     pub(crate) fn samples() -> Vec<Frame> {
         let s = |x: &str| x.to_string();
-        let b = |x: &[u8]| Bytes::copy_from_slice(x);
+        let b = |x: &[u8]| Push {
+            plain: Bytes::copy_from_slice(x),
+            deflated: Bytes::copy_from_slice(&x[..x.len() / 2]),
+        };
         vec![
             Frame::Hello {
                 version: PROTOCOL_VERSION,
@@ -329,7 +334,7 @@ mod tests {
                 u32::MAX,
                 ConnOp::Deliver(b(&[0x81, 2, b'{', b'}'])),
             ),
-            conn(0, 0, 0, 0, ConnOp::Deliver(Bytes::new())),
+            conn(0, 0, 0, 0, ConnOp::Deliver(Push::default())),
             conn(
                 1,
                 4,
@@ -373,7 +378,7 @@ mod tests {
                 core: 0,
                 system: String::new(),
                 targets: Vec::new(),
-                frame: Bytes::new(),
+                frame: Push::default(),
             },
             Frame::Group {
                 req: 20,
@@ -385,7 +390,7 @@ mod tests {
                 req: 0,
                 system: String::new(),
                 group: String::new(),
-                frame: Bytes::new(),
+                frame: Push::default(),
             },
             Frame::User {
                 req: 5,
@@ -406,7 +411,7 @@ mod tests {
             Frame::Notice {
                 system: String::new(),
                 group: String::new(),
-                frame: Bytes::new(),
+                frame: Push::default(),
             },
             Frame::OnlineList {
                 req: 6,
@@ -585,7 +590,7 @@ mod tests {
             req: 1,
             system: "s".into(),
             group: "g".into(),
-            frame: Bytes::from_static(&[1]),
+            frame: Push::plain(Bytes::from_static(&[1])),
         }]);
         let last = buf.len() - 1;
         buf[last] ^= 0x40;
@@ -651,7 +656,7 @@ mod tests {
         let huge = Frame::System {
             req: 1,
             system: String::new(),
-            frame: Bytes::from(vec![0; MAX_BODY]),
+            frame: Push::plain(Bytes::from(vec![0; MAX_BODY])),
         };
         let mut out = BytesMut::new();
         assert!(matches!(encode(&huge, &mut out), Err(FrameError::TooLong(n)) if n > MAX_BODY));
@@ -702,7 +707,7 @@ mod tests {
         let big = Frame::System {
             req: 1,
             system: "s".into(),
-            frame: Bytes::from(vec![7; 1 << 16]),
+            frame: Push::plain(Bytes::from(vec![7; 1 << 16])),
         };
         encode_body(&big, &mut body).expect("big");
         let cap = body.capacity();
@@ -715,7 +720,7 @@ mod tests {
         let big = encode_all(&[Frame::System {
             req: 1,
             system: "s".into(),
-            frame: Bytes::from(vec![7; 1 << 20]),
+            frame: Push::plain(Bytes::from(vec![7; 1 << 20])),
         }]);
         let small = encode_all(&samples());
         let mut scratch = AlignedVec::new();

@@ -123,7 +123,7 @@ async fn send_message(
     request: Request,
 ) -> Result<MessageId, ApiError> {
     let id = core.borrow_mut().ids.next();
-    let frame = request.message().frame(id);
+    let frame = core.borrow().encode(request.message().frame(id));
     match &request {
         Request::Group(b) => send::to_group(core, system, &b.group_name, frame)
             .await

@@ -3,8 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
-
 use super::conn::Conn;
 use super::index::Audience;
 use super::replay::session::What;
@@ -14,6 +12,7 @@ use crate::mailbox::CoreMsg;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::ws::message::notice_frame;
 use crate::ws::CloseReason;
+use crate::ws::Push;
 
 impl Core {
     /// Executes one mailbox message on this core.
@@ -94,10 +93,10 @@ impl Core {
         }
     }
 
-    fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Bytes) -> Result<(), ConnOutcome> {
+    fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Push) -> Result<(), ConnOutcome> {
         self.owned(addr, system)?;
         let ask = self.keep_own(addr, frame);
-        self.enqueue(addr, frame.clone());
+        self.enqueue_push(addr, frame);
         if ask {
             let ping = self.ping(addr);
             self.enqueue(addr, ping);
@@ -191,17 +190,20 @@ impl Core {
     }
 
     /// The online/offline notice of the connection at `addr`, encoded once.
-    fn notice(&mut self, addr: ConnAddr, online: bool) -> Bytes {
+    fn notice(&mut self, addr: ConnAddr, online: bool) -> Push {
         let id = self.ids.next();
         match self.conns.get(addr) {
-            Some(c) => notice_frame(id, online, &c.client_id, &c.user_id, &c.extend),
-            None => Bytes::new(),
+            Some(c) => {
+                let frame = notice_frame(id, online, &c.client_id, &c.user_id, &c.extend);
+                self.encode(frame)
+            }
+            None => Push::default(),
         }
     }
 
     /// Sends `frame` to the members of `group` on every core and every
     /// peer node, once.
-    pub(super) fn group_notice(&mut self, system: &str, group: &str, frame: Bytes) {
+    pub(super) fn group_notice(&mut self, system: &str, group: &str, frame: Push) {
         self.peer_broadcast(|| Frame::Notice {
             system: system.to_owned(),
             group: group.to_owned(),
@@ -212,7 +214,7 @@ impl Core {
 
     /// Sends the notice `frame` to the members of `group` on every core of
     /// this node; never refused (`tell_every_core`).
-    pub(super) fn tell_group(&mut self, system: &str, group: &str, frame: Bytes) {
+    pub(super) fn tell_group(&mut self, system: &str, group: &str, frame: Push) {
         let (system, group): (std::sync::Arc<str>, std::sync::Arc<str>) =
             (system.into(), group.into());
         self.tell_every_core(|| CoreMsg::Group {

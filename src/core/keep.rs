@@ -16,6 +16,7 @@ use super::replay::session::What;
 use super::Core;
 use crate::op::ConnAddr;
 use crate::ws::message::frame_message_id;
+use crate::ws::Push;
 
 /// A connection holding more than this share of `ws.resume_buffer_bytes` in
 /// frames of its own is asked for an acknowledgement at once.
@@ -24,11 +25,11 @@ const ASK_SHARE: usize = 8;
 impl Core {
     /// Appends a fan-out's frame to the replay log when it is a push or
     /// notice and resume is on; its messageId then.
-    pub(super) fn log_fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> Option<u64> {
+    pub(super) fn log_fan_out(&mut self, audience: Audience<'_>, frame: &Push) -> Option<u64> {
         if !self.resume_on() {
             return None;
         }
-        let id = frame_message_id(frame)?;
+        let id = frame_message_id(&frame.plain)?;
         let to = match audience {
             Audience::System(s) => To::System(self.shared_name(s)),
             Audience::Group(s, g) => To::Group(self.shared_name(s), Rc::from(g)),
@@ -44,11 +45,11 @@ impl Core {
     /// frames than [`ASK_SHARE`] of that bound, and no such ping is out —
     /// its pong releases them within a round trip instead of a
     /// `ws.ping_interval`.
-    pub(super) fn keep_own(&mut self, addr: ConnAddr, frame: &Bytes) -> bool {
+    pub(super) fn keep_own(&mut self, addr: ConnAddr, frame: &Push) -> bool {
         if !self.resume_on() {
             return false;
         }
-        let Some(id) = frame_message_id(frame) else {
+        let Some(id) = frame_message_id(&frame.plain) else {
             return false;
         };
         let seq = self.append(To::Conn(addr), frame.clone());
@@ -59,7 +60,7 @@ impl Core {
         };
         let attached = conn.stream.is_some();
         let session = conn.session.get_or_insert_with(Box::default);
-        let over = session.own(seq, frame.len(), limit);
+        let over = session.own(seq, frame.held(), limit);
         let ask = attached && session.ask_for_ack(limit / ASK_SHARE);
         if !attached {
             self.metrics().resume_frames_dropped(over.len());
@@ -80,7 +81,7 @@ impl Core {
         }
     }
 
-    fn append(&mut self, to: To, frame: Bytes) -> u64 {
+    fn append(&mut self, to: To, frame: Push) -> u64 {
         let (seq, dropped) = self.replay.log.append(to, frame);
         if dropped > 0 {
             let m = self.metrics();

@@ -197,7 +197,8 @@ impl Core {
         for group in &conn.groups {
             let id = self.ids.next();
             let frame = notice_frame(id, false, &conn.client_id, &conn.user_id, &conn.extend);
-            self.group_notice(&conn.system, group, frame);
+            let push = self.encode(frame);
+            self.group_notice(&conn.system, group, push);
         }
     }
 

@@ -271,7 +271,10 @@ impl Core {
         conn.out.push(req.answer.clone());
         conn.out.push(welcome);
         let replayed_n = replayed.frames.len() as u64;
-        replayed.frames.into_iter().for_each(|f| conn.out.push(f));
+        let deflate = conn.out.deflate;
+        for f in replayed.frames {
+            conn.out.push(f.for_socket(deflate).clone());
+        }
         match old {
             Some(old) => {
                 self.drop_socket(&old);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use crate::ws::Push;
 
 use super::locate::Location;
 use super::{Core, CoreRef};
@@ -146,7 +146,7 @@ pub async fn deliver_many(
     core: &CoreRef,
     system: &Arc<str>,
     targets: Vec<Location>,
-    frame: Bytes,
+    frame: Push,
 ) -> Result<(usize, bool), ApiError> {
     let mut local: BTreeMap<u8, Vec<ConnAddr>> = Default::default();
     let mut remote: BTreeMap<(u16, u8), Vec<ConnAddr>> = Default::default();
@@ -212,7 +212,7 @@ pub async fn to_client(
     core: &CoreRef,
     system: &Arc<str>,
     client_id: &str,
-    frame: Bytes,
+    frame: Push,
 ) -> Result<(bool, bool), ApiError> {
     reach(core, system, client_id, ConnOp::Deliver(frame)).await
 }
@@ -240,7 +240,7 @@ pub async fn to_group(
     core: &CoreRef,
     system: &Arc<str>,
     group: &str,
-    frame: Bytes,
+    frame: Push,
 ) -> Result<bool, ApiError> {
     let wire = |req| Frame::Group {
         req,
@@ -258,7 +258,7 @@ pub async fn to_group(
 }
 
 /// A push to every connection of a system, cluster-wide: partial.
-pub async fn to_system(core: &CoreRef, system: &Arc<str>, frame: Bytes) -> Result<bool, ApiError> {
+pub async fn to_system(core: &CoreRef, system: &Arc<str>, frame: Push) -> Result<bool, ApiError> {
     let wire = |req| Frame::System {
         req,
         system: system.to_string(),
@@ -277,7 +277,7 @@ pub async fn to_user(
     core: &CoreRef,
     system: &Arc<str>,
     user: &str,
-    frame: Bytes,
+    frame: Push,
 ) -> Result<(u64, bool), ApiError> {
     let shared: Arc<str> = Arc::from(user);
     let local = |reply| CoreMsg::User {

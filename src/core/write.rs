@@ -26,7 +26,7 @@ use super::{Core, LINGER};
 use crate::op::ConnAddr;
 use crate::socket;
 use crate::ws::frame::close_frame;
-use crate::ws::CloseReason;
+use crate::ws::{CloseReason, Push};
 
 /// Connections written in one run of the loop before the core looks at
 /// its sockets again.
@@ -63,13 +63,14 @@ impl Core {
         self.writer.yield_socket.clone()
     }
 
-    /// Queues `frame` on every connection of `audience`; returns how many.
+    /// Queues `push` on every connection of `audience`, in the form each
+    /// socket takes; returns how many.
     /// The members are walked in place, not copied: nothing here closes a
     /// connection (a slow consumer is only marked to close, and
     /// `close_marked` closes it after the walk), so the index cannot change under the walk — it is
     /// taken out of the core for the walk's length all the same. A push or
     /// notice goes into the replay log once, whatever its audience.
-    pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
+    pub(super) fn fan_out(&mut self, audience: Audience<'_>, push: &Push) -> usize {
         let started = std::time::Instant::now();
         let now = self.clock_us();
         let index = std::mem::take(&mut self.index);
@@ -78,19 +79,36 @@ impl Core {
         let mut kept = None;
         for slot in index.members(audience) {
             if let Some((addr, conn)) = self.conns.at_mut(slot) {
+                let frame = push.for_socket(conn.out.deflate).clone();
                 if let Some(id) = kept {
                     conn.newest_id = id;
                 } else if reached == 0 {
-                    kept = self.log_fan_out(audience, frame);
+                    kept = self.log_fan_out(audience, push);
                     self.note_newest(addr, kept);
                 }
-                self.queue(addr, frame.clone(), now);
+                self.queue(addr, frame, now);
                 reached += 1;
             }
         }
         self.index = index;
         self.metrics().fanout_duration(started.elapsed());
         reached
+    }
+
+    /// The push of the text frame `frame` made on this core
+    /// (`Node::encode`).
+    pub fn encode(&self, frame: Bytes) -> Push {
+        self.node.encode(frame, usize::from(self.id))
+    }
+
+    /// Appends `push` to the connection's queue in the form its socket
+    /// takes (`queue`).
+    pub(super) fn enqueue_push(&mut self, addr: ConnAddr, push: &Push) {
+        let Some(conn) = self.conns.get(addr) else {
+            return;
+        };
+        let frame = push.for_socket(conn.out.deflate).clone();
+        self.enqueue(addr, frame);
     }
 
     /// Appends `frame` to the connection's queue (`queue`).

@@ -45,7 +45,7 @@ use crate::cluster::PeerTable;
 use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
 use crate::registry::SystemEntry;
 use crate::ws::deflate::Deflate;
-use crate::ws::Last;
+use crate::ws::{Last, Push};
 
 /// The sending end of a core's mailbox: every core, the etcd thread and
 /// the signal thread hold one for each core.
@@ -77,23 +77,23 @@ pub enum CoreMsg {
     Many {
         system: Arc<str>,
         targets: Vec<ConnAddr>,
-        frame: Bytes,
+        frame: Push,
         reply: Reply<usize>,
     },
     Group {
         system: Arc<str>,
         group: Arc<str>,
-        frame: Bytes,
+        frame: Push,
     },
     User {
         system: Arc<str>,
         user: Arc<str>,
-        frame: Bytes,
+        frame: Push,
         reply: Reply<usize>,
     },
     System {
         system: Arc<str>,
-        frame: Bytes,
+        frame: Push,
     },
     OnlineList {
         system: Arc<str>,
@@ -179,7 +179,7 @@ impl CoreMsg {
     /// recipients' clones then count references on a buffer of that core
     /// alone, not on a cache line two cores write per recipient.
     pub fn own_copy(self) -> CoreMsg {
-        let copy = |frame: Bytes| Bytes::copy_from_slice(&frame);
+        let copy = |frame: Push| frame.own_copy();
         match self {
             CoreMsg::Many {
                 system,

@@ -16,7 +16,7 @@ use histogram::Histogram;
 use crate::api::error::Limit;
 use crate::api::route::Route;
 use crate::ws::deflate::InboundError;
-use crate::ws::CloseReason;
+use crate::ws::{CloseReason, Push};
 
 /// HTTP statuses counted as protocol-level refusals.
 pub const HTTP_ERRORS: [u16; 4] = [400, 408, 413, 431];
@@ -74,7 +74,13 @@ struct DeflateCounters {
     out_messages: AtomicU64,
     out_plain: AtomicU64,
     out_compressed: AtomicU64,
+    /// Pushes and notices left plain with compression on, by
+    /// [`PLAIN_REASONS`].
+    out_left_plain: [AtomicU64; PLAIN_REASONS.len()],
 }
+
+/// The `reason` labels of `shardcast_deflate_pushes_plain_total`.
+const PLAIN_REASONS: [&str; 2] = ["small", "incompressible"];
 
 /// The `reason` labels of `shardcast_deflate_inbound_failures_total`.
 const INBOUND_FAILURES: [&str; 3] = ["too_large", "corrupt", "protocol"];
@@ -225,6 +231,19 @@ impl CoreMetrics {
     /// A connection closed because of a compressed message.
     pub fn inbound_failed(&self, e: &InboundError) {
         self.deflate.in_failures[inbound_failure(e)].fetch_add(1, Relaxed);
+    }
+
+    /// A push or notice encoded with compression on: compressed once
+    /// (counted as one message sent compressed), or left plain because it
+    /// is under `min_size` or did not shrink.
+    pub fn push_encoded(&self, push: &Push, min_size: usize) {
+        match push.payload_sizes() {
+            (plain, Some(compressed)) => self.compressed(plain, compressed),
+            (plain, None) => {
+                let reason = usize::from(plain >= min_size);
+                self.deflate.out_left_plain[reason].fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// A message of `plain` payload bytes sent as `compressed`.
@@ -549,7 +568,7 @@ impl Metrics {
             ),
             (
                 "shardcast_deflate_outbound_messages_total",
-                "Messages the node sent compressed.",
+                "Messages the node compressed: each push or notice once, whatever its recipients, and each echo.",
                 |c| &c.deflate.out_messages,
             ),
         ];
@@ -580,6 +599,12 @@ impl Metrics {
             for (stage, field) in stages {
                 let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {}", self.sum(field));
             }
+        }
+        let name = "shardcast_deflate_pushes_plain_total";
+        header(out, name, "counter", "Pushes and notices sent plain to every recipient although ws.compression is on: small (under ws.compression_min_size) or incompressible (they did not shrink).");
+        for (i, reason) in PLAIN_REASONS.iter().enumerate() {
+            let n = self.sum(|c| &c.deflate.out_left_plain[i]);
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
         }
         let name = "shardcast_deflate_inbound_failures_total";
         header(out, name, "counter", "Connections closed for a compressed message: too_large (inflated past ws.max_client_message, or compressed past its bound: close 1009), corrupt (not valid deflate: 1007), protocol (RSV bits or framing against RFC 7692: 1002).");

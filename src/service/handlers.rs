@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::api::{limits, prepare};
 use crate::api::auth::secret_matches;
 use crate::api::body::{
-    BindToGroup, Body, ClientRef, GetGroupList, GetOnlineList, Register, SendToClient,
+    BindToGroup, Body, ClientRef, GetGroupList, GetOnlineList, Message, Register, SendToClient,
     SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
 };
 use crate::api::error::ApiError;
@@ -26,7 +26,7 @@ use crate::http::request::Request;
 use crate::mailbox::CoreMsg;
 use crate::op::{ClientInfo, ConnOp, ConnOutcome};
 use crate::registry::{new_secret, RegistryError, SystemEntry};
-use crate::ws::MessageId;
+use crate::ws::{MessageId, Push};
 
 type Answered = Result<String, ApiError>;
 
@@ -62,6 +62,11 @@ fn next_id(core: &CoreRef) -> MessageId {
     core.borrow_mut().ids.next()
 }
 
+/// The push every recipient of `message` gets, encoded once.
+fn push_of(core: &CoreRef, message: &Message, id: MessageId) -> Push {
+    core.borrow().encode(message.frame(id))
+}
+
 /// `{"messageId"}` with `"online"` and `"partial"` as a send answers.
 fn sent(id: MessageId, online: Option<Value>, partial: bool) -> String {
     let mut data = json!({ "messageId": id.to_string() });
@@ -90,7 +95,7 @@ async fn live_op(
 
 async fn send_to_client(core: &CoreRef, (system, b): (Arc<str>, SendToClient)) -> Answered {
     let id = next_id(core);
-    let frame = b.message.frame(id);
+    let frame = push_of(core, &b.message, id);
     let (online, partial) = send::to_client(core, &system, &b.client_id, frame).await?;
     Ok(sent(id, Some(json!(online)), partial))
 }
@@ -101,26 +106,27 @@ async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients))
         targets.push(locate(core, &system, text).await?);
     }
     let id = next_id(core);
-    let frame = b.message.frame(id);
+    let frame = push_of(core, &b.message, id);
     let (online, partial) = send::deliver_many(core, &system, targets, frame).await?;
     Ok(sent(id, Some(json!(online)), partial))
 }
 
 async fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
     let id = next_id(core);
-    let partial = send::to_group(core, &system, &b.group_name, b.message.frame(id)).await?;
+    let partial =
+        send::to_group(core, &system, &b.group_name, push_of(core, &b.message, id)).await?;
     Ok(sent(id, None, partial))
 }
 
 async fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {
     let id = next_id(core);
-    let partial = send::to_system(core, &system, b.message.frame(id)).await?;
+    let partial = send::to_system(core, &system, push_of(core, &b.message, id)).await?;
     Ok(sent(id, None, partial))
 }
 
 async fn send_to_user(core: &CoreRef, (system, b): (Arc<str>, SendToUser)) -> Answered {
     let id = next_id(core);
-    let frame = b.message.frame(id);
+    let frame = push_of(core, &b.message, id);
     let (online, partial) = send::to_user(core, &system, &b.user_id, frame).await?;
     Ok(sent(id, Some(json!(online)), partial))
 }

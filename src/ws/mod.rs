@@ -8,6 +8,8 @@ pub mod deflate;
 pub mod frame;
 pub mod message;
 pub mod message_id;
+pub mod push;
 
 pub use close::CloseReason;
 pub use message_id::{Last, MessageId, MessageIdGen};
+pub use push::{Encoding, Push};

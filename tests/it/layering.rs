@@ -13,10 +13,11 @@ const LAYERS: &[&[&str]] = &[
         "socket",
         "registry",
         "json",
-        "op",
         "logtext",
     ],
     &["http", "ws"],
+    // Operations carry pushes (`ws::Push`).
+    &["op"],
     &["api"],
     &["metrics"],
     &["webhook", "cluster"],

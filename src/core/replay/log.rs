@@ -1,7 +1,7 @@
 //! The per-core replay log: every push and notice a core queued to its
 //! connections, once per fan-out whatever its audience (docs/api.md §8.1).
 //!
-//! An entry is the fan-out's shared `Bytes` and whom it was addressed to —
+//! An entry is the fan-out's shared push (both its forms, `ws::Push`) and whom it was addressed to —
 //! a system, a group, a user, or one connection — never a copy or a list
 //! per recipient. Entries are numbered by the core (`seq`, from 1), so a
 //! connection's place in the stream is one number (`place`). Entries leave
@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use crate::ws::Push;
 
 use crate::op::ConnAddr;
 
@@ -36,7 +36,7 @@ pub enum To {
 struct Entry {
     to: To,
     /// Empty once hollowed.
-    frame: Bytes,
+    frame: Push,
 }
 
 /// What one entry costs besides its frame.
@@ -59,7 +59,7 @@ pub struct Seen<'a> {
     pub seq: u64,
     pub to: &'a To,
     /// Empty when the entry was hollowed.
-    pub frame: &'a Bytes,
+    pub frame: &'a Push,
 }
 
 impl Log {
@@ -90,8 +90,8 @@ impl Log {
 
     /// Appends `frame` for `to`; returns its seq and how many entries the
     /// bound dropped to make room.
-    pub fn append(&mut self, to: To, frame: Bytes) -> (u64, usize) {
-        self.bytes += frame.len() + ENTRY_COST;
+    pub fn append(&mut self, to: To, frame: Push) -> (u64, usize) {
+        self.bytes += frame.held() + ENTRY_COST;
         self.entries.push_back(Entry { to, frame });
         let mut dropped = 0;
         while self.bytes > self.limit && self.entries.len() > 1 {
@@ -108,7 +108,7 @@ impl Log {
         let Some(e) = self.index(seq).and_then(|i| self.entries.get_mut(i)) else {
             return 0;
         };
-        let freed = std::mem::take(&mut e.frame).len();
+        let freed = std::mem::take(&mut e.frame).held();
         self.bytes -= freed;
         freed
     }
@@ -143,7 +143,7 @@ impl Log {
 
     fn pop_front(&mut self) {
         if let Some(e) = self.entries.pop_front() {
-            self.bytes -= e.frame.len() + ENTRY_COST;
+            self.bytes -= e.frame.held() + ENTRY_COST;
             self.first += 1;
         }
         if self.entries.is_empty() {
@@ -155,6 +155,7 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn sys() -> To {
         To::System(Rc::from("s"))
@@ -169,7 +170,10 @@ mod tests {
         let mut log = Log::new(1 << 20);
         assert_eq!(log.head(), 0);
         for n in 1..=4 {
-            assert_eq!(log.append(sys(), Bytes::from_static(b"x")), (n, 0));
+            assert_eq!(
+                log.append(sys(), Push::plain(Bytes::from_static(b"x"))),
+                (n, 0)
+            );
         }
         assert_eq!(seqs(&log, 0), [1, 2, 3, 4]);
         assert_eq!(seqs(&log, 2), [3, 4]);
@@ -185,7 +189,7 @@ mod tests {
 
     #[test]
     fn the_bound_drops_the_oldest_and_remembers_how_far() {
-        let frame = Bytes::from(vec![0; 100]);
+        let frame = Push::plain(Bytes::from(vec![0; 100]));
         let one = 100 + ENTRY_COST;
         let mut log = Log::new(3 * one);
         for _ in 0..3 {
@@ -201,13 +205,13 @@ mod tests {
     fn hollowing_gives_back_the_frame_and_keeps_the_place() {
         let mut log = Log::new(1 << 20);
         let addr = ConnAddr { slot: 1, gen: 0 };
-        log.append(To::Conn(addr), Bytes::from(vec![0; 60_000]));
-        log.append(sys(), Bytes::from_static(b"y"));
+        log.append(To::Conn(addr), Push::plain(Bytes::from(vec![0; 60_000])));
+        log.append(sys(), Push::plain(Bytes::from_static(b"y")));
         assert_eq!(log.hollow(1), 60_000);
         assert_eq!(log.hollow(1), 0);
         assert_eq!(log.hollow(7), 0, "not in the log");
         assert!(log.bytes() < 1_000);
-        let frames: Vec<usize> = log.after(0).map(|s| s.frame.len()).collect();
+        let frames: Vec<usize> = log.after(0).map(|s| s.frame.plain.len()).collect();
         assert_eq!(frames, [0, 1]);
     }
 }

@@ -23,11 +23,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use crate::op::ConnAddr;
 use crate::ws::message::frame_message_id;
-use crate::ws::Last;
+use crate::ws::{Last, Push};
 use log::{Log, To};
 use place::{Place, Places};
 use session::{Session, What};
@@ -63,7 +61,7 @@ pub struct Member<'a> {
 
 /// What a resume gets back.
 pub struct Replayed {
-    pub frames: Vec<Bytes>,
+    pub frames: Vec<Push>,
     /// Every push and notice addressed to the connection after `last` is
     /// in `frames`, in order, once.
     pub recovered: bool,
@@ -106,7 +104,7 @@ impl Member<'_> {
 /// The frames addressed to `member` after the one the client names `last`,
 /// and whether that is all it missed.
 pub fn replay(log: &Log, place: &Place, member: &Member<'_>, last: Last) -> Replayed {
-    let seen: Vec<(u64, &Bytes)> = log
+    let seen: Vec<(u64, &Push)> = log
         .after(place.acked)
         .filter(|e| member.addressed(e.seq, e.to))
         .map(|e| (e.seq, e.frame))
@@ -117,7 +115,7 @@ pub fn replay(log: &Log, place: &Place, member: &Member<'_>, last: Last) -> Repl
     let from = match last {
         Last::Id(id) => match seen
             .iter()
-            .rposition(|(_, f)| frame_message_id(f) == Some(id))
+            .rposition(|(_, f)| frame_message_id(&f.plain) == Some(id))
         {
             Some(i) => Some((i + 1, seen[i].0)),
             None => (acked_id == Some(id.0)).then_some((0, place.acked)),
@@ -131,11 +129,11 @@ pub fn replay(log: &Log, place: &Place, member: &Member<'_>, last: Last) -> Repl
     };
     let rest = &seen[start..];
     // An emptied entry after the place: the session's own bound dropped it.
-    let whole = whole && rest.iter().all(|(_, f)| !f.is_empty());
+    let whole = whole && rest.iter().all(|(_, f)| !f.plain.is_empty());
     Replayed {
         frames: rest
             .iter()
-            .filter(|(_, f)| !f.is_empty())
+            .filter(|(_, f)| !f.plain.is_empty())
             .map(|(_, f)| (*f).clone())
             .collect(),
         recovered: whole,

@@ -7,14 +7,14 @@ use crate::ws::MessageId;
 
 const A: ConnAddr = ConnAddr { slot: 1, gen: 0 };
 
-fn push(id: u64) -> Bytes {
-    push_frame(MessageId(id), "", 0, "", "1")
+fn push(id: u64) -> Push {
+    Push::plain(push_frame(MessageId(id), "", 0, "", "1"))
 }
 
 fn ids(r: &Replayed) -> Vec<u64> {
     r.frames
         .iter()
-        .filter_map(|f| frame_message_id(f).map(|m| m.0))
+        .filter_map(|f| frame_message_id(&f.plain).map(|m| m.0))
         .collect()
 }
 
@@ -107,7 +107,7 @@ fn binds_and_unbinds_in_the_gap_count_from_when_they_happened() {
 
 #[test]
 fn what_the_bounds_dropped_makes_it_unrecovered() {
-    let frame_cost = push(1).len() + log::ENTRY_COST;
+    let frame_cost = push(1).held() + log::ENTRY_COST;
     let mut log = Log::new(3 * frame_cost);
     let place = Place::new(log.head());
     for id in 1..=5 {

@@ -142,11 +142,11 @@ pub fn write_raw_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
 
 /// The server's WebSocket text frame carrying a push with `message_id` and `msg` (what
 /// a cluster `System` frame carries).
-pub fn push_ws_frame(message_id: &str, msg: &str) -> bytes::Bytes {
+pub fn push_ws_frame(message_id: &str, msg: &str) -> shardcast::ws::Push {
     let json = format!(
         "{{\"messageId\":\"{message_id}\",\"sendUserId\":\"\",\"code\":0,\"msg\":\"{msg}\",\"data\":\"\"}}"
     );
-    frame::text_frame(json.as_bytes())
+    shardcast::ws::Push::plain(frame::text_frame(json.as_bytes()))
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 mod client_messages;
 mod deflate;
+mod deflate_push;
 mod load;
 mod notices;
 mod resume;
