@@ -28,36 +28,18 @@ use super::TAIL;
 use crate::json::Part;
 use crate::ws::frame::{self, RSV1};
 
-/// The zlib-rs compression level: 2.
-///
-/// Measured with `cargo bench --bench deflate` (benches/deflate.rs) on push
-/// frames' JSON, reset per message, window 15: compressed bytes, ratio, and
-/// thread CPU time per message (2-core VM, best of 3):
-///
-/// | payload (bytes) | level 1 | level 2 | level 4 | level 6 |
-/// |---|---|---|---|---|
-/// | chat line (180) | 1.04× 4.2 µs | 1.26× 7.9 µs | 1.27× 7.8 µs | 1.27× 7.9 µs |
-/// | order (471) | 1.40× 4.6 µs | 1.68× 10.4 µs | 1.69× 10.4 µs | 1.69× 10.5 µs |
-/// | order (1140) | 1.96× 5.4 µs | 2.40× 12.7 µs | 2.49× 13.3 µs | 2.53× 13.2 µs |
-/// | order (4214) | 2.63× 9.8 µs | 3.64× 18.6 µs | 4.02× 20.8 µs | 4.47× 23.0 µs |
-/// | order (16533) | 3.27× 25.8 µs | 4.74× 39.1 µs | 5.43× 58.2 µs | 6.20× 75.5 µs |
-/// | feed (1156) | 1.57× 6.1 µs | 2.10× 12.7 µs | 2.13× 12.7 µs | 2.14× 13.4 µs |
-/// | feed (4282) | 1.93× 12.4 µs | 2.70× 21.8 µs | 2.78× 24.7 µs | 2.81× 26.8 µs |
-/// | feed (16550) | 2.09× 39.2 µs | 2.96× 64.7 µs | 3.14× 107.6 µs | 3.17× 131.0 µs |
-///
-/// ("order": records with the same keys and few values; "feed": random ids,
-/// times and users, more entropy.) Why 2:
-/// - Level 1 is zlib-ng's "quick" strategy (fixed Huffman codes): half the
-///   time, but it gives away a quarter to a third of the saving (4 KiB:
-///   2.63× against 3.64×, 1.93× against 2.70×), and bytes are paid on every
-///   recipient's wire while the time is paid once per push.
-/// - Above level 2 the time is the same up to 1 KiB (the floor, about 8 µs,
-///   is the reset of the hash table), but from 4 KiB on it grows to 1.2–2×
-///   for a gain that depends on the data: 19–24% fewer bytes on repetitive
-///   records, 4–7% on a feed. It is spent on the core serving the API call,
-///   which runs it to completion (no preemption in monoio): a 64 KiB push
-///   (`api.max_message`) would hold it about twice as long at level 6, and
-///   for `send_to_client` it is spent per delivery.
+/// The zlib-rs compression level: 2 (`cargo bench --bench deflate` measures
+/// levels 1, 2, 4 and 6 on push frames' JSON; README, "criterion", has the
+/// figures). Why 2:
+/// - Level 1 is zlib-ng's "quick" strategy (fixed Huffman codes): about half
+///   the time, but it gives away a quarter to a third of the saving, and
+///   bytes are paid on every recipient's wire while the time is paid once
+///   per push.
+/// - Above level 2 the time is the same for small messages (the floor is
+///   the reset of the hash table), but for messages of several KiB it grows
+///   faster than the saving, which depends on the data. It is spent on the
+///   core serving the API call, which runs it to completion (no preemption
+///   in monoio), and for `send_to_client` it is spent per delivery.
 pub const LEVEL: u32 = 2;
 
 /// Smallest and largest window a compressor is made for.
