@@ -195,7 +195,11 @@ fn report_ratios(payloads: &[(String, Vec<u8>)]) {
 
 fn bench_levels(c: &mut Criterion) {
     let payloads = payloads();
-    report_ratios(&payloads);
+    // Only under `cargo bench` (which passes --bench): `cargo test --benches`
+    // runs each bench once as a test, and the table takes minutes unoptimised.
+    if std::env::args().any(|a| a == "--bench") {
+        report_ratios(&payloads);
+    }
     let mut group = c.benchmark_group("deflate_level");
     for (name, p) in &payloads {
         group.throughput(Throughput::Bytes(p.len() as u64));
