@@ -84,7 +84,9 @@ fn run_e2e(base: &str, png: &Path, mode: &str) -> (bool, String, Duration) {
 
 /// Starts a node with `config`, runs the script against it expecting the send
 /// path `mode` (`http` or `ws`), and checks that it passed and wrote its
-/// screenshot to `<CARGO_TARGET_TMPDIR>/<png_name>`, which it returns.
+/// screenshot to `<CARGO_TARGET_TMPDIR>/<png_name>`, which it returns. With
+/// `mode` `ws`, Chromium's client messages must have come compressed
+/// (permessage-deflate, on by default, docs/api.md §10) and been inflated.
 fn chat_in_the_browser(config: &str, mode: &str, png_name: &str) -> PathBuf {
     require_browser_tools();
     let node = Node::start(config);
@@ -97,6 +99,13 @@ fn chat_in_the_browser(config: &str, mode: &str, png_name: &str) -> PathBuf {
         took.as_secs_f64()
     );
     assert!(ok, "the console failed in the browser ({mode}):\n{output}");
+    if mode == "ws" {
+        let inflated = node.metric("shardcast_deflate_inbound_messages_total");
+        assert!(
+            inflated >= 1.0,
+            "Chromium's client messages did not come compressed: deflate not negotiated?"
+        );
+    }
 
     let bytes = std::fs::read(&png).unwrap_or_default();
     assert!(
