@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const STALLED: usize = 1000;
@@ -56,14 +56,16 @@ fn offline_of(text: &str) -> Option<String> {
 /// and its connection (kept open until every reader has stopped).
 type Seen = (HashMap<String, usize>, Option<String>, Client);
 
-/// Counts the offline notices a reader gets, by clientId, until `done`.
-fn count_offline(mut c: Client, done: &AtomicBool) -> Seen {
+/// Counts the offline notices a reader gets, by clientId, until `done`; `total`
+/// follows how many it has seen.
+fn count_offline(mut c: Client, done: &AtomicBool, total: &AtomicUsize) -> Seen {
     let mut seen: HashMap<String, usize> = HashMap::new();
     while !done.load(Ordering::SeqCst) {
         match c.next_event(Duration::from_millis(200)) {
             WsEvent::Text(t) => {
                 if let Some(id) = offline_of(&t) {
                     *seen.entry(id).or_default() += 1;
+                    total.fetch_add(1, Ordering::SeqCst);
                 }
             }
             WsEvent::Timeout | WsEvent::Ping | WsEvent::Pong => {}
@@ -94,14 +96,16 @@ fn a_crowd_of_stalled_members_is_cut_one_by_one_and_the_node_keeps_serving() {
     let mut stalled: Vec<(TcpStream, String)> = Vec::with_capacity(STALLED);
     let done = AtomicBool::new(false);
     let data = "x".repeat(STORM_MSG_BYTES);
+    let totals: Vec<AtomicUsize> = (0..READERS).map(|_| AtomicUsize::new(0)).collect();
     let results = std::thread::scope(|scope| {
         let _stop = StopOnDrop(&done);
         // The readers read from the start: thousands of online notices come first.
         let counters: Vec<_> = readers
             .into_iter()
-            .map(|c| {
+            .zip(&totals)
+            .map(|(c, total)| {
                 let done = &done;
-                scope.spawn(move || count_offline(c, done))
+                scope.spawn(move || count_offline(c, done, total))
             })
             .collect();
         // The stalled members read the online notices of the others while they
@@ -135,8 +139,14 @@ fn a_crowd_of_stalled_members_is_cut_one_by_one_and_the_node_keeps_serving() {
                 list["count"]
             );
         }
-        // Every notice written by now reaches the readers within a moment.
-        std::thread::sleep(Duration::from_secs(2));
+        // Every notice written by now reaches the readers: wait until each has one
+        // per cut member (or the deadline; the assertions below then say what is
+        // missing).
+        let deadline = Instant::now() + STORM_MAX;
+        while totals.iter().any(|t| t.load(Ordering::SeqCst) < STALLED) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         done.store(true, Ordering::SeqCst);
         counters
             .into_iter()
