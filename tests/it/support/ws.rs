@@ -395,3 +395,16 @@ pub fn assert_notice(frame: &Value, code: i64, client_id: &str, user_id: &str, e
 pub fn is_notice(v: &Value) -> bool {
     v["code"] == json!(1001) || v["code"] == json!(1002)
 }
+
+/// The clientId an offline notice (code 1002) is about; None for any other frame.
+pub fn offline_notice_of(text: &str) -> Option<String> {
+    if !text.contains("\"code\":1002") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(text.trim_end()).ok()?;
+    if v["code"] != json!(1002) {
+        return None;
+    }
+    let data: Value = serde_json::from_str(v["data"].as_str()?).ok()?;
+    data["clientId"].as_str().map(str::to_owned)
+}
