@@ -1,7 +1,8 @@
 //! Faults and overload: connection floods, slow consumers, slowloris, a node killed
 //! under load, corrupt frames from an authenticated peer, a core that stops draining
-//! its mailbox, many publishers at once.
+//! its mailbox, many publishers at once, a cascade of cuts in a room of ten thousand.
 
+mod cascade;
 mod cluster_kill;
 mod flood;
 mod link_corrupt;

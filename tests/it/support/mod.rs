@@ -10,6 +10,7 @@
 //! - `raw_ws`: a raw WebSocket client that can be reset and resumed.
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
+//! - `crowd`: thousands of WebSocket clients held by a child process, reading or not.
 //! - `cut_proxy`: a TCP relay in front of a node that a test cuts (the network failing).
 //! - `receiver`: a webhook receiver.
 //! - `stall`: one core of a node stopped (ptrace) while the others run.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod crowd;
 pub mod cut_proxy;
 pub mod docs;
 pub mod http;

@@ -35,6 +35,12 @@ fn ws_config() -> WebSocketConfig {
 /// Connects and performs the WebSocket handshake on `path_and_query`.
 pub fn ws_connect(addr: &str, path_and_query: &str) -> WebSocket<TcpStream> {
     let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    ws_handshake(stream, addr, path_and_query)
+}
+
+/// The WebSocket handshake on `path_and_query` over `stream`, a connection to `addr`
+/// made by the caller (with socket options of its own, say).
+pub fn ws_handshake(stream: TcpStream, addr: &str, path_and_query: &str) -> WebSocket<TcpStream> {
     stream.set_nodelay(true).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let url = format!("ws://{addr}{path_and_query}");
