@@ -122,14 +122,57 @@ impl Core {
         }
     }
 
-    /// Handles what is in this core's mailbox now. Called before an API
-    /// request is executed, so that a send answered by another core before
-    /// this request was made reaches this core's connections first: pushes
-    /// of requests made one after another (each after the previous answer)
-    /// reach a connection in that order, whichever cores took the requests.
+    /// Handles what is in this core's mailbox now, after what was taken out
+    /// of it and not handled yet. Called before an API request is executed,
+    /// so that a send answered by another core before this request was made
+    /// reaches this core's connections first: pushes of requests made one
+    /// after another (each after the previous answer) reach a connection in
+    /// that order, whichever cores took the requests.
     pub fn take_mail(&mut self) {
-        while let Some(msg) = self.mailbox.try_recv() {
+        while let Some(msg) = self.next_mail() {
             self.handle(msg);
+        }
+    }
+
+    /// Handles at most `limit` messages of this core's mail, oldest first;
+    /// whether any is left. A message inside a `CoreMsg::Batch` counts as
+    /// one: a batch holds everything another core had for this one at a
+    /// flush — hundreds of pushes, thousands of notices — and is taken in as
+    /// many goes as it needs.
+    pub fn take_some_mail(&mut self, limit: usize) -> bool {
+        for _ in 0..limit {
+            let Some(msg) = self.next_mail() else {
+                break;
+            };
+            self.handle(msg);
+        }
+        self.has_mail()
+    }
+
+    /// Puts `msg`, just received from the mailbox, behind the mail held.
+    pub fn hold_mail(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Batch(msgs) => {
+                self.node.count_out(self.id as usize, msgs.len());
+                self.held_mail.extend(msgs);
+            }
+            msg => self.held_mail.push_back(msg),
+        }
+    }
+
+    /// Whether mail waits: held, or in the mailbox.
+    pub fn has_mail(&self) -> bool {
+        !self.held_mail.is_empty() || !self.mailbox.is_empty()
+    }
+
+    /// The oldest message of this core's mail, a batch taken apart.
+    fn next_mail(&mut self) -> Option<CoreMsg> {
+        loop {
+            if let Some(msg) = self.held_mail.pop_front() {
+                return Some(msg);
+            }
+            let msg = self.mailbox.try_recv()?;
+            self.hold_mail(msg);
         }
     }
 

@@ -126,6 +126,9 @@ pub struct Core {
     /// This core's mailbox, drained by its mailbox task and, before each API
     /// request, by `take_mail`.
     mailbox: Rc<Inbox>,
+    /// Mail taken out of the mailbox and not handled yet, oldest first: the
+    /// rest of a `CoreMsg::Batch` (`take_some_mail`, `dispatch.rs`).
+    held_mail: VecDeque<crate::mailbox::CoreMsg>,
     this: Weak<RefCell<Core>>,
 }
 
@@ -178,6 +181,7 @@ impl Core {
                 ws_out: Vec::new(),
                 replay,
                 mailbox,
+                held_mail: VecDeque::new(),
                 this: this.clone(),
             })
         }))

@@ -121,3 +121,11 @@ pub fn http_conn_on_running_core(node: &Node) -> HttpConn {
     }
     panic!("64 connections and none answered by the running core");
 }
+
+/// `n` keep-alive HTTP connections that core `core` of a two-core node serves (the
+/// kernel spreads connections over the cores' listeners): found with the other core
+/// stopped, which runs again before this returns.
+pub fn http_conns_on_core(node: &Node, core: usize, n: usize) -> Vec<HttpConn> {
+    let _stop = CoreStop::new(node.pid(), 1 - core);
+    (0..n).map(|_| http_conn_on_running_core(node)).collect()
+}

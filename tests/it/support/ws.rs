@@ -91,6 +91,26 @@ impl Client {
         c
     }
 
+    /// A WebSocket connection to `/ws?systemId=<system_id>` whose welcome came within
+    /// `timeout` of connecting; None when the upgrade or the welcome did not.
+    pub fn try_open(node: &Node, system_id: &str, timeout: Duration) -> Option<Client> {
+        let deadline = Instant::now() + timeout;
+        let addr = node.addr();
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        let url = format!("ws://{addr}/ws?systemId={system_id}");
+        let (socket, _) =
+            tungstenite::client::client_with_config(url, stream, Some(ws_config())).ok()?;
+        let mut c = Client {
+            client_id: String::new(),
+            socket,
+        };
+        let w = c.recv_json(deadline.checked_duration_since(Instant::now())?)?;
+        c.client_id = w["data"]["clientId"].as_str()?.to_string();
+        Some(c)
+    }
+
     /// Reads one event, waiting at most `timeout`.
     pub fn next_event(&mut self, timeout: Duration) -> WsEvent {
         let t = timeout.max(Duration::from_millis(1));
@@ -243,6 +263,26 @@ impl Client {
             match self.next_event(left) {
                 WsEvent::Close(_) | WsEvent::Gone(_) => return true,
                 WsEvent::Timeout => return false,
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends a WebSocket ping and reads until its pong (skipping what comes before it);
+    /// how long that took, None when no pong came within `timeout`.
+    pub fn ping_pong(&mut self, timeout: Duration) -> Option<Duration> {
+        let sent = Instant::now();
+        self.socket
+            .send(Message::Ping(b"probe".to_vec().into()))
+            .unwrap_or_else(|e| panic!("client {}: ping failed: {e}", self.client_id));
+        loop {
+            let left = (sent + timeout).checked_duration_since(Instant::now())?;
+            match self.next_event(left) {
+                WsEvent::Pong => return Some(sent.elapsed()),
+                WsEvent::Timeout => return None,
+                WsEvent::Close(_) | WsEvent::Gone(_) => {
+                    panic!("client {}: closed while waiting for a pong", self.client_id)
+                }
                 _ => {}
             }
         }
