@@ -10,6 +10,7 @@
 //! copied once per receiving core (`CoreMsg::own_copy`), so that no
 //! reference count is written by two cores per recipient.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use super::event::LocalEvent;
@@ -27,6 +28,9 @@ pub(super) struct Dispatch {
     /// This core's mailbox, drained by its mailbox task and, before each
     /// API request, by `take_mail`.
     mailbox: Rc<MailboxRx>,
+    /// Mail taken out of the mailbox and not handled yet, oldest first: the
+    /// rest of a `CoreMsg::Batch` (`take_some_mail`).
+    held: VecDeque<CoreMsg>,
     /// Fired by `CoreMsg::Shutdown`: the core's tasks stop.
     pub(super) shutdown: Rc<LocalEvent>,
 }
@@ -36,6 +40,7 @@ impl Dispatch {
         Dispatch {
             outbox: (0..cores).map(|_| Vec::new()).collect(),
             mailbox,
+            held: VecDeque::new(),
             shutdown: Rc::new(LocalEvent::default()),
         }
     }
@@ -147,14 +152,57 @@ impl Core {
         }
     }
 
-    /// Handles what is in this core's mailbox now. Called before an API
-    /// request is executed, so that a send answered by another core before
-    /// this request was made reaches this core's connections first: pushes
-    /// of requests made one after another (each after the previous answer)
-    /// reach a connection in that order, whichever cores took the requests.
+    /// Handles what is in this core's mailbox now, after what was taken out
+    /// of it and not handled yet. Called before an API request is executed,
+    /// so that a send answered by another core before this request was made
+    /// reaches this core's connections first: pushes of requests made one
+    /// after another (each after the previous answer) reach a connection in
+    /// that order, whichever cores took the requests.
     pub fn take_mail(&mut self) {
-        while let Some(msg) = self.dispatch.mailbox.try_recv() {
+        while let Some(msg) = self.next_mail() {
             self.handle(msg);
+        }
+    }
+
+    /// Handles at most `limit` messages of this core's mail, oldest first;
+    /// whether any is left. A message inside a `CoreMsg::Batch` counts as
+    /// one: a batch holds everything another core had for this one at a
+    /// flush — hundreds of pushes, thousands of notices — and is taken in as
+    /// many goes as it needs.
+    pub fn take_some_mail(&mut self, limit: usize) -> bool {
+        for _ in 0..limit {
+            let Some(msg) = self.next_mail() else {
+                break;
+            };
+            self.handle(msg);
+        }
+        self.has_mail()
+    }
+
+    /// Puts `msg`, just received from the mailbox, behind the mail held.
+    pub fn hold_mail(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Batch(msgs) => {
+                self.node.count_out(self.id as usize, msgs.len());
+                self.dispatch.held.extend(msgs);
+            }
+            msg => self.dispatch.held.push_back(msg),
+        }
+    }
+
+    /// Whether mail waits: held, or in the mailbox.
+    pub fn has_mail(&self) -> bool {
+        !self.dispatch.held.is_empty() || !self.dispatch.mailbox.is_empty()
+    }
+
+    /// The oldest message of this core's mail, a batch taken apart.
+    fn next_mail(&mut self) -> Option<CoreMsg> {
+        loop {
+            if let Some(msg) = self.dispatch.held.pop_front() {
+                return Some(msg);
+            }
+            let msg = self.dispatch.mailbox.try_recv()?;
+            self.hold_mail(msg);
         }
     }
 

@@ -9,7 +9,10 @@
 //! link frames. So when publishes come faster than the core can write, the
 //! queues not written yet take the next frames too, and one `sendmsg`
 //! carries several (docs/architecture.md, performance rule 8); at light load
-//! a push still leaves at once, in the inline slice, with no timer.
+//! a push still leaves at once, in the inline slice, with no timer. A queue
+//! that keeps growing before any of that comes — through a long run of
+//! fan-outs, such as the notices of a crowd cut at once — is written as it
+//! grows, every [`WRITE_STEP`].
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -56,6 +59,12 @@ impl Writer {
         }
     }
 }
+
+/// A queue holding frames not written yet is written at once each time it
+/// passes another multiple of this (or of a quarter of
+/// `ws.send_queue_bytes`, if smaller), rather than only at the next `flush`
+/// or at the bound (`queue`).
+pub const WRITE_STEP: usize = 64 * 1024;
 
 impl Core {
     /// The socket that lets the core's other tasks in (`let_others_in`).
@@ -127,6 +136,18 @@ impl Core {
     /// written yet. A frame on an empty queue always fits (`api.max_message`
     /// bounds it). A connection marked to close takes nothing more. `now` is the
     /// core's microsecond clock, read once per fan-out.
+    ///
+    /// A queue that already held frames is also written each time it passes
+    /// another [`WRITE_STEP`], even while a writer task waits (that task
+    /// cannot run before the core is done). A long run of fan-outs —
+    /// `close_marked` closing a crowd, each close a notice to the group — writes nothing
+    /// until it ends: a member's queue left to grow to the bound there stays
+    /// at the bound for the rest of the run, each write only what its socket
+    /// takes at that moment, and the member is cut the first time it has
+    /// not read that burst before the next comes due — however little it
+    /// was, and however short a time later — rather than for falling
+    /// `ws.send_queue_bytes` behind (issue 22, `tests/it/fault/cascade.rs`).
+    /// A frame on an empty queue is left to `flush`.
     fn queue(&mut self, addr: ConnAddr, frame: Bytes, now: NonZeroU32) {
         let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.to_close) else {
             return;
@@ -147,12 +168,22 @@ impl Core {
         let Some(conn) = self.conns.get_mut(addr) else {
             return;
         };
+        let before = conn.out.bytes();
         conn.out.push(frame);
+        let after = conn.out.bytes();
         if conn.dirty_since.is_none() {
             conn.dirty_since = Some(now);
             self.writer.dirty.push_back(addr);
         }
         self.metrics().pushed.fetch_add(1, Relaxed);
+        if before > 0 {
+            let step = WRITE_STEP
+                .min(self.node.config.ws.send_queue_bytes / 4)
+                .max(1);
+            if before / step != after / step {
+                self.write_queue(addr, true);
+            }
+        }
     }
 
     /// Marks a connection to be closed by the next `close_marked`: it cannot

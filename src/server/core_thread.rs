@@ -14,7 +14,9 @@ use crate::mailbox::MailboxRx;
 use crate::node::Node;
 use crate::ws::CloseReason;
 
-/// Mailbox messages handled between two flushes.
+/// Mailbox messages handled between two flushes, and between two turns of
+/// the core's other tasks, a message inside a `CoreMsg::Batch` counting as
+/// one (`Core::take_some_mail`).
 const BATCH: usize = 256;
 
 /// The core thread's body: builds the runtime (io_uring, or epoll where
@@ -118,18 +120,19 @@ async fn drain(core: &CoreRef) {
 async fn drain_mailbox(core: CoreRef, mailbox: Rc<MailboxRx>) {
     let yield_socket = core.borrow().yield_socket();
     loop {
-        let first = mailbox.recv().await;
-        {
-            let mut c = core.borrow_mut();
-            c.handle(first);
-            for msg in std::iter::from_fn(|| mailbox.try_recv()).take(BATCH) {
-                c.handle(msg);
-            }
-            c.flush();
+        if !core.borrow().has_mail() {
+            let first = mailbox.recv().await;
+            core.borrow_mut().hold_mail(first);
         }
+        let more = {
+            let mut c = core.borrow_mut();
+            let more = c.take_some_mail(BATCH);
+            c.flush();
+            more
+        };
         // Mail still waiting: the next batch after the sockets, the
         // heartbeat and the accepts have had their turn.
-        if !mailbox.is_empty() {
+        if more {
             let_others_in(yield_socket.as_ref()).await;
         }
     }

@@ -65,6 +65,11 @@ impl OutQueue {
         self.bytes > 0 && self.bytes + len > limit
     }
 
+    /// Bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Frames queued.
     pub fn len(&self) -> usize {
         self.frames.len()

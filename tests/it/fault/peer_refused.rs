@@ -9,12 +9,12 @@
 //! is held stopped and its mailbox filled until node 2 refuses its own sends: the core
 //! reading the link can then hand node 1's pushes to no core.
 
-use super::stalled_core::{a_client_on_each_core, api_conn_on_running_core, fill_mailbox};
+use super::stalled_core::{a_client_on_each_core, fill_mailbox};
 use crate::support::{
     cluster::{Cluster, ClusterNode, REQUEST_TIMEOUT},
     http::HttpConn,
     metrics::Metrics,
-    stall::CoreStop,
+    stall::{http_conn_on_running_core, CoreStop},
     ws::{assert_notice, Client},
     QUIET, SYS_A, WAIT,
 };
@@ -85,7 +85,7 @@ fn a_peer_refuses_what_its_full_core_cannot_take_and_the_origin_says_partial() {
     }
 
     let mut stop = CoreStop::new(far.pid(), 1 - reader);
-    let mut api_far = api_conn_on_running_core(far);
+    let mut api_far = http_conn_on_running_core(far);
     let admitted = fill_mailbox(&mut api_far);
     eprintln!("[peer refused] node 2 refused its own sends after {admitted}");
     let refused_before = refused_total(&mut api_far);

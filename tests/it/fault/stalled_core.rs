@@ -16,11 +16,11 @@
 //! After the stop ends, every test checks that the node drains the backlog and serves.
 
 use crate::support::{
-    api::message_id_of,
+    api::{message_id_of, pipelined},
     cluster::Cluster,
     http::HttpConn,
     node::Node,
-    stall::CoreStop,
+    stall::{http_conn_on_running_core, CoreStop},
     ws::{Client, WsEvent},
     StopOnDrop, QUIET, SYS_A, WAIT,
 };
@@ -72,20 +72,6 @@ fn per_core_connections(node: &Node) -> [f64; 2] {
     })
 }
 
-/// An API connection served by the running core: with the other core stopped, a
-/// connection the kernel gave to the stopped core is never answered.
-pub(super) fn api_conn_on_running_core(node: &Node) -> HttpConn {
-    for _ in 0..64 {
-        let mut conn = HttpConn::connect(node.addr());
-        let probe = conn.format_request("GET", "/healthz", &[], b"");
-        conn.send_raw(&probe);
-        if matches!(conn.read_response(Duration::from_millis(300)), Ok(r) if r.status == 200) {
-            return conn;
-        }
-    }
-    panic!("64 connections and none answered by the running core");
-}
-
 /// One API call on `conn`: (status, body).
 fn call(conn: &mut HttpConn, path: &str, body: Value) -> (u16, Value) {
     conn.api(path, Some(SYS_A), &body.to_string())
@@ -98,20 +84,8 @@ fn round(
     first: usize,
     request: impl Fn(usize) -> (&'static str, Value),
 ) -> Vec<u16> {
-    let mut bytes = Vec::new();
-    for i in first..first + ROUND {
-        let (path, body) = request(i);
-        let body = body.to_string();
-        bytes.extend(conn.format_request("POST", path, &[("SystemId", SYS_A)], body.as_bytes()));
-    }
-    conn.send_raw(&bytes);
-    (0..ROUND)
-        .map(|i| {
-            conn.read_response(Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("pipelined request {i} of {ROUND}: {e}"))
-                .status
-        })
-        .collect()
+    let answers = pipelined(conn, SYS_A, (first..first + ROUND).map(request));
+    answers.into_iter().map(|(status, _)| status).collect()
 }
 
 /// Sends to a group without members on `conn` until the node refuses one (503): they
@@ -233,7 +207,7 @@ fn refused_sends_go_nowhere(node: &Node, peer: Option<&Node>) {
     }
 
     let mut stop = CoreStop::new(node.pid(), STOPPED);
-    let mut api = api_conn_on_running_core(node);
+    let mut api = http_conn_on_running_core(node);
 
     // Admitted while the stopped core's mailbox has room: core 0's member (and the
     // peer's) has it now.
@@ -310,7 +284,7 @@ fn group_notices_count_toward_the_mailbox_bound_and_sends_are_refused_when_it_is
         });
 
         let mut stop = CoreStop::new(node.pid(), STOPPED);
-        let mut api = api_conn_on_running_core(&node);
+        let mut api = http_conn_on_running_core(&node);
         let errors_before = send_errors(&mut api);
 
         // Each bind and unbind (alternating: each one joins or leaves) sends a notice to

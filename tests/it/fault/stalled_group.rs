@@ -11,10 +11,10 @@ use crate::support::{
     api::expect_ok,
     node::Node,
     raw_frames::raw_client,
-    ws::{Client, WsEvent},
+    ws::{offline_notice_of, Client, WsEvent},
     StopOnDrop, SYS_A,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpStream;
@@ -39,19 +39,6 @@ fn drain_now(s: &mut TcpStream) {
     }
 }
 
-/// The clientId an offline notice (code 1002) is about.
-fn offline_of(text: &str) -> Option<String> {
-    if !text.contains("\"code\":1002") {
-        return None;
-    }
-    let v: Value = serde_json::from_str(text.trim_end()).ok()?;
-    if v["code"] != json!(1002) {
-        return None;
-    }
-    let data: Value = serde_json::from_str(v["data"].as_str()?).ok()?;
-    data["clientId"].as_str().map(str::to_owned)
-}
-
 /// What a reader saw: offline notices by clientId, why it stopped early (if it did),
 /// and its connection (kept open until every reader has stopped).
 type Seen = (HashMap<String, usize>, Option<String>, Client);
@@ -63,7 +50,7 @@ fn count_offline(mut c: Client, done: &AtomicBool, total: &AtomicUsize) -> Seen 
     while !done.load(Ordering::SeqCst) {
         match c.next_event(Duration::from_millis(200)) {
             WsEvent::Text(t) => {
-                if let Some(id) = offline_of(&t) {
+                if let Some(id) = offline_notice_of(&t) {
                     *seen.entry(id).or_default() += 1;
                     total.fetch_add(1, Ordering::SeqCst);
                 }

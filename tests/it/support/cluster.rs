@@ -34,14 +34,12 @@ use serde_json::{json, Value};
 
 use super::api::{try_api, HANG};
 use super::http::{try_get, HttpConn};
-use super::node::{free_port, process_state, send_signal, tail, Node};
+use super::node::{free_port, process_state, send_signal, tail, Node, CRYPTO_KEY};
 use super::ws::Client;
 use super::{SYS_A, SYS_B};
 
 /// The etcd binary (Debian etcd-server 3.4).
 const ETCD_BIN: &str = "/usr/bin/etcd";
-/// `server.crypto_key` shared by every node of a test cluster (AES-128).
-const CRYPTO_KEY: &str = "5ca1ab1e0ddba11c0ffee0ddf00dcafe";
 /// `cluster.secret` shared by every node of a test cluster.
 pub const CLUSTER_SECRET: &str = "shardcast-test-cluster-secret";
 /// A system used only by `wait_mesh`, so its probes never reach a test's clients. Its

@@ -12,6 +12,7 @@
 //!   deflated and inflated with flate2, decompression bombs.
 //! - `metrics`: `/metrics` parsed, metric names matched exactly.
 //! - `cluster`: a private etcd and several nodes in cluster mode.
+//! - `crowd`: thousands of WebSocket clients held by a child process, reading or not.
 //! - `cut_proxy`: a TCP relay in front of a node that a test cuts (the network failing).
 //! - `receiver`: a webhook receiver.
 //! - `stall`: one core of a node stopped (ptrace) while the others run.
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod crowd;
 pub mod cut_proxy;
 pub mod deflate;
 pub mod docs;

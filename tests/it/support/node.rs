@@ -173,6 +173,27 @@ pub fn tail(s: &str, max: usize) -> &str {
 }
 
 // ---------------------------------------------------------------------------
+// ClientIds
+// ---------------------------------------------------------------------------
+
+/// A `server.crypto_key` (AES-128) for nodes whose clientIds a test reads (`core_of`);
+/// every node of a test cluster has it.
+pub const CRYPTO_KEY: &str = "5ca1ab1e0ddba11c0ffee0ddf00dcafe";
+
+/// The core that owns `client_id` of `system` on a node started with
+/// `server.crypto_key = CRYPTO_KEY`: a clientId carries its route (docs/api.md §3).
+pub fn core_of(client_id: &str, system: &str) -> usize {
+    let key: Vec<u8> = (0..CRYPTO_KEY.len() / 2)
+        .map(|i| u8::from_str_radix(&CRYPTO_KEY[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let codec = shardcast::client_id::ClientIdCodec::new(&key).expect("an AES key");
+    let id = codec
+        .decode(client_id, system)
+        .unwrap_or_else(|e| panic!("clientId {client_id} of {system}: {e}"));
+    usize::from(id.core)
+}
+
+// ---------------------------------------------------------------------------
 // Config building
 // ---------------------------------------------------------------------------
 

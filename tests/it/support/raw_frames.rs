@@ -80,10 +80,15 @@ pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 /// `rcvbuf` bytes when given, see `connect_small_rcvbuf`), upgraded, its welcome read.
 /// Returns the socket and the clientId; nothing more is read from it.
 pub fn raw_client(node: &Node, system_id: &str, rcvbuf: Option<i32>) -> (TcpStream, String) {
-    let mut s = match rcvbuf {
+    let s = match rcvbuf {
         Some(n) => connect_small_rcvbuf(node.socket_addr(), n),
         None => TcpStream::connect(node.addr()).unwrap_or_else(|e| panic!("connect: {e}")),
     };
+    raw_client_on(s, node, system_id)
+}
+
+/// Like `raw_client`, on a connection to `node` the caller made.
+pub fn raw_client_on(mut s: TcpStream, node: &Node, system_id: &str) -> (TcpStream, String) {
     let path = format!("/ws?systemId={system_id}");
     let (st, head) = raw_ws_handshake(&mut s, node.addr(), &path, "");
     assert_eq!(st, 101, "raw client upgrade: {head}");
@@ -175,6 +180,13 @@ pub fn set_linger_zero(stream: &TcpStream) {
 /// A TCP connection to `addr` whose receive buffer was set to `rcvbuf` bytes before
 /// connecting (so the advertised window stays small).
 pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> TcpStream {
+    connect_sized(addr, rcvbuf, None)
+}
+
+/// Like `connect_small_rcvbuf`, with the segment size (`TCP_MAXSEG`) set too when
+/// `mss` is given: a network's (1460 bytes) rather than loopback's 64 KiB, for a
+/// connection that should behave like a client's across a network.
+pub fn connect_sized(addr: SocketAddr, rcvbuf: i32, mss: Option<i32>) -> TcpStream {
     let SocketAddr::V4(v4) = addr else {
         panic!("IPv4 address expected: {addr}")
     };
@@ -183,20 +195,10 @@ pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> TcpStream {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0, "socket(): {}", io::Error::last_os_error());
-        let v: libc::c_int = rcvbuf;
-        let r = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        assert_eq!(
-            r,
-            0,
-            "setsockopt(SO_RCVBUF): {}",
-            io::Error::last_os_error()
-        );
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf, "SO_RCVBUF");
+        if let Some(mss) = mss {
+            set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss, "TCP_MAXSEG");
+        }
         let ip: Ipv4Addr = *v4.ip();
         let sa = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
@@ -218,6 +220,23 @@ pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> TcpStream {
         }
         TcpStream::from_raw_fd(fd)
     }
+}
+
+/// `setsockopt` of an integer option on a socket of ours; panics, naming `what`, when
+/// it fails.
+fn set_int_option(fd: i32, level: libc::c_int, name: libc::c_int, value: i32, what: &str) {
+    let v: libc::c_int = value;
+    // SAFETY: a valid socket fd and a correctly sized option value.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt({what}): {}", io::Error::last_os_error());
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,9 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::http::HttpConn;
+use super::node::Node;
+
 /// The thread id of core `core` of process `pid`.
 pub fn core_thread(pid: i32, core: usize) -> i32 {
     let want = format!("shardcast-core{core}");
@@ -102,4 +105,27 @@ impl Drop for CoreStop {
     fn drop(&mut self) {
         self.resume();
     }
+}
+
+/// An HTTP connection served by a core that runs while another is stopped: a
+/// connection the kernel gave to the stopped core is never answered. Probes up to 64
+/// connections with `GET /healthz`.
+pub fn http_conn_on_running_core(node: &Node) -> HttpConn {
+    for _ in 0..64 {
+        let mut conn = HttpConn::connect(node.addr());
+        let probe = conn.format_request("GET", "/healthz", &[], b"");
+        conn.send_raw(&probe);
+        if matches!(conn.read_response(Duration::from_millis(300)), Ok(r) if r.status == 200) {
+            return conn;
+        }
+    }
+    panic!("64 connections and none answered by the running core");
+}
+
+/// `n` keep-alive HTTP connections that core `core` of a two-core node serves (the
+/// kernel spreads connections over the cores' listeners): found with the other core
+/// stopped, which runs again before this returns.
+pub fn http_conns_on_core(node: &Node, core: usize, n: usize) -> Vec<HttpConn> {
+    let _stop = CoreStop::new(node.pid(), 1 - core);
+    (0..n).map(|_| http_conn_on_running_core(node)).collect()
 }

@@ -35,6 +35,12 @@ fn ws_config() -> WebSocketConfig {
 /// Connects and performs the WebSocket handshake on `path_and_query`.
 pub fn ws_connect(addr: &str, path_and_query: &str) -> WebSocket<TcpStream> {
     let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    ws_handshake(stream, addr, path_and_query)
+}
+
+/// The WebSocket handshake on `path_and_query` over `stream`, a connection to `addr`
+/// made by the caller (with socket options of its own, say).
+pub fn ws_handshake(stream: TcpStream, addr: &str, path_and_query: &str) -> WebSocket<TcpStream> {
     stream.set_nodelay(true).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let url = format!("ws://{addr}{path_and_query}");
@@ -83,6 +89,26 @@ impl Client {
         assert!(!id.is_empty(), "empty clientId in welcome: {w}");
         c.client_id = id.to_string();
         c
+    }
+
+    /// A WebSocket connection to `/ws?systemId=<system_id>` whose welcome came within
+    /// `timeout` of connecting; None when the upgrade or the welcome did not.
+    pub fn try_open(node: &Node, system_id: &str, timeout: Duration) -> Option<Client> {
+        let deadline = Instant::now() + timeout;
+        let addr = node.addr();
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        let url = format!("ws://{addr}/ws?systemId={system_id}");
+        let (socket, _) =
+            tungstenite::client::client_with_config(url, stream, Some(ws_config())).ok()?;
+        let mut c = Client {
+            client_id: String::new(),
+            socket,
+        };
+        let w = c.recv_json(deadline.checked_duration_since(Instant::now())?)?;
+        c.client_id = w["data"]["clientId"].as_str()?.to_string();
+        Some(c)
     }
 
     /// Reads one event, waiting at most `timeout`.
@@ -242,6 +268,26 @@ impl Client {
         }
     }
 
+    /// Sends a WebSocket ping and reads until its pong (skipping what comes before it);
+    /// how long that took, None when no pong came within `timeout`.
+    pub fn ping_pong(&mut self, timeout: Duration) -> Option<Duration> {
+        let sent = Instant::now();
+        self.socket
+            .send(Message::Ping(b"probe".to_vec().into()))
+            .unwrap_or_else(|e| panic!("client {}: ping failed: {e}", self.client_id));
+        loop {
+            let left = (sent + timeout).checked_duration_since(Instant::now())?;
+            match self.next_event(left) {
+                WsEvent::Pong => return Some(sent.elapsed()),
+                WsEvent::Timeout => return None,
+                WsEvent::Close(_) | WsEvent::Gone(_) => {
+                    panic!("client {}: closed while waiting for a pong", self.client_id)
+                }
+                _ => {}
+            }
+        }
+    }
+
     pub fn send_text(&mut self, text: &str) {
         self.socket
             .send(Message::text(text))
@@ -394,4 +440,17 @@ pub fn assert_notice(frame: &Value, code: i64, client_id: &str, user_id: &str, e
 
 pub fn is_notice(v: &Value) -> bool {
     v["code"] == json!(1001) || v["code"] == json!(1002)
+}
+
+/// The clientId an offline notice (code 1002) is about; None for any other frame.
+pub fn offline_notice_of(text: &str) -> Option<String> {
+    if !text.contains("\"code\":1002") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(text.trim_end()).ok()?;
+    if v["code"] != json!(1002) {
+        return None;
+    }
+    let data: Value = serde_json::from_str(v["data"].as_str()?).ok()?;
+    data["clientId"].as_str().map(str::to_owned)
 }
