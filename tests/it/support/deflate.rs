@@ -75,9 +75,14 @@ impl DeflateClient {
     /// Upgrades `/ws?systemId=<system>` with `headers` (whole lines, each ending in
     /// CRLF) and asserts the 101; nothing is read after it.
     pub fn connect(node: &Node, system: &str, headers: &str) -> DeflateClient {
+        Self::connect_query(node, &format!("systemId={system}"), headers)
+    }
+
+    /// Upgrades `/ws?<query>` (a resume, say) with `headers`; asserts the 101.
+    pub fn connect_query(node: &Node, query: &str, headers: &str) -> DeflateClient {
         let mut stream = TcpStream::connect(node.addr()).expect("connect");
         stream.set_nodelay(true).unwrap();
-        let path = format!("/ws?systemId={system}");
+        let path = format!("/ws?{query}");
         let (status, head) = raw_ws_handshake(&mut stream, node.addr(), &path, headers);
         assert_eq!(status, 101, "an offer never refuses the upgrade: {head}");
         let agreed = head_header(&head, "Sec-WebSocket-Extensions").map(str::to_string);

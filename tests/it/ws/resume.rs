@@ -650,3 +650,57 @@ fn detached_sessions_hold_no_places_and_the_oldest_ends_past_max_detached() {
         assert_eq!(back.welcome["data"]["resumed"], json!(true), "{id}");
     }
 }
+
+/// docs/api.md §10: a resume replays each missed push in the form its new socket agreed
+/// to — here a connection without deflate comes back offering it, and the 2 KB push it
+/// missed arrives compressed; a small one plain.
+#[test]
+fn a_resume_replays_in_the_form_its_new_socket_agreed_to() {
+    use crate::support::deflate::DeflateClient;
+    let node = Node::start(ON);
+    let mut a = Raw::open(&node, &format!("systemId={SYS_A}"));
+    let id = a.client_id();
+    let before = send(
+        &node,
+        "send_to_client",
+        json!({"clientId": id, "msg": "before"}),
+    );
+    assert_eq!(a.ids(1), std::slice::from_ref(&before));
+    let resume = a.resume_query(SYS_A, &before);
+    a.reset();
+    wait_detached(&node, &id);
+    let big = json!({"rows": vec!["the same row of a report, again"; 80]});
+    let missed = [
+        send(
+            &node,
+            "send_to_client",
+            json!({"clientId": id, "data": big}),
+        ),
+        send(
+            &node,
+            "send_to_client",
+            json!({"clientId": id, "msg": "small"}),
+        ),
+    ];
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    let mut back = DeflateClient::connect_query(&node, &resume, offer);
+    assert!(back.agreed.is_some(), "deflate not agreed on the resume");
+    let mut got = Vec::new();
+    while got.len() < missed.len() {
+        let (_, compressed, payload) = back.next_message(WAIT).expect("the replay");
+        let v: Value = serde_json::from_slice(&payload).expect("JSON");
+        if let Some(mid) = v["messageId"]
+            .as_str()
+            .filter(|m| missed.contains(&m.to_string()))
+        {
+            got.push((mid.to_string(), compressed, v));
+        }
+    }
+    assert_eq!(got[0].0, missed[0]);
+    assert!(
+        got[0].1,
+        "the 2 KB push was replayed plain to a deflate socket"
+    );
+    assert_eq!(got[0].2["data"], big);
+    assert_eq!((got[1].0.as_str(), got[1].1), (missed[1].as_str(), false));
+}
