@@ -115,30 +115,45 @@ impl Node {
     }
 }
 
-/// API calls of `system` written all at once on `conn` (pipelined), each a POST of
-/// (path, body), then their answers read in order: (status, JSON body) each. Ten
+/// Calls written at once by `pipelined` before their answers are read: their answers
+/// (about 120 bytes each) stay under the node's default `api.max_pending_answers`
+/// (64 KiB), past which it stops reading the connection — a writer that is not reading
+/// would then wait on full socket buffers (small under TCP memory pressure) until the
+/// node closes the connection for answers left unread.
+const PIPELINED: usize = 256;
+
+/// API calls of `system` written on `conn` pipelined, [`PIPELINED`] at a time, each a
+/// POST of (path, body), and their answers read in order: (status, JSON body) each. Ten
 /// thousand calls take a moment this way, minutes one after another.
 pub fn pipelined<'a>(
     conn: &mut HttpConn,
     system: &str,
     calls: impl IntoIterator<Item = (&'a str, Value)>,
 ) -> Vec<(u16, Value)> {
-    let mut bytes = Vec::new();
-    let mut n = 0;
-    for (path, body) in calls {
-        let body = body.to_string();
-        bytes.extend(conn.format_request("POST", path, &[("SystemId", system)], body.as_bytes()));
-        n += 1;
-    }
-    conn.send_raw(&bytes);
-    (0..n)
-        .map(|i| {
+    let mut answers = Vec::new();
+    let mut calls = calls.into_iter().peekable();
+    while calls.peek().is_some() {
+        let mut bytes = Vec::new();
+        let mut n = 0;
+        for (path, body) in calls.by_ref().take(PIPELINED) {
+            let body = body.to_string();
+            bytes.extend(conn.format_request(
+                "POST",
+                path,
+                &[("SystemId", system)],
+                body.as_bytes(),
+            ));
+            n += 1;
+        }
+        conn.send_raw(&bytes);
+        for i in 0..n {
             let r = conn
                 .read_response(Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("pipelined call {i} of {n}: {e}"));
-            (r.status, r.json())
-        })
-        .collect()
+                .unwrap_or_else(|e| panic!("pipelined call {} of a round of {n}: {e}", i + 1));
+            answers.push((r.status, r.json()));
+        }
+    }
+    answers
 }
 
 // ---------------------------------------------------------------------------
