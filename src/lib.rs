@@ -18,6 +18,7 @@
 //! 2. Wire formats, pure functions over bytes: [`http`] (HTTP/1.1 codec),
 //!    [`ws`] (WebSocket frames and the messages clients receive), [`api`]
 //!    (routes, bodies, errors, envelopes, tokens).
+//!    [`history`] (group history: owners, streams and their bounds).
 //! 3. Node-wide services: [`metrics`] (per-core counters), [`webhook`]
 //!    (event delivery thread), [`cluster`] (inter-node frames, link
 //!    transport, etcd membership).
@@ -34,6 +35,7 @@ pub mod api;
 pub mod client_id;
 pub mod cluster;
 pub mod config;
+pub mod history;
 #[cfg(feature = "node")]
 pub mod console;
 #[cfg(feature = "node")]

@@ -30,6 +30,9 @@ pub enum ConnOp {
         group: String,
         user_id: String,
         extend: String,
+        /// Replay the group's history to the connection first (docs/api.md
+        /// §9); answered [`ConnOutcome::Bound`].
+        history: Option<Ask>,
     },
     /// Leave `group` (offline notice to the rest).
     Unbind { group: String },
@@ -52,6 +55,38 @@ pub enum ConnOutcome {
     /// `bind_to_group` of a connection already in `api.max_groups_per_client`
     /// groups: nothing changed.
     TooManyGroups,
+    /// A bind with history: the replay was queued; where the stream stands.
+    Bound(Position),
+}
+
+/// Where a history read starts (docs/api.md §9).
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// The newest `n` pushes.
+    Last(u32),
+    /// Every push after `offset` of the numbering `epoch`.
+    Since { offset: u64, epoch: String },
+}
+
+/// Where a stream stands once a read was answered: its newest offset, its
+/// epoch, and whether the read got every push it asked for.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub recovered: bool,
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// A push to a history group on its way to the stream's owner, which
+/// numbers it and encodes its frame: the message fields.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Unstamped {
+    pub message_id: u64,
+    pub send_user_id: String,
+    pub code: i64,
+    pub msg: String,
+    /// JSON text.
+    pub data: String,
 }
 
 /// What the API tells of one connection.
@@ -71,4 +106,32 @@ pub struct ClientInfo {
 pub struct GroupCount {
     pub group: String,
     pub count: u64,
+}
+
+/// A connection that reads a stream: where the owner sends the replay.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reader {
+    pub node: u16,
+    pub core: u8,
+    pub addr: ConnAddr,
+}
+
+/// A page of a stream's history (`/api/get_group_history`).
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub epoch: String,
+    /// The stream's newest offset.
+    pub offset: u64,
+    pub messages: Vec<PageEntry>,
+}
+
+/// One push of a [`Page`]: the fields are read out of `frame` where the
+/// answer is written.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PageEntry {
+    pub offset: u64,
+    /// Unix milliseconds when the owner numbered it.
+    pub at_ms: u64,
+    /// The plain push frame.
+    pub frame: bytes::Bytes,
 }

@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use super::error::{ApiError, Field};
 use crate::config::forbidden_in_id;
+use crate::op::{Ask, Unstamped};
 use crate::ws::message::push_frame;
 use crate::ws::MessageId;
 
@@ -101,6 +102,18 @@ impl Message {
         let data = self.data.get().len();
         within(Field::Data, self.data.get(), limits.max_message)?;
         too_long_if(self.msg.len() > limits.max_message - data, Field::Msg)
+    }
+
+    /// The message on its way to its stream's owner, which numbers it and
+    /// encodes its frame (docs/api.md §9).
+    pub fn unstamped(&self, id: MessageId) -> Unstamped {
+        Unstamped {
+            message_id: id.0,
+            send_user_id: self.send_user_id.clone(),
+            code: self.code,
+            msg: self.msg.clone(),
+            data: self.data.get().to_owned(),
+        }
     }
 
     /// The push frame every recipient of this message gets.
@@ -206,8 +219,44 @@ pub struct Register {
 
 plain_body!(
     /// `/api/bind_to_group`; an empty `userId`/`extend` leaves the value as is.
-    BindToGroup { client_id: String, group_name: String, user_id: String, extend: String }
+    /// `history` (the newest N pushes) or `since` (every push after it; it
+    /// wins when both are given) replay the group's history first
+    /// (docs/api.md §9).
+    BindToGroup {
+        client_id: String,
+        group_name: String,
+        user_id: String,
+        extend: String,
+        history: Option<u32>,
+        since: Option<Since>,
+    }
 );
+plain_body!(
+    /// `/api/get_group_history`: the oldest `limit` pushes after `since`,
+    /// or without it the newest `limit` (all kept when `limit` is absent).
+    GetGroupHistory { group_name: String, since: Option<Since>, limit: Option<u32> }
+);
+
+/// A position in a group's stream (docs/api.md §9).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+impl BindToGroup {
+    /// The history read this bind asks for, if any.
+    pub fn ask(&self) -> Option<Ask> {
+        match (&self.since, self.history) {
+            (Some(s), _) => Some(Ask::Since {
+                offset: s.offset,
+                epoch: s.epoch.clone(),
+            }),
+            (None, Some(n)) => Some(Ask::Last(n)),
+            (None, None) => None,
+        }
+    }
+}
 plain_body!(
     /// `/api/unbind_from_group`
     UnbindFromGroup { client_id: String, group_name: String }
@@ -308,6 +357,23 @@ impl Body for BindToGroup {
         clean(Field::UserId, &self.user_id, MAX_TEXT)?;
         within(Field::Extend, &self.extend, MAX_TEXT)
     }
+}
+
+impl Body for GetGroupHistory {
+    fn check_required(&self) -> Result<(), ApiError> {
+        required(Field::GroupName, &self.group_name)
+    }
+
+    fn check_limits(&self, _: &BodyLimits) -> Result<(), ApiError> {
+        clean(Field::GroupName, &self.group_name, MAX_NAME)
+    }
+}
+
+/// A group name given alone (a client's `recover`): required, and under
+/// the limits of every route's `groupName`.
+pub fn group_name(name: &str) -> Result<(), ApiError> {
+    required(Field::GroupName, name)?;
+    clean(Field::GroupName, name, MAX_NAME)
 }
 
 impl Body for UnbindFromGroup {

@@ -12,7 +12,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::body::{Body, BodyLimits, Message, SendToClient, SendToGroup, SendToUser};
+use super::body::{
+    group_name, Body, BodyLimits, Message, SendToClient, SendToGroup, SendToUser, Since,
+};
 use super::error::ApiError;
 use crate::config::ClientSendPolicy;
 
@@ -25,12 +27,14 @@ pub struct ClientMessage {
     pub body: Result<Request, ApiError>,
 }
 
-/// The three `type`s.
+/// The `type`s: three sends, and `recover` (docs/api.md §9), which any
+/// policy allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Group,
     User,
     Client,
+    Recover,
 }
 
 /// A decoded client message body.
@@ -38,6 +42,18 @@ pub enum Request {
     Group(SendToGroup),
     User(SendToUser),
     Client(SendToClient),
+    Recover(Recover),
+}
+
+/// `{"type":"recover","groupName","offset","epoch"}`: the pushes of a
+/// group's stream after a position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recover {
+    #[serde(default)]
+    pub group_name: String,
+    #[serde(flatten)]
+    pub since: Since,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +75,12 @@ pub fn parse(text: &str) -> Option<ClientMessage> {
             Kind::Client,
             SendToClient::decode(bytes).map(Request::Client),
         ),
+        "recover" => (
+            Kind::Recover,
+            serde_json::from_str(text)
+                .map(Request::Recover)
+                .map_err(|_| ApiError::BadRequest),
+        ),
         _ => return None,
     };
     let req_id = head.req_id.unwrap_or_else(empty_string);
@@ -74,6 +96,7 @@ impl Kind {
     /// membership is checked later, on the decoded body).
     pub fn permitted(self, policy: ClientSendPolicy) -> bool {
         match policy {
+            _ if self == Kind::Recover => true,
             ClientSendPolicy::Group => self == Kind::Group,
             ClientSendPolicy::All | ClientSendPolicy::Webhook => true,
             ClientSendPolicy::Off => false,
@@ -85,36 +108,43 @@ impl Request {
     /// Sets `sendUserId` to the sender's identity, then checks required
     /// fields and limits as the HTTP route does.
     pub fn prepare(&mut self, sender: &str, limits: &BodyLimits) -> Result<(), ApiError> {
-        self.message_mut().send_user_id = sender.to_owned();
+        if let Some(m) = self.message_mut() {
+            m.send_user_id = sender.to_owned();
+        }
         match self {
             Request::Group(b) => check(b, limits),
             Request::User(b) => check(b, limits),
             Request::Client(b) => check(b, limits),
+            Request::Recover(r) => group_name(&r.group_name),
         }
     }
 
-    /// The target group of a group message.
+    /// The group of a group message or a recover, which the sender must
+    /// be a member of.
     pub fn group(&self) -> Option<&str> {
         match self {
             Request::Group(b) => Some(&b.group_name),
+            Request::Recover(r) => Some(&r.group_name),
             _ => None,
         }
     }
 
-    fn message_mut(&mut self) -> &mut Message {
+    fn message_mut(&mut self) -> Option<&mut Message> {
         match self {
-            Request::Group(b) => &mut b.message,
-            Request::User(b) => &mut b.message,
-            Request::Client(b) => &mut b.message,
+            Request::Group(b) => Some(&mut b.message),
+            Request::User(b) => Some(&mut b.message),
+            Request::Client(b) => Some(&mut b.message),
+            Request::Recover(_) => None,
         }
     }
 
-    /// The message fields, as the recipients will get them.
-    pub fn message(&self) -> &Message {
+    /// The message fields of a send, as the recipients will get them.
+    pub fn message(&self) -> Option<&Message> {
         match self {
-            Request::Group(b) => &b.message,
-            Request::User(b) => &b.message,
-            Request::Client(b) => &b.message,
+            Request::Group(b) => Some(&b.message),
+            Request::User(b) => Some(&b.message),
+            Request::Client(b) => Some(&b.message),
+            Request::Recover(_) => None,
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum ApiError {
     ClientSendRate,
     TooManyGroups,
     TooManySystems,
+    /// A history read of a group no `history.groups` rule covers.
+    NoHistory,
 }
 
 /// The limits of docs/api.md §7 an API answer can report, each counted in
@@ -154,6 +156,7 @@ impl ApiError {
             ApiError::ClientSendRate => ("发送过于频繁", "sending too fast"),
             ApiError::TooManyGroups => ("分组数量超出限制", "too many groups"),
             ApiError::TooManySystems => ("系统数量超出限制", "too many systems"),
+            ApiError::NoHistory => ("该分组未开启历史", "group has no history"),
         };
         Cow::Borrowed(pick(lang, zh, en))
     }
@@ -218,6 +221,7 @@ mod tests {
             (ApiError::ClientSendRate, 200, "发送过于频繁".to_owned()),
             (ApiError::TooManyGroups, 200, "分组数量超出限制".to_owned()),
             (ApiError::TooManySystems, 200, "系统数量超出限制".to_owned()),
+            (ApiError::NoHistory, 200, "该分组未开启历史".to_owned()),
         ];
         for (field, name) in FIELDS {
             all.push((

@@ -15,10 +15,11 @@ pub enum Route {
     IsOnline,
     GetClientInfo,
     CloseClient,
+    GetGroupHistory,
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Self::Register,
         Self::SendToClient,
         Self::SendToClients,
@@ -32,6 +33,7 @@ impl Route {
         Self::IsOnline,
         Self::GetClientInfo,
         Self::CloseClient,
+        Self::GetGroupHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Route {
             Self::IsOnline => "is_online",
             Self::GetClientInfo => "get_client_info",
             Self::CloseClient => "close_client",
+            Self::GetGroupHistory => "get_group_history",
         }
     }
 

@@ -31,11 +31,13 @@ use bytes::{BufMut, BytesMut};
 use rkyv::rancor::BoxedError;
 use rkyv::util::AlignedVec;
 
-use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
+use crate::op::{
+    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, Page, Position, Reader, Unstamped,
+};
 use crate::ws::Push;
 
 /// Version carried in [`Frame::Hello`]; peers with a different one are refused.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Largest body accepted (an online-list reply of a huge group is the biggest legitimate frame).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Bytes before the body: length and CRC, both `u32` little-endian.
@@ -80,12 +82,15 @@ pub enum Frame {
         frame: Push,
     },
     /// Push to every member of a group on the receiving node; answered by
-    /// [`Frame::Taken`] or [`Frame::Refused`].
+    /// [`Frame::Taken`] or [`Frame::Refused`]. `stream`: a push its stream's
+    /// owner numbered (docs/api.md §9), which a member recovering that
+    /// stream skips (its replay holds it).
     Group {
         req: u64,
         system: String,
         group: String,
         frame: Push,
+        stream: bool,
     },
     /// Push to every connection of a user on the receiving node; answered
     /// by [`Frame::Count`].
@@ -108,6 +113,44 @@ pub enum Frame {
         system: String,
         group: String,
         frame: Push,
+    },
+
+    // Group history (docs/api.md §9), on the owner node of a stream.
+    /// A push to a history group for the receiving node, its owner, to
+    /// number and fan out; answered by [`Frame::Stamped`] or
+    /// [`Frame::Refused`].
+    Stamp {
+        req: u64,
+        system: String,
+        group: String,
+        message: Unstamped,
+    },
+    /// A read of a stream for the connection `reader`; answered, on the
+    /// owner core's own link (the path of the stream's pushes), by
+    /// [`Frame::Replay`].
+    Read {
+        system: String,
+        group: String,
+        ask: Ask,
+        reader: Reader,
+    },
+    /// The pushes a [`Frame::Read`] asked for, for core `core` of the
+    /// receiving node.
+    Replay {
+        core: u8,
+        addr: ConnAddr,
+        system: String,
+        group: String,
+        frames: Vec<Push>,
+        position: Position,
+    },
+    /// `/api/get_group_history` on the owner; answered by [`Frame::Paged`].
+    Page {
+        req: u64,
+        system: String,
+        group: String,
+        since: Option<(u64, String)>,
+        limit: u32,
     },
 
     // Queries answered by the whole receiving node.
@@ -136,6 +179,11 @@ pub enum Frame {
     Clients { req: u64, clients: Vec<ClientInfo> },
     /// Answer to [`Frame::GroupList`].
     Groups { req: u64, groups: Vec<GroupCount> },
+    /// Answer to [`Frame::Stamp`]: numbered and sent; `partial` when a
+    /// node did not take it.
+    Stamped { req: u64, partial: bool },
+    /// Answer to [`Frame::Page`].
+    Paged { req: u64, page: Page },
 
     // Link upkeep.
     /// Liveness probe; `t` is echoed back.
@@ -259,6 +307,7 @@ fn invalid(e: BoxedError) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::op::PageEntry;
     use bytes::Bytes;
 
     /// docs/cluster.md names the protocol version this code speaks.
@@ -344,6 +393,10 @@ mod tests {
                     group: s("g"),
                     user_id: s("u"),
                     extend: s("e"),
+                    history: Some(Ask::Since {
+                        offset: 1,
+                        epoch: s("e"),
+                    }),
                 },
             ),
             conn(
@@ -355,6 +408,7 @@ mod tests {
                     group: String::new(),
                     user_id: String::new(),
                     extend: String::new(),
+                    history: None,
                 },
             ),
             conn(2, 1, 3, 4, ConnOp::Unbind { group: s("g") }),
@@ -385,12 +439,84 @@ mod tests {
                 system: s("sys"),
                 group: s("room-1"),
                 frame: b(b"hello"),
+                stream: true,
             },
             Frame::Group {
                 req: 0,
                 system: String::new(),
                 group: String::new(),
                 frame: Push::default(),
+                stream: false,
+            },
+            Frame::Stamp {
+                req: 21,
+                system: s("sys"),
+                group: s("room:1"),
+                message: Unstamped {
+                    message_id: u64::MAX,
+                    send_user_id: s("u"),
+                    code: -3,
+                    msg: s("m"),
+                    data: s("{\"a\":[1]}"),
+                },
+            },
+            Frame::Read {
+                system: s("sys"),
+                group: s("room:1"),
+                ask: Ask::Since {
+                    offset: 7,
+                    epoch: s("00ff00ff00ff00ff"),
+                },
+                reader: Reader {
+                    node: 3,
+                    core: 1,
+                    addr: ConnAddr { slot: 9, gen: 2 },
+                },
+            },
+            Frame::Read {
+                system: s("sys"),
+                group: s("room:1"),
+                ask: Ask::Last(50),
+                reader: Reader {
+                    node: 0,
+                    core: 0,
+                    addr: ConnAddr { slot: 0, gen: 0 },
+                },
+            },
+            Frame::Replay {
+                core: 1,
+                addr: ConnAddr { slot: 9, gen: 2 },
+                system: s("sys"),
+                group: s("room:1"),
+                frames: vec![b(b"one"), Push::default()],
+                position: Position {
+                    recovered: true,
+                    offset: 8,
+                    epoch: s("e"),
+                },
+            },
+            Frame::Page {
+                req: 22,
+                system: s("sys"),
+                group: s("room:1"),
+                since: Some((3, s("e"))),
+                limit: 10,
+            },
+            Frame::Stamped {
+                req: 21,
+                partial: true,
+            },
+            Frame::Paged {
+                req: 22,
+                page: Page {
+                    epoch: s("e"),
+                    offset: 4,
+                    messages: vec![PageEntry {
+                        offset: 4,
+                        at_ms: 1_700_000_000_000,
+                        frame: Bytes::from_static(b"frame"),
+                    }],
+                },
             },
             Frame::User {
                 req: 5,
@@ -591,6 +717,7 @@ mod tests {
             system: "s".into(),
             group: "g".into(),
             frame: Push::plain(Bytes::from_static(&[1])),
+            stream: false,
         }]);
         let last = buf.len() - 1;
         buf[last] ^= 0x40;
@@ -608,6 +735,7 @@ mod tests {
                 group: "group".into(),
                 user_id: "user".into(),
                 extend: "extend".into(),
+                history: Some(Ask::Last(5)),
             },
         );
         let body = encode_all(&[sample])[HEADER_LEN..].to_vec();

@@ -75,6 +75,8 @@ section! {
         console: ConsoleConfig = ConsoleConfig::default(),
         /// `[cluster]`
         cluster: ClusterConfig = ClusterConfig::default(),
+        /// `[history]`
+        history: HistoryConfig = HistoryConfig::default(),
         /// `[log]`
         log: LogConfig = LogConfig::default(),
     }
@@ -238,6 +240,42 @@ section! {
         /// Time limit for one request to another node or etcd.
         #[serde(with = "duration_str")]
         request_timeout: Duration = Duration::from_secs(2),
+    }
+}
+
+section! {
+    /// `[history]`: groups whose last pushes are kept for late joiners and
+    /// long gaps (docs/api.md §9).
+    pub struct HistoryConfig {
+        /// Which groups keep history; the first rule whose prefix a group's
+        /// name starts with applies; no match, no history.
+        groups: Vec<HistoryRule> = Vec::new(),
+        /// All history one node keeps, in bytes; past it the oldest pushes
+        /// of the largest streams go first.
+        max_bytes: usize = 128 << 20,
+        /// How long a stream's epoch and top offset outlive its last push.
+        #[serde(with = "duration_str")]
+        meta_ttl: Duration = Duration::from_secs(24 * 3600),
+    }
+}
+
+/// One `history.groups` rule: `{ prefix = "room:", size = 100, ttl = "10m" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRule {
+    /// Groups whose name starts with this (empty: every group).
+    pub prefix: String,
+    /// Pushes kept per stream.
+    pub size: usize,
+    /// How long a push is kept.
+    #[serde(with = "duration_str")]
+    pub ttl: Duration,
+}
+
+impl HistoryConfig {
+    /// The rule of `group`, if it keeps history.
+    pub fn rule(&self, group: &str) -> Option<&HistoryRule> {
+        self.groups.iter().find(|r| group.starts_with(&r.prefix))
     }
 }
 
@@ -470,7 +508,23 @@ impl Config {
         let ttl_msg = "must be \"0s\" (no limit) or at least 1s";
         ensure(ttl_ok, "api.connect_token_max_ttl", ttl_msg)?;
         let lease_ok = self.cluster.lease_ttl >= Duration::from_secs(1);
-        ensure(lease_ok, "cluster.lease_ttl", "must be at least 1s")
+        ensure(lease_ok, "cluster.lease_ttl", "must be at least 1s")?;
+        self.validate_history()
+    }
+
+    fn validate_history(&self) -> Result<(), ConfigError> {
+        let h = &self.history;
+        for (i, rule) in h.groups.iter().enumerate() {
+            let key = format!("history.groups[{i}]");
+            let ok = rule.size >= 1 && !rule.ttl.is_zero();
+            ensure(ok, &key, "size must be at least 1 and ttl greater than zero")?;
+        }
+        ensure(h.max_bytes >= 1, "history.max_bytes", "must be at least 1")?;
+        ensure(
+            !h.meta_ttl.is_zero(),
+            "history.meta_ttl",
+            "must be greater than zero",
+        )
     }
 
     /// Formats of individual string values.

@@ -12,14 +12,16 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::api::body::BodyLimits;
-use crate::api::client_message::{self, ClientMessage, Request};
+use crate::api::client_message::{self, ClientMessage, Kind, Recover, Request};
 use crate::api::error::ApiError;
 use crate::config::ClientSendPolicy;
 use crate::op::ConnAddr;
 use crate::webhook::EventKind;
-use crate::ws::message::ack_frame;
+use crate::op::Ask;
+use crate::ws::message::{ack_frame, recovered_frame};
 use crate::ws::MessageId;
 
+use super::history::{route, Why};
 use super::{send, Core, CoreRef};
 
 /// What became of a client message: the ack's messageId (None for a
@@ -41,6 +43,17 @@ impl Core {
         };
         if !conn.bucket.take(now, rate) {
             return self.ack(addr, &req_id, Err(ApiError::ClientSendRate));
+        }
+        if kind == Kind::Recover {
+            return match body.and_then(|b| self.checked(addr, b)) {
+                Ok(Request::Recover(r)) => self.client_recover(addr, r),
+                Ok(_) => {}
+                Err(e) => self.ack(addr, &req_id, Err(e)),
+            };
+        }
+        if policy == ClientSendPolicy::Off {
+            // Read only for `recover` (history on): the rest is discarded.
+            return;
         }
         if policy == ClientSendPolicy::Webhook {
             let forwarded = self.forward(addr, text).map(|()| None);
@@ -71,6 +84,25 @@ impl Core {
             return Err(ApiError::ClientSendForbidden);
         }
         Ok(request)
+    }
+
+    /// A member's `recover` (docs/api.md §9): the replay, then `recovered`.
+    fn client_recover(&mut self, addr: ConnAddr, r: Recover) {
+        let Some(conn) = self.conns.get(addr) else {
+            return;
+        };
+        let system: Arc<str> = Arc::from(&*conn.system);
+        if self.node.config.history.rule(&r.group_name).is_none() {
+            let text = ApiError::NoHistory.message(self.node.config.api.lang);
+            let frame = recovered_frame(Err((&r.group_name, &text)));
+            return self.enqueue(addr, frame);
+        }
+        let ask = Ask::Since {
+            offset: r.since.offset,
+            epoch: r.since.epoch,
+        };
+        let group = Arc::from(r.group_name);
+        self.recover(addr, (system, group), ask, Why::Recover);
     }
 
     /// Routes an accepted message from a task of this core, then acks it.
@@ -123,7 +155,15 @@ async fn send_message(
     request: Request,
 ) -> Result<MessageId, ApiError> {
     let id = core.borrow_mut().ids.next();
-    let frame = core.borrow().encode(request.message().frame(id));
+    let message = request.message().ok_or(ApiError::BadRequest)?;
+    if let Request::Group(b) = &request {
+        if core.borrow().node.config.history.rule(&b.group_name).is_some() {
+            let unstamped = message.unstamped(id);
+            route::to_stream(core, system, &b.group_name, unstamped).await?;
+            return Ok(id);
+        }
+    }
+    let frame = core.borrow().encode(message.frame(id));
     match &request {
         Request::Group(b) => send::to_group(core, system, &b.group_name, frame)
             .await
@@ -134,6 +174,7 @@ async fn send_message(
         Request::Client(b) => send::to_client(core, system, &b.client_id, frame)
             .await
             .map(drop),
+        Request::Recover(_) => Err(ApiError::BadRequest),
     }?;
     Ok(id)
 }

@@ -78,6 +78,14 @@ impl Core {
         Ok(())
     }
 
+    /// Whether any other core of this node is over its mailbox bound (a
+    /// send this core would make to every core is refused, not queued).
+    pub(super) fn any_core_busy(&self) -> bool {
+        (0..self.node.cores())
+            .filter(|c| *c != usize::from(self.id))
+            .any(|c| self.node.queued(c) > MAILBOX_HIGH_WATER)
+    }
+
     /// Hands `msg` to core `target` without checking its mailbox bound: for
     /// a send `admit` has let through (or one that must not be refused).
     pub fn to_core_admitted(this: &CoreRef, target: u8, msg: CoreMsg) {

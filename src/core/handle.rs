@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::conn::Conn;
+use super::history::Why;
 use super::index::Audience;
 use super::replay::session::What;
 use super::Core;
@@ -18,6 +19,25 @@ impl Core {
     /// Executes one mailbox message on this core.
     pub fn handle(&mut self, msg: CoreMsg) {
         match msg {
+            CoreMsg::Conn {
+                addr,
+                system,
+                op:
+                    ConnOp::Bind {
+                        group,
+                        user_id,
+                        extend,
+                        history: Some(ask),
+                    },
+                reply,
+            } => match self.bind(addr, &system, &group, user_id, extend) {
+                Ok(()) => self.recover(addr, (system, group.into()), ask, Why::Bind(reply)),
+                Err(outcome) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            },
             CoreMsg::Conn {
                 addr,
                 system,
@@ -45,8 +65,41 @@ impl Core {
                 system,
                 group,
                 frame,
+                stream,
             } => {
-                self.fan_out(Audience::Group(&system, &group), &frame);
+                let skip = match stream {
+                    true => self.recovering(&system, &group),
+                    false => Vec::new(),
+                };
+                self.fan_out_except(Audience::Group(&system, &group), &frame, &skip);
+            }
+            CoreMsg::Stamp {
+                system,
+                group,
+                message,
+                reply,
+            } => self.stamp((system, group), message, reply),
+            CoreMsg::Read {
+                system,
+                group,
+                ask,
+                reader,
+            } => self.read_stream((system, group), ask, reader),
+            CoreMsg::Replay {
+                addr,
+                system,
+                group,
+                frames,
+                position,
+            } => self.on_replay(addr, (system, group), frames, position),
+            CoreMsg::Page {
+                system,
+                group,
+                since,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.page(&system, &group, since, limit));
             }
             CoreMsg::User {
                 system,
@@ -93,7 +146,12 @@ impl Core {
         }
     }
 
-    fn deliver(&mut self, addr: ConnAddr, system: &str, frame: &Push) -> Result<(), ConnOutcome> {
+    pub(super) fn deliver(
+        &mut self,
+        addr: ConnAddr,
+        system: &str,
+        frame: &Push,
+    ) -> Result<(), ConnOutcome> {
         self.owned(addr, system)?;
         let ask = self.keep_own(addr, frame);
         self.enqueue_push(addr, frame);
@@ -121,6 +179,7 @@ impl Core {
                 group,
                 user_id,
                 extend,
+                history: _,
             } => self.bind(addr, system, &group, user_id, extend),
             ConnOp::Unbind { group } => self.unbind(addr, system, &group),
             ConnOp::Close => self.close_by_api(addr, system),
@@ -221,6 +280,7 @@ impl Core {
             system: system.clone(),
             group: group.clone(),
             frame: frame.clone(),
+            stream: false,
         });
     }
 

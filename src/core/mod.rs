@@ -31,6 +31,8 @@
 //!   frames held for a peer whose link is not up yet, the links and their
 //!   buffers), the tasks that keep the links up, and the frames that arrive
 //!   on them;
+//! - `history/`: group history — the streams this core owns, and its
+//!   connections' reads of streams wherever they live;
 //! - `chat`, `hooks`: client messages and webhook events.
 
 mod chat;
@@ -38,6 +40,7 @@ pub mod conn;
 mod dispatch;
 pub mod event;
 mod handle;
+pub mod history;
 mod hooks;
 pub mod index;
 mod keep;
@@ -106,6 +109,9 @@ pub struct Core {
     peers: Option<Peers>,
     /// What the core keeps for resumes (`replay`).
     replay: replay::Replay,
+    /// The group history streams it owns and the reads it waits on
+    /// (`history/`).
+    history: history::History,
     this: Weak<RefCell<Core>>,
 }
 
@@ -131,6 +137,7 @@ impl Core {
         });
         let reader = read::Reader::new(conn::codec::ws_config(&node.config.ws))?;
         let replay = replay::Replay::new(node.config.ws.resume_max_bytes / cores.max(1));
+        let history = history::History::new(node.config.history.max_bytes / cores.max(1));
         Ok(Rc::new_cyclic(|this| {
             RefCell::new(Core {
                 id,
@@ -145,6 +152,7 @@ impl Core {
                 dispatch: dispatch::Dispatch::new(cores, mailbox),
                 peers,
                 replay,
+                history,
                 this: this.clone(),
             })
         }))

@@ -17,7 +17,9 @@ use super::peers::LinkKey;
 use super::{Core, CoreRef};
 use crate::cluster::frame::Frame;
 use crate::mailbox::{reply_channel, CoreMsg, Reply};
-use crate::op::ConnOutcome;
+use crate::api::error::ApiError;
+use crate::history::owner::owner_core;
+use crate::op::{ConnOutcome, Page};
 
 impl Core {
     /// Handles one frame that arrived on link `key`.
@@ -62,14 +64,95 @@ impl Core {
                 system,
                 group,
                 frame,
+                stream,
             } => {
                 let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
                 let taken = Core::to_every_core(this, || CoreMsg::Group {
                     system: system.clone(),
                     group: group.clone(),
                     frame: frame.clone(),
+                    stream,
                 });
                 answer_taken(this, key, req, taken);
+            }
+            Frame::Stamp {
+                req,
+                system,
+                group,
+                message,
+            } => {
+                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
+                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let msg = move |reply| CoreMsg::Stamp {
+                    system,
+                    group,
+                    message,
+                    reply,
+                };
+                let answer = move |stamped: Result<bool, ApiError>| match stamped {
+                    Ok(partial) => Frame::Stamped { req, partial },
+                    Err(_) => Frame::Refused { req },
+                };
+                on_owner(this, key, req, owner, msg, answer, Ok(true));
+            }
+            Frame::Read {
+                system,
+                group,
+                ask,
+                reader,
+            } => {
+                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
+                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let msg = CoreMsg::Read {
+                    system,
+                    group,
+                    ask,
+                    reader,
+                };
+                Core::to_core_admitted(this, owner, msg);
+            }
+            Frame::Replay {
+                core,
+                addr,
+                system,
+                group,
+                frames,
+                position,
+            } => {
+                let msg = CoreMsg::Replay {
+                    addr,
+                    system: system.into(),
+                    group: group.into(),
+                    frames,
+                    position,
+                };
+                if usize::from(core) < this.borrow().node.cores() {
+                    Core::to_core_admitted(this, core, msg);
+                }
+            }
+            Frame::Page {
+                req,
+                system,
+                group,
+                since,
+                limit,
+            } => {
+                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
+                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let msg = move |reply| CoreMsg::Page {
+                    system,
+                    group,
+                    since,
+                    limit,
+                    reply,
+                };
+                let answer = move |page| Frame::Paged { req, page };
+                let none = Page {
+                    epoch: String::new(),
+                    offset: 0,
+                    messages: Vec::new(),
+                };
+                on_owner(this, key, req, owner, msg, answer, none);
             }
             Frame::System { req, system, frame } => {
                 let system = Arc::<str>::from(system);
@@ -141,6 +224,8 @@ impl Core {
             | Frame::Count { req, .. }
             | Frame::Clients { req, .. }
             | Frame::Groups { req, .. }
+            | Frame::Stamped { req, .. }
+            | Frame::Paged { req, .. }
             | Frame::Taken { req }
             | Frame::Refused { req } => this.borrow_mut().answered(req, f),
             Frame::Ping { t } => {

@@ -72,7 +72,8 @@ impl Core {
         let ws = &self.node.config.ws;
         let mode = match ws.client_send {
             _ if ws.echo => Mode::Echo,
-            ClientSendPolicy::Off => Mode::Discard,
+            // A client may `recover` a group's history whatever the policy.
+            ClientSendPolicy::Off if self.node.config.history.groups.is_empty() => Mode::Discard,
             _ => Mode::Collect,
         };
         let mut messages = std::mem::take(&mut self.reader.messages);

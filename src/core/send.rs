@@ -101,24 +101,43 @@ pub async fn gather<T>(
     })
 }
 
-/// Sends the request `remote` builds to every peer node: the answers to
-/// wait for, and whether a peer could not be sent it. Standalone it sends
-/// and flushes nothing.
-fn ask_peers(core: &CoreRef, remote: &impl Fn(u64) -> Frame) -> (Vec<ReplyRx<Frame>>, bool) {
-    let mut c = core.borrow_mut();
-    let nodes = c.peer_nodes();
-    if nodes.is_empty() {
-        return (Vec::new(), false);
-    }
-    let (mut waiting, mut partial) = (Vec::new(), false);
-    for node in nodes {
-        match c.request(node, remote) {
-            Some(rx) => waiting.push(rx),
-            None => partial = true,
+impl Core {
+    /// Sends the request `remote` builds to every peer node: the answers to
+    /// wait for, and whether a peer could not be sent it. Standalone it
+    /// sends and flushes nothing.
+    pub(super) fn ask_peers(
+        &mut self,
+        remote: &impl Fn(u64) -> Frame,
+    ) -> (Vec<ReplyRx<Frame>>, bool) {
+        let nodes = self.peer_nodes();
+        if nodes.is_empty() {
+            return (Vec::new(), false);
         }
+        let (mut waiting, mut partial) = (Vec::new(), false);
+        for node in nodes {
+            match self.request(node, remote) {
+                Some(rx) => waiting.push(rx),
+                None => partial = true,
+            }
+        }
+        self.flush();
+        (waiting, partial)
     }
-    c.flush();
-    (waiting, partial)
+}
+
+fn ask_peers(core: &CoreRef, remote: &impl Fn(u64) -> Frame) -> (Vec<ReplyRx<Frame>>, bool) {
+    core.borrow_mut().ask_peers(remote)
+}
+
+/// Whether every peer answered [`Frame::Taken`] to the requests sent at
+/// `sent` (a refusal, or no answer in time, is not taken).
+pub(super) async fn all_taken(core: &CoreRef, waiting: Vec<ReplyRx<Frame>>, sent: Instant) -> bool {
+    let mut taken = true;
+    for rx in waiting {
+        let answer = Core::await_answer(core, rx, sent).await;
+        taken &= matches!(answer, Some(Frame::Taken { .. }));
+    }
+    taken
 }
 
 /// Sends one message to every core of this node and one request to every
@@ -131,12 +150,8 @@ pub async fn broadcast(
 ) -> Result<bool, ApiError> {
     let sent = Instant::now();
     Core::to_every_core(core, local).map_err(|_| ApiError::Busy)?;
-    let (waiting, mut partial) = ask_peers(core, &remote);
-    for rx in waiting {
-        let answer = Core::await_answer(core, rx, sent).await;
-        partial |= !matches!(answer, Some(Frame::Taken { .. }));
-    }
-    Ok(partial)
+    let (waiting, partial) = ask_peers(core, &remote);
+    Ok(partial | !all_taken(core, waiting, sent).await)
 }
 
 /// Delivers one frame to many connections: one message per owning core,
@@ -227,7 +242,7 @@ pub async fn reach(
 ) -> Result<(bool, bool), ApiError> {
     let location = super::locate::locate(core, system, client_id).await?;
     match conn_op(core, system, location, op).await? {
-        Some(ConnOutcome::Done | ConnOutcome::Info(_)) => Ok((true, false)),
+        Some(ConnOutcome::Done | ConnOutcome::Info(_) | ConnOutcome::Bound(_)) => Ok((true, false)),
         Some(ConnOutcome::Offline) => Ok((false, false)),
         Some(ConnOutcome::Invalid) => Err(ApiError::InvalidClientId),
         Some(ConnOutcome::TooManyGroups) => Err(ApiError::TooManyGroups),
@@ -247,12 +262,14 @@ pub async fn to_group(
         system: system.to_string(),
         group: group.to_owned(),
         frame: frame.clone(),
+        stream: false,
     };
     let shared: Arc<str> = Arc::from(group);
     let local = || CoreMsg::Group {
         system: system.clone(),
         group: shared.clone(),
         frame: frame.clone(),
+        stream: false,
     };
     broadcast(core, local, wire).await
 }

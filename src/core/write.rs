@@ -80,6 +80,17 @@ impl Core {
     /// taken out of the core for the walk's length all the same. A push or
     /// notice goes into the replay log once, whatever its audience.
     pub(super) fn fan_out(&mut self, audience: Audience<'_>, push: &Push) -> usize {
+        self.fan_out_except(audience, push, &[])
+    }
+
+    /// [`Core::fan_out`] to every member but those in `skip` (connections
+    /// recovering the stream of a group: their replay holds this push).
+    pub(super) fn fan_out_except(
+        &mut self,
+        audience: Audience<'_>,
+        push: &Push,
+        skip: &[ConnAddr],
+    ) -> usize {
         let started = std::time::Instant::now();
         let now = self.clock_us();
         let index = std::mem::take(&mut self.index);
@@ -88,6 +99,9 @@ impl Core {
         let mut kept = None;
         for slot in index.members(audience) {
             if let Some((addr, conn)) = self.conns.at_mut(slot) {
+                if !skip.is_empty() && skip.contains(&addr) {
+                    continue;
+                }
                 let frame = push.for_socket(conn.out.deflate).clone();
                 if let Some(id) = kept {
                     conn.newest_id = id;

@@ -42,7 +42,9 @@ use tokio::sync::oneshot;
 use crate::api::error::ApiError;
 use crate::cluster::membership::ClusterEvent;
 use crate::cluster::PeerTable;
-use crate::op::{ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount};
+use crate::op::{
+    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, Page, Position, Reader, Unstamped,
+};
 use crate::registry::SystemEntry;
 use crate::ws::deflate::Deflate;
 use crate::ws::{Last, Push};
@@ -80,10 +82,45 @@ pub enum CoreMsg {
         frame: Push,
         reply: Reply<usize>,
     },
+    /// A push to the members of a group; `stream`: numbered by its
+    /// stream's owner (docs/api.md §9), skipped by a member recovering it.
     Group {
         system: Arc<str>,
         group: Arc<str>,
         frame: Push,
+        stream: bool,
+    },
+    /// A push to a history group, for the core that owns its stream to
+    /// number, keep and fan out; answers partial, or Busy when a core of
+    /// this node is over its mailbox bound (nothing was sent).
+    Stamp {
+        system: Arc<str>,
+        group: Arc<str>,
+        message: Unstamped,
+        reply: Reply<Result<bool, ApiError>>,
+    },
+    /// A read of a stream owned by this core, for `reader`.
+    Read {
+        system: Arc<str>,
+        group: Arc<str>,
+        ask: Ask,
+        reader: Reader,
+    },
+    /// The answer to a `Read`, for a connection of this core.
+    Replay {
+        addr: ConnAddr,
+        system: Arc<str>,
+        group: Arc<str>,
+        frames: Vec<Push>,
+        position: Position,
+    },
+    /// `/api/get_group_history` of a stream owned by this core.
+    Page {
+        system: Arc<str>,
+        group: Arc<str>,
+        since: Option<(u64, String)>,
+        limit: u32,
+        reply: Reply<Page>,
     },
     User {
         system: Arc<str>,
@@ -162,11 +199,15 @@ impl CoreMsg {
             CoreMsg::Many { .. }
             | CoreMsg::User { .. }
             | CoreMsg::OnlineList { .. }
-            | CoreMsg::GroupList { .. } => true,
+            | CoreMsg::GroupList { .. }
+            | CoreMsg::Stamp { .. }
+            | CoreMsg::Page { .. } => true,
             CoreMsg::Batch(msgs) => msgs.iter().any(CoreMsg::wants_reply),
             // Named one by one: a new variant that carries a reply must say
             // so here, not wait silently in an outbox.
             CoreMsg::Group { .. }
+            | CoreMsg::Read { .. }
+            | CoreMsg::Replay { .. }
             | CoreMsg::System { .. }
             | CoreMsg::Peers(_)
             | CoreMsg::NodeLost
@@ -196,10 +237,12 @@ impl CoreMsg {
                 system,
                 group,
                 frame,
+                stream,
             } => CoreMsg::Group {
                 system,
                 group,
                 frame: copy(frame),
+                stream,
             },
             CoreMsg::User {
                 system,

@@ -55,6 +55,16 @@ pub struct CoreMetrics {
     pub resume_bound_dropped: AtomicU64,
     /// Resumes accepted by this core for a session of another.
     pub resume_handoffs: AtomicU64,
+    /// Group history (docs/api.md §9): streams this core owns, the bytes
+    /// they keep, pushes dropped by `history.max_bytes`, reads answered
+    /// with and without every push asked for, and sends to a stream owned
+    /// by another node.
+    pub history_streams: AtomicU64,
+    pub history_kept_bytes: AtomicU64,
+    pub history_bound_dropped: AtomicU64,
+    pub history_recovered: AtomicU64,
+    pub history_not_recovered: AtomicU64,
+    pub history_forwarded: AtomicU64,
     /// Connections that negotiated permessage-deflate (docs/api.md §10).
     deflate_connections: AtomicU64,
     deflate: DeflateCounters,
@@ -316,7 +326,7 @@ type Field = fn(&CoreMetrics) -> &AtomicU64;
 type Stage = (&'static str, Field);
 
 /// The counters exposed per core (label `worker`): name, type, help, field.
-const PER_CORE: [(&str, &str, &str, Field); 17] = [
+const PER_CORE: [(&str, &str, &str, Field); 23] = [
     (
         "shardcast_connections",
         "gauge",
@@ -346,6 +356,42 @@ const PER_CORE: [(&str, &str, &str, Field); 17] = [
         "counter",
         "Replay log entries dropped by ws.resume_max_bytes before every connection had them: resumes needing them are not recovered.",
         |c| &c.resume_bound_dropped,
+    ),
+    (
+        "shardcast_history_streams",
+        "gauge",
+        "Group history streams this core owns (docs/api.md §9).",
+        |c| &c.history_streams,
+    ),
+    (
+        "shardcast_history_kept_bytes",
+        "gauge",
+        "Bytes of pushes this core keeps for group history (frames and entries), bounded by its share of history.max_bytes.",
+        |c| &c.history_kept_bytes,
+    ),
+    (
+        "shardcast_history_bound_dropped_total",
+        "counter",
+        "History pushes dropped by history.max_bytes (the oldest of the largest streams), before their rule's size or ttl.",
+        |c| &c.history_bound_dropped,
+    ),
+    (
+        "shardcast_history_recovered_total",
+        "counter",
+        "History reads (bind with history or since, recover) that got every push they asked for.",
+        |c| &c.history_recovered,
+    ),
+    (
+        "shardcast_history_not_recovered_total",
+        "counter",
+        "History reads that did not get every push they asked for (another epoch, or older than what is kept): recovered:false.",
+        |c| &c.history_not_recovered,
+    ),
+    (
+        "shardcast_history_forwarded_total",
+        "counter",
+        "Sends to a history group that entered this core and went to the stream's owner on another node.",
+        |c| &c.history_forwarded,
     ),
     (
         "shardcast_connections_accepted_total",

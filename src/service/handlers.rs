@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 use super::api::{limits, prepare};
 use crate::api::auth::secret_matches;
 use crate::api::body::{
-    BindToGroup, Body, ClientRef, GetGroupList, GetOnlineList, Message, Register, SendToClient,
+    BindToGroup, Body, ClientRef, GetGroupHistory, GetGroupList, GetOnlineList, Message, Register,
+    SendToClient,
     SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
 };
 use crate::api::error::ApiError;
@@ -20,11 +21,12 @@ use crate::cluster::frame::Frame;
 use crate::cluster::membership::RegisterError;
 use crate::config::AuthMode;
 use crate::core::locate::{locate, Location};
+use crate::core::history::route;
 use crate::core::send;
 use crate::core::{Core, CoreRef};
 use crate::http::request::Request;
 use crate::mailbox::CoreMsg;
-use crate::op::{ClientInfo, ConnOp, ConnOutcome};
+use crate::op::{ClientInfo, ConnOp, ConnOutcome, PageEntry};
 use crate::registry::{new_secret, RegistryError, SystemEntry};
 use crate::ws::{MessageId, Push};
 
@@ -45,6 +47,7 @@ pub async fn dispatch(core: &CoreRef, route: Route, req: &Request) -> Answered {
         Route::IsOnline => is_online(core, prepare(core, req)?).await,
         Route::GetClientInfo => client_info(core, prepare(core, req)?).await,
         Route::CloseClient => close(core, prepare(core, req)?).await,
+        Route::GetGroupHistory => group_history(core, prepare(core, req)?).await,
     }
 }
 
@@ -113,9 +116,17 @@ async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients))
 
 async fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
     let id = next_id(core);
-    let partial =
-        send::to_group(core, &system, &b.group_name, push_of(core, &b.message, id)).await?;
+    let partial = if has_history(core, &b.group_name) {
+        route::to_stream(core, &system, &b.group_name, b.message.unstamped(id)).await?
+    } else {
+        send::to_group(core, &system, &b.group_name, push_of(core, &b.message, id)).await?
+    };
     Ok(sent(id, None, partial))
+}
+
+/// Whether a `history.groups` rule covers `group` (docs/api.md §9).
+pub fn has_history(core: &CoreRef, group: &str) -> bool {
+    core.borrow().node.config.history.rule(group).is_some()
 }
 
 async fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {
@@ -132,13 +143,54 @@ async fn send_to_user(core: &CoreRef, (system, b): (Arc<str>, SendToUser)) -> An
 }
 
 async fn bind(core: &CoreRef, (system, b): (Arc<str>, BindToGroup)) -> Answered {
+    let history = b.ask();
+    if history.is_some() && !has_history(core, &b.group_name) {
+        return Err(ApiError::NoHistory);
+    }
     let op = ConnOp::Bind {
         group: b.group_name,
         user_id: b.user_id,
         extend: b.extend,
+        history,
     };
-    live_op(core, &system, &b.client_id, op).await?;
-    Ok("[]".into())
+    match live_op(core, &system, &b.client_id, op).await? {
+        ConnOutcome::Bound(p) => Ok(json!({
+            "recovered": p.recovered,
+            "offset": p.offset,
+            "epoch": p.epoch,
+        })
+        .to_string()),
+        _ => Ok("[]".into()),
+    }
+}
+
+async fn group_history(core: &CoreRef, (system, b): (Arc<str>, GetGroupHistory)) -> Answered {
+    if !has_history(core, &b.group_name) {
+        return Err(ApiError::NoHistory);
+    }
+    let since = b.since.map(|s| (s.offset, s.epoch));
+    let limit = b.limit.unwrap_or(u32::MAX);
+    let page = route::page(core, &system, &b.group_name, since, limit).await?;
+    let messages: Vec<Value> = page.messages.iter().map(page_entry).collect();
+    Ok(json!({ "epoch": page.epoch, "offset": page.offset, "messages": messages }).to_string())
+}
+
+/// One kept push as `/api/get_group_history` lists it: its fields read back
+/// out of its frame, `time` in unix seconds.
+fn page_entry(e: &PageEntry) -> Value {
+    let payload = crate::ws::frame::parse_head(&e.frame)
+        .and_then(|h| e.frame.get(h.header_len..))
+        .and_then(|p| serde_json::from_slice::<Map<String, Value>>(p).ok())
+        .unwrap_or_default();
+    let field = |k: &str| payload.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "offset": e.offset,
+        "messageId": field("messageId"),
+        "sendUserId": field("sendUserId"),
+        "msg": field("msg"),
+        "data": field("data"),
+        "time": e.at_ms / 1000,
+    })
 }
 
 async fn unbind(core: &CoreRef, (system, b): (Arc<str>, UnbindFromGroup)) -> Answered {
@@ -167,7 +219,12 @@ async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answ
     };
     let info = match send::conn_op(core, &system, location, ConnOp::Info).await? {
         Some(ConnOutcome::Info(info)) => info,
-        Some(ConnOutcome::Done | ConnOutcome::Offline | ConnOutcome::TooManyGroups) => {
+        Some(
+            ConnOutcome::Done
+            | ConnOutcome::Offline
+            | ConnOutcome::TooManyGroups
+            | ConnOutcome::Bound(_),
+        ) => {
             return Err(ApiError::ClientOffline)
         }
         Some(ConnOutcome::Invalid) => return Err(ApiError::InvalidClientId),

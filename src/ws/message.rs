@@ -26,7 +26,39 @@ pub fn push_frame(
         code,
         msg,
         Part::Raw(data_raw_json.as_bytes()),
+        Part::Raw(b""),
     )
+}
+
+/// Where a push stands in its group's stream (docs/api.md §9).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamAt<'a> {
+    pub group: &'a str,
+    pub offset: u64,
+    pub epoch: &'a str,
+}
+
+/// The push frame of a group with history: [`push_frame`]'s fields, then
+/// `"groupName","offset","epoch"`.
+pub fn stream_push_frame(
+    id: MessageId,
+    send_user_id: &str,
+    code: i64,
+    msg: &str,
+    data_raw_json: &str,
+    at: StreamAt,
+) -> Bytes {
+    let offset = Int::new(at.offset as i64);
+    let tail = [
+        Part::Raw(b",\"groupName\":"),
+        Part::Str(at.group.as_bytes()),
+        Part::Raw(b",\"offset\":"),
+        Part::Raw(offset.as_bytes()),
+        Part::Raw(b",\"epoch\":"),
+        Part::Str(at.epoch.as_bytes()),
+    ];
+    let data = Part::Raw(data_raw_json.as_bytes());
+    push(Some(id), send_user_id, code, msg, data, Part::Seq(&tail))
 }
 
 /// The online (1001) or offline (1002) notice, as go-websocket sends it:
@@ -53,7 +85,7 @@ pub fn notice_frame(
     } else {
         (1002, "客户端下线")
     };
-    push(Some(id), "", code, msg, Part::Str(&inner))
+    push(Some(id), "", code, msg, Part::Str(&inner), Part::Raw(b""))
 }
 
 /// What the welcome says besides the clientId (docs/api.md §8).
@@ -120,9 +152,42 @@ pub fn frame_message_id(frame: &[u8]) -> Option<MessageId> {
     MessageId::parse(hex)
 }
 
+/// The answer to a client's `recover` (docs/api.md §9), after its replay:
+/// `{"code":0,"msg":"recovered","data":{"groupName","recovered","offset",
+/// "epoch"}}`; when the stream's owner did not answer, `code` -1, the
+/// reason as `msg`, and `data` `{"groupName","recovered":false}`.
+pub fn recovered_frame(outcome: Result<(bool, StreamAt), (&str, &str)>) -> Bytes {
+    let flag = |b: bool| Part::Raw(if b { b"true" } else { b"false" });
+    match outcome {
+        Ok((recovered, at)) => {
+            let offset = Int::new(at.offset as i64);
+            let data = [
+                Part::Raw(b"{\"groupName\":"),
+                Part::Str(at.group.as_bytes()),
+                Part::Raw(b",\"recovered\":"),
+                flag(recovered),
+                Part::Raw(b",\"offset\":"),
+                Part::Raw(offset.as_bytes()),
+                Part::Raw(b",\"epoch\":"),
+                Part::Str(at.epoch.as_bytes()),
+                Part::Raw(b"}"),
+            ];
+            with_envelope(0, "recovered", Part::Seq(&data), frame::text)
+        }
+        Err((group, why)) => {
+            let data = [
+                Part::Raw(b"{\"groupName\":"),
+                Part::Str(group.as_bytes()),
+                Part::Raw(b",\"recovered\":false}"),
+            ];
+            with_envelope(-1, why, Part::Seq(&data), frame::text)
+        }
+    }
+}
+
 /// The -1001 frame sent before closing a refused connection with 1008.
 pub fn refusal_frame(msg: &str) -> Bytes {
-    push(None, "", -1001, msg, Part::Raw(b"[]"))
+    push(None, "", -1001, msg, Part::Raw(b"[]"), Part::Raw(b""))
 }
 
 /// The answer to a client message (docs/api.md §2.1):
@@ -147,7 +212,15 @@ pub fn ack_frame(req_id_raw: &str, code: i64, msg: &str, id: Option<MessageId>) 
 
 /// `{"messageId":…,"sendUserId":…,"code":…,"msg":…,"data":…}` as a frame;
 /// `id: None` writes `"messageId":""`.
-fn push(id: Option<MessageId>, send_user_id: &str, code: i64, msg: &str, data: Part) -> Bytes {
+/// A push or notice frame; `tail`: fields after `data`.
+fn push(
+    id: Option<MessageId>,
+    send_user_id: &str,
+    code: i64,
+    msg: &str,
+    data: Part,
+    tail: Part,
+) -> Bytes {
     let hex = id.map(|id| hex16(id.0));
     let code = Int::new(code);
     let parts = [
@@ -161,6 +234,7 @@ fn push(id: Option<MessageId>, send_user_id: &str, code: i64, msg: &str, data: P
         Part::Str(msg.as_bytes()),
         Part::Raw(b",\"data\":"),
         data,
+        tail,
         Part::Raw(b"}"),
     ];
     frame::text(Part::Seq(&parts))

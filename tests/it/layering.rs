@@ -18,6 +18,8 @@ const LAYERS: &[&[&str]] = &[
     &["http", "ws"],
     // Operations carry pushes (`ws::Push`).
     &["op"],
+    // Streams keep pushes and answer reads in `op`'s terms.
+    &["history"],
     &["api"],
     &["metrics"],
     &["webhook", "cluster"],

@@ -93,6 +93,19 @@ impl Core {
         None
     }
 
+    /// Sends `f`, which nobody answers, to `node` on this core's link (held
+    /// while the link comes up, like a request); false when it cannot be.
+    pub(in crate::core) fn peer_send(&mut self, node: u16, f: &Frame) -> bool {
+        let Some(p) = self.peers.as_mut() else {
+            return false;
+        };
+        match p.links.outbound(node) {
+            Some(key) => self.link_send(key, f),
+            None if p.view.worth_waiting_for(node, p.request_timeout) => self.hold(node, f),
+            None => false,
+        }
+    }
+
     /// Hands an answer frame to the request `req` waits on, if it still does.
     pub(in crate::core) fn answered(&mut self, req: u64, answer: Frame) {
         let pending = self

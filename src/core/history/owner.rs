@@ -1,0 +1,205 @@
+//! The owner core of streams: numbers each push, keeps it, fans it out to
+//! every core of its node and to every peer node, answers reads on the
+//! path of the pushes, and answers pages.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::super::Core;
+use crate::api::error::ApiError;
+use crate::cluster::frame::Frame;
+use crate::config::HistoryRule;
+use crate::history::stream::Stream;
+use crate::history::streams::{new_epoch, Dropped};
+use crate::history::unix_ms;
+use crate::mailbox::{CoreMsg, Reply};
+use crate::op::{Ask, Page, PageEntry, Position, Reader, Unstamped};
+use crate::ws::message::{stream_push_frame, StreamAt};
+use crate::ws::MessageId;
+
+impl Core {
+    /// Numbers, keeps and sends a push to a history group of this core;
+    /// answers partial once every peer node took it (or did not in time).
+    pub(in crate::core) fn stamp(
+        &mut self,
+        (system, group): (Arc<str>, Arc<str>),
+        message: Unstamped,
+        reply: Reply<Result<bool, ApiError>>,
+    ) {
+        let Some(rule) = self.node.config.history.rule(&group).cloned() else {
+            let _ = reply.send(Err(ApiError::NoHistory));
+            return;
+        };
+        if self.any_core_busy() {
+            let _ = reply.send(Err(ApiError::Busy));
+            return;
+        }
+        let (node, id) = (self.node.clone(), usize::from(self.id));
+        let encode = |offset, epoch: &str| {
+            let at = StreamAt {
+                group: &group,
+                offset,
+                epoch,
+            };
+            let m = &message;
+            let id_ = MessageId(m.message_id);
+            let frame = stream_push_frame(id_, &m.send_user_id, m.code, &m.msg, &m.data, at);
+            node.encode(frame, id)
+        };
+        let now = unix_ms();
+        let key = (&*system, &*group);
+        let (push, _, dropped) = self.history.streams.stamp(key, &rule, now, encode);
+        self.note_history(dropped);
+        self.tell_every_core(|| CoreMsg::Group {
+            system: system.clone(),
+            group: group.clone(),
+            frame: push.clone(),
+            stream: true,
+        });
+        let (waiting, partial) = self.ask_peers(&|req| Frame::Group {
+            req,
+            system: system.to_string(),
+            group: group.to_string(),
+            frame: push.clone(),
+            stream: true,
+        });
+        if waiting.is_empty() {
+            let _ = reply.send(Ok(partial));
+            return;
+        }
+        let Some(core) = self.this.upgrade() else {
+            return;
+        };
+        let sent = Instant::now();
+        monoio::spawn(async move {
+            let partial = partial | !super::super::send::all_taken(&core, waiting, sent).await;
+            let _ = reply.send(Ok(partial));
+        });
+    }
+
+    /// Answers a read of (system, group) for `reader`, behind every push of
+    /// the stream this core sent it before (a stream read before its first
+    /// push is made, so that its epoch is known from the start).
+    pub(in crate::core) fn read_stream(
+        &mut self,
+        (system, group): (Arc<str>, Arc<str>),
+        ask: Ask,
+        reader: Reader,
+    ) {
+        let (frames, position) = match self.node.config.history.rule(&group).cloned() {
+            Some(rule) => {
+                let stream = self.stream_for_read(&system, &group, &rule);
+                stream.read(&ask)
+            }
+            None => (Vec::new(), no_position()),
+        };
+        if position.recovered {
+            self.metrics().history_recovered.fetch_add(1, Relaxed);
+        } else {
+            self.metrics().history_not_recovered.fetch_add(1, Relaxed);
+        }
+        if reader.node == self.node.node_id {
+            let msg = CoreMsg::Replay {
+                addr: reader.addr,
+                system,
+                group,
+                frames,
+                position,
+            };
+            if reader.core == self.id {
+                self.handle(msg);
+            } else {
+                self.post(reader.core, msg);
+            }
+            return;
+        }
+        self.peer_send(
+            reader.node,
+            &Frame::Replay {
+                core: reader.core,
+                addr: reader.addr,
+                system: system.to_string(),
+                group: group.to_string(),
+                frames,
+                position,
+            },
+        );
+    }
+
+    /// The stream (system, group) of this core, made if it has none.
+    fn stream_for_read(&mut self, system: &str, group: &str, rule: &HistoryRule) -> &Stream {
+        if self.history.streams.get(system, group).is_none() {
+            let ttl = rule.ttl.as_millis() as u64;
+            let stream = Stream::new(new_epoch(), rule.size, ttl, unix_ms());
+            self.history.streams.insert(system, group, stream);
+            self.note_history(Dropped::default());
+        }
+        self.history
+            .streams
+            .get(system, group)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    /// A page of (system, group)'s history; an empty page of a new epoch
+    /// when this core has no such stream.
+    pub(in crate::core) fn page(
+        &self,
+        system: &str,
+        group: &str,
+        since: Option<(u64, String)>,
+        limit: u32,
+    ) -> Page {
+        let Some(stream) = self.history.streams.get(system, group) else {
+            return Page {
+                epoch: String::new(),
+                offset: 0,
+                messages: Vec::new(),
+            };
+        };
+        let since = since.as_ref().map(|(o, e)| (*o, e.as_str()));
+        let kept = stream.page(since, limit as usize);
+        Page {
+            epoch: stream.epoch.clone(),
+            offset: stream.top,
+            messages: kept
+                .into_iter()
+                .map(|k| PageEntry {
+                    offset: k.offset,
+                    at_ms: k.at_ms,
+                    frame: k.push.plain.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Drops pushes past their rule's ttl and streams past
+    /// `history.meta_ttl` (the core's housekeeping tick).
+    pub fn sweep_history(&mut self) {
+        let meta_ttl = self.node.config.history.meta_ttl.as_millis() as u64;
+        let dropped = self.history.streams.sweep(unix_ms(), meta_ttl);
+        self.note_history(dropped);
+    }
+
+    /// The gauges after a change, and what the bound dropped.
+    fn note_history(&self, dropped: Dropped) {
+        let m = self.metrics();
+        let streams = &self.history.streams;
+        m.history_streams.store(streams.count() as u64, Relaxed);
+        m.history_kept_bytes.store(streams.bytes() as u64, Relaxed);
+        if dropped.bound > 0 {
+            m.history_bound_dropped
+                .fetch_add(dropped.bound as u64, Relaxed);
+        }
+    }
+}
+
+/// The position of a group without history (a read that raced a change of
+/// configuration).
+fn no_position() -> Position {
+    Position {
+        recovered: false,
+        offset: 0,
+        epoch: String::new(),
+    }
+}
