@@ -4,6 +4,7 @@
 mod client_messages;
 mod deflate;
 mod deflate_push;
+mod history;
 mod load;
 mod notices;
 mod resume;
