@@ -9,7 +9,8 @@
 //! draws the data path through them):
 //!
 //! 1. Foundations, importing nothing of the crate:
-//!    [`config`] (the TOML model, env overlay, validation),
+//!    [`config`] (the TOML model, env overlay, validation), [`clock`]
+//!    (unix time),
 //!    [`client_id`] (the AES clientId codec), [`socket`] (readiness I/O and
 //!    `sendmsg`), [`registry`] (standalone systems file, written by a thread of its own), [`json`] (JSON text
 //!    of known length), [`op`] (operations on connections, shared by
@@ -33,6 +34,7 @@
 
 pub mod api;
 pub mod client_id;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod history;

@@ -8,7 +8,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::clock::unix_seconds;
 
 use crate::api::resume_token::ResumeTokens;
 use crate::client_id::ClientIdCodec;
@@ -58,6 +60,8 @@ pub struct Node {
     started: AtomicUsize,
     /// Cores whose drain is over (they close their listeners once all are).
     drained: AtomicUsize,
+    /// Cores that gave their history streams to their next owners.
+    handed_over: AtomicUsize,
     draining: AtomicBool,
     drain_started: OnceLock<Instant>,
 }
@@ -130,6 +134,7 @@ impl Node {
             queued: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
             started: AtomicUsize::new(0),
             drained: AtomicUsize::new(0),
+            handed_over: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drain_started: OnceLock::new(),
             config,
@@ -240,6 +245,21 @@ impl Node {
         self.drained.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A draining core gave its history streams away (or had none to give).
+    pub fn core_handed_over(&self) {
+        self.handed_over.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Waits, up to `limit`, until every core gave its history streams
+    /// away: only then may the node leave the cluster (docs/api.md §9).
+    pub fn wait_handed_over(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.handed_over.load(Ordering::Acquire) < self.cores() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Every core has drained: the listeners may close.
     pub fn all_drained(&self) -> bool {
         self.drained.load(Ordering::Acquire) >= self.cores()
@@ -261,21 +281,6 @@ impl Node {
             let _ = mb.send(CoreMsg::Shutdown);
         }
     }
-}
-
-/// Now in unix milliseconds (webhook event times).
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// One more on `counter` unless it is at `max`, in one atomic step (so that

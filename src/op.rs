@@ -135,3 +135,22 @@ pub struct PageEntry {
     /// The plain push frame.
     pub frame: bytes::Bytes,
 }
+
+/// A stream moving to its next owner (docs/api.md §9): its numbering and
+/// what it keeps; the receiver applies its own rule's size and ttl.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HandedStream {
+    pub epoch: String,
+    pub top: u64,
+    /// Unix milliseconds of the newest push (or of the stream's making).
+    pub last_ms: u64,
+    pub kept: Vec<HandedPush>,
+}
+
+/// One kept push of a [`HandedStream`].
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HandedPush {
+    pub offset: u64,
+    pub at_ms: u64,
+    pub push: Push,
+}

@@ -32,7 +32,8 @@ use rkyv::rancor::BoxedError;
 use rkyv::util::AlignedVec;
 
 use crate::op::{
-    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, Page, Position, Reader, Unstamped,
+    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, HandedStream, Page, Position, Reader,
+    Unstamped,
 };
 use crate::ws::Push;
 
@@ -124,6 +125,8 @@ pub enum Frame {
         system: String,
         group: String,
         message: Unstamped,
+        /// Times it was forwarded (an owner that has moved forwards it on).
+        hops: u8,
     },
     /// A read of a stream for the connection `reader`; answered, on the
     /// owner core's own link (the path of the stream's pushes), by
@@ -133,6 +136,7 @@ pub enum Frame {
         group: String,
         ask: Ask,
         reader: Reader,
+        hops: u8,
     },
     /// The pushes a [`Frame::Read`] asked for, for core `core` of the
     /// receiving node.
@@ -151,6 +155,24 @@ pub enum Frame {
         group: String,
         since: Option<(u64, String)>,
         limit: u32,
+        hops: u8,
+    },
+    /// The stream's new owner `by` asks the previous one for it; answered
+    /// by [`Frame::Handed`] (the stream, which leaves the previous owner,
+    /// or none).
+    Claim {
+        req: u64,
+        system: String,
+        group: String,
+        by: u16,
+    },
+    /// A draining owner gives a stream to its next owner; answered by
+    /// [`Frame::Taken`].
+    Handover {
+        req: u64,
+        system: String,
+        group: String,
+        stream: HandedStream,
     },
 
     // Queries answered by the whole receiving node.
@@ -184,6 +206,11 @@ pub enum Frame {
     Stamped { req: u64, partial: bool },
     /// Answer to [`Frame::Page`].
     Paged { req: u64, page: Page },
+    /// Answer to [`Frame::Claim`].
+    Handed {
+        req: u64,
+        stream: Option<HandedStream>,
+    },
 
     // Link upkeep.
     /// Liveness probe; `t` is echoed back.
@@ -307,7 +334,7 @@ fn invalid(e: BoxedError) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::op::PageEntry;
+    use crate::op::{HandedPush, PageEntry};
     use bytes::Bytes;
 
     /// docs/cluster.md names the protocol version this code speaks.
@@ -459,6 +486,7 @@ mod tests {
                     msg: s("m"),
                     data: s("{\"a\":[1]}"),
                 },
+                hops: 1,
             },
             Frame::Read {
                 system: s("sys"),
@@ -472,6 +500,7 @@ mod tests {
                     core: 1,
                     addr: ConnAddr { slot: 9, gen: 2 },
                 },
+                hops: 0,
             },
             Frame::Read {
                 system: s("sys"),
@@ -482,6 +511,7 @@ mod tests {
                     core: 0,
                     addr: ConnAddr { slot: 0, gen: 0 },
                 },
+                hops: 2,
             },
             Frame::Replay {
                 core: 1,
@@ -501,6 +531,32 @@ mod tests {
                 group: s("room:1"),
                 since: Some((3, s("e"))),
                 limit: 10,
+                hops: 0,
+            },
+            Frame::Claim {
+                req: 23,
+                system: s("sys"),
+                group: s("room:1"),
+                by: 4,
+            },
+            Frame::Handover {
+                req: 24,
+                system: s("sys"),
+                group: s("room:1"),
+                stream: HandedStream {
+                    epoch: s("e"),
+                    top: 9,
+                    last_ms: 1,
+                    kept: vec![HandedPush {
+                        offset: 9,
+                        at_ms: 1,
+                        push: b(b"nine"),
+                    }],
+                },
+            },
+            Frame::Handed {
+                req: 23,
+                stream: None,
             },
             Frame::Stamped {
                 req: 21,

@@ -16,7 +16,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{json, Value};
 
-use crate::node::{unix_seconds, Node};
+use crate::clock::unix_seconds;
+use crate::node::Node;
 
 /// The page, as served at `GET /`.
 pub const PAGE: &str = include_str!("index.html");

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use super::conn::Conn;
-use super::history::Why;
+use super::history::{Pending, Why};
 use super::index::Audience;
 use super::replay::session::What;
 use super::Core;
@@ -78,13 +78,15 @@ impl Core {
                 group,
                 message,
                 reply,
-            } => self.stamp((system, group), message, reply),
+                hops,
+            } => self.for_stream((system, group), Pending::Stamp { message, reply }, hops),
             CoreMsg::Read {
                 system,
                 group,
                 ask,
                 reader,
-            } => self.read_stream((system, group), ask, reader),
+                hops,
+            } => self.for_stream((system, group), Pending::Read { ask, reader }, hops),
             CoreMsg::Replay {
                 addr,
                 system,
@@ -98,8 +100,31 @@ impl Core {
                 since,
                 limit,
                 reply,
+                hops,
             } => {
-                let _ = reply.send(self.page(&system, &group, since, limit));
+                let page = Pending::Page {
+                    since,
+                    limit,
+                    reply,
+                };
+                self.for_stream((system, group), page, hops);
+            }
+            CoreMsg::Claim {
+                system,
+                group,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.give((system, group), by));
+            }
+            CoreMsg::Adopt {
+                system,
+                group,
+                stream,
+                reply,
+            } => {
+                self.adopted((system, group), stream);
+                let _ = reply.send(());
             }
             CoreMsg::User {
                 system,

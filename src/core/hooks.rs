@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use crate::config::AuthMode;
-use crate::node::unix_millis;
+use crate::clock::unix_millis;
 use crate::webhook::{Endpoint, Event, EventKind, Refused};
 
 use super::conn::Conn;

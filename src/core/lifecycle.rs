@@ -17,7 +17,7 @@ use super::conn::Conn;
 use super::replay::place::Place;
 use super::Core;
 use crate::client_id::ClientId;
-use crate::node::unix_seconds;
+use crate::clock::unix_seconds;
 use crate::op::ConnAddr;
 use crate::socket;
 use crate::webhook::EventKind;

@@ -80,6 +80,7 @@ impl Core {
                 system,
                 group,
                 message,
+                hops,
             } => {
                 let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
                 let owner = owner_core(&system, &group, this.borrow().node.cores());
@@ -88,6 +89,7 @@ impl Core {
                     group,
                     message,
                     reply,
+                    hops,
                 };
                 let answer = move |stamped: Result<bool, ApiError>| match stamped {
                     Ok(partial) => Frame::Stamped { req, partial },
@@ -100,6 +102,7 @@ impl Core {
                 group,
                 ask,
                 reader,
+                hops,
             } => {
                 let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
                 let owner = owner_core(&system, &group, this.borrow().node.cores());
@@ -108,6 +111,7 @@ impl Core {
                     group,
                     ask,
                     reader,
+                    hops,
                 };
                 Core::to_core_admitted(this, owner, msg);
             }
@@ -136,6 +140,7 @@ impl Core {
                 group,
                 since,
                 limit,
+                hops,
             } => {
                 let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
                 let owner = owner_core(&system, &group, this.borrow().node.cores());
@@ -145,6 +150,7 @@ impl Core {
                     since,
                     limit,
                     reply,
+                    hops,
                 };
                 let answer = move |page| Frame::Paged { req, page };
                 let none = Page {
@@ -153,6 +159,39 @@ impl Core {
                     messages: Vec::new(),
                 };
                 on_owner(this, key, req, owner, msg, answer, none);
+            }
+            Frame::Claim {
+                req,
+                system,
+                group,
+                by,
+            } => {
+                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
+                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let msg = move |reply| CoreMsg::Claim {
+                    system,
+                    group,
+                    by,
+                    reply,
+                };
+                let answer = move |stream| Frame::Handed { req, stream };
+                on_owner(this, key, req, owner, msg, answer, None);
+            }
+            Frame::Handover {
+                req,
+                system,
+                group,
+                stream,
+            } => {
+                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
+                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let msg = move |reply| CoreMsg::Adopt {
+                    system,
+                    group,
+                    stream,
+                    reply,
+                };
+                on_owner(this, key, req, owner, msg, move |()| Frame::Taken { req }, ());
             }
             Frame::System { req, system, frame } => {
                 let system = Arc::<str>::from(system);
@@ -226,6 +265,7 @@ impl Core {
             | Frame::Groups { req, .. }
             | Frame::Stamped { req, .. }
             | Frame::Paged { req, .. }
+            | Frame::Handed { req, .. }
             | Frame::Taken { req }
             | Frame::Refused { req } => this.borrow_mut().answered(req, f),
             Frame::Ping { t } => {

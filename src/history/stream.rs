@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::op::{Ask, Position};
+use crate::op::{Ask, HandedPush, HandedStream, Position};
 use crate::ws::Push;
 
 /// One kept push.
@@ -51,11 +51,45 @@ impl Stream {
         }
     }
 
-    /// A stream handed over by its previous owner: the numbering goes on.
-    pub fn resumed(epoch: String, top: u64, size: usize, ttl_ms: u64, now_ms: u64) -> Stream {
-        Stream {
-            top,
-            ..Stream::new(epoch, size, ttl_ms, now_ms)
+    /// A stream handed over by its previous owner: the numbering goes on,
+    /// under this node's rule (`size`, `ttl_ms`).
+    pub fn handed_over(h: HandedStream, size: usize, ttl_ms: u64, now_ms: u64) -> Stream {
+        let mut s = Stream {
+            top: h.top,
+            last_ms: h.last_ms,
+            ..Stream::new(h.epoch, size, ttl_ms, now_ms)
+        };
+        for p in h.kept {
+            let kept = Kept {
+                offset: p.offset,
+                at_ms: p.at_ms,
+                push: p.push,
+            };
+            s.bytes += kept.cost();
+            s.kept.push_back(kept);
+        }
+        while s.kept.len() > s.size {
+            s.pop_oldest();
+        }
+        s.expire(now_ms);
+        s
+    }
+
+    /// The stream as it moves to its next owner.
+    pub fn hand_over(&self) -> HandedStream {
+        HandedStream {
+            epoch: self.epoch.clone(),
+            top: self.top,
+            last_ms: self.last_ms,
+            kept: self
+                .kept
+                .iter()
+                .map(|k| HandedPush {
+                    offset: k.offset,
+                    at_ms: k.at_ms,
+                    push: k.push.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -176,10 +210,6 @@ impl Stream {
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))
     }
 
-    /// Every kept push, oldest first (a handover).
-    pub fn kept(&self) -> impl Iterator<Item = &Kept> {
-        self.kept.iter()
-    }
 }
 
 #[cfg(test)]
@@ -253,6 +283,17 @@ mod tests {
         assert_eq!((s.len(), s.bytes()), (1, one));
         let (frames, pos) = s.read(&since(0, "e"));
         assert_eq!((offsets(&frames), pos.recovered), (vec![2], false));
+    }
+
+    #[test]
+    fn a_stream_handed_over_goes_on_with_its_numbering_under_the_new_rule() {
+        let s = stream(10, 6);
+        let moved = Stream::handed_over(s.hand_over(), 4, 60_000, 10);
+        assert_eq!((moved.epoch.as_str(), moved.top, moved.len()), ("e1", 6, 4));
+        let (frames, pos) = moved.read(&since(2, "e1"));
+        assert_eq!((offsets(&frames), pos.recovered), (vec![3, 4, 5, 6], true));
+        let expired = Stream::handed_over(s.hand_over(), 10, 5, 10);
+        assert_eq!((expired.top, expired.len()), (6, 1), "pushes stamped at 1..6 ms, ttl 5 ms");
     }
 
     #[test]

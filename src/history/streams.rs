@@ -270,7 +270,13 @@ mod tests {
     #[test]
     fn a_stream_handed_over_keeps_its_numbering() {
         let mut s = Streams::new(1 << 20);
-        s.insert("sys", "a", Stream::resumed("e9".into(), 41, 100, 60_000, 0));
+        let handed = crate::op::HandedStream {
+            epoch: "e9".into(),
+            top: 41,
+            last_ms: 0,
+            kept: Vec::new(),
+        };
+        s.insert("sys", "a", Stream::handed_over(handed, 100, 60_000, 0));
         assert_eq!(stamp(&mut s, "a", 10).0, 42);
         assert_eq!(s.get("sys", "a").unwrap().epoch, "e9");
         let moved = s.remove("sys", "a").unwrap();

@@ -43,7 +43,8 @@ use crate::api::error::ApiError;
 use crate::cluster::membership::ClusterEvent;
 use crate::cluster::PeerTable;
 use crate::op::{
-    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, Page, Position, Reader, Unstamped,
+    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, HandedStream, Page, Position, Reader,
+    Unstamped,
 };
 use crate::registry::SystemEntry;
 use crate::ws::deflate::Deflate;
@@ -98,6 +99,7 @@ pub enum CoreMsg {
         group: Arc<str>,
         message: Unstamped,
         reply: Reply<Result<bool, ApiError>>,
+        hops: u8,
     },
     /// A read of a stream owned by this core, for `reader`.
     Read {
@@ -105,6 +107,7 @@ pub enum CoreMsg {
         group: Arc<str>,
         ask: Ask,
         reader: Reader,
+        hops: u8,
     },
     /// The answer to a `Read`, for a connection of this core.
     Replay {
@@ -121,6 +124,21 @@ pub enum CoreMsg {
         since: Option<(u64, String)>,
         limit: u32,
         reply: Reply<Page>,
+        hops: u8,
+    },
+    /// Node `by` now owns the stream and asks for it.
+    Claim {
+        system: Arc<str>,
+        group: Arc<str>,
+        by: u16,
+        reply: Reply<Option<HandedStream>>,
+    },
+    /// A stream given to this core by its draining owner.
+    Adopt {
+        system: Arc<str>,
+        group: Arc<str>,
+        stream: HandedStream,
+        reply: Reply<()>,
     },
     User {
         system: Arc<str>,
@@ -201,7 +219,9 @@ impl CoreMsg {
             | CoreMsg::OnlineList { .. }
             | CoreMsg::GroupList { .. }
             | CoreMsg::Stamp { .. }
-            | CoreMsg::Page { .. } => true,
+            | CoreMsg::Page { .. }
+            | CoreMsg::Claim { .. }
+            | CoreMsg::Adopt { .. } => true,
             CoreMsg::Batch(msgs) => msgs.iter().any(CoreMsg::wants_reply),
             // Named one by one: a new variant that carries a reply must say
             // so here, not wait silently in an outbox.

@@ -105,8 +105,12 @@ async fn accept_loop<F, Fut, S>(
 /// the connections the kernel had queued on it, so no core's listener
 /// closes before the node's drain is over.
 async fn drain(core: &CoreRef) {
-    core.borrow_mut().close_all(CloseReason::Shutdown);
     let node = core.borrow().node.clone();
+    // Group history goes to its next owners before the node leaves the
+    // cluster (the signal thread waits for it).
+    crate::core::history::hand_over_all(core).await;
+    node.core_handed_over();
+    core.borrow_mut().close_all(CloseReason::Shutdown);
     let deadline = Instant::now() + node.config.server.shutdown_timeout;
     while core.borrow().open_sockets() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;

@@ -96,8 +96,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tracing::info!(signal = sig, "shutting down: draining connections");
         watcher.begin_shutdown();
         if let Some(m) = &watcher.membership {
-            // Revoking the lease tells the peers at once that we are gone; it
-            // runs while the cores drain.
+            // Group history first goes to its next owners (bounded by the
+            // request timeout); then revoking the lease tells the peers at
+            // once that we are gone; it runs while the cores drain.
+            watcher.wait_handed_over(watcher.config.cluster.request_timeout + Duration::from_secs(1));
             m.shutdown();
         }
         true
@@ -272,7 +274,7 @@ fn join_cluster(
     view: &Arc<ClusterView>,
     mailboxes: Vec<MailboxTx>,
 ) -> Result<(Vec<(String, SystemEntry)>, ClusterJoin), StartError> {
-    let epoch = crate::node::unix_seconds() as u32;
+    let epoch = crate::clock::unix_seconds() as u32;
     let me = NodeInfo {
         addr: config.cluster.advertise_addr.clone(),
         cores: cores as u8,

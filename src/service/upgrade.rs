@@ -21,7 +21,7 @@ use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{write_json, write_response, write_switching_protocols};
 use crate::mailbox::ResumeRequest;
 use crate::metrics::ResumeResult;
-use crate::node::unix_seconds;
+use crate::clock::unix_seconds;
 use crate::socket;
 use crate::ws::deflate::{offer, Deflate};
 use crate::ws::Last;

@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &[
         "config",
+        "clock",
         "client_id",
         "socket",
         "registry",

@@ -1,29 +1,45 @@
-//! The owner core of streams: numbers each push, keeps it, fans it out to
+//! The owner core of streams, once it holds the stream a request is for
+//! (`moves` decides that): numbers each push, keeps it, fans it out to
 //! every core of its node and to every peer node, answers reads on the
 //! path of the pushes, and answers pages.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::Core;
+use super::{Key, Pending};
 use crate::api::error::ApiError;
 use crate::cluster::frame::Frame;
 use crate::config::HistoryRule;
 use crate::history::stream::Stream;
 use crate::history::streams::{new_epoch, Dropped};
-use crate::history::unix_ms;
+use crate::clock::unix_millis as unix_ms;
 use crate::mailbox::{CoreMsg, Reply};
-use crate::op::{Ask, Page, PageEntry, Position, Reader, Unstamped};
+use crate::op::{Ask, HandedStream, Page, PageEntry, Position, Reader, Unstamped};
 use crate::ws::message::{stream_push_frame, StreamAt};
 use crate::ws::MessageId;
 
 impl Core {
+    /// Serves a request for a stream this core holds (or makes now).
+    pub(super) fn serve(&mut self, key: Key, pending: Pending) {
+        match pending {
+            Pending::Stamp { message, reply } => self.stamp(key, message, reply),
+            Pending::Read { ask, reader } => self.read_stream(key, ask, reader),
+            Pending::Page {
+                since,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.page(&key.0, &key.1, since, limit));
+            }
+        }
+    }
+
     /// Numbers, keeps and sends a push to a history group of this core;
     /// answers partial once every peer node took it (or did not in time).
-    pub(in crate::core) fn stamp(
+    fn stamp(
         &mut self,
-        (system, group): (Arc<str>, Arc<str>),
+        (system, group): Key,
         message: Unstamped,
         reply: Reply<Result<bool, ApiError>>,
     ) {
@@ -81,12 +97,7 @@ impl Core {
     /// Answers a read of (system, group) for `reader`, behind every push of
     /// the stream this core sent it before (a stream read before its first
     /// push is made, so that its epoch is known from the start).
-    pub(in crate::core) fn read_stream(
-        &mut self,
-        (system, group): (Arc<str>, Arc<str>),
-        ask: Ask,
-        reader: Reader,
-    ) {
+    pub(super) fn read_stream(&mut self, (system, group): Key, ask: Ask, reader: Reader) {
         let (frames, position) = match self.node.config.history.rule(&group).cloned() {
             Some(rule) => {
                 let stream = self.stream_for_read(&system, &group, &rule);
@@ -141,6 +152,23 @@ impl Core {
             .unwrap_or_else(|| unreachable!("inserted above"))
     }
 
+    /// Takes in a stream handed over by its previous owner (a draining node
+    /// pushing it, or the answer to a claim). One already here with a
+    /// numbering at least as far stays (it went on without the handover).
+    pub(super) fn adopt(&mut self, (system, group): &Key, handed: HandedStream) {
+        let Some(rule) = self.node.config.history.rule(group) else {
+            return;
+        };
+        let newer = self.history.streams.get(system, group);
+        if newer.is_some_and(|s| s.top >= handed.top) {
+            return;
+        }
+        let ttl = rule.ttl.as_millis() as u64;
+        let stream = Stream::handed_over(handed, rule.size, ttl, unix_ms());
+        self.history.streams.insert(system, group, stream);
+        self.note_history(Dropped::default());
+    }
+
     /// A page of (system, group)'s history; an empty page of a new epoch
     /// when this core has no such stream.
     pub(in crate::core) fn page(
@@ -179,10 +207,11 @@ impl Core {
         let meta_ttl = self.node.config.history.meta_ttl.as_millis() as u64;
         let dropped = self.history.streams.sweep(unix_ms(), meta_ttl);
         self.note_history(dropped);
+        self.forget_moved();
     }
 
     /// The gauges after a change, and what the bound dropped.
-    fn note_history(&self, dropped: Dropped) {
+    pub(super) fn note_history(&self, dropped: Dropped) {
         let m = self.metrics();
         let streams = &self.history.streams;
         m.history_streams.store(streams.count() as u64, Relaxed);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::super::Core;
 use super::route::Owner;
+use super::Pending;
 use crate::api::error::ApiError;
 use crate::cluster::frame::Frame;
 use crate::mailbox::{CoreMsg, Reply};
@@ -76,7 +77,9 @@ impl Core {
             addr,
         };
         match self.stream_owner(&system, &group) {
-            Owner::Here(c) if c == self.id => self.read_stream((system, group), ask, reader),
+            Owner::Here(c) if c == self.id => {
+                self.for_stream((system, group), Pending::Read { ask, reader }, 0)
+            }
             Owner::Here(c) => self.post(
                 c,
                 CoreMsg::Read {
@@ -84,6 +87,7 @@ impl Core {
                     group,
                     ask,
                     reader,
+                    hops: 0,
                 },
             ),
             Owner::Node(node) => {
@@ -92,6 +96,7 @@ impl Core {
                     group: group.to_string(),
                     ask,
                     reader,
+                    hops: 0,
                 };
                 if !self.peer_send(node, &read) {
                     self.end_recovery(id);

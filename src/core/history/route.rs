@@ -25,10 +25,14 @@ pub enum Owner {
 
 impl Core {
     /// The owner of (system, group).
+    /// A draining node leaves itself out: its streams are on their way to
+    /// their next owners.
     pub fn stream_owner(&self, system: &str, group: &str) -> Owner {
         let this = self.node.node_id;
         let mut nodes = self.peer_nodes();
-        nodes.push(this);
+        if !self.node.is_draining() || nodes.is_empty() {
+            nodes.push(this);
+        }
         match owner_node(system, group, nodes) {
             Some(n) if n != this => Owner::Node(n),
             _ => Owner::Here(owner_core(system, group, self.node.cores())),
@@ -55,6 +59,7 @@ pub async fn to_stream(
                 group: Arc::from(group),
                 message,
                 reply,
+                hops: 0,
             };
             Core::to_core(core, c, msg).map_err(|_| ApiError::Busy)?;
             rx.await.map_err(|_| ApiError::Busy)?
@@ -66,6 +71,7 @@ pub async fn to_stream(
                 system: system.to_string(),
                 group: group.to_owned(),
                 message,
+                hops: 0,
             };
             match Core::call(core, node, stamp).await {
                 Some(Frame::Stamped { partial, .. }) => Ok(partial),
@@ -93,6 +99,7 @@ pub async fn page(
                 since,
                 limit,
                 reply,
+                hops: 0,
             };
             Core::to_core(core, c, msg).map_err(|_| ApiError::Busy)?;
             rx.await.map_err(|_| ApiError::Busy)
@@ -104,6 +111,7 @@ pub async fn page(
                 group: group.to_owned(),
                 since,
                 limit,
+                hops: 0,
             };
             match Core::call(core, node, ask).await {
                 Some(Frame::Paged { page, .. }) => Ok(page),

@@ -4,6 +4,7 @@ mod chat;
 mod demo_script;
 mod etcd_outage;
 mod harness;
+mod history;
 mod leave;
 mod link_seal;
 mod membership;
