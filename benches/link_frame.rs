@@ -28,6 +28,7 @@ fn frames() -> [(&'static str, Frame); 2] {
                 system: "demo".into(),
                 group: "live-room-10086".into(),
                 frame: push.clone(),
+                stream: false,
             },
         ),
         (

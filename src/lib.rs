@@ -17,9 +17,9 @@
 //!    mailboxes and links), [`logtext`] (outside values escaped for log
 //!    lines).
 //! 2. Wire formats, pure functions over bytes: [`http`] (HTTP/1.1 codec),
-//!    [`ws`] (WebSocket frames and the messages clients receive), [`api`]
-//!    (routes, bodies, errors, envelopes, tokens).
-//!    [`history`] (group history: owners, streams and their bounds).
+//!    [`ws`] (WebSocket frames and the messages clients receive),
+//!    [`history`] (group history as data: owners, streams and their
+//!    bounds), [`api`] (routes, bodies, errors, envelopes, tokens).
 //! 3. Node-wide services: [`metrics`] (per-core counters), [`webhook`]
 //!    (event delivery thread), [`cluster`] (inter-node frames, link
 //!    transport, etcd membership).
@@ -37,11 +37,11 @@ pub mod client_id;
 pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod history;
 #[cfg(feature = "node")]
 pub mod console;
 #[cfg(feature = "node")]
 pub mod core;
+pub mod history;
 pub mod http;
 pub mod json;
 pub mod logtext;

@@ -254,8 +254,7 @@ impl Node {
     /// away: only then may the node leave the cluster (docs/api.md §9).
     pub fn wait_handed_over(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.handed_over.load(Ordering::Acquire) < self.cores() && Instant::now() < deadline
-        {
+        while self.handed_over.load(Ordering::Acquire) < self.cores() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
     }

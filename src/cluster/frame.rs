@@ -32,8 +32,8 @@ use rkyv::rancor::BoxedError;
 use rkyv::util::AlignedVec;
 
 use crate::op::{
-    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, HandedStream, Page, Position, Reader,
-    Unstamped,
+    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, HandedStream, Page, Position,
+    Reader, Unstamped,
 };
 use crate::ws::Push;
 

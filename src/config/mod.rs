@@ -517,7 +517,11 @@ impl Config {
         for (i, rule) in h.groups.iter().enumerate() {
             let key = format!("history.groups[{i}]");
             let ok = rule.size >= 1 && !rule.ttl.is_zero();
-            ensure(ok, &key, "size must be at least 1 and ttl greater than zero")?;
+            ensure(
+                ok,
+                &key,
+                "size must be at least 1 and ttl greater than zero",
+            )?;
         }
         ensure(h.max_bytes >= 1, "history.max_bytes", "must be at least 1")?;
         ensure(

@@ -15,9 +15,9 @@ use crate::api::body::BodyLimits;
 use crate::api::client_message::{self, ClientMessage, Kind, Recover, Request};
 use crate::api::error::ApiError;
 use crate::config::ClientSendPolicy;
+use crate::op::Ask;
 use crate::op::ConnAddr;
 use crate::webhook::EventKind;
-use crate::op::Ask;
 use crate::ws::message::{ack_frame, recovered_frame};
 use crate::ws::MessageId;
 
@@ -157,7 +157,14 @@ async fn send_message(
     let id = core.borrow_mut().ids.next();
     let message = request.message().ok_or(ApiError::BadRequest)?;
     if let Request::Group(b) = &request {
-        if core.borrow().node.config.history.rule(&b.group_name).is_some() {
+        if core
+            .borrow()
+            .node
+            .config
+            .history
+            .rule(&b.group_name)
+            .is_some()
+        {
             let unstamped = message.unstamped(id);
             route::to_stream(core, system, &b.group_name, unstamped).await?;
             return Ok(id);

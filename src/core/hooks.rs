@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::config::AuthMode;
 use crate::clock::unix_millis;
+use crate::config::AuthMode;
 use crate::webhook::{Endpoint, Event, EventKind, Refused};
 
 use super::conn::Conn;

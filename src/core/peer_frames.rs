@@ -15,10 +15,10 @@ use std::sync::Arc;
 use super::dispatch::Busy;
 use super::peers::LinkKey;
 use super::{Core, CoreRef};
-use crate::cluster::frame::Frame;
-use crate::mailbox::{reply_channel, CoreMsg, Reply};
 use crate::api::error::ApiError;
+use crate::cluster::frame::Frame;
 use crate::history::owner::owner_core;
+use crate::mailbox::{reply_channel, CoreMsg, Reply};
 use crate::op::{ConnOutcome, Page};
 
 impl Core {
@@ -191,7 +191,15 @@ impl Core {
                     stream,
                     reply,
                 };
-                on_owner(this, key, req, owner, msg, move |()| Frame::Taken { req }, ());
+                on_owner(
+                    this,
+                    key,
+                    req,
+                    owner,
+                    msg,
+                    move |()| Frame::Taken { req },
+                    (),
+                );
             }
             Frame::System { req, system, frame } => {
                 let system = Arc::<str>::from(system);

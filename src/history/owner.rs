@@ -71,8 +71,8 @@ mod tests {
                 assert_eq!(after, before, "{g} moved though its owner stayed");
             }
         }
-        for n in 1..=3 {
-            assert!((800..1200).contains(&owned[n]), "node {n} owns {}", owned[n]);
+        for (n, streams) in owned.iter().enumerate().skip(1) {
+            assert!((800..1200).contains(streams), "node {n} owns {streams}");
         }
     }
 

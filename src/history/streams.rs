@@ -109,9 +109,10 @@ impl Streams {
 
     /// Every stream, as (system, group).
     pub fn keys(&self) -> Vec<(String, String)> {
-        let each = self.by_system.iter().flat_map(|(s, groups)| {
-            groups.keys().map(move |g| (s.to_string(), g.to_string()))
-        });
+        let each = self
+            .by_system
+            .iter()
+            .flat_map(|(s, groups)| groups.keys().map(move |g| (s.to_string(), g.to_string())));
         each.collect()
     }
 
@@ -226,7 +227,10 @@ mod tests {
         assert_eq!(stamp(&mut s, "a", 10).0, 2);
         assert_eq!(stamp(&mut s, "b", 10).0, 1);
         assert_eq!(s.count(), 2);
-        assert_ne!(s.get("sys", "a").unwrap().epoch, s.get("sys", "b").unwrap().epoch);
+        assert_ne!(
+            s.get("sys", "a").unwrap().epoch,
+            s.get("sys", "b").unwrap().epoch
+        );
         let (_, _, _) = s.stamp(("sys", "a"), &rule(100), 0, |offset, epoch| {
             assert_eq!((offset, epoch.len()), (3, 16));
             Push::default()
@@ -246,7 +250,11 @@ mod tests {
         }
         assert!(bound > 0);
         assert!(s.bytes() <= 20 * one);
-        assert_eq!(s.get("sys", "quiet").unwrap().len(), 4, "the quiet room kept all");
+        assert_eq!(
+            s.get("sys", "quiet").unwrap().len(),
+            4,
+            "the quiet room kept all"
+        );
         let busy = s.get("sys", "busy").unwrap();
         assert_eq!(busy.top, 20);
         assert_eq!(s.bytes(), (4 + busy.len()) * one);
@@ -261,7 +269,11 @@ mod tests {
         let d = s.sweep(60_000, 100_000);
         assert_eq!((d.rule, d.streams, s.count(), s.bytes()), (1, 0, 1, 0));
         let d = s.sweep(99_999, 100_000);
-        assert_eq!((d.streams, s.count()), (0, 1), "its epoch outlives its pushes");
+        assert_eq!(
+            (d.streams, s.count()),
+            (0, 1),
+            "its epoch outlives its pushes"
+        );
         let d = s.sweep(100_000, 100_000);
         assert_eq!((d.streams, s.count()), (1, 0));
         assert!(s.get("sys", "a").is_none());

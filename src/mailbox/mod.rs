@@ -43,8 +43,8 @@ use crate::api::error::ApiError;
 use crate::cluster::membership::ClusterEvent;
 use crate::cluster::PeerTable;
 use crate::op::{
-    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, HandedStream, Page, Position, Reader,
-    Unstamped,
+    Ask, ClientInfo, ConnAddr, ConnOp, ConnOutcome, GroupCount, HandedStream, Page, Position,
+    Reader, Unstamped,
 };
 use crate::registry::SystemEntry;
 use crate::ws::deflate::Deflate;

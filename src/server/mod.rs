@@ -99,7 +99,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             // Group history first goes to its next owners (bounded by the
             // request timeout); then revoking the lease tells the peers at
             // once that we are gone; it runs while the cores drain.
-            watcher.wait_handed_over(watcher.config.cluster.request_timeout + Duration::from_secs(1));
+            watcher
+                .wait_handed_over(watcher.config.cluster.request_timeout + Duration::from_secs(1));
             m.shutdown();
         }
         true

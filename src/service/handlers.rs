@@ -12,16 +12,15 @@ use super::api::{limits, prepare};
 use crate::api::auth::secret_matches;
 use crate::api::body::{
     BindToGroup, Body, ClientRef, GetGroupHistory, GetGroupList, GetOnlineList, Message, Register,
-    SendToClient,
-    SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
+    SendToClient, SendToClients, SendToGroup, SendToSystem, SendToUser, UnbindFromGroup,
 };
 use crate::api::error::ApiError;
 use crate::api::route::Route;
 use crate::cluster::frame::Frame;
 use crate::cluster::membership::RegisterError;
 use crate::config::AuthMode;
-use crate::core::locate::{locate, Location};
 use crate::core::history::route;
+use crate::core::locate::{locate, Location};
 use crate::core::send;
 use crate::core::{Core, CoreRef};
 use crate::http::request::Request;
@@ -224,9 +223,7 @@ async fn client_info(core: &CoreRef, (system, b): (Arc<str>, ClientRef)) -> Answ
             | ConnOutcome::Offline
             | ConnOutcome::TooManyGroups
             | ConnOutcome::Bound(_),
-        ) => {
-            return Err(ApiError::ClientOffline)
-        }
+        ) => return Err(ApiError::ClientOffline),
         Some(ConnOutcome::Invalid) => return Err(ApiError::InvalidClientId),
         None => return Err(ApiError::Busy),
     };

@@ -201,7 +201,9 @@ impl Core {
 
     /// Forgets the streams given away long enough ago.
     pub(super) fn forget_moved(&mut self) {
-        self.history.moved.retain(|_, (_, at)| at.elapsed() < MOVED_KEPT);
+        self.history
+            .moved
+            .retain(|_, (_, at)| at.elapsed() < MOVED_KEPT);
     }
 }
 

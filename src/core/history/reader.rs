@@ -112,7 +112,9 @@ impl Core {
         if waiting.is_empty() {
             return Vec::new();
         }
-        let reading = waiting.iter().filter(|r| *r.group == *group && *r.system == *system);
+        let reading = waiting
+            .iter()
+            .filter(|r| *r.group == *group && *r.system == *system);
         reading.map(|r| r.addr).collect()
     }
 

@@ -65,7 +65,10 @@ pub async fn to_stream(
             rx.await.map_err(|_| ApiError::Busy)?
         }
         Owner::Node(node) => {
-            core.borrow().metrics().history_forwarded.fetch_add(1, Relaxed);
+            core.borrow()
+                .metrics()
+                .history_forwarded
+                .fetch_add(1, Relaxed);
             let stamp = |req| Frame::Stamp {
                 req,
                 system: system.to_string(),

@@ -38,7 +38,13 @@ fn next_push(c: &mut Client, group: &str, wait: Duration) -> Option<Value> {
 
 fn send(node: &Node, group: &str, n: u64) -> Result<(), String> {
     let body = json!({"groupName": group, "data": {"n": n}});
-    let answer = try_api(node, "/api/send_to_group", Some(SYS_A), &body, Duration::from_secs(5))?;
+    let answer = try_api(
+        node,
+        "/api/send_to_group",
+        Some(SYS_A),
+        &body,
+        Duration::from_secs(5),
+    )?;
     match answer.status {
         200 if answer.body["code"] == 0 => Ok(()),
         _ => Err(format!("{} {}", answer.status, answer.body)),
@@ -59,7 +65,8 @@ fn post_once(addr: &str, body: &str) -> Option<Value> {
     let mut answer = String::new();
     s.read_to_string(&mut answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| serde_json::from_str(body).ok())?
+    head.starts_with("HTTP/1.1 200")
+        .then(|| serde_json::from_str(body).ok())?
 }
 
 fn bind(node: &Node, c: &Client, group: &str, extra: Value) -> Value {
@@ -108,7 +115,12 @@ fn one_stream_in_offset_order_whichever_node_each_send_entered() {
             }
         }
         let expected: Vec<u64> = (1..=2 * EACH).collect();
-        assert_eq!(offsets, expected, "member {i} (node {}) saw the stream out of order", i / 2 + 1);
+        assert_eq!(
+            offsets,
+            expected,
+            "member {i} (node {}) saw the stream out of order",
+            i / 2 + 1
+        );
         data.sort_unstable();
         let sent: Vec<u64> = (0..EACH).chain(1000..1000 + EACH).collect();
         assert_eq!(data, sent, "member {i}");
@@ -123,7 +135,12 @@ fn a_rolling_restart_of_every_node_loses_no_push() {
     let mut c = Cluster::start_with(3, &rooms(100_000));
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let addrs = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.addr().to_owned()).collect::<Vec<_>>()));
+    let addrs = Arc::new(Mutex::new(
+        c.nodes
+            .iter()
+            .map(|n| n.addr().to_owned())
+            .collect::<Vec<_>>(),
+    ));
     let publisher = {
         let (stop, answered, addrs) = (stop.clone(), answered.clone(), addrs.clone());
         thread::spawn(move || {
@@ -145,7 +162,11 @@ fn a_rolling_restart_of_every_node_loses_no_push() {
         })
     };
     thread::sleep(Duration::from_millis(500));
-    let first = c[0].call(SYS_A, "/api/get_group_history", json!({"groupName": "room:roll", "limit": 1}));
+    let first = c[0].call(
+        SYS_A,
+        "/api/get_group_history",
+        json!({"groupName": "room:roll", "limit": 1}),
+    );
     let epoch = first["epoch"].as_str().unwrap().to_owned();
     assert!(!epoch.is_empty(), "{first}");
     for i in 0..3 {
@@ -158,12 +179,20 @@ fn a_rolling_restart_of_every_node_loses_no_push() {
     stop.store(true, Ordering::Release);
     publisher.join().unwrap();
     let answered = answered.lock().unwrap().clone();
-    assert!(answered.len() > 200, "the publisher was answered only {} times", answered.len());
+    assert!(
+        answered.len() > 200,
+        "the publisher was answered only {} times",
+        answered.len()
+    );
 
     let mut reader = c[1].ws(SYS_A);
     let since = json!({"since": {"offset": 0, "epoch": epoch}});
     let at = bind(&c[1], &reader, "room:roll", since);
-    assert_eq!((at["recovered"].clone(), at["epoch"].clone()), (json!(true), json!(epoch)), "{at}");
+    assert_eq!(
+        (at["recovered"].clone(), at["epoch"].clone()),
+        (json!(true), json!(epoch)),
+        "{at}"
+    );
     let top = at["offset"].as_u64().unwrap();
     let mut got = Vec::new();
     let mut offsets = Vec::new();
@@ -173,14 +202,21 @@ fn a_rolling_restart_of_every_node_loses_no_push() {
         got.push(p["data"]["n"].as_u64().unwrap());
     }
     assert_eq!(offsets, (1..=top).collect::<Vec<u64>>());
-    let lost: Vec<u64> = answered.iter().filter(|n| !got.contains(n)).copied().collect();
+    let lost: Vec<u64> = answered
+        .iter()
+        .filter(|n| !got.contains(n))
+        .copied()
+        .collect();
     eprintln!(
         "[history] rolling restart: {} sends answered, {} pushes in the stream, {} lost",
         answered.len(),
         top,
         lost.len()
     );
-    assert!(lost.is_empty(), "answered 200 but not in the stream: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "answered 200 but not in the stream: {lost:?}"
+    );
 }
 
 #[test]
@@ -189,7 +225,11 @@ fn a_killed_owner_takes_its_history_and_the_next_owner_starts_a_new_epoch() {
     for n in 1..=5 {
         send(&c[0], "room:k", n).unwrap();
     }
-    let page = c[0].call(SYS_A, "/api/get_group_history", json!({"groupName": "room:k"}));
+    let page = c[0].call(
+        SYS_A,
+        "/api/get_group_history",
+        json!({"groupName": "room:k"}),
+    );
     let epoch = page["epoch"].as_str().unwrap().to_owned();
     let owner = (0..3)
         .find(|i| c[*i].metric("shardcast_history_streams") > 0.0)
@@ -206,5 +246,8 @@ fn a_killed_owner_takes_its_history_and_the_next_owner_starts_a_new_epoch() {
     assert_eq!(at["offset"], 0);
     send(&c[other], "room:k", 6).unwrap();
     let p = next_push(&mut reader, "room:k", WAIT).expect("the new stream's first push");
-    assert_eq!((p["offset"].clone(), p["epoch"].clone()), (json!(1), at["epoch"].clone()));
+    assert_eq!(
+        (p["offset"].clone(), p["epoch"].clone()),
+        (json!(1), at["epoch"].clone())
+    );
 }
