@@ -9,9 +9,12 @@
 # scripts/cross_node_latency.py: what a send_to_client crossing the link adds over a
 # local one.
 #
-# Usage: scripts/bench-cluster.sh [--subscribers N] [--messages M] [--rounds R]
+# Usage: scripts/bench-cluster.sh [--subscribers N] [--messages M] [--rounds R] [--history]
 #   default: 8,000 subscribers, 50 messages, 3 rounds (the median is printed);
 #   --rounds 0: the cross-node latency only
+#   --history: send_to_group to a group with history (docs/api.md §9) instead of
+#     send_to_system: every push goes to the stream's owner node first, so the entry
+#     that is not the owner shows what the owner hop adds (the owner is named)
 # Stops everything it started on exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +24,19 @@ MSGS=50
 ROUNDS=3
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
-fanout_args "$@"
+HISTORY=0
+args=()
+for a in "$@"; do
+  if [ "$a" = --history ]; then HISTORY=1; else args+=("$a"); fi
+done
+fanout_args "${args[@]}"
+MODE=system
+HISTORY_TOML=""
+if [ "$HISTORY" -eq 1 ]; then
+  MODE=group
+  HISTORY_TOML='[history]
+groups = [{ prefix = "", size = 1000, ttl = "10m" }]'
+fi
 
 scripts/setup.sh etcd-server
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
@@ -62,6 +77,7 @@ listen_addr = "127.0.0.1:$link"
 advertise_addr = "127.0.0.1:$link"
 etcd_endpoints = ["http://127.0.0.1:$ETCD_PORT"]
 secret = "$SECRET"
+$HISTORY_TOML
 TOML
   target/release/shardcast -c "$WORK/n$i/shardcast.toml" >"$WORK/n$i/log" 2>&1 &
   NODE_PID[$i]=$!
@@ -75,7 +91,7 @@ done
 run() {
   target/release/shardcast-bench fanout --json --label "via-node$1" \
     --api "http://127.0.0.1:${HTTP[$1]}" --url "ws://127.0.0.1:${HTTP[2]}/ws?systemId=bench" \
-    --system bench --mode system --subscribers "$SUBS" --messages "$MSGS" \
+    --system bench --mode "$MODE" --subscribers "$SUBS" --messages "$MSGS" \
     --depth 1 --publishers "$2" --server-pid "${NODE_PID[1]},${NODE_PID[2]}" \
     >"$WORK/r-$1-$2-$3.json"
   sleep 1
@@ -87,8 +103,15 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 if [ "$ROUNDS" -gt 0 ]; then
+if [ "$HISTORY" -eq 1 ]; then
+  for i in 1 2; do
+    n=$(curl -sf "http://127.0.0.1:${HTTP[$i]}/metrics" |
+      awk '$1 ~ /^shardcast_history_streams/ { s += $2 } END { print s + 0 }')
+    [ "$n" -gt 0 ] && echo "send_to_group with history: node $i owns the stream"
+  done
+fi
 echo "link path: $SUBS subscribers on node 2 (1 worker per node), $MSGS messages of 64 B," \
-  "one request in flight per publisher; medians of $ROUNDS round(s)"
+  "one request in flight per publisher, send_to_$MODE; medians of $ROUNDS round(s)"
 python3 - "$WORK" "$ROUNDS" <<'PY'
 import glob, json, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
