@@ -254,6 +254,7 @@ impl Core {
     fn send_pending(&mut self) {
         self.close_marked();
         self.send_outboxes();
+        self.answer_stamped();
         self.write_links();
     }
 

@@ -67,6 +67,8 @@ pub struct History {
     /// Streams this core gave away, and to which node: requests that still
     /// come here follow them.
     moved: HashMap<Key, (u16, Instant)>,
+    /// Sends numbered and fanned out, answered at the next flush.
+    stamped: Vec<(Reply<Result<bool, ApiError>>, bool)>,
 }
 
 impl History {
@@ -76,6 +78,7 @@ impl History {
             recoveries: reader::Recoveries::default(),
             claims: HashMap::new(),
             moved: HashMap::new(),
+            stamped: Vec::new(),
         }
     }
 }

@@ -81,7 +81,8 @@ impl Core {
             stream: true,
         });
         if waiting.is_empty() {
-            let _ = reply.send(Ok(partial));
+            // Answered once the other cores have it (`answer_stamped`).
+            self.history.stamped.push((reply, partial));
             return;
         }
         let Some(core) = self.this.upgrade() else {
@@ -198,6 +199,16 @@ impl Core {
                     frame: k.push.plain.clone(),
                 })
                 .collect(),
+        }
+    }
+
+    /// Answers the sends numbered since the last flush, now that the other
+    /// cores of this node have their pushes in their mailboxes: a caller
+    /// that sends again after the answer finds its next push behind this one
+    /// on every core, whatever the group (docs/architecture.md, step 6).
+    pub(in crate::core) fn answer_stamped(&mut self) {
+        for (reply, partial) in self.history.stamped.drain(..) {
+            let _ = reply.send(Ok(partial));
         }
     }
 
