@@ -5,6 +5,10 @@
 # Connect a WebSocket to one node and push through another, e.g.
 #   ws://127.0.0.1:7811/ws?systemId=demo
 #   curl -s 127.0.0.1:7813/api/send_to_system -H 'SystemId: demo' -d '{"data":"hi"}'
+# or open each node's console (http://127.0.0.1:7811/ and :7812 in two browser
+# windows), join "room1" in both and chat across the nodes: groups whose name
+# starts with "room" keep their last 50 pushes (group history), so a window
+# that joins late shows the room's earlier messages.
 # Ctrl-C stops everything this script started.
 #
 #   scripts/cluster-demo.sh                 installs etcd (apt) and Rust if needed,
@@ -95,6 +99,10 @@ workers = 2
 crypto_key = "$key"
 [api]
 systems = ["demo"]
+[console]
+enabled = true
+[history]
+groups = [{ prefix = "room", size = 50, ttl = "10m" }]
 [cluster]
 enabled = true
 name = "demo"
@@ -119,7 +127,7 @@ for i in 1 2 3; do
     tail -n 20 "$work/node$i.log" >&2
     exit 1
   fi
-  echo "node $i ready: http://127.0.0.1:$port  (log: $work/node$i.log)"
+  echo "node $i ready: http://127.0.0.1:$port  (console: http://127.0.0.1:$port/; log: $work/node$i.log)"
 done
 echo "etcd: http://127.0.0.1:$etcd_client — press Ctrl-C to stop"
 wait

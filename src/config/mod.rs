@@ -1155,6 +1155,12 @@ mod tests {
         expected.console.enabled = true;
         // Sessions survive a drop for 30 s (docs/api.md §8).
         expected.ws.resume_window = std::time::Duration::from_secs(30);
+        // The console's rooms keep history (docs/api.md §9).
+        expected.history.groups = vec![HistoryRule {
+            prefix: "room".to_string(),
+            size: 50,
+            ttl: std::time::Duration::from_secs(600),
+        }];
         assert_eq!(c, expected);
         if !std::env::vars().any(|(k, _)| k.starts_with(env::ENV_PREFIX)) {
             assert_eq!(loaded, c);

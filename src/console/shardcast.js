@@ -17,6 +17,12 @@
 // routes no client messages (the welcome's clientSend is "off"), and stops
 // with a clear error on a -1001 refusal, which retrying would not cure.
 //
+// Group history (docs/api.md §9): it keeps each history group's position (the
+// offset and epoch of the newest push it delivered) and recovers a gap by
+// itself with the `recover` client message — after a resume that lost pushes,
+// and when a push shows that some were missed (a new connection re-bound by
+// the backend) — delivering every push once, in offset order.
+//
 // Node.js: 22 and later have a global WebSocket; before (18, 20), pass the
 // `ws` package's: `import WebSocket from 'ws'`, then `{ WebSocket, … }` in opts.
 
@@ -72,6 +78,12 @@ export class Shardcast extends EventTarget {
     this.waiters = [];
     this.pinger = null;
     this.retry = null;
+    // Group history: groupName → {offset, epoch} of the newest push delivered;
+    // the app may read it, seed it (a position it stored) or delete entries.
+    this.positions = new Map();
+    // groupName → {held, asked, tries, timer, waiters}: a recovery under way.
+    this.recovering = new Map();
+    this.recoverReqs = new Map(); // reqId of a recover → groupName
     this.open();
   }
 
@@ -119,6 +131,19 @@ export class Shardcast extends EventTarget {
     return !!(this.ws && this.ws.readyState === 1 && this.clientId);
   }
 
+  /**
+   * Recovers the pushes of history group `groupName` after its position
+   * (docs/api.md §9): they come as `push` events, then a `recovered` event.
+   * Resolves with that event's detail; false when there is no position.
+   */
+  recover(groupName) {
+    if (!this.positions.has(groupName) || this.closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const r = this.startRecovery(groupName);
+      r.waiters.push(resolve);
+    });
+  }
+
   /** Closes for good: no reconnect, no resume; pending sends are rejected. */
   close() {
     this.closed = true;
@@ -128,6 +153,12 @@ export class Shardcast extends EventTarget {
     if (this.ws) this.ws.close(1000);
     this.failAll(new Error('shardcast: closed'));
     this.failWaiters(new Error('shardcast: closed'));
+    // Recoveries end unfinished: nothing more is delivered.
+    for (const [g, r] of this.recovering) {
+      clearTimeout(r.timer);
+      for (const w of r.waiters) w({ groupName: g, recovered: false, error: 'shardcast: closed' });
+    }
+    this.recovering.clear();
   }
 
   open() {
@@ -168,7 +199,11 @@ export class Shardcast extends EventTarget {
     if (!m.messageId && m.code === 0 && m.data && typeof m.data.clientId === 'string') {
       return this.onWelcome(m.data);
     }
+    if (!('messageId' in m) && isRecovered(m.data)) return this.onRecovered(m);
     if (m.messageId) this.last = m.messageId;
+    if (typeof m.groupName === 'string' && Number.isInteger(m.offset) && typeof m.epoch === 'string') {
+      return this.onStreamPush(m);
+    }
     const who = notice(m);
     if (who) {
       this.emit('notice', {
@@ -196,9 +231,118 @@ export class Shardcast extends EventTarget {
     this.emit('welcome', detail);
     if (resumed) this.emit('resumed', { clientId: this.clientId, recovered: detail.recovered });
     for (const w of this.waiters.splice(0)) w.resolve(this.clientId);
+    if (!resumed) return;
+    // Still a member of its groups: a recovery the drop interrupted asks
+    // again, and after a resume that lost pushes every group recovers. (A
+    // new connection is in no group until its backend binds it: a recovery
+    // waits for the first push of its group.)
+    for (const g of this.recovering.keys()) this.askRecover(g);
+    if (!detail.recovered) for (const g of this.positions.keys()) this.startRecovery(g);
+  }
+
+  // A push of a history group: delivered when it is the next of the group's
+  // stream (or the first seen), dropped when delivered already; a gap (a
+  // later offset, another epoch) is held and recovered: the replay brings it.
+  onStreamPush(m) {
+    const g = m.groupName;
+    const at = this.positions.get(g);
+    if (at && m.epoch === at.epoch && m.offset <= at.offset) return;
+    if (!at || (m.epoch === at.epoch && m.offset === at.offset + 1)) return this.deliver(m);
+    const r = this.startRecovery(g);
+    r.held.push(m);
+    // A recovery left from an earlier connection asks now: this push shows
+    // that the backend bound this one.
+    this.askRecover(g);
+  }
+
+  deliver(m) {
+    this.positions.set(m.groupName, { offset: m.offset, epoch: m.epoch });
+    this.emit('push', m);
+  }
+
+  // The recovery of `g` (a new one is asked for at once when connected).
+  startRecovery(g) {
+    let r = this.recovering.get(g);
+    if (r) return r;
+    r = { held: [], asked: false, tries: 0, timer: null, waiters: [] };
+    this.recovering.set(g, r);
+    this.askRecover(g);
+    return r;
+  }
+
+  // Sends `recover` for `g` from its position, once per connection; no
+  // answer within ackTimeout counts as a refusal.
+  askRecover(g) {
+    const r = this.recovering.get(g);
+    const at = this.positions.get(g);
+    if (!r || r.asked || !this.connected()) return;
+    if (!at) return this.endRecovery(g, { error: 'shardcast: no position' });
+    r.asked = true;
+    const reqId = 'recover-' + this.nextReq++;
+    this.recoverReqs.set(reqId, g);
+    this.ws.send(JSON.stringify({ type: 'recover', groupName: g, offset: at.offset, epoch: at.epoch, reqId }));
+    clearTimeout(r.timer);
+    r.timer = setTimeout(() => this.refusedRecover(g, 'shardcast: no answer to recover'), this.opts.ackTimeout);
+  }
+
+  // `{code, msg, data: {groupName, recovered, offset?, epoch?}}`: the end
+  // of a replay (code 0), or no replay (its owner did not answer, no history).
+  onRecovered(m) {
+    const d = m.data;
+    if (!this.recovering.has(d.groupName)) return;
+    if (m.code !== 0) return this.refusedRecover(d.groupName, m.msg);
+    this.endRecovery(d.groupName, { recovered: d.recovered, offset: d.offset, epoch: d.epoch });
+  }
+
+  // A refused, failed or unanswered recover: tried again twice (after 1 s,
+  // 2 s: the rate of client messages, an owner moving), then given up.
+  refusedRecover(g, msg) {
+    const r = this.recovering.get(g);
+    if (!r) return;
+    r.tries += 1;
+    if (r.tries >= 3) return this.endRecovery(g, { error: String(msg || 'refused') });
+    clearTimeout(r.timer);
+    r.timer = setTimeout(() => {
+      r.asked = false;
+      this.askRecover(g);
+    }, 1000 * r.tries);
+  }
+
+  // Ends the recovery of `g`: the held pushes not delivered yet, in offset
+  // order (those of the position's epoch first), then the position the
+  // node gave and the `recovered` event.
+  endRecovery(g, { recovered = false, offset, epoch, error }) {
+    const r = this.recovering.get(g);
+    if (!r) return;
+    this.recovering.delete(g);
+    clearTimeout(r.timer);
+    for (const [id, x] of this.recoverReqs) if (x === g) this.recoverReqs.delete(id);
+    const was = (this.positions.get(g) || {}).epoch;
+    const rank = (m) => (m.epoch === was ? 0 : 1);
+    r.held.sort((a, b) => rank(a) - rank(b) || a.offset - b.offset);
+    for (const m of r.held) {
+      const at = this.positions.get(g);
+      if (epoch !== undefined && m.epoch !== was && m.epoch !== epoch) continue;
+      if (at && m.epoch === at.epoch && m.offset <= at.offset) continue;
+      this.deliver(m);
+    }
+    const at = this.positions.get(g);
+    if (Number.isInteger(offset) && typeof epoch === 'string' && (!at || at.epoch !== epoch || at.offset < offset)) {
+      this.positions.set(g, { offset, epoch });
+    }
+    const now = this.positions.get(g) || {};
+    const detail = { groupName: g, recovered: recovered === true && !error, offset: now.offset, epoch: now.epoch };
+    if (error) detail.error = error;
+    this.emit('recovered', detail);
+    for (const w of r.waiters) w(detail);
   }
 
   onAck(a) {
+    const g = this.recoverReqs.get(String(a.reqId));
+    if (g !== undefined) {
+      this.recoverReqs.delete(String(a.reqId));
+      return this.refusedRecover(g, a.msg);
+    }
     const p = this.pending.get(String(a.reqId));
     if (!p) return;
     this.pending.delete(String(a.reqId));
@@ -213,6 +357,12 @@ export class Shardcast extends EventTarget {
     this.stopPing();
     // Acks are not replayed by a resume: what is pending now never comes.
     this.failAll(new Error('shardcast: connection closed before the ack'));
+    // A recover's answer does not survive the drop: asked again after it.
+    for (const r of this.recovering.values()) {
+      r.asked = false;
+      clearTimeout(r.timer);
+    }
+    this.recoverReqs.clear();
     const again = !this.closed;
     this.emit('close', { code, reason, reconnect: again, resume: again && this.opts.resume && !!this.resumeToken });
     if (!again) return;
@@ -254,6 +404,11 @@ export class Shardcast extends EventTarget {
       : Object.assign(new Event(type), { detail });
     this.dispatchEvent(event);
   }
+}
+
+// Whether `d` is the data of a `recovered` frame (docs/api.md §9).
+function isRecovered(d) {
+  return !!d && typeof d === 'object' && typeof d.groupName === 'string' && typeof d.recovered === 'boolean';
 }
 
 // The decoded `data` of a 1001/1002 notice (`{clientId, userId, extend, …}`),

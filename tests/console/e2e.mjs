@@ -4,8 +4,10 @@
 //
 //   node tests/console/e2e.mjs http://127.0.0.1:7800 /tmp/console.png [http|ws]
 //
-// against a node with `[console] enabled = true` and the system "sys-a"
-// registered. The third argument is the send path the page must take:
+// against a node with `[console] enabled = true`, the system "sys-a"
+// registered and a history rule for "room1" (`[history] groups = [{ prefix =
+// "room", … }]`, docs/api.md §9): a page that joins late shows the room's
+// earlier messages. The third argument is the send path the page must take:
 // `http` (default; the node has `ws.client_send = "off"`, so the page sends
 // through the HTTP API) or `ws` (the node has `ws.client_send = "group"`, so
 // a member of the group sends a client message over its WebSocket, docs/api.md
@@ -339,14 +341,37 @@ async function main() {
   await alice.screenshot({ path: shot });
   log(`screenshot ${shot}`);
 
-  // A phone-sized window: usable, no horizontal scrolling.
+  // A phone-sized window, joining late: it shows the room's earlier
+  // messages (group history), once each, in order, marked as earlier.
   const phone = await openConsole('phone', { width: 390, height: 844 });
   await connectAndJoin(phone, 'phone', 'carol', 'room1');
   await waitNotice(alice, 'alice', 'carol joined group room1');
+  const joinedWith = jsonFrames(wires.get(phone).received, (m) => m.data === 'hello from alice');
+  check(joinedWith.length === 1 && Number.isInteger(joinedWith[0].offset) && joinedWith[0].groupName === 'room1',
+    `phone: the replayed push on the wire: ${JSON.stringify(joinedWith)}`);
+  for (const data of ['hello from alice', '<b>hi</b> & bye']) {
+    const e = await waitPush(phone, 'phone', data);
+    check(e.count === 1, `phone: the earlier message "${data}" shows up ${e.count} times`);
+  }
+  const earlier = await phone.$$eval('#log .entry[data-kind="push"]', (es) => es.map((e) => ({
+    data: e.querySelector('.data').textContent,
+    earlier: e.classList.contains('earlier'),
+    kind: e.querySelector('.kind').textContent,
+  })));
+  check(JSON.stringify(earlier.map((e) => e.data)) === JSON.stringify(['hello from alice', '<b>hi</b> & bye']),
+    `phone: the earlier messages show as ${JSON.stringify(earlier)}`);
+  check(earlier.every((e) => e.earlier && e.kind === 'earlier'), `phone: not marked as earlier: ${JSON.stringify(earlier)}`);
+  const replayed = await phone.$$eval('#log .entry[data-kind="push"] .extra', (es) => es.map((e) => e.textContent));
+  check(replayed[0].includes('#' + sentId) && replayed[0].includes('room1 @'),
+    `phone: the first earlier message shows "${replayed[0]}", not #${sentId} and its place in room1`);
+  log('phone (carol) joined late and shows the 2 earlier messages of room1');
   await phone.fill('#message', 'a long line from a phone: ' + 'x'.repeat(120));
   await expectSendPath(phone, 'phone');
   await phone.press('#message', 'Enter');
-  await waitPush(phone, 'phone', 'a long line from a phone: ' + 'x'.repeat(120));
+  const own = await waitPush(phone, 'phone', 'a long line from a phone: ' + 'x'.repeat(120));
+  check(own.mine, 'phone: its own message is not marked as its own');
+  const ownEarlier = await phone.$$eval('#log .entry.earlier', (es) => es.length);
+  check(ownEarlier === 2, `phone: ${ownEarlier} entries marked earlier after a live message`);
   if (viaWs) await clientMessageAndAck(phone, 'phone', 'room1', 'a long line from a phone: ' + 'x'.repeat(120));
   const overflow = await phone.evaluate(() => ({
     scroll: document.documentElement.scrollWidth,

@@ -1,13 +1,14 @@
 //! `scripts/cluster-demo.sh --no-build --bin <the binary under test>` (README, "Running a
 //! cluster"): no set-up, no build — it starts etcd and three nodes from the binary it is
-//! given at once, a push through node 3 reaches a client of node 1, and SIGTERM to the
-//! script stops all of it.
+//! given at once, each node serves the console at `/`, a push through node 3 reaches a
+//! client of node 1, and so does a push to a room through node 3, with its place in the
+//! room's history; SIGTERM to the script stops all of it.
 //!
 //! The ports come from `SHARDCAST_DEMO_PORT` and `SHARDCAST_DEMO_ETCD_PORT`, in a range
 //! below the kernel's ephemeral ports (where `free_port` finds the other tests' ports).
 
 use crate::support::{
-    http::HttpConn,
+    http::{try_get, HttpConn},
     node::bin_path,
     process::Group,
     ws::{ws_connect, Client},
@@ -117,6 +118,30 @@ fn the_cluster_demo_runs_a_built_binary_without_building() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(c.expect_json(WAIT)["msg"], json!("across the demo"));
+
+    // Each node's console (two browsers on two nodes share one room).
+    for i in 1..=3 {
+        let page = try_get(&format!("127.0.0.1:{}", base + i), "/", WAIT)
+            .unwrap_or_else(|e| panic!("GET / on node {i}: {e}"));
+        assert_eq!(page.status, 200, "GET / on node {i}: the console is off");
+        assert!(page.text().contains("shardcast console"), "node {i}");
+    }
+
+    // A room keeps history: a push through node 3 reaches node 1's client with its place.
+    let bind = json!({"clientId": c.client_id, "groupName": "room1", "history": 10}).to_string();
+    let (status, v) = node3.api("/api/bind_to_group", Some("demo"), &bind);
+    assert_eq!((status, &v["code"]), (200, &json!(0)), "{v}");
+    assert_eq!(v["data"]["offset"], json!(0), "a new room: {v}");
+    let push = json!({"groupName": "room1", "sendUserId": "bob", "data": "hello room"}).to_string();
+    let (status, v) = node3.api("/api/send_to_group", Some("demo"), &push);
+    assert_eq!((status, &v["code"]), (200, &json!(0)), "{v}");
+    let p = c.expect_json_where(WAIT, |v| v["data"] == json!("hello room"));
+    assert_eq!(
+        (&p["groupName"], &p["offset"], &p["sendUserId"]),
+        (&json!("room1"), &json!(1), &json!("bob")),
+        "{p}"
+    );
+    assert!(p["epoch"].as_str().is_some_and(|e| !e.is_empty()), "{p}");
 
     // SIGTERM to the script stops the nodes and etcd.
     // SAFETY: kill(2) on the script, a child we spawned.

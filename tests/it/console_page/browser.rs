@@ -1,7 +1,9 @@
 //! The console page (docs/api.md §2.3) driven in a real browser: headless Chromium,
 //! scripted by `tests/console/e2e.mjs` (playwright-core). Two users connect as
 //! `sys-a`, join `room1` and chat; both logs show the message with its sender,
-//! the node panel counts the connections, and the page fits a 390 px phone.
+//! the node panel counts the connections, and the page fits a 390 px phone,
+//! which joins late and shows the room's earlier messages (group history,
+//! docs/api.md §9: the node keeps the history of `room` groups).
 //! Once with the node's default `ws.client_send = "off"` (the page sends
 //! through the HTTP API), once with `"group"` (the page sends client messages
 //! over the WebSocket, docs/api.md §2.1, and shows their acks).
@@ -117,9 +119,13 @@ fn chat_in_the_browser(config: &str, mode: &str, png_name: &str) -> PathBuf {
     png
 }
 
+/// The console's rooms keep history, as in the shipped config.
+const ROOMS: &str = "[history]\ngroups = [{ prefix = \"room\", size = 50, ttl = \"10m\" }]\n";
+
 #[test]
 fn two_browsers_chat_through_the_console() {
-    let png = chat_in_the_browser("[console]\nenabled = true", "http", "console.png");
+    let config = format!("[console]\nenabled = true\n{ROOMS}");
+    let png = chat_in_the_browser(&config, "http", "console.png");
     if std::env::var("SHARDCAST_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
         let dest = console_dir().join("screenshot.png");
         std::fs::copy(&png, &dest).expect("copy the screenshot");
@@ -130,7 +136,7 @@ fn two_browsers_chat_through_the_console() {
 #[test]
 fn two_browsers_chat_with_client_messages() {
     chat_in_the_browser(
-        "[console]\nenabled = true\n[ws]\nclient_send = \"group\"",
+        &format!("[console]\nenabled = true\n[ws]\nclient_send = \"group\"\n{ROOMS}"),
         "ws",
         "console-ws.png",
     );

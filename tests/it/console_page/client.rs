@@ -14,16 +14,16 @@ use std::process::{Command, Stdio};
 
 /// Runs `node <script> <args…>` in `tests/console`; each line it prints is
 /// passed to `answer`, and what that returns is written back on its stdin.
-/// Asserts it exits with success and printed every one of `steps`.
-fn run_script(
+/// Asserts it exits with success and printed every one of `steps`. (A script
+/// that drives Chromium: call `require_browser_tools` first.)
+pub(super) fn run_script(
     script: &str,
     args: &[String],
     steps: &[&str],
     mut answer: impl FnMut(&str) -> Option<String>,
 ) {
-    super::browser::require_browser_tools();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
-    // A process group: node and its Chromium, killed together if the test ends first.
+    // A process group: node (and its Chromium), killed together if the test ends first.
     let mut child = Group::spawn(
         Command::new("node")
             .arg(script)
@@ -59,6 +59,7 @@ fn run_script(
 
 #[test]
 fn the_js_client_acks_reconnects_and_reports_refusals() {
+    super::browser::require_browser_tools();
     let mut node = Node::start("[ws]\nclient_send = \"all\"\n");
     // Behind a relay, so that the node can restart on a new port (its old one
     // may not be free again at once) at an address the browser keeps using.
@@ -82,6 +83,7 @@ fn the_js_client_acks_reconnects_and_reports_refusals() {
 
 #[test]
 fn the_js_client_and_the_console_resume_after_the_network_fails() {
+    super::browser::require_browser_tools();
     let mut node = Node::start(
         "[server]\nworkers = 1\n[console]\nenabled = true\n[ws]\nresume_window = \"30s\"\nresume_buffer_bytes = 4096\nresume_max_bytes = 8000\n",
     );

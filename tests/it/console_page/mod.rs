@@ -3,5 +3,6 @@
 
 mod browser;
 mod client;
+mod client_history;
 mod http;
 mod node_client;
