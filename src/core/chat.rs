@@ -92,7 +92,7 @@ impl Core {
             return;
         };
         let system: Arc<str> = Arc::from(&*conn.system);
-        if self.node.config.history.rule(&r.group_name).is_none() {
+        if !self.keeps_history(&r.group_name) {
             let text = ApiError::NoHistory.message(self.node.config.api.lang);
             let frame = recovered_frame(Err((&r.group_name, &text)));
             return self.enqueue(addr, frame);
@@ -156,29 +156,15 @@ async fn send_message(
 ) -> Result<MessageId, ApiError> {
     let id = core.borrow_mut().ids.next();
     let message = request.message().ok_or(ApiError::BadRequest)?;
-    if let Request::Group(b) = &request {
-        if core
-            .borrow()
-            .node
-            .config
-            .history
-            .rule(&b.group_name)
-            .is_some()
-        {
-            let unstamped = message.unstamped(id);
-            route::to_stream(core, system, &b.group_name, unstamped).await?;
-            return Ok(id);
-        }
-    }
-    let frame = core.borrow().encode(message.frame(id));
+    let frame = || core.borrow().encode(message.frame(id));
     match &request {
-        Request::Group(b) => send::to_group(core, system, &b.group_name, frame)
+        Request::Group(b) => route::to_group(core, system, &b.group_name, message, id)
             .await
             .map(drop),
-        Request::User(b) => send::to_user(core, system, &b.user_id, frame)
+        Request::User(b) => send::to_user(core, system, &b.user_id, frame())
             .await
             .map(drop),
-        Request::Client(b) => send::to_client(core, system, &b.client_id, frame)
+        Request::Client(b) => send::to_client(core, system, &b.client_id, frame())
             .await
             .map(drop),
         Request::Recover(_) => Err(ApiError::BadRequest),

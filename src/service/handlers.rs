@@ -115,17 +115,13 @@ async fn send_to_clients(core: &CoreRef, (system, b): (Arc<str>, SendToClients))
 
 async fn send_to_group(core: &CoreRef, (system, b): (Arc<str>, SendToGroup)) -> Answered {
     let id = next_id(core);
-    let partial = if has_history(core, &b.group_name) {
-        route::to_stream(core, &system, &b.group_name, b.message.unstamped(id)).await?
-    } else {
-        send::to_group(core, &system, &b.group_name, push_of(core, &b.message, id)).await?
-    };
+    let partial = route::to_group(core, &system, &b.group_name, &b.message, id).await?;
     Ok(sent(id, None, partial))
 }
 
 /// Whether a `history.groups` rule covers `group` (docs/api.md §9).
-pub fn has_history(core: &CoreRef, group: &str) -> bool {
-    core.borrow().node.config.history.rule(group).is_some()
+fn has_history(core: &CoreRef, group: &str) -> bool {
+    core.borrow().keeps_history(group)
 }
 
 async fn send_to_system(core: &CoreRef, (system, b): (Arc<str>, SendToSystem)) -> Answered {

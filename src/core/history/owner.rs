@@ -59,8 +59,8 @@ impl Core {
                 epoch,
             };
             let m = &message;
-            let id_ = MessageId(m.message_id);
-            let frame = stream_push_frame(id_, &m.send_user_id, m.code, &m.msg, &m.data, at);
+            let message_id = MessageId(m.message_id);
+            let frame = stream_push_frame(message_id, &m.send_user_id, m.code, &m.msg, &m.data, at);
             node.encode(frame, id)
         };
         let now = unix_ms();

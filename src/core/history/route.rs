@@ -7,12 +7,14 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use super::super::{Core, CoreRef};
+use super::super::{send, Core, CoreRef};
+use crate::api::body::Message;
 use crate::api::error::ApiError;
 use crate::cluster::frame::Frame;
 use crate::history::owner::{owner_core, owner_node};
 use crate::mailbox::{reply_channel, CoreMsg};
 use crate::op::{Page, Unstamped};
+use crate::ws::MessageId;
 
 /// Where a stream lives, as seen from one core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,11 @@ pub enum Owner {
 }
 
 impl Core {
+    /// Whether a `history.groups` rule covers `group`.
+    pub fn keeps_history(&self, group: &str) -> bool {
+        self.node.config.history.rule(group).is_some()
+    }
+
     /// The owner of (system, group).
     /// A draining node leaves itself out: its streams are on their way to
     /// their next owners.
@@ -38,6 +45,23 @@ impl Core {
             _ => Owner::Here(owner_core(system, group, self.node.cores())),
         }
     }
+}
+
+/// A send to a group, as the API route and a client message make it:
+/// through the stream's owner when the group keeps history, else encoded
+/// here and sent to every core and node. Partial when a node missed it.
+pub async fn to_group(
+    core: &CoreRef,
+    system: &Arc<str>,
+    group: &str,
+    message: &Message,
+    id: MessageId,
+) -> Result<bool, ApiError> {
+    if core.borrow().keeps_history(group) {
+        return to_stream(core, system, group, message.unstamped(id)).await;
+    }
+    let push = core.borrow().encode(message.frame(id));
+    send::to_group(core, system, group, push).await
 }
 
 /// A push to a history group: numbered, kept and fanned out by its owner.
