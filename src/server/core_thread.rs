@@ -169,8 +169,6 @@ async fn heartbeat(core: CoreRef) {
         let mut c = core.borrow_mut();
         c.sweep(share, shares);
         c.expire_pending();
-        if share == 0 {
-            c.sweep_history();
-        }
+        c.sweep_history();
     }
 }

@@ -69,6 +69,8 @@ pub struct History {
     moved: HashMap<Key, (u16, Instant)>,
     /// Sends numbered and fanned out, answered at the next flush.
     stamped: Vec<(Reply<Result<bool, ApiError>>, bool)>,
+    /// When the streams were last swept (`sweep_history`).
+    swept: Instant,
 }
 
 impl History {
@@ -79,6 +81,7 @@ impl History {
             claims: HashMap::new(),
             moved: HashMap::new(),
             stamped: Vec::new(),
+            swept: Instant::now(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! path of the pushes, and answers pages.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::super::Core;
 use super::{Key, Pending};
@@ -18,6 +18,10 @@ use crate::mailbox::{CoreMsg, Reply};
 use crate::op::{Ask, HandedStream, Page, PageEntry, Position, Reader, Unstamped};
 use crate::ws::message::{stream_push_frame, StreamAt};
 use crate::ws::MessageId;
+
+/// How often a core drops what its streams' ttl and `history.meta_ttl`
+/// let go.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Core {
     /// Serves a request for a stream this core holds (or makes now).
@@ -213,8 +217,13 @@ impl Core {
     }
 
     /// Drops pushes past their rule's ttl and streams past
-    /// `history.meta_ttl` (the core's housekeeping tick).
+    /// `history.meta_ttl`: at most once a second (the core's housekeeping
+    /// tick may be faster).
     pub fn sweep_history(&mut self) {
+        if self.history.swept.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        self.history.swept = Instant::now();
         let meta_ttl = self.node.config.history.meta_ttl.as_millis() as u64;
         let dropped = self.history.streams.sweep(unix_ms(), meta_ttl);
         self.note_history(dropped);
