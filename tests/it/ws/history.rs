@@ -381,3 +381,42 @@ fn at_max_bytes_the_largest_stream_gives_up_its_oldest_pushes() {
     );
     assert_eq!(answer["recovered"], false);
 }
+
+/// A rule's `ttl`: pushes older than it are no longer kept, but the stream's numbering
+/// and epoch stay (`history.meta_ttl`), so a read says `recovered:false` and the next
+/// push goes on from the same offset.
+#[test]
+fn pushes_past_their_ttl_are_dropped_and_the_numbering_goes_on() {
+    let node =
+        Node::start("[history]\ngroups = [{ prefix = \"room:\", size = 100, ttl = \"1s\" }]");
+    for n in 1..=3 {
+        send(&node, "room:t", n);
+    }
+    let before = node.call(
+        SYS_A,
+        "/api/get_group_history",
+        json!({"groupName": "room:t"}),
+    );
+    assert_eq!(before["messages"].as_array().unwrap().len(), 3);
+    thread::sleep(Duration::from_millis(2600));
+    let after = node.call(
+        SYS_A,
+        "/api/get_group_history",
+        json!({"groupName": "room:t"}),
+    );
+    assert_eq!(
+        (after["offset"].clone(), after["epoch"].clone()),
+        (json!(3), before["epoch"].clone())
+    );
+    assert_eq!(after["messages"], json!([]), "{after}");
+    let mut c = node.ws(SYS_A);
+    let answer = bind_with(
+        &node,
+        &c,
+        "room:t",
+        json!({"since": {"offset": 1, "epoch": before["epoch"]}}),
+    );
+    assert_eq!(answer["recovered"], false);
+    send(&node, "room:t", 4);
+    assert_eq!(pushes(&mut c, "room:t", 1), [(4, 4)]);
+}
