@@ -222,11 +222,12 @@ impl CoreMsg {
             | CoreMsg::Page { .. }
             | CoreMsg::Claim { .. }
             | CoreMsg::Adopt { .. } => true,
+            // A bind or a client waits for the replay this read starts.
+            CoreMsg::Read { .. } => true,
             CoreMsg::Batch(msgs) => msgs.iter().any(CoreMsg::wants_reply),
             // Named one by one: a new variant that carries a reply must say
             // so here, not wait silently in an outbox.
             CoreMsg::Group { .. }
-            | CoreMsg::Read { .. }
             | CoreMsg::Replay { .. }
             | CoreMsg::System { .. }
             | CoreMsg::Peers(_)

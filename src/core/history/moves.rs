@@ -88,7 +88,9 @@ impl Core {
                     hops,
                 };
                 // Unsent, the reader's wait ends at its deadline.
-                self.peer_send(node, &read);
+                if self.peer_send(node, &read) {
+                    self.write_links();
+                }
             }
             Pending::Stamp { message, reply } => {
                 let stamp = |req| Frame::Stamp {
@@ -139,6 +141,9 @@ impl Core {
         let (Some(rx), Some(core)) = (self.request(node, make), self.this.upgrade()) else {
             return then(None);
         };
+        // Someone waits: the request leaves now, not at the next flush (this
+        // may run inside the API call the flush would follow).
+        self.write_links();
         monoio::spawn(async move { then(Core::await_answer(&core, rx, sent).await) });
     }
 

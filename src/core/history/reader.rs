@@ -76,6 +76,7 @@ impl Core {
             core: self.id,
             addr,
         };
+        // A read for another core leaves at once (`CoreMsg::wants_reply`).
         match self.stream_owner(&system, &group) {
             Owner::Here(c) if c == self.id => {
                 self.for_stream((system, group), Pending::Read { ask, reader }, 0)
@@ -99,8 +100,12 @@ impl Core {
                     hops: 0,
                 };
                 if !self.peer_send(node, &read) {
-                    self.end_recovery(id);
+                    return self.end_recovery(id);
                 }
+                // Someone waits for the replay: the read leaves now, not at
+                // the next flush (the API call that bound the connection may
+                // be what this core would flush after).
+                self.write_links();
             }
         }
     }

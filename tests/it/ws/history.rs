@@ -420,3 +420,27 @@ fn pushes_past_their_ttl_are_dropped_and_the_numbering_goes_on() {
     send(&node, "room:t", 4);
     assert_eq!(pushes(&mut c, "room:t", 1), [(4, 4)]);
 }
+
+/// A bind with `history` is answered as soon as the replay is queued, whichever core
+/// owns the stream: the read it sends to the owner leaves at once, not at the core's
+/// next housekeeping tick (a second, here) — before, about half of such binds waited
+/// for that tick.
+#[test]
+fn binds_with_history_are_answered_without_waiting_for_a_tick() {
+    let node = Node::start(&format!(
+        "{ROOMS}\n[ws]\nping_interval = \"60s\"\nidle_timeout = \"120s\""
+    ));
+    let clients: Vec<Client> = (0..30).map(|_| node.ws(SYS_A)).collect();
+    let mut http = crate::support::http::HttpConn::connect(node.addr());
+    let mut slow = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        let body = json!({"clientId": c.client_id, "groupName": format!("room:{i}"), "history": 5});
+        let started = Instant::now();
+        let (status, v) = http.api("/api/bind_to_group", Some(SYS_A), &body.to_string());
+        assert_eq!((status, v["code"].clone()), (200, json!(0)), "{v}");
+        if started.elapsed() > Duration::from_millis(500) {
+            slow.push(started.elapsed());
+        }
+    }
+    assert!(slow.len() < 3, "binds that waited over 500 ms: {slow:?}");
+}
