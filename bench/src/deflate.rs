@@ -14,6 +14,14 @@
 //!   once, from a reset stream, for all its subscribers (src/util/nchan_util.c,
 //!   `nchan_common_deflate`): its frames read either way.
 //!
+//! A push reaches every subscriber as the same bytes, and inflating it costs the
+//! generator ~4 µs (zlib-rs, 500 B → 1 KB), about what a plain delivery costs it in all:
+//! inflated for each of 10,000 connections, it would make the generator, not the
+//! server, set the latency it measures. So the thread keeps the messages it inflated
+//! per message ([`Recent`]) by their compressed bytes: the same bytes from a fresh
+//! stream inflate to the same message. A connection with context takeover always
+//! inflates its own.
+//!
 //! A message that inflates past its limit, or is not valid deflate data, ends the
 //! connection with the reason ([`InflateError`]); so does an answer that breaks
 //! RFC 7692 §7.1 ([`AnswerError`]).
@@ -34,6 +42,12 @@ pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// Output room added at a time while inflating.
 const STEP: usize = 16 * 1024;
+/// Places for the messages a thread keeps inflated ([`Recent`]): a message goes to
+/// the place its CRC-32 names and replaces the one there. Many more than the messages
+/// in flight at once (a connection behind by a few hundred still finds its messages).
+const RECENT: usize = 4096;
+/// Larger compressed messages are not kept.
+const RECENT_MAX: usize = 64 * 1024;
 
 /// Why a server's `Sec-WebSocket-Extensions` answer fails the connection (RFC 6455
 /// §9.1, RFC 7692 §7.1).
@@ -250,6 +264,65 @@ impl Inflate {
                 r
             }
         }
+    }
+}
+
+/// The messages a thread inflated from a fresh stream (no context takeover), by their
+/// compressed bytes: each is inflated once, however many connections of the thread
+/// receive it (direct-mapped by CRC-32; a hit compares the bytes).
+#[derive(Default)]
+pub struct Recent {
+    /// [`RECENT`] places, made at the first message.
+    places: Vec<Option<Entry>>,
+    /// Where a message too large to keep is inflated.
+    large: Vec<u8>,
+}
+
+struct Entry {
+    compressed: Vec<u8>,
+    inflated: Vec<u8>,
+}
+
+impl Recent {
+    /// The message whose payload as sent (no context takeover) is `compressed`,
+    /// inflated: kept from an earlier connection, or inflated now (at most `limit`
+    /// bytes).
+    pub fn inflate(&mut self, compressed: &[u8], limit: usize) -> Result<&[u8], InflateError> {
+        if compressed.len() > RECENT_MAX {
+            self.large = Vec::new();
+            Inflate::PerMessage.inflate(compressed, limit, &mut self.large)?;
+            return Ok(&self.large);
+        }
+        if self.places.is_empty() {
+            self.places.resize_with(RECENT, || None);
+        }
+        let k = crc32fast::hash(compressed) as usize % RECENT;
+        let hit = self.places[k]
+            .as_ref()
+            .is_some_and(|e| e.compressed == compressed);
+        if !hit {
+            // Taken out while inflating: a message that fails leaves no entry behind.
+            let mut e = self.places[k].take().unwrap_or(Entry {
+                compressed: Vec::new(),
+                inflated: Vec::new(),
+            });
+            e.compressed.clear();
+            e.inflated.clear();
+            Inflate::PerMessage.inflate(compressed, limit, &mut e.inflated)?;
+            e.compressed.extend_from_slice(compressed);
+            self.places[k] = Some(e);
+        }
+        match &self.places[k] {
+            Some(e) if e.inflated.len() <= limit => Ok(&e.inflated),
+            Some(_) => Err(InflateError::TooLarge(limit)),
+            None => Err(InflateError::Corrupt),
+        }
+    }
+
+    /// Messages kept.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.places.iter().flatten().count()
     }
 }
 
@@ -501,6 +574,53 @@ mod tests {
             .inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 100, &mut out)
             .unwrap();
         assert_eq!(out, b"Hello");
+    }
+
+    #[test]
+    fn recent_messages_are_inflated_once_and_stay_right() {
+        let mut z = Compress::new(Compression::new(2), false);
+        let msgs: Vec<Vec<u8>> = (0..300).map(|s| json(700, s)).collect();
+        let wire: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|m| server_deflate(&mut z, m, true))
+            .collect();
+        let mut recent = Recent::default();
+        // Each message to three connections, interleaved as coalesced writes come.
+        for (k, w) in wire.iter().enumerate() {
+            for _ in 0..3 {
+                assert_eq!(recent.inflate(w, 1000).unwrap(), &msgs[k][..]);
+            }
+            if k >= 2 {
+                assert_eq!(
+                    recent.inflate(&wire[k - 2], 1000).unwrap(),
+                    &msgs[k - 2][..]
+                );
+            }
+        }
+        assert!(recent.kept() > 250, "{}", recent.kept());
+        // Two messages for one place: each replaces the other, each reads right.
+        let (a, b) = (0..wire.len())
+            .flat_map(|a| (a + 1..wire.len()).map(move |b| (a, b)))
+            .find(|&(a, b)| {
+                crc32fast::hash(&wire[a]) as usize % RECENT
+                    == crc32fast::hash(&wire[b]) as usize % RECENT
+            })
+            .expect("300 messages in 4096 places: a shared place (p > 99 %)");
+        for k in [a, b, a, b] {
+            assert_eq!(recent.inflate(&wire[k], 1000).unwrap(), &msgs[k][..]);
+        }
+        // A corrupt message leaves nothing behind, an empty one inflates to nothing.
+        let kept = recent.kept();
+        assert_eq!(recent.inflate(&[0xff; 4], 1000), Err(InflateError::Corrupt));
+        assert!(recent.kept() <= kept);
+        assert_eq!(recent.inflate(&[0xff; 4], 1000), Err(InflateError::Corrupt));
+        assert_eq!(recent.inflate(&[0x00], 1000).unwrap(), b"");
+        assert_eq!(recent.inflate(&wire[1], 1000).unwrap(), &msgs[1][..]);
+        // Past the limit is past the limit, kept or not.
+        assert_eq!(
+            recent.inflate(&wire[1], 699),
+            Err(InflateError::TooLarge(699))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::deflate::{self, Inflate};
+use crate::deflate::{self, Inflate, Recent};
 use crate::poller::{write_out, Poller, HUP, READ, WRITE};
 use crate::sock::{self, Fd};
 use shardcast::ws::frame::{self as wsframe, Head, RSV1};
@@ -34,8 +34,11 @@ const INFLATED_KEEP: usize = 1 << 20;
 thread_local! {
     /// The read buffer of the connections of this thread (a worker's epoll thread).
     static RBUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF]);
-    /// Where this thread's compressed messages are inflated, one at a time.
+    /// Where this thread's compressed messages are inflated (connections with context
+    /// takeover), one at a time.
     static INFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The last messages this thread inflated without context takeover.
+    static RECENT: RefCell<Recent> = RefCell::new(Recent::default());
 }
 
 /// Where and how a set of connections connects.
@@ -376,7 +379,9 @@ fn deliver(conns: &mut impl WsConns, i: usize, head: Head, payload: &[u8], now: 
 }
 
 /// Inflates the compressed message `compressed` of connection `i` (first header
-/// `head`, `wire` bytes on the wire) and hands it to its set.
+/// `head`, `wire` bytes on the wire) and hands it to its set: without context takeover
+/// through the thread's recent messages (a push inflated once for all the thread's
+/// connections), else with the connection's own inflater.
 fn inflated(
     conns: &mut impl WsConns,
     i: usize,
@@ -385,24 +390,29 @@ fn inflated(
     wire: u64,
     now: u64,
 ) -> Outcome {
-    let mut out = INFLATED.take();
-    out.clear();
-    let r = match conns.link(i).inflate.as_mut() {
-        Some(inflate) => inflate.inflate(compressed, MAX_FRAME as usize, &mut out),
-        None => Ok(()),
-    };
-    let outcome = match r {
-        Ok(()) => {
+    let limit = MAX_FRAME as usize;
+    let deliver = |conns: &mut _, r: Result<&[u8], deflate::InflateError>| match r {
+        Ok(payload) => {
             let frame = Frame {
                 head,
-                payload: &out,
+                payload,
                 wire,
                 compressed: true,
             };
-            conns.frame(i, frame, now)
+            WsConns::frame(conns, i, frame, now)
         }
         Err(e) => Outcome::Close(e.to_string()),
     };
+    if let Some(Inflate::PerMessage) = conns.link(i).inflate {
+        return RECENT.with_borrow_mut(|recent| deliver(conns, recent.inflate(compressed, limit)));
+    }
+    let mut out = INFLATED.take();
+    out.clear();
+    let r = match conns.link(i).inflate.as_mut() {
+        Some(inflate) => inflate.inflate(compressed, limit, &mut out),
+        None => Ok(()),
+    };
+    let outcome = deliver(conns, r.map(|()| &out[..]));
     if out.capacity() <= INFLATED_KEEP {
         INFLATED.set(out);
     }
