@@ -14,6 +14,26 @@
 #     (c) a new HTTP connection per publish, as the PHP SDK makes them
 #     (d) paced: one publisher at 10 msg/s
 #     (e) one publisher pipelining 16 requests (the figure earlier versions led with)
+#   --deflate: permessage-deflate (RFC 7692) instead: the same workloads (default (a)
+#          only) with a JSON body of each of --json-sizes bytes (an order event made by
+#          shardcast-bench --payload-json: the same body for every server; shardcast
+#          sends it as the JSON value of its envelope's `data`), each server in the
+#          variants below, and the idle connections with deflate negotiated → wire bytes
+#          per delivery, server CPU per delivery, latency, memory per connection:
+#            shardcast-deflate  ws.compression on (the default), the generator offers
+#                               deflate
+#            shardcast-plain    the generator offers nothing (what a client without
+#                               deflate sees)
+#            shardcast-nocomp   ws.compression = false, the generator offers (declined)
+#            nchan-deflate      nchan_deflate_message_for_websocket on, the generator
+#                               offers
+#            nchan-plain        the directive off, the generator offers nothing
+#            uws-plain          uWebSockets.js as above (compression disabled), no offer
+#          The offer is $DEFLATE_OFFER (default: a browser's offer plus
+#          server_no_context_takeover, which shardcast always agrees to and nchan 1.3.6
+#          echoes; nchan compresses each message once from a reset stream whatever a
+#          subscriber negotiated, so the flag changes only the generator's inflating:
+#          one inflater per thread instead of one per connection).
 #
 # shardcast and nginx run with 2 worker threads/processes, uWebSockets with its one thread
 # (compare CPU per delivery with it, not rates), on free loopback ports, each started
@@ -27,6 +47,7 @@
 # Usage: scripts/bench-vs-nchan.sh [--quick] [--rounds R] [--idle N] [--subscribers N]
 #                                   [--messages M] [--payload B] [--workloads "a b c d e"]
 #                                   [--peers "nchan uws"] [--keep]
+#                                   [--deflate [--json-sizes "1000 100"]]
 #   default: 19,000 idle connections, 10,000 subscribers, 50 messages, workloads a–e,
 #            3 rounds (each figure is the median of its rounds); about 8 minutes with
 #            one peer, half as long again with both
@@ -36,8 +57,17 @@
 #   --peers: the servers measured beside shardcast, nchan and/or uws (default both); the
 #            first is the baseline of the ratio columns (--peers "uws nchan": shardcast/uws)
 #   --keep:  keep the work directory (configs, logs, JSON results)
+#   --deflate: the permessage-deflate comparison (above) instead of workloads a–e;
+#            default workloads "a", idle connections with deflate only; the baseline of
+#            the ratios is nchan-deflate, and each workload also gets a table of
+#            shardcast with deflate on vs off (baseline shardcast-plain)
+#   --json-sizes: with --deflate, the JSON body sizes in bytes (default "1000 100": a
+#            1 KB push, and one below ws.compression_min_size)
 #   SHARDCAST_BIN=PATH in the environment measures that node binary instead of the
 #            one built here (a before/after comparison of two builds)
+#   DEFLATE_OFFER="…" in the environment: the Sec-WebSocket-Extensions offer of
+#            --deflate (e.g. a browser's, "permessage-deflate; client_max_window_bits")
+#   CARGO_TARGET_DIR is honoured (the binaries are taken from there)
 #
 # Needs Debian (apt-get) for nginx and libnginx-mod-nchan, which it installs if missing
 # (sudo when not root), and npm for uWebSockets.js (scripts/uws-peer/install.sh installs
@@ -50,11 +80,14 @@ IDLE_N=19000
 FAN_N=10000
 FAN_M=50
 PAYLOAD=64
-WORKLOADS="a b c d e"
+WORKLOADS=""
 PEERS="nchan uws"
 ROUNDS=""
 KEEP=0
 QUICK=0
+DEFLATE=0
+JSON_SIZES="1000 100"
+DEFLATE_OFFER=${DEFLATE_OFFER:-"permessage-deflate; server_no_context_takeover; client_max_window_bits"}
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; IDLE_N=2000; FAN_N=2000; FAN_M=10; shift ;;
@@ -66,6 +99,8 @@ while [ "$#" -gt 0 ]; do
     --workloads) WORKLOADS="$2"; shift 2 ;;
     --peers) PEERS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --deflate) DEFLATE=1; shift ;;
+    --json-sizes) JSON_SIZES="$2"; shift 2 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench-vs-nchan: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -73,6 +108,9 @@ done
 
 if [ -z "$ROUNDS" ]; then
   if [ "$QUICK" -eq 1 ]; then ROUNDS=1; else ROUNDS=3; fi
+fi
+if [ -z "$WORKLOADS" ]; then
+  if [ "$DEFLATE" -eq 1 ]; then WORKLOADS="a"; else WORKLOADS="a b c d e"; fi
 fi
 for peer in $PEERS; do
   case "$peer" in
@@ -83,6 +121,25 @@ done
 read -r BASELINE _ <<<"$PEERS"
 [ -n "$BASELINE" ] || { echo "bench-vs-nchan: --peers names no peer" >&2; exit 2; }
 has_peer() { case " $PEERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# The servers measured (each a column of the tables): a server, or with --deflate a
+# server in one of its variants (server-variant).
+if [ "$DEFLATE" -eq 1 ]; then
+  SERVERS="shardcast-deflate shardcast-plain shardcast-nocomp"
+  for peer in $PEERS; do
+    case "$peer" in
+      nchan) SERVERS="$SERVERS nchan-deflate nchan-plain" ;;
+      uws) SERVERS="$SERVERS uws-plain" ;;
+    esac
+  done
+  if has_peer nchan; then BASELINE=nchan-deflate; else BASELINE=uws-plain; fi
+  for size in $JSON_SIZES; do
+    case "$size" in
+      ''|*[!0-9]*) echo "bench-vs-nchan: --json-sizes: $size is not a number of bytes" >&2; exit 2 ;;
+    esac
+  done
+else
+  SERVERS="shardcast $PEERS"
+fi
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 START_SECS=$SECONDS
@@ -105,9 +162,10 @@ fi
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 log "building shardcast and shardcast-bench (release)"
 cargo build --release --quiet -p shardcast -p shardcast-bench
+BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 # SHARDCAST_BIN measures another build of the node (a before/after comparison).
-SHARDCAST=${SHARDCAST_BIN:-target/release/shardcast}
-BENCH=target/release/shardcast-bench
+SHARDCAST=${SHARDCAST_BIN:-$BIN_DIR/shardcast}
+BENCH=$BIN_DIR/shardcast-bench
 
 # --- bookkeeping: everything started here is stopped on exit -------------------------
 # shellcheck source=scripts/bench-lib.sh
@@ -149,6 +207,7 @@ stop_server() {
 }
 
 RUN=0
+# start_shardcast [COMPRESSION]: ws.compression true (the default) or false.
 start_shardcast() {
   RUN=$((RUN + 1))
   PORT=$(free_port)
@@ -164,6 +223,9 @@ shutdown_timeout = "2s"
 [api]
 systems = ["bench"]
 
+[ws]
+compression = ${1:-true}
+
 [log]
 level = "warn"
 EOF
@@ -172,6 +234,7 @@ EOF
   wait_http "$PORT" /readyz
 }
 
+# start_nchan [DEFLATE]: nchan_deflate_message_for_websocket off (the default) or on.
 start_nchan() {
   RUN=$((RUN + 1))
   PORT=$(free_port)
@@ -197,6 +260,7 @@ http {
   keepalive_timeout 300s;
   server {
     listen 127.0.0.1:$PORT reuseport;
+    nchan_deflate_message_for_websocket ${1:-off};
     location = /healthz { return 200 "ok\n"; }
     location ~ ^/pub/(\w+)$ { nchan_publisher; nchan_channel_id \$1; }
     location ~ ^/sub/(\w+)$ { nchan_subscriber websocket; nchan_channel_id \$1; }
@@ -223,6 +287,26 @@ start_uws() {
   wait_http "$PORT" /healthz
 }
 
+# start_server SERVER: the server of a column, started in its variant.
+start_server() {
+  case "$1" in
+    shardcast|shardcast-deflate|shardcast-plain) start_shardcast true ;;
+    shardcast-nocomp) start_shardcast false ;;
+    nchan|nchan-plain) start_nchan off ;;
+    nchan-deflate) start_nchan on ;;
+    uws|uws-plain) start_uws ;;
+    *) echo "bench-vs-nchan: unknown server $1" >&2; return 1 ;;
+  esac
+}
+
+# offers SERVER: whether the generator offers permessage-deflate to that column.
+offers() {
+  case "$1" in
+    shardcast-deflate|shardcast-nocomp|nchan-deflate) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
 # The publishing options of a fan-out workload, and its title.
 workload_args() {
   case "$1" in
@@ -246,31 +330,39 @@ workload_title() {
 for w in $WORKLOADS; do workload_args "$w" >/dev/null; done
 
 # bench SERVER KIND ROUND: one measurement on a fresh server; JSON result kept.
-# KIND is idle or fanout-W (W a workload letter).
+# KIND is idle, fanout-W (W a workload letter) or, with --deflate, fanout-W-BYTES (a
+# JSON body of BYTES).
 bench() {
-  local server=$1 kind=$2 round=$3 out publish
+  local server=$1 kind=$2 round=$3 out workload publish=() body=() offer=()
   out="$WORK/results/$round-$server-$kind.json"
-  "start_$server"
+  start_server "$server"
   sleep 0.5
   log "round $round: $server $kind (port $PORT), load average $(cut -d' ' -f1 /proc/loadavg)"
   if [ "${kind#fanout-}" != "$kind" ]; then
-    read -r -a publish <<<"$(workload_args "${kind#fanout-}")"
+    workload=${kind#fanout-}
+    read -r -a publish <<<"$(workload_args "${workload%%-*}")"
+    if [ "${workload#*-}" != "$workload" ]; then
+      body=(--payload-json "${workload#*-}")
+    else
+      body=(--payload "$PAYLOAD")
+    fi
   fi
-  case "$server-${kind%%-*}" in
+  if offers "$server"; then offer=(--deflate "$DEFLATE_OFFER"); fi
+  case "${server%%-*}-${kind%%-*}" in
     shardcast-idle)
-      timeout --foreground 900 "$BENCH" idle --json --label shardcast --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
-        --connections "$IDLE_N" --server-pid "$SERVER_PID" >"$out" ;;
+      timeout --foreground 900 "$BENCH" idle --json --label "$server" --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
+        --connections "$IDLE_N" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
     nchan-idle|uws-idle)
       timeout --foreground 900 "$BENCH" idle --json --label "$server" --url "ws://127.0.0.1:$PORT/sub/idle" --no-welcome \
-        --connections "$IDLE_N" --server-pid "$SERVER_PID" >"$out" ;;
+        --connections "$IDLE_N" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
     shardcast-fanout)
-      timeout --foreground 900 "$BENCH" fanout --json --label shardcast --api "http://127.0.0.1:$PORT" --system bench \
-        --mode system --subscribers "$FAN_N" --messages "$FAN_M" --payload "$PAYLOAD" \
-        "${publish[@]}" --server-pid "$SERVER_PID" >"$out" ;;
+      timeout --foreground 900 "$BENCH" fanout --json --label "$server" --api "http://127.0.0.1:$PORT" --system bench \
+        --mode system --subscribers "$FAN_N" --messages "$FAN_M" "${body[@]}" \
+        "${publish[@]}" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
     nchan-fanout|uws-fanout)
       timeout --foreground 900 "$BENCH" generic --json --label "$server" --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
         --publish "http://127.0.0.1:$PORT/pub/bench" --subscribers "$FAN_N" --messages "$FAN_M" \
-        --payload "$PAYLOAD" "${publish[@]}" --server-pid "$SERVER_PID" >"$out" ;;
+        "${body[@]}" "${publish[@]}" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
   esac
   cut -d' ' -f1 /proc/loadavg >>"$WORK/load" # the 1-minute load after each measurement
   stop_server
@@ -281,11 +373,29 @@ bench() {
 rotate() {
   echo "$1" | awk -v n="${2:-1}" '{ n %= NF; for (i = 1; i <= NF; i++) printf "%s%s", $((i + n - 1) % NF + 1), (i < NF ? " " : "\n") }'
 }
+# The fan-out kinds: fanout-W, or with --deflate fanout-W-BYTES for each JSON size.
+FANOUT_KINDS=$(for w in $WORKLOADS; do
+  if [ "$DEFLATE" -eq 1 ]; then
+    for size in $JSON_SIZES; do echo "fanout-$w-$size"; done
+  else
+    echo "fanout-$w"
+  fi
+done)
+# columns KIND "SERVERS": the servers measured for KIND (idle or fanout), in the order
+# given; with --deflate the idle connections are measured with deflate negotiated only.
+columns() {
+  local server
+  for server in $2; do
+    case "$1-$DEFLATE-$server" in
+      idle-1-*-deflate|idle-0-*|fanout-*) echo "$server" ;;
+    esac
+  done
+}
 for round in $(seq 1 "$ROUNDS"); do
   # Round R starts R - 1 places on (two servers: shardcast first in odd rounds).
-  order=$(rotate "shardcast $PEERS" $((round - 1)))
-  for kind in idle $(for w in $WORKLOADS; do echo "fanout-$w"; done); do
-    for server in $order; do
+  order=$(rotate "$SERVERS" $((round - 1)))
+  for kind in idle $FANOUT_KINDS; do
+    for server in $(columns "${kind%%-*}" "$order"); do
       bench "$server" "$kind" "$round"
     done
     order=$(rotate "$order")
@@ -308,22 +418,42 @@ if has_peer uws; then
   echo "         uws: $(UWS_PEER_DIR=$UWS_DIR "$UWS_DIR/node" scripts/uws-peer/server.js --version) (1 thread)"
 fi
 echo "load: shardcast-bench on the same machine, $ROUNDS round(s)"
-# The columns: shardcast, the other peers, the baseline (the first peer) last.
-results() { # results KIND: the result files of KIND, shardcast's first, then the peers'
+if [ "$DEFLATE" -eq 1 ]; then
+  echo "permessage-deflate: the generator offers \"$DEFLATE_OFFER\""
+  echo "to *-deflate and shardcast-nocomp (ws.compression = false), nothing to *-plain;"
+  echo "nchan-deflate: nchan_deflate_message_for_websocket on; bodies: --payload-json (JSON)"
+fi
+# The columns: shardcast's, the other peers', the baseline (the first peer) last.
+results() { # results KIND [SERVERS]: the result files of KIND, in the order of SERVERS
   local server
-  for server in shardcast $PEERS; do ls "$WORK"/results/*-"$server-$1".json; done
+  for server in $(columns "${1%%-*}" "${2:-$SERVERS}"); do
+    ls "$WORK"/results/*-"$server-$1".json
+  done
 }
 echo
 # shellcheck disable=SC2046 # one word per file
 "$BENCH" compare --baseline "$BASELINE" $(results idle)
-for w in $WORKLOADS; do
+for kind in $FANOUT_KINDS; do
+  workload=${kind#fanout-}
   echo
-  workload_title "$w"
+  if [ "$DEFLATE" -eq 1 ]; then
+    echo "$(workload_title "${workload%%-*}"), ${workload#*-} B of JSON"
+  else
+    workload_title "$workload"
+  fi
   # shellcheck disable=SC2046
-  "$BENCH" compare --baseline "$BASELINE" $(results fanout-"$w")
+  "$BENCH" compare --baseline "$BASELINE" $(results "$kind")
+  if [ "$DEFLATE" -eq 1 ]; then
+    echo
+    echo "shardcast, deflate on vs off: $(workload_title "${workload%%-*}"), ${workload#*-} B of JSON"
+    # shellcheck disable=SC2046
+    "$BENCH" compare --baseline shardcast-plain \
+      $(results "$kind" "shardcast-deflate shardcast-nocomp shardcast-plain")
+  fi
 done
 echo
 echo "handshake = connect start → welcome frame (shardcast) / → 101 answer (nchan and uws send no welcome);"
 echo "memory = server VmRSS growth / connections (nginx: master + workers; uws: its node process);"
+echo "wire bytes = frame headers and payloads of the measured messages as received;"
 echo "latency = publish → receive; the load generator shares the machine's cores with the server under test."
 log "done in $((SECONDS - START_SECS)) s"

@@ -77,10 +77,26 @@ pub struct ConnArgs {
     /// PATH.N for worker process N (`scripts/receive_log.py` summarises them).
     #[arg(long, value_name = "PATH")]
     pub receive_log: Option<String>,
+    /// Offer permessage-deflate in every upgrade request: without a value as browsers
+    /// do (`permessage-deflate; client_max_window_bits`), or the
+    /// `Sec-WebSocket-Extensions` value given. Compressed messages are inflated (one
+    /// inflater per thread when the server agreed to server_no_context_takeover, one
+    /// per connection otherwise) and the wire bytes per delivery reported.
+    #[arg(long, value_name = "OFFER", num_args = 0..=1,
+          default_missing_value = crate::deflate::BROWSER_OFFER)]
+    pub deflate: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Pids(pub Vec<u32>);
+
+fn parse_json_size(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    match n >= crate::json_body::MIN {
+        true => Ok(n),
+        false => Err(crate::json_body::TooSmall(n).to_string()),
+    }
+}
 
 fn parse_pids(s: &str) -> Result<Pids, String> {
     procstat::parse_pids(s).map(Pids)
@@ -101,6 +117,12 @@ pub struct PublishArgs {
     /// Payload bytes per message (the send-time marker included, at least 22).
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    /// Publish a JSON object of exactly BYTES bytes (an order event: customer, items,
+    /// prices, a note; the marker in its first field) instead of --payload's marker and
+    /// filler, which deflates to nearly nothing. The same body for every server:
+    /// shardcast gets it as the JSON value of `data`, `generic` in place of {payload}.
+    #[arg(long, value_name = "BYTES", value_parser = parse_json_size)]
+    pub payload_json: Option<usize>,
     /// Messages per second, or `max` (as fast as the server accepts them).
     #[arg(long, default_value = "max")]
     pub rate: Rate,

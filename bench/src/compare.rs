@@ -69,6 +69,14 @@ const METRICS: &[Metric] = &[
     },
     Metric {
         kind: "idle",
+        name: "with permessage-deflate",
+        unit: "",
+        path: &["deflate_agreed"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
+    Metric {
+        kind: "idle",
         name: "server CPU while connecting",
         unit: "s",
         path: &["server_cpu_s"],
@@ -154,6 +162,30 @@ const METRICS: &[Metric] = &[
         path: &["latency_us", "max_us"],
         scale: 1e-3,
         better: Better::Lower,
+    },
+    Metric {
+        kind: "fanout",
+        name: "wire bytes per delivery",
+        unit: "B",
+        path: &["wire_bytes_per_delivery"],
+        scale: 1.0,
+        better: Better::Lower,
+    },
+    Metric {
+        kind: "fanout",
+        name: "deliveries compressed",
+        unit: "%",
+        path: &["compressed_pct"],
+        scale: 1.0,
+        better: Better::Neither,
+    },
+    Metric {
+        kind: "fanout",
+        name: "with permessage-deflate",
+        unit: "",
+        path: &["deflate_agreed"],
+        scale: 1.0,
+        better: Better::Neither,
     },
     Metric {
         kind: "fanout",
@@ -495,10 +527,14 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
                 }
             ),
             _ => format!(
-                "fan-out: {} subscribers × {} messages of {} B, published {} {}",
+                "fan-out: {} subscribers × {} messages of {} B{}, published {} {}",
                 report::int(n("subscribers")),
                 report::int(n("messages")),
                 n("payload"),
+                match r.get("payload_json").and_then(Value::as_bool) {
+                    Some(true) => " of JSON",
+                    _ => "",
+                },
                 publishing(r),
                 match r.get("rate").and_then(Value::as_f64) {
                     Some(rate) => format!("at {} msg/s", report::rate(rate)),
@@ -540,13 +576,26 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
     }
 
     let others: Vec<usize> = (0..labels.len()).filter(|&i| i != base_idx).collect();
+    // Columns as wide as the labels need (13 and 16 at least, as they always were).
+    let w = labels
+        .iter()
+        .map(|l| l.chars().count() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(13);
+    let rw = others
+        .iter()
+        .map(|&i| labels[i].chars().count() + baseline.chars().count() + 4)
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let mut s = String::new();
     let _ = write!(s, "{:<36}{:>8}", "", "");
     for l in &labels {
-        let _ = write!(s, "{l:>13}");
+        let _ = write!(s, "{l:>w$}");
     }
     for &i in &others {
-        let _ = write!(s, "{:>16}", format!("{}/{}", labels[i], baseline));
+        let _ = write!(s, "{:>rw$}", format!("{}/{}", labels[i], baseline));
     }
     s.push('\n');
     let mut section = "";
@@ -561,7 +610,7 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
         }
         let _ = write!(s, "  {:<34}{:>8}", m.name, m.unit);
         for v in vals {
-            let _ = write!(s, "{:>13}", fmt_value(*v, m.unit));
+            let _ = write!(s, "{:>w$}", fmt_value(*v, m.unit));
         }
         for &i in &others {
             let ratio = match (vals[i], vals[base_idx]) {
@@ -575,7 +624,7 @@ pub fn run(a: CompareArgs, out: &Out) -> anyhow::Result<()> {
                 Better::Lower if !ratio.is_empty() => " ↓",
                 _ => "  ",
             };
-            let _ = write!(s, "{:>14}{hint}", ratio);
+            let _ = write!(s, "{:>width$}{hint}", ratio, width = rw - 2);
         }
         s.push('\n');
     }

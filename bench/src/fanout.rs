@@ -2,7 +2,9 @@
 //! and an HTTP publish URL): N subscribers, then M messages published over keep-alive
 //! HTTP, each stamped with its send time; reports the delivery rate (frames received by
 //! all subscribers / time from the first publish to the last receipt), the share of the
-//! expected frames delivered, the publish-to-receive latency and the CPU of both sides.
+//! expected frames delivered, the publish-to-receive latency, the bytes each delivery
+//! took on the wire (and how many came compressed, with `--deflate`) and the CPU of
+//! both sides.
 
 use std::time::Duration;
 
@@ -16,11 +18,58 @@ use crate::fleet::{Connected, Fleet};
 use crate::histogram::Histogram;
 use crate::http_client::{self, Judge, MakeRequest, Pool, PoolConfig};
 use crate::ipc::{BindSpec, Cmd, Event, ReadyReport, ResultReport};
+use crate::json_body::JsonBody;
 use crate::plan::Plan;
 use crate::procstat::self_cpu;
 use crate::report::Out;
 use crate::url::Url;
 use crate::{marker, report};
+
+/// What each message carries.
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    /// The marker and `x` filler, this many bytes: a JSON string in shardcast's `data`.
+    Filler(usize),
+    /// `--payload-json`: a JSON object, the value of shardcast's `data` as it is.
+    Json(JsonBody),
+}
+
+/// The seed of `--payload-json`'s body: the same body in every run.
+const JSON_SEED: u64 = 1;
+
+impl Body {
+    pub(crate) fn of(p: &PublishArgs) -> anyhow::Result<Body> {
+        Ok(match p.payload_json {
+            Some(n) => Body::Json(JsonBody::new(n, JSON_SEED)?),
+            None => Body::Filler(p.payload),
+        })
+    }
+
+    /// Bytes of the body as published (inside shardcast's envelope: of `data`'s value,
+    /// less a filler string's quotes).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Body::Filler(n) => (*n).max(marker::MARKER_LEN),
+            Body::Json(b) => b.len(),
+        }
+    }
+
+    /// The body stamped `now`, as it is (a `generic` request's {payload}).
+    fn raw(&self, now: u64) -> String {
+        match self {
+            Body::Filler(n) => marker::payload(now, *n),
+            Body::Json(b) => b.text(now),
+        }
+    }
+
+    /// The body stamped `now` as a JSON value (shardcast's `data`).
+    fn json_value(&self, now: u64) -> String {
+        match self {
+            Body::Filler(n) => format!("\"{}\"", marker::payload(now, *n)),
+            Body::Json(b) => b.text(now),
+        }
+    }
+}
 
 /// What is published, and where.
 enum Target {
@@ -140,14 +189,14 @@ fn round_robin_share(m: u64, total: u64, from: u64, n: u64) -> u64 {
 }
 
 /// The request builder and success test of pushes through shardcast's API: message
-/// `i` carries a marked payload of `payload_len` bytes as its `data` (a JSON string);
-/// in client mode it goes to `client_ids[i % len]`, round-robin.
+/// `i` carries `body`, marked, as its `data` (filler as a JSON string, `--payload-json`
+/// as the object it is); in client mode it goes to `client_ids[i % len]`, round-robin.
 pub(crate) fn shardcast_publisher(
     api: &Url,
     system: &str,
     group: &str,
     mode: Mode,
-    payload_len: usize,
+    body: Body,
     client_ids: Vec<String>,
 ) -> (MakeRequest, Judge) {
     let path = match mode {
@@ -162,17 +211,17 @@ pub(crate) fn shardcast_publisher(
     );
     let group = serde_json::to_string(group).unwrap_or_default();
     let make: MakeRequest = Box::new(move |i, now, out| {
-        let payload = marker::payload(now, payload_len);
+        let data = body.json_value(now);
         let body = match mode {
-            Mode::Group => format!("{{\"groupName\":{group},\"data\":\"{payload}\"}}"),
-            Mode::System => format!("{{\"data\":\"{payload}\"}}"),
+            Mode::Group => format!("{{\"groupName\":{group},\"data\":{data}}}"),
+            Mode::System => format!("{{\"data\":{data}}}"),
             Mode::Client => {
                 let id = if client_ids.is_empty() {
                     ""
                 } else {
                     client_ids[(i % client_ids.len() as u64) as usize].as_str()
                 };
-                format!("{{\"clientId\":\"{id}\",\"data\":\"{payload}\"}}")
+                format!("{{\"clientId\":\"{id}\",\"data\":{data}}}")
             }
         };
         out.extend_from_slice(head.as_bytes());
@@ -184,8 +233,7 @@ pub(crate) fn shardcast_publisher(
 }
 
 /// The publisher: request builder and success test.
-fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
-    let payload_len = job.publish.payload;
+fn publisher(job: &Job, body: Body, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
     match &job.target {
         Target::Shardcast {
             api,
@@ -193,8 +241,7 @@ fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
             group,
             mode,
         } => {
-            let (make, judge) =
-                shardcast_publisher(api, system, group, *mode, payload_len, client_ids);
+            let (make, judge) = shardcast_publisher(api, system, group, *mode, body, client_ids);
             (make, judge, api.clone())
         }
         Target::Generic {
@@ -208,7 +255,7 @@ fn publisher(job: &Job, client_ids: Vec<String>) -> (MakeRequest, Judge, Url) {
             }
             let template = template.clone();
             let make: MakeRequest = Box::new(move |_i, now, out| {
-                let body = template.replace("{payload}", &marker::payload(now, payload_len));
+                let body = template.replace("{payload}", &body.raw(now));
                 out.extend_from_slice(head.as_bytes());
                 out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
                 out.extend_from_slice(body.as_bytes());
@@ -276,6 +323,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     );
     let server = job.conns.server();
     server.check().map_err(anyhow::Error::msg)?;
+    let body = Body::of(job.publish)?;
     let m = job.publish.messages;
     let specs = Plan {
         url: &job.sub_url,
@@ -305,6 +353,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     } = fleet.connect_all("subscriber", setup, &target)?;
     let setup_secs = secs_between(setup0, mono_ns());
     let bind_failed: u64 = readies.iter().map(|r| r.bind_failed).sum();
+    let deflate_agreed: u64 = readies.iter().map(|r| r.deflate_agreed).sum();
     let setup_frames: u64 = readies.iter().map(|r| r.setup_frames).sum();
     let (expected, client_ids) = expected_frames(&readies, m, client_mode);
     let expected_total: u64 = expected.iter().sum();
@@ -314,7 +363,7 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     let s0 = server.sample();
     let cpu0 = self_cpu();
     let go0 = mono_ns();
-    let (make, judge, api) = publisher(&job, client_ids);
+    let (make, judge, api) = publisher(&job, body.clone(), client_ids);
     let src = crate::sources::parse(&job.conns.sources, api.is_loopback())?
         .last()
         .copied();
@@ -342,8 +391,11 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     report::merge_errors(&mut errors, &pubr.errors);
     let mut latency = Histogram::new();
     let (mut received, mut other, mut dropped, mut last_rx) = (0, 0, 0, 0);
+    let (mut wire_bytes, mut compressed) = (0, 0);
     for r in &results {
         received += r.received;
+        wire_bytes += r.wire_bytes;
+        compressed += r.compressed;
         other += r.other;
         dropped += r.dropped;
         last_rx = last_rx.max(r.last_rx_ns);
@@ -381,6 +433,9 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
     let cpu_per_delivery_us = server_cpu
         .filter(|_| received > 0)
         .map(|c| c * 1e6 / received as f64);
+    let per_delivery = |x: u64| (received > 0).then(|| x as f64 / received as f64);
+    let wire_per_delivery = per_delivery(wire_bytes);
+    let compressed_pct = per_delivery(compressed).map(|x| 100.0 * x);
 
     if out.json {
         let v = json!({
@@ -399,7 +454,10 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
             "publishers": job.publish.publishers.max(1),
             "depth": if job.publish.new_connection_per_request { 1 } else { job.publish.depth.max(1) },
             "new_connection_per_request": job.publish.new_connection_per_request,
-            "payload": job.publish.payload.max(marker::MARKER_LEN),
+            "payload": body.len(),
+            "payload_json": matches!(body, Body::Json(_)),
+            "deflate_offer": job.conns.deflate,
+            "deflate_agreed": job.conns.deflate.as_ref().map(|_| deflate_agreed),
             "published": pubr.sent,
             "publish_accepted": pubr.succeeded,
             "publish_failed": pubr.answered - pubr.succeeded,
@@ -414,6 +472,9 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
             "delivered_per_sec": delivered_rate,
             "deliver_secs": deliver_secs,
             "latency_us": lat,
+            "wire_bytes": wire_bytes,
+            "wire_bytes_per_delivery": wire_per_delivery,
+            "compressed_pct": job.conns.deflate.as_ref().and(compressed_pct),
             "tool_cpu_s": tool_cpu,
             "server_cpu_s": server_cpu,
             "server_cpu_per_delivery_us": cpu_per_delivery_us,
@@ -425,11 +486,16 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "fanout ({}): {} subscribers from {procs} process(es), {} messages of {} B",
+        "fanout ({}): {} subscribers from {procs} process(es), {} messages of {} B{}",
         job.label,
         report::int(job.subscribers as u64),
         report::int(m),
-        job.publish.payload.max(marker::MARKER_LEN)
+        body.len(),
+        if matches!(body, Body::Json(_)) {
+            " of JSON"
+        } else {
+            ""
+        }
     );
     print!(
         "  setup       {} subscribed, {} failed in {setup_secs:.2} s",
@@ -469,6 +535,19 @@ fn run(job: Job, out: &Out) -> anyhow::Result<()> {
         "  latency     {}   (publish → receive)",
         report::percentiles(&lat)
     );
+    print!(
+        "  wire        {:.1} B per delivery",
+        wire_per_delivery.unwrap_or(0.0)
+    );
+    match &job.conns.deflate {
+        Some(_) => println!(
+            ", {:.1} % compressed; permessage-deflate agreed on {} of {} connections",
+            compressed_pct.unwrap_or(0.0),
+            report::int(deflate_agreed),
+            report::int(opened)
+        ),
+        None => println!(" (permessage-deflate not offered)"),
+    }
     print!("  cpu         tool {}", report::cpu(tool_cpu, wall));
     match (server_cpu, s1) {
         (Some(c), Some(s)) => println!(

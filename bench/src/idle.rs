@@ -54,12 +54,13 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
     let after = server.sample();
 
     let mut handshake = Histogram::new();
-    let (mut opened, mut failed) = (0, 0);
+    let (mut opened, mut failed, mut deflate_agreed) = (0, 0, 0);
     let (mut first, mut last) = (u64::MAX, 0);
     let mut errors = Vec::new();
     for r in &readies {
         opened += r.opened;
         failed += r.failed;
+        deflate_agreed += r.deflate_agreed;
         handshake.merge(&Histogram::from_wire(&r.handshake));
         if r.first_start_ns != 0 {
             first = first.min(r.first_start_ns);
@@ -93,6 +94,13 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
             report::percentiles(&hs),
             if a.no_welcome { "101" } else { "first frame" }
         );
+        if a.conns.deflate.is_some() {
+            println!(
+                "  deflate     permessage-deflate agreed on {} of {} connections",
+                report::int(deflate_agreed),
+                report::int(opened)
+            );
+        }
         if let (Some(b), Some(af), Some(pc)) = (before, after, per_conn) {
             println!(
                 "  server RSS  {} → {} ({} process(es)): {} per connection",
@@ -176,6 +184,8 @@ pub fn run(a: IdleArgs, out: &Out) -> anyhow::Result<()> {
             "connect_secs": connect_secs,
             "connect_rate": rate,
             "handshake_us": hs,
+            "deflate_offer": a.conns.deflate,
+            "deflate_agreed": a.conns.deflate.as_ref().map(|_| deflate_agreed),
             "server_rss_before": before.map(|s| s.rss),
             "server_rss_after": after.map(|s| s.rss),
             "server_rss_end_of_hold": end.map(|s| s.rss),

@@ -36,6 +36,9 @@ pub struct WorkerSpec {
     /// `--receive-log`: where this worker writes what it received (`PATH.index`).
     #[serde(default)]
     pub receive_log: Option<String>,
+    /// `--deflate`: the `Sec-WebSocket-Extensions` offer of every upgrade request.
+    #[serde(default)]
+    pub deflate: Option<String>,
 }
 
 /// How a worker of a `resume` run reconnects.
@@ -125,6 +128,9 @@ pub struct ReadyReport {
     pub bind_failed: u64,
     /// Frames received during setup (online notices of bind).
     pub setup_frames: u64,
+    /// Connections whose 101 agreed to permessage-deflate.
+    #[serde(default)]
+    pub deflate_agreed: u64,
     pub setup_done_ns: u64,
     /// CPU seconds of the child process since Connect (0 for the in-process worker).
     pub cpu_s: f64,
@@ -149,6 +155,12 @@ pub struct ResultReport {
     pub last_rx_ns: u64,
     pub pings: u64,
     pub bytes_in: u64,
+    /// Wire bytes of the marked frames (headers and payloads as received).
+    #[serde(default)]
+    pub wire_bytes: u64,
+    /// Marked frames that came compressed (permessage-deflate).
+    #[serde(default)]
+    pub compressed: u64,
     /// CPU seconds of the child process since Go (0 for the in-process worker).
     pub cpu_s: f64,
     pub errors: Vec<(String, u64)>,

@@ -44,6 +44,8 @@
 //! - `report`: human summaries, number formats, merged error samples.
 //! - `histogram`: the latency histogram, merged across threads and processes.
 //! - `clock`: CLOCK_MONOTONIC nanoseconds, the same in every process.
+//! - `deflate`: permessage-deflate: the offer, the server's answer, inflating.
+//! - `json_body`: `--payload-json`: a JSON body of a given size, marked.
 //! - `marker`: the send-time marker inside payloads, found by a byte search.
 //! - `envelope`: shardcast's answer `code`, checked by a byte search.
 //! - `procstat`: CPU time and resident memory of processes, from /proc.
@@ -52,11 +54,16 @@
 //! - `url`: `ws://` and `http://` URLs.
 //! - `receive_log`: `--receive-log`: one line per marked frame received.
 
+// serde_json's json! recurses once per key: fanout's result has more than the
+// default limit of 128 allows.
+#![recursion_limit = "256"]
+
 mod api;
 mod chat;
 mod cli;
 mod clock;
 mod compare;
+mod deflate;
 mod envelope;
 mod fanout;
 mod fleet;
@@ -64,6 +71,7 @@ mod histogram;
 mod http_client;
 mod idle;
 mod ipc;
+mod json_body;
 #[cfg(test)]
 mod layering;
 mod marker;

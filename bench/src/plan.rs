@@ -71,6 +71,7 @@ impl Plan<'_> {
                     quiet_ms: self.quiet_ms,
                     resume: self.resume.clone(),
                     receive_log: self.conns.receive_log.clone(),
+                    deflate: self.conns.deflate.clone(),
                 }
             })
             .collect())

@@ -18,8 +18,8 @@ use crate::poller::Poller;
 use crate::report::tally;
 use crate::setup::{Conns, Opening};
 use crate::sock;
-use crate::ws_client::{self, upgrade_request, Dial, Link, Outcome, State, WsConns};
-use shardcast::ws::frame::{self as wsframe, Head};
+use crate::ws_client::{self, upgrade_request, Dial, Frame, Link, Outcome, State, WsConns};
+use shardcast::ws::frame as wsframe;
 
 /// A messageId: 16 hex digits.
 pub type MsgId = [u8; 16];
@@ -164,7 +164,7 @@ pub struct ResumeConns {
 
 impl ResumeConns {
     pub fn new(cfg: ConnsConfig) -> ResumeConns {
-        let request = upgrade_request(&cfg.dial.path, &cfg.dial.host);
+        let request = upgrade_request(&cfg.dial.path, &cfg.dial.host, cfg.dial.deflate.as_deref());
         let conns = (0..cfg.dial.count).map(|_| Conn::default()).collect();
         ResumeConns {
             cfg,
@@ -441,6 +441,10 @@ impl WsConns for ResumeConns {
         &mut self.conns[i].link
     }
 
+    fn dial(&self) -> &Dial {
+        &self.cfg.dial
+    }
+
     fn queue_request(&mut self, i: usize) {
         let c = &mut self.conns[i];
         match self.phase {
@@ -448,6 +452,7 @@ impl WsConns for ResumeConns {
             Phase::Resume => c.link.out.extend_from_slice(&upgrade_request(
                 &resume_path(&self.cfg.dial.path, &c.token, c.last.as_ref()),
                 &self.cfg.dial.host,
+                self.cfg.dial.deflate.as_deref(),
             )),
         }
     }
@@ -456,10 +461,10 @@ impl WsConns for ResumeConns {
         self.conns[i].link.state = State::Welcome;
     }
 
-    fn frame(&mut self, i: usize, head: Head, payload: &[u8], now: u64) -> Outcome {
-        match head.opcode {
-            wsframe::OP_TEXT | wsframe::OP_BINARY => self.data(i, payload, now),
-            op => ws_client::control(op, payload, &mut self.conns[i].link.out),
+    fn frame(&mut self, i: usize, f: Frame<'_>, now: u64) -> Outcome {
+        match f.head.opcode {
+            wsframe::OP_TEXT | wsframe::OP_BINARY => self.data(i, f.payload, now),
+            op => ws_client::control(op, f.payload, &mut self.conns[i].link.out),
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Opening {
     pub handshake: Histogram,
     pub first_start_ns: u64,
     pub last_ready_ns: u64,
+    /// Connections whose 101 agreed to permessage-deflate.
+    pub deflate_agreed: u64,
 }
 
 impl Opening {
@@ -70,6 +72,7 @@ impl Opening {
             first_start_ns: self.first_start_ns,
             last_ready_ns: self.last_ready_ns,
             setup_frames,
+            deflate_agreed: self.deflate_agreed,
             errors: errors.to_vec(),
             ..ReadyReport::default()
         }
@@ -85,6 +88,7 @@ pub(crate) fn dial(spec: &WorkerSpec) -> Dial {
         sources: spec.sources.clone(),
         count: spec.connections,
         concurrency: spec.concurrency.max(1),
+        deflate: spec.deflate.clone(),
     }
 }
 

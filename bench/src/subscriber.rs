@@ -5,8 +5,9 @@
 //! headers alone, pings answered with pongs so that long holds survive the server's
 //! idle timeout, one read buffer per thread) is `ws_client`'s, shared with the
 //! connections of `resume`. Here, what the frames mean: a data frame's payload is
-//! searched for the send-time marker, never parsed as JSON. The first frame is the
-//! welcome when one is expected (its clientId is kept when asked).
+//! searched for the send-time marker, never parsed as JSON (a compressed one once
+//! `ws_client` has inflated it; the bytes it took on the wire are counted). The first
+//! frame is the welcome when one is expected (its clientId is kept when asked).
 
 use crate::envelope::code_is_zero;
 use crate::histogram::Histogram;
@@ -16,8 +17,8 @@ use crate::poller::Poller;
 use crate::receive_log::ReceiveLog;
 use crate::report::tally;
 use crate::setup::{Conns, Opening};
-use crate::ws_client::{self, Dial, Link, Outcome, State, WsConns};
-use shardcast::ws::frame::{self as wsframe, Head};
+use crate::ws_client::{self, Dial, Frame, Link, Outcome, State, WsConns};
+use shardcast::ws::frame as wsframe;
 
 #[derive(Clone, Debug)]
 pub struct SubConfig {
@@ -57,6 +58,10 @@ pub struct Stats {
     pub other: u64,
     pub pings: u64,
     pub bytes_in: u64,
+    /// Wire bytes of the marked frames (headers and payloads as received).
+    pub wire_bytes: u64,
+    /// Marked frames that came compressed.
+    pub compressed: u64,
     /// Time of the last data frame of any kind.
     pub last_frame_ns: u64,
     /// A few error texts with their counts.
@@ -72,6 +77,8 @@ impl Stats {
         self.last_rx_ns = 0;
         self.other = 0;
         self.bytes_in = 0;
+        self.wire_bytes = 0;
+        self.compressed = 0;
     }
 }
 
@@ -88,7 +95,8 @@ pub struct Subscribers {
 
 impl Subscribers {
     pub fn new(cfg: SubConfig) -> Subscribers {
-        let request = ws_client::upgrade_request(&cfg.dial.path, &cfg.dial.host);
+        let request =
+            ws_client::upgrade_request(&cfg.dial.path, &cfg.dial.host, cfg.dial.deflate.as_deref());
         let conns = (0..cfg.dial.count).map(|_| Conn::default()).collect();
         Subscribers {
             cfg,
@@ -222,18 +230,26 @@ impl WsConns for Subscribers {
         &mut self.conns[i].link
     }
 
+    fn dial(&self) -> &Dial {
+        &self.cfg.dial
+    }
+
     fn queue_request(&mut self, i: usize) {
         self.conns[i].link.out.extend_from_slice(&self.request);
     }
 
     fn upgraded(&mut self, i: usize, now: u64) {
         self.conns[i].link.state = State::Open;
+        if self.conns[i].link.inflate.is_some() {
+            self.stats.opening.deflate_agreed += 1;
+        }
         if !self.cfg.want_welcome {
             self.mark_ready(i, now);
         }
     }
 
-    fn frame(&mut self, i: usize, head: Head, payload: &[u8], now: u64) -> Outcome {
+    fn frame(&mut self, i: usize, f: Frame<'_>, now: u64) -> Outcome {
+        let (head, payload) = (f.head, f.payload);
         match head.opcode {
             wsframe::OP_TEXT | wsframe::OP_BINARY | wsframe::OP_CONT => {
                 self.stats.last_frame_ns = now;
@@ -243,6 +259,8 @@ impl WsConns for Subscribers {
                 match (!head.masked).then(|| marker::find(payload)).flatten() {
                     Some(sent) => {
                         self.stats.marked += 1;
+                        self.stats.wire_bytes += f.wire;
+                        self.stats.compressed += u64::from(f.compressed);
                         if self.cfg.acks && !code_is_zero(payload) {
                             self.stats.refused += 1;
                         }

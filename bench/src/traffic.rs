@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::{ConnArgs, Mode, Traffic};
 use crate::clock::{mono_ns, secs_between};
-use crate::fanout::{expected_frames, publish_and_count, shardcast_publisher};
+use crate::fanout::{expected_frames, publish_and_count, shardcast_publisher, Body};
 use crate::fleet::Fleet;
 use crate::http_client::{Pool, PoolConfig};
 use crate::ipc::ReadyReport;
@@ -99,7 +99,8 @@ pub fn run(
         bail!("--traffic: no connection to send to");
     }
     let (expected, client_ids) = expected_frames(readies, requests, client_mode);
-    let (make, judge) = shardcast_publisher(&api, system, "", t.mode, t.bytes, client_ids);
+    let (make, judge) =
+        shardcast_publisher(&api, system, "", t.mode, Body::Filler(t.bytes), client_ids);
     let src = crate::sources::parse(&conns.sources, api.is_loopback())?
         .last()
         .copied();

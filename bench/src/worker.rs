@@ -110,6 +110,8 @@ fn run_phases(spec: WorkerSpec, mut run: Run, emit: &mut dyn FnMut(Event)) -> an
                     last_rx_ns: st.last_rx_ns,
                     pings: st.pings,
                     bytes_in: st.bytes_in,
+                    wire_bytes: st.wire_bytes,
+                    compressed: st.compressed,
                     cpu_s: run.cpu() - cpu_go,
                     errors,
                 })));
