@@ -224,6 +224,12 @@ impl Core {
         }
     }
 
+    /// A flusher task is writing what `flush` left: dirty connections wait
+    /// for it.
+    pub fn flushing(&self) -> bool {
+        self.writer.flushing
+    }
+
     /// One slice of writing, with what must go out before it, and again
     /// after it when the slice marked connections to close.
     fn write_round(&mut self) {
