@@ -88,7 +88,7 @@ impl Core {
             client_id: client_id.into(),
             user_id: user.clone(),
             extend: Box::from(""),
-            groups: Vec::new(),
+            groups: Box::default(),
             connect_time: u32::try_from(unix_seconds()).unwrap_or(u32::MAX),
             newest_id: 0,
             codec: None,
