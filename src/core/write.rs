@@ -152,7 +152,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.to_close) else {
             return;
         };
-        if conn.stream.is_none() {
+        if !conn.out.has_socket() {
             return;
         }
         if self.over_limit(addr, frame.len()) {
@@ -278,12 +278,11 @@ impl Core {
         };
         let since = conn.dirty_since.take();
         let waiting = conn.write_waiting;
-        let Some(stream) = conn.stream.as_ref().filter(|_| even_waiting || !waiting) else {
+        if !conn.out.has_socket() || (waiting && !even_waiting) {
             return;
-        };
-        let fd = stream.as_raw_fd();
+        }
         let written = loop {
-            match conn.out.write_to(fd) {
+            match conn.out.write() {
                 Ok(_) if conn.out.is_empty() => break Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -299,9 +298,8 @@ impl Core {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if !waiting {
+                if let Some(stream) = conn.stream.clone().filter(|_| !waiting) {
                     conn.write_waiting = true;
-                    let stream = stream.clone();
                     self.spawn_writer(addr, stream);
                 }
             }
@@ -350,10 +348,11 @@ impl Core {
         conn.out.push(close_frame(code));
         let stream = stream.clone();
         let mut rest = std::mem::take(&mut conn.out);
+        rest.set_socket(fd);
         monoio::spawn(async move {
             let drain = async {
                 while !rest.is_empty() {
-                    match rest.write_to(fd) {
+                    match rest.write() {
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             if stream.writable(false).await.is_err() {
