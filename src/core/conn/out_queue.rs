@@ -99,6 +99,11 @@ impl OutQueue {
         self.bytes
     }
 
+    /// The oldest frame, the next to be written.
+    pub fn front(&self) -> Option<&Bytes> {
+        self.frames.front()
+    }
+
     /// Frames queued.
     pub fn len(&self) -> usize {
         self.frames.len()
