@@ -83,7 +83,7 @@ impl Core {
         let started = std::time::Instant::now();
         let now = self.clock_us();
         let index = std::mem::take(&mut self.index);
-        let mut reached = 0;
+        let (mut reached, mut queued) = (0, 0);
         // Kept for resumes when it reaches someone on this core.
         let mut kept = None;
         for slot in index.members(audience) {
@@ -95,12 +95,14 @@ impl Core {
                     kept = self.log_fan_out(audience, push);
                     self.note_newest(addr, kept);
                 }
-                self.queue(addr, frame, now);
+                queued += u64::from(self.queue(addr, frame, now));
                 reached += 1;
             }
         }
         self.index = index;
-        self.metrics().fanout_duration(started.elapsed());
+        let m = self.metrics();
+        m.pushed.fetch_add(queued, Relaxed);
+        m.fanout_duration(started.elapsed());
         reached
     }
 
@@ -123,7 +125,9 @@ impl Core {
     /// Appends `frame` to the connection's queue (`queue`).
     pub fn enqueue(&mut self, addr: ConnAddr, frame: Bytes) {
         let now = self.clock_us();
-        self.queue(addr, frame, now);
+        if self.queue(addr, frame, now) {
+            self.metrics().pushed.fetch_add(1, Relaxed);
+        }
     }
 
     /// Appends `frame` to the connection's queue; a detached connection
@@ -148,12 +152,18 @@ impl Core {
     /// was, and however short a time later — rather than for falling
     /// `ws.send_queue_bytes` behind (issue 22, `tests/it/fault/cascade.rs`).
     /// A frame on an empty queue is left to `flush`.
-    fn queue(&mut self, addr: ConnAddr, frame: Bytes, now: NonZeroU32) {
+    ///
+    /// True when the frame was queued; the caller counts it
+    /// (`shardcast_messages_pushed_total`) — a fan-out once for all its
+    /// members, as an atomic add in this loop would wait, at each member,
+    /// for the stores to the members before it to reach the cache.
+    #[must_use]
+    fn queue(&mut self, addr: ConnAddr, frame: Bytes, now: NonZeroU32) -> bool {
         let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.to_close) else {
-            return;
+            return false;
         };
         if !conn.out.has_socket() {
-            return;
+            return false;
         }
         if self.over_limit(addr, frame.len()) {
             self.write_queue(addr, true);
@@ -162,11 +172,11 @@ impl Core {
                 let dropped = queued as u64 + 1;
                 self.metrics().dropped.fetch_add(dropped, Relaxed);
                 self.mark_to_close(addr, CloseReason::SlowConsumer);
-                return;
+                return false;
             }
         }
         let Some(conn) = self.conns.get_mut(addr) else {
-            return;
+            return false;
         };
         let before = conn.out.bytes();
         conn.out.push(frame);
@@ -175,7 +185,6 @@ impl Core {
             conn.dirty_since = Some(now);
             self.writer.dirty.push_back(addr);
         }
-        self.metrics().pushed.fetch_add(1, Relaxed);
         if before > 0 {
             let step = WRITE_STEP
                 .min(self.node.config.ws.send_queue_bytes / 4)
@@ -184,6 +193,7 @@ impl Core {
                 self.write_queue(addr, true);
             }
         }
+        true
     }
 
     /// Marks a connection to be closed by the next `close_marked`: it cannot
