@@ -3,7 +3,7 @@
 //! Writes are batched: `enqueue` only appends to a connection's queue and
 //! marks it dirty; `flush` (called once per mailbox batch, batch of API
 //! calls or read) writes the links, then the dirty queues with one
-//! `sendmsg` each — at most [`FLUSH_SLICE`] of them at once. What is left is
+//! write each — at most [`FLUSH_SLICE`] of them at once. What is left is
 //! written by a flusher task of the core, a slice at a time, and between two
 //! slices the core takes in what has arrived: requests, mailbox batches,
 //! link frames. So when publishes come faster than the core can write, the
@@ -224,7 +224,7 @@ impl Core {
     }
 
     /// Writes every link with queued frames and the oldest [`FLUSH_SLICE`]
-    /// dirty connections, one `sendmsg` each; leaves the rest to the
+    /// dirty connections, one write each; leaves the rest to the
     /// flusher task.
     pub fn flush(&mut self) {
         self.write_round();
