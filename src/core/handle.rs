@@ -249,7 +249,7 @@ impl Core {
         if self.index.join(system, &group, addr.slot) {
             self.note_change(addr, What::Joined(group.clone()));
             let conn = self.owned(addr, system)?;
-            conn.groups.push(group.clone());
+            conn.join(group.clone());
             if self.node.config.ws.notices {
                 let frame = self.notice(addr, true);
                 self.group_notice(system, &group, frame);
@@ -263,7 +263,7 @@ impl Core {
         let Some(i) = conn.groups.iter().position(|g| &**g == group) else {
             return Ok(());
         };
-        let left = conn.groups.remove(i);
+        let left = conn.leave(i);
         self.index.leave(system, group, addr.slot);
         self.note_change(addr, What::Left(left));
         if self.node.config.ws.notices {

@@ -82,13 +82,13 @@ impl Core {
             }));
         }
         let fd = stream.as_raw_fd();
-        let conn = Conn {
-            stream: Some(stream),
+        let mut conn = Conn {
+            stream: None,
             system: system.clone(),
             client_id: client_id.into(),
             user_id: user.clone(),
             extend: Box::from(""),
-            groups: Vec::new(),
+            groups: Box::default(),
             connect_time: u32::try_from(unix_seconds()).unwrap_or(u32::MAX),
             newest_id: 0,
             codec: None,
@@ -101,6 +101,7 @@ impl Core {
             resume_seq: 0,
             session: None,
         };
+        conn.attach(stream);
         self.conns.insert(conn)?;
         if self.reader.readiness.add(fd, addr).is_err() {
             self.conns.remove(addr);
@@ -175,7 +176,7 @@ impl Core {
         m.connections.fetch_sub(1, Relaxed);
         m.deflate_connection(conn.out.deflate.is_some(), false);
         m.closed(reason);
-        match conn.stream.take() {
+        match conn.detach() {
             Some(stream) => {
                 // A detached connection gave its place back when it detached.
                 self.node.release_connection();

@@ -255,7 +255,7 @@ impl Core {
         self.replay.places.get_mut(addr.slot).unconfirmed = true;
         let now_ms = self.clock_ms();
         let conn = self.conns.get_mut(addr)?;
-        let old = conn.stream.replace(stream.clone());
+        let old = conn.attach(stream.clone());
         if let Some(s) = conn.session.as_mut() {
             s.detached = None;
             if s.is_spent() {
@@ -299,7 +299,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(addr) else {
             return;
         };
-        let Some(stream) = conn.stream.take() else {
+        let Some(stream) = conn.detach() else {
             return;
         };
         conn.out.clear();

@@ -3,7 +3,7 @@
 //! Writes are batched: `enqueue` only appends to a connection's queue and
 //! marks it dirty; `flush` (called once per mailbox batch, batch of API
 //! calls or read) writes the links, then the dirty queues with one
-//! `sendmsg` each — at most [`FLUSH_SLICE`] of them at once. What is left is
+//! write each — at most [`FLUSH_SLICE`] of them at once. What is left is
 //! written by a flusher task of the core, a slice at a time, and between two
 //! slices the core takes in what has arrived: requests, mailbox batches,
 //! link frames. So when publishes come faster than the core can write, the
@@ -94,7 +94,7 @@ impl Core {
         let started = std::time::Instant::now();
         let now = self.clock_us();
         let index = std::mem::take(&mut self.index);
-        let mut reached = 0;
+        let (mut reached, mut queued) = (0, 0);
         // Kept for resumes when it reaches someone on this core.
         let mut kept = None;
         for slot in index.members(audience) {
@@ -109,12 +109,14 @@ impl Core {
                     kept = self.log_fan_out(audience, push);
                     self.note_newest(addr, kept);
                 }
-                self.queue(addr, frame, now);
+                queued += u64::from(self.queue(addr, frame, now));
                 reached += 1;
             }
         }
         self.index = index;
-        self.metrics().fanout_duration(started.elapsed());
+        let m = self.metrics();
+        m.pushed.fetch_add(queued, Relaxed);
+        m.fanout_duration(started.elapsed());
         reached
     }
 
@@ -137,7 +139,9 @@ impl Core {
     /// Appends `frame` to the connection's queue (`queue`).
     pub fn enqueue(&mut self, addr: ConnAddr, frame: Bytes) {
         let now = self.clock_us();
-        self.queue(addr, frame, now);
+        if self.queue(addr, frame, now) {
+            self.metrics().pushed.fetch_add(1, Relaxed);
+        }
     }
 
     /// Appends `frame` to the connection's queue; a detached connection
@@ -162,12 +166,18 @@ impl Core {
     /// was, and however short a time later — rather than for falling
     /// `ws.send_queue_bytes` behind (issue 22, `tests/it/fault/cascade.rs`).
     /// A frame on an empty queue is left to `flush`.
-    fn queue(&mut self, addr: ConnAddr, frame: Bytes, now: NonZeroU32) {
+    ///
+    /// True when the frame was queued; the caller counts it
+    /// (`shardcast_messages_pushed_total`) — a fan-out once for all its
+    /// members, as an atomic add in this loop would wait, at each member,
+    /// for the stores to the members before it to reach the cache.
+    #[must_use]
+    fn queue(&mut self, addr: ConnAddr, frame: Bytes, now: NonZeroU32) -> bool {
         let Some(conn) = self.conns.get_mut(addr).filter(|c| !c.to_close) else {
-            return;
+            return false;
         };
-        if conn.stream.is_none() {
-            return;
+        if !conn.out.has_socket() {
+            return false;
         }
         if self.over_limit(addr, frame.len()) {
             self.write_queue(addr, true);
@@ -176,11 +186,11 @@ impl Core {
                 let dropped = queued as u64 + 1;
                 self.metrics().dropped.fetch_add(dropped, Relaxed);
                 self.mark_to_close(addr, CloseReason::SlowConsumer);
-                return;
+                return false;
             }
         }
         let Some(conn) = self.conns.get_mut(addr) else {
-            return;
+            return false;
         };
         let before = conn.out.bytes();
         conn.out.push(frame);
@@ -189,7 +199,6 @@ impl Core {
             conn.dirty_since = Some(now);
             self.writer.dirty.push_back(addr);
         }
-        self.metrics().pushed.fetch_add(1, Relaxed);
         if before > 0 {
             let step = WRITE_STEP
                 .min(self.node.config.ws.send_queue_bytes / 4)
@@ -198,6 +207,7 @@ impl Core {
                 self.write_queue(addr, true);
             }
         }
+        true
     }
 
     /// Marks a connection to be closed by the next `close_marked`: it cannot
@@ -228,7 +238,7 @@ impl Core {
     }
 
     /// Writes every link with queued frames and the oldest [`FLUSH_SLICE`]
-    /// dirty connections, one `sendmsg` each; leaves the rest to the
+    /// dirty connections, one write each; leaves the rest to the
     /// flusher task.
     pub fn flush(&mut self) {
         self.write_round();
@@ -236,6 +246,12 @@ impl Core {
             self.writer.flushing = true;
             monoio::spawn(flusher(self.this.clone(), self.writer.yield_socket.clone()));
         }
+    }
+
+    /// A flusher task is writing what `flush` left: dirty connections wait
+    /// for it.
+    pub fn flushing(&self) -> bool {
+        self.writer.flushing
     }
 
     /// One slice of writing, with what must go out before it, and again
@@ -264,7 +280,26 @@ impl Core {
             let Some(addr) = self.writer.dirty.pop_front() else {
                 return;
             };
+            self.prefetch_next_writes();
             self.write_conn(addr);
+        }
+    }
+
+    /// Asks the CPU for what the next two writes of the dirty list read,
+    /// while this one is in the kernel: the next one's first frame, and the
+    /// state of the one after it (whose first frame the next call asks
+    /// for). Between two writes of a slice lies a syscall, so the CPU cannot
+    /// overlap one connection's cache misses with another's as it does in a
+    /// fan-out; without this, each write would wait for its connection's
+    /// state, then for its queue, one after the other.
+    fn prefetch_next_writes(&self) {
+        let mut next = self.writer.dirty.iter();
+        let mut conn = || next.next().and_then(|&a| self.conns.get(a));
+        if let Some(frame) = conn().and_then(|c| c.out.front()) {
+            prefetch(frame);
+        }
+        if let Some(c) = conn() {
+            prefetch(c);
         }
     }
 
@@ -287,12 +322,11 @@ impl Core {
         };
         let since = conn.dirty_since.take();
         let waiting = conn.write_waiting;
-        let Some(stream) = conn.stream.as_ref().filter(|_| even_waiting || !waiting) else {
+        if !conn.out.has_socket() || (waiting && !even_waiting) {
             return;
-        };
-        let fd = stream.as_raw_fd();
+        }
         let written = loop {
-            match conn.out.write_to(fd) {
+            match conn.out.write() {
                 Ok(_) if conn.out.is_empty() => break Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -308,9 +342,8 @@ impl Core {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if !waiting {
+                if let Some(stream) = conn.stream.clone().filter(|_| !waiting) {
                     conn.write_waiting = true;
-                    let stream = stream.clone();
                     self.spawn_writer(addr, stream);
                 }
             }
@@ -359,10 +392,11 @@ impl Core {
         conn.out.push(close_frame(code));
         let stream = stream.clone();
         let mut rest = std::mem::take(&mut conn.out);
+        rest.set_socket(fd);
         monoio::spawn(async move {
             let drain = async {
                 while !rest.is_empty() {
-                    match rest.write_to(fd) {
+                    match rest.write() {
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             if stream.writable(false).await.is_err() {
@@ -393,6 +427,20 @@ async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, yield_socket: Op
             return;
         }
     }
+}
+
+/// Asks the CPU to bring the cache line of `value` in, without waiting for
+/// it: a hint, which reads nothing and changes nothing.
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no effect on memory or on the program's state,
+    // whatever the address, and SSE is in every x86-64 CPU.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 /// A socket that is always writable (`Core::yield_socket`).

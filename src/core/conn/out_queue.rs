@@ -13,7 +13,8 @@
 //!
 //! The queue also says what its frames may be: plain, or compressed within
 //! the window the connection's permessage-deflate agreed to (`deflate`,
-//! docs/api.md §10).
+//! docs/api.md §10), and where they go: the descriptor of the socket it is
+//! written to (`fd`).
 
 use std::collections::VecDeque;
 use std::io;
@@ -24,10 +25,16 @@ use bytes::Bytes;
 use crate::socket;
 use crate::ws::deflate::Deflate;
 
-#[derive(Default)]
 pub struct OutQueue {
     frames: VecDeque<Bytes>,
     bytes: usize,
+    /// The descriptor of the socket the queue is written to (-1: none, the
+    /// connection is detached): the connection's `stream`, whose
+    /// descriptor sits behind two allocations (the `Rc` and monoio's shared
+    /// descriptor), two more cache lines for every write to reach; here it
+    /// is in the line a write reads the queue in. `Conn::attach` and
+    /// `Conn::detach` keep the two together.
+    fd: RawFd,
     /// Frames were pushed since the last `release_if_unused`.
     used: bool,
     /// The connection's socket negotiated permessage-deflate: its messages
@@ -37,7 +44,29 @@ pub struct OutQueue {
     pub deflate: Option<Deflate>,
 }
 
+impl Default for OutQueue {
+    fn default() -> Self {
+        OutQueue {
+            frames: VecDeque::new(),
+            bytes: 0,
+            fd: -1,
+            used: false,
+            deflate: None,
+        }
+    }
+}
+
 impl OutQueue {
+    /// The queue of a socket: writes go to `fd` (-1: none).
+    pub fn set_socket(&mut self, fd: RawFd) {
+        self.fd = fd;
+    }
+
+    /// Whether the queue has a socket to be written to.
+    pub fn has_socket(&self) -> bool {
+        self.fd >= 0
+    }
+
     pub fn push(&mut self, frame: Bytes) {
         self.bytes += frame.len();
         self.frames.push_back(frame);
@@ -70,6 +99,11 @@ impl OutQueue {
         self.bytes
     }
 
+    /// The oldest frame, the next to be written.
+    pub fn front(&self) -> Option<&Bytes> {
+        self.frames.front()
+    }
+
     /// Frames queued.
     pub fn len(&self) -> usize {
         self.frames.len()
@@ -85,9 +119,10 @@ impl OutQueue {
         self.bytes = 0;
     }
 
-    /// One non-blocking `sendmsg` of as much as the socket takes.
-    pub fn write_to(&mut self, fd: RawFd) -> io::Result<usize> {
-        let n = socket::send_queue(fd, &mut self.frames)?;
+    /// One non-blocking write to its socket of as much as it takes
+    /// (`socket::send_queue`).
+    pub fn write(&mut self) -> io::Result<usize> {
+        let n = socket::send_queue(self.fd, &mut self.frames)?;
         self.bytes -= n;
         Ok(n)
     }
@@ -131,9 +166,11 @@ mod tests {
         let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
         use std::os::fd::AsRawFd;
         let mut q = OutQueue::default();
+        assert!(!q.has_socket());
+        q.set_socket(a.as_raw_fd());
         q.push(Bytes::from_static(b"hello "));
         q.push(Bytes::from_static(b"world"));
-        assert_eq!(q.write_to(a.as_raw_fd()).expect("write"), 11);
+        assert_eq!(q.write().expect("write"), 11);
         assert!(q.is_empty());
         assert!(!q.would_exceed(1, 1));
         let mut buf = [0u8; 16];
