@@ -44,9 +44,17 @@ pub(super) struct Recoveries {
 }
 
 impl Recoveries {
+    /// The oldest recovery `at` matches, taken out (replays of one stream
+    /// for one connection answer its reads in the order they were made).
     fn take(&mut self, at: impl Fn(&Recovery) -> bool) -> Option<Recovery> {
         let i = self.waiting.iter().position(at)?;
-        Some(self.waiting.swap_remove(i))
+        Some(self.waiting.remove(i))
+    }
+
+    fn has(&self, addr: ConnAddr, group: &str) -> bool {
+        self.waiting
+            .iter()
+            .any(|r| r.addr == addr && *r.group == *group)
     }
 }
 
@@ -60,6 +68,11 @@ impl Core {
         ask: Ask,
         why: Why,
     ) {
+        if matches!(why, Why::Recover) && self.history.recoveries.has(addr, &group) {
+            // A client's second `recover` while the first is on its way: the
+            // first's replay and `recovered` answer both (two would double).
+            return;
+        }
         let recoveries = &mut self.history.recoveries;
         recoveries.next_id += 1;
         let id = recoveries.next_id;
