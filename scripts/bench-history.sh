@@ -68,37 +68,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # start_node on|off: a fresh node; sets PORT and SERVER_PID.
-RUN=0
 start_node() {
   local history=""
   [ "$1" = on ] && history='groups = [{ prefix = "", size = 1000, ttl = "10m" }]'
-  RUN=$((RUN + 1))
-  PORT=$(free_port)
-  local dir="$WORK/node-$RUN"
-  mkdir -p "$dir/data"
-  cat >"$dir/shardcast.toml" <<EOF
-[server]
-http_addr = "127.0.0.1:$PORT"
-workers = 2
-data_dir = "$dir/data"
-shutdown_timeout = "2s"
-[api]
-systems = ["bench"]
-max_http_connections = 20000
-[history]
-$history
-[log]
-level = "warn"
-EOF
-  "$SHARDCAST" -c "$dir/shardcast.toml" >"$dir/shardcast.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 150); do
-    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$dir/shardcast.log" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "bench-history: the node did not come up" >&2
-  return 1
+  start_bench_node "$(printf '[history]\n%s' "$history")"
 }
 
 # The measurement's arguments (PORT and PID in the printed commands).

@@ -56,3 +56,42 @@ fanout_args() {
     esac
   done
 }
+
+# start_bench_node EXTRA: a fresh standalone node under $WORK/node-N ($SHARDCAST, 2
+# workers, the system "bench", api.max_http_connections = 20000: a crowd reconnecting at
+# once finds a place) on a free loopback port, its config the base sections followed by
+# the TOML text EXTRA; sets PORT and SERVER_PID and waits (15 s at most) until GET
+# /readyz answers 200. Fails, with the node's log, when it exits or does not come up.
+BENCH_NODE_RUN=0
+start_bench_node() {
+  BENCH_NODE_RUN=$((BENCH_NODE_RUN + 1))
+  PORT=$(free_port)
+  local dir="$WORK/node-$BENCH_NODE_RUN" line
+  mkdir -p "$dir/data"
+  cat >"$dir/shardcast.toml" <<EOF
+[server]
+http_addr = "127.0.0.1:$PORT"
+workers = 2
+data_dir = "$dir/data"
+shutdown_timeout = "2s"
+[api]
+systems = ["bench"]
+max_http_connections = 20000
+[log]
+level = "warn"
+$1
+EOF
+  "$SHARDCAST" -c "$dir/shardcast.toml" >"$dir/shardcast.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 150); do
+    kill -0 "$SERVER_PID" 2>/dev/null ||
+      { echo "$(basename "$0"): the node exited:" >&2; cat "$dir/shardcast.log" >&2; return 1; }
+    line=$( (exec 3<>"/dev/tcp/127.0.0.1/$PORT" &&
+      printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
+      head -n 1 <&3) 2>/dev/null || true)
+    case "$line" in "HTTP/1."?" 200"*) return 0 ;; esac
+    sleep 0.1
+  done
+  echo "$(basename "$0"): the node on port $PORT did not come up" >&2
+  return 1
+}

@@ -121,21 +121,6 @@ stop_server() {
   stop_pid "$pid"
 }
 
-# Waits until GET /readyz answers 200 (at most 15 s), or the node died.
-wait_ready() {
-  local line
-  for _ in $(seq 1 150); do
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench-resume: the node exited:" >&2; cat "$1" >&2; return 1; }
-    line=$( (exec 3<>"/dev/tcp/127.0.0.1/$PORT" &&
-      printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
-      head -n 1 <&3) 2>/dev/null || true)
-    case "$line" in "HTTP/1."?" 200"*) return 0 ;; esac
-    sleep 0.1
-  done
-  echo "bench-resume: the node on port $PORT did not come up" >&2
-  return 1
-}
-
 # The [ws] settings of the nodes of figures d and e besides resume_window.
 ws_extra() {
   case "$1" in
@@ -147,35 +132,10 @@ ws_extra() {
 
 # start_node on|off [FIGURE]: a fresh node (with FIGURE's [ws] settings); sets PORT and
 # SERVER_PID.
-RUN=0
 start_node() {
   local window
   case "$1" in on) window=30s ;; off) window=0s ;; esac
-  RUN=$((RUN + 1))
-  PORT=$(free_port)
-  local dir="$WORK/node-$RUN"
-  mkdir -p "$dir/data"
-  cat >"$dir/shardcast.toml" <<EOF
-[server]
-http_addr = "127.0.0.1:$PORT"
-workers = 2
-data_dir = "$dir/data"
-shutdown_timeout = "2s"
-
-[ws]
-resume_window = "$window"
-$(ws_extra "${2:-}")
-
-[api]
-systems = ["bench"]
-max_http_connections = 20000
-
-[log]
-level = "warn"
-EOF
-  "$SHARDCAST" -c "$dir/shardcast.toml" >"$dir/shardcast.log" 2>&1 &
-  SERVER_PID=$!
-  wait_ready "$dir/shardcast.log"
+  start_bench_node "$(printf '[ws]\nresume_window = "%s"\n%s' "$window" "$(ws_extra "${2:-}")")"
 }
 
 # The measurements' arguments: the node's port and pid are NODE_PORT and NODE_PID when
@@ -220,7 +180,7 @@ bench() {
   esac
   log "round $round: ($fig) resume $mode (port $PORT): shardcast-bench ${args[*]}"
   timeout --foreground 900 "$BENCH" "${args[@]}" --json --label "$mode" >"$out" ||
-    { log "failed; the node's log:"; tail -n 20 "$WORK/node-$RUN/shardcast.log" >&2; return 1; }
+    { log "failed; the node's log:"; tail -n 20 "$WORK/node-$BENCH_NODE_RUN/shardcast.log" >&2; return 1; }
   stop_server
   sleep 1
 }
