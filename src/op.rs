@@ -69,8 +69,11 @@ pub enum Ask {
 }
 
 /// Where a stream stands once a read was answered: its newest offset, its
-/// epoch, and whether the read got every push it asked for.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+/// epoch, and whether the read got every push it asked for (the default:
+/// a group without history, nothing recovered).
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Default, PartialEq, Eq,
+)]
 pub struct Position {
     pub recovered: bool,
     pub offset: u64,
@@ -116,8 +119,11 @@ pub struct Reader {
     pub addr: ConnAddr,
 }
 
-/// A page of a stream's history (`/api/get_group_history`).
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+/// A page of a stream's history (`/api/get_group_history`); the default is
+/// that of a stream with no push yet.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Default, PartialEq, Eq,
+)]
 pub struct Page {
     pub epoch: String,
     /// The stream's newest offset.

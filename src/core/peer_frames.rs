@@ -82,8 +82,7 @@ impl Core {
                 message,
                 hops,
             } => {
-                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
-                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let (system, group, owner) = stream_core(this, system, group);
                 let msg = move |reply| CoreMsg::Stamp {
                     system,
                     group,
@@ -104,8 +103,7 @@ impl Core {
                 reader,
                 hops,
             } => {
-                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
-                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let (system, group, owner) = stream_core(this, system, group);
                 let msg = CoreMsg::Read {
                     system,
                     group,
@@ -142,8 +140,7 @@ impl Core {
                 limit,
                 hops,
             } => {
-                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
-                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let (system, group, owner) = stream_core(this, system, group);
                 let msg = move |reply| CoreMsg::Page {
                     system,
                     group,
@@ -153,12 +150,7 @@ impl Core {
                     hops,
                 };
                 let answer = move |page| Frame::Paged { req, page };
-                let none = Page {
-                    epoch: String::new(),
-                    offset: 0,
-                    messages: Vec::new(),
-                };
-                on_owner(this, key, req, owner, msg, answer, none);
+                on_owner(this, key, req, owner, msg, answer, Page::default());
             }
             Frame::Claim {
                 req,
@@ -166,8 +158,7 @@ impl Core {
                 group,
                 by,
             } => {
-                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
-                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let (system, group, owner) = stream_core(this, system, group);
                 let msg = move |reply| CoreMsg::Claim {
                     system,
                     group,
@@ -183,8 +174,7 @@ impl Core {
                 group,
                 stream,
             } => {
-                let (system, group) = (Arc::<str>::from(system), Arc::<str>::from(group));
-                let owner = owner_core(&system, &group, this.borrow().node.cores());
+                let (system, group, owner) = stream_core(this, system, group);
                 let msg = move |reply| CoreMsg::Adopt {
                     system,
                     group,
@@ -287,6 +277,13 @@ impl Core {
             | Frame::Welcome { .. } => this.borrow().close_link(key),
         }
     }
+}
+
+/// The names of a stream (docs/api.md §9) as a core takes them, and the core
+/// of this node that owns it.
+fn stream_core(this: &CoreRef, system: String, group: String) -> (Arc<str>, Arc<str>, u8) {
+    let owner = owner_core(&system, &group, this.borrow().node.cores());
+    (system.into(), group.into(), owner)
 }
 
 /// Answers a [`Frame::Group`] or [`Frame::System`] push: taken by every

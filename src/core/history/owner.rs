@@ -108,7 +108,8 @@ impl Core {
                 let stream = self.stream_for_read(&system, &group, &rule);
                 stream.read(&ask)
             }
-            None => (Vec::new(), no_position()),
+            // A read that raced a change of configuration.
+            None => (Vec::new(), Position::default()),
         };
         if position.recovered {
             self.metrics().history_recovered.fetch_add(1, Relaxed);
@@ -184,11 +185,7 @@ impl Core {
         limit: u32,
     ) -> Page {
         let Some(stream) = self.history.streams.get(system, group) else {
-            return Page {
-                epoch: String::new(),
-                offset: 0,
-                messages: Vec::new(),
-            };
+            return Page::default();
         };
         let since = since.as_ref().map(|(o, e)| (*o, e.as_str()));
         let kept = stream.page(since, limit as usize);
@@ -240,15 +237,5 @@ impl Core {
             m.history_bound_dropped
                 .fetch_add(dropped.bound as u64, Relaxed);
         }
-    }
-}
-
-/// The position of a group without history (a read that raced a change of
-/// configuration).
-fn no_position() -> Position {
-    Position {
-        recovered: false,
-        offset: 0,
-        epoch: String::new(),
     }
 }

@@ -12,6 +12,31 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// What a script may ask of the network between it and `node` (through
+/// `proxy`): `CUT` it, `HEAL` it, `RESTART` the node — on a new port: the
+/// script knows only the proxy's.
+pub(super) fn network<'a>(
+    proxy: &'a CutProxy,
+    node: &'a mut Node,
+) -> impl FnMut(&str) -> Option<String> + 'a {
+    move |line| match line {
+        "CUT" => {
+            proxy.cut();
+            Some("CUT".into())
+        }
+        "HEAL" => {
+            proxy.heal();
+            Some("HEALED".into())
+        }
+        "RESTART" => {
+            node.restart();
+            proxy.set_upstream(node.addr());
+            Some("RESTARTED".into())
+        }
+        _ => None,
+    }
+}
+
 /// Runs `node <script> <args…>` in `tests/console`; each line it prints is
 /// passed to `answer`, and what that returns is written back on its stdin.
 /// Asserts it exits with success and printed every one of `steps`. (A script
@@ -105,23 +130,7 @@ fn the_js_client_and_the_console_resume_after_the_network_fails() {
         "console reconnected as a new clientId",
         "PASS",
     ];
-    run_script("resume.mjs", &args, &steps, |line| match line {
-        "CUT" => {
-            proxy.cut();
-            Some("CUT".into())
-        }
-        "HEAL" => {
-            proxy.heal();
-            Some("HEALED".into())
-        }
-        "RESTART" => {
-            // On a new port: the browser knows only the proxy's.
-            node.restart();
-            proxy.set_upstream(node.addr());
-            Some("RESTARTED".into())
-        }
-        _ => None,
-    });
+    run_script("resume.mjs", &args, &steps, network(&proxy, &mut node));
     // The client tried again while the network was down, and resumed after.
     assert!(proxy.refused() > 0, "no connect attempt during the cut");
 }

@@ -10,7 +10,7 @@
 //! Needs `node` (18 or later) and `npm ci --prefix tests/console` (scripts/test.sh does
 //! both).
 
-use super::client::run_script;
+use super::client::{network, run_script};
 use crate::support::{cut_proxy::CutProxy, node::Node};
 use std::path::Path;
 
@@ -39,20 +39,5 @@ fn the_js_client_recovers_the_pushes_of_its_history_groups() {
         "client b: new epoch after the restart, recovered: false",
         "PASS",
     ];
-    run_script("history.mjs", &args, &steps, |line| match line {
-        "CUT" => {
-            proxy.cut();
-            Some("CUT".into())
-        }
-        "HEAL" => {
-            proxy.heal();
-            Some("HEALED".into())
-        }
-        "RESTART" => {
-            node.restart();
-            proxy.set_upstream(node.addr());
-            Some("RESTARTED".into())
-        }
-        _ => None,
-    });
+    run_script("history.mjs", &args, &steps, network(&proxy, &mut node));
 }
