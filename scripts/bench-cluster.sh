@@ -46,12 +46,7 @@ bench_workdir bench-cluster
 
 ETCD_PORT=$(free_port)
 ETCD_PEER=$(free_port)
-etcd --name bench --data-dir "$WORK/etcd" \
-  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
-  --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER" >"$WORK/etcd.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null && break; sleep 0.2; done
+start_etcd "$WORK" "$ETCD_PORT" "$ETCD_PEER"
 
 KEY=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

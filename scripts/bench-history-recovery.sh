@@ -120,13 +120,7 @@ start_cluster() {
   mkdir -p "$dir"
   etcd_port=$(free_port)
   etcd_peer=$(free_port)
-  etcd --name bench --data-dir "$dir/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-    --initial-cluster "bench=http://127.0.0.1:$etcd_peer" >"$dir/etcd.log" 2>&1 &
-  ETCD_PID=$!
-  PIDS+=("$ETCD_PID")
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break; sleep 0.2; done
+  start_etcd "$dir" "$etcd_port" "$etcd_peer"
   for n in a b; do
     local link
     HTTP[$n]=$(free_port)

@@ -95,3 +95,15 @@ EOF
   echo "$(basename "$0"): the node on port $PORT did not come up" >&2
   return 1
 }
+
+# start_etcd DIR CLIENT_PORT PEER_PORT: a one-member etcd on loopback (data in DIR/etcd,
+# log DIR/etcd.log); sets ETCD_PID and appends it to PIDS; waits up to 10 s for /health.
+start_etcd() {
+  etcd --name bench --data-dir "$1/etcd" \
+    --listen-client-urls "http://127.0.0.1:$2" --advertise-client-urls "http://127.0.0.1:$2" \
+    --listen-peer-urls "http://127.0.0.1:$3" --initial-advertise-peer-urls "http://127.0.0.1:$3" \
+    --initial-cluster "bench=http://127.0.0.1:$3" >"$1/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  PIDS+=("$ETCD_PID")
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$2/health" >/dev/null && return 0; sleep 0.2; done
+}
