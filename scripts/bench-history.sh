@@ -11,7 +11,8 @@
 #       shardcast_history_kept_bytes / K (what the node counts against
 #       history.max_bytes) and the node's VmRSS growth / K.
 #
-# The node: release build, 2 workers, fresh for every run, on a free loopback port;
+# The node: release build, 2 workers, resume on (ws.resume_window = "30s", as shipped),
+# fresh for every run, on a free loopback port;
 # on/off alternate (off on, on off, …) to cancel drift; each figure is the median of
 # its rounds (shardcast-bench compare).
 #
@@ -71,7 +72,8 @@ trap 'exit 130' INT TERM
 start_node() {
   local history=""
   [ "$1" = on ] && history='groups = [{ prefix = "", size = 1000, ttl = "10m" }]'
-  start_bench_node "$(printf '[history]\n%s' "$history")"
+  # Resume on, as the shipped conf/shardcast.toml has it.
+  start_bench_node "$(printf '[ws]\nresume_window = "30s"\n[history]\n%s' "$history")"
 }
 
 # The measurement's arguments (PORT and PID in the printed commands).
