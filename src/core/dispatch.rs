@@ -138,12 +138,16 @@ impl Core {
     /// (never refused: internal notices must not be lost), this core
     /// directly.
     pub(super) fn tell_every_core(&mut self, make: impl Fn() -> CoreMsg) {
-        for i in 0..self.node.cores() {
-            if i == self.id as usize {
-                self.handle(make());
-            } else {
-                self.post(i as u8, make());
-            }
+        self.tell_other_cores(&make);
+        self.handle(make());
+    }
+
+    /// Puts one message in the outbox of every other core (built by `make`
+    /// for each); never refused.
+    pub(super) fn tell_other_cores(&mut self, make: impl Fn() -> CoreMsg) {
+        let me = self.id;
+        for i in (0..self.node.cores() as u8).filter(|i| *i != me) {
+            self.post(i, make());
         }
     }
 
@@ -196,6 +200,11 @@ impl Core {
             }
             msg => self.dispatch.held.push_back(msg),
         }
+    }
+
+    /// Whether new mail is in the mailbox (not counting what is held).
+    pub(super) fn mail_came(&self) -> bool {
+        !self.dispatch.mailbox.is_empty()
     }
 
     /// Whether mail waits: held, or in the mailbox.

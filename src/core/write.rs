@@ -2,14 +2,16 @@
 //!
 //! Writes are batched: `enqueue` only appends to a connection's queue and
 //! marks it dirty; `flush` (called once per mailbox batch, batch of API
-//! calls or read) writes the links, then the dirty queues with one
-//! write each — at most [`FLUSH_SLICE`] of them at once. What is left is
-//! written by a flusher task of the core, a slice at a time, and between two
-//! slices the core takes in what has arrived: requests, mailbox batches,
-//! link frames. So when publishes come faster than the core can write, the
-//! queues not written yet take the next frames too, and one `sendmsg`
-//! carries several (docs/architecture.md, performance rule 8); at light load
-//! a push still leaves at once, in the inline slice, with no timer. A queue
+//! calls or read) sends the other cores' outboxes and writes the links, and
+//! leaves the dirty queues to a flusher task of the core, which writes them
+//! with one write each, at most [`FLUSH_SLICE`] at once; between two slices
+//! the core takes in what has arrived: requests, mailbox batches, link
+//! frames. The request that flushed writes its answer before the first
+//! slice: an answer never waits for 256 writes. When publishes come faster
+//! than the core can write, the queues not written yet take the next frames
+//! too, and one `sendmsg` carries several (docs/architecture.md, performance
+//! rule 8); at light load the first slice runs in the same turn of the
+//! runtime, with no timer. A queue
 //! that keeps growing before any of that comes — through a long run of
 //! fan-outs, such as the notices of a crowd cut at once — is written as it
 //! grows, every [`WRITE_STEP`].
@@ -34,6 +36,9 @@ use crate::ws::{CloseReason, Push};
 /// Connections written in one run of the loop before the core looks at
 /// its sockets again.
 pub const FLUSH_SLICE: usize = 256;
+
+/// Writes between two looks at the mailbox during a slice.
+const MAIL_CHECK: usize = 16;
 
 /// What the core's writing keeps between two flushes.
 pub(super) struct Writer {
@@ -237,11 +242,11 @@ impl Core {
             .is_some_and(|c| c.out.would_exceed(len, limit))
     }
 
-    /// Writes every link with queued frames and the oldest [`FLUSH_SLICE`]
-    /// dirty connections, one write each; leaves the rest to the
-    /// flusher task.
+    /// Sends what other cores and the links wait for, and has the flusher
+    /// task write the dirty connections: in this turn of the runtime, after
+    /// the task that called this (an answer it writes next goes first).
     pub fn flush(&mut self) {
-        self.write_round();
+        self.send_pending();
         if !self.writer.dirty.is_empty() && !self.writer.flushing {
             self.writer.flushing = true;
             monoio::spawn(flusher(self.this.clone(), self.writer.yield_socket.clone()));
@@ -270,13 +275,18 @@ impl Core {
     fn send_pending(&mut self) {
         self.close_marked();
         self.send_outboxes();
-        self.answer_stamped();
         self.write_links();
     }
 
-    /// Writes the oldest [`FLUSH_SLICE`] dirty connections.
+    /// Writes the oldest [`FLUSH_SLICE`] dirty connections; fewer when
+    /// mail comes meanwhile (looked at every [`MAIL_CHECK`] writes): a
+    /// request another core waits on — a send to number, its answer — is
+    /// taken in after the writes under way, not after the whole slice.
     fn write_slice(&mut self) {
-        for _ in 0..FLUSH_SLICE {
+        for n in 0..FLUSH_SLICE {
+            if n % MAIL_CHECK == MAIL_CHECK - 1 && self.mail_came() {
+                return;
+            }
             let Some(addr) = self.writer.dirty.pop_front() else {
                 return;
             };
@@ -413,19 +423,21 @@ impl Core {
     }
 }
 
-/// Writes what `flush` left, a slice at a time; before each slice the core
-/// takes in whatever has arrived, so that the frames it queues join the
-/// queues still waiting.
+/// Writes the dirty connections `flush` left, a slice at a time; between
+/// two slices the core takes in whatever has arrived, so that the frames it
+/// queues join the queues still waiting.
 async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, yield_socket: Option<YieldSocket>) {
     loop {
-        let_others_in(yield_socket.as_ref()).await;
-        let Some(core) = core.upgrade() else { return };
-        let mut c = core.borrow_mut();
-        c.write_round();
-        if c.writer.dirty.is_empty() {
-            c.writer.flushing = false;
-            return;
+        {
+            let Some(core) = core.upgrade() else { return };
+            let mut c = core.borrow_mut();
+            c.write_round();
+            if c.writer.dirty.is_empty() {
+                c.writer.flushing = false;
+                return;
+            }
         }
+        let_others_in(yield_socket.as_ref()).await;
     }
 }
 

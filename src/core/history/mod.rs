@@ -67,8 +67,6 @@ pub struct History {
     /// Streams this core gave away, and to which node: requests that still
     /// come here follow them.
     moved: HashMap<Key, (u16, Instant)>,
-    /// Sends numbered and fanned out, answered at the next flush.
-    stamped: Vec<(Reply<Result<bool, ApiError>>, bool)>,
     /// When the streams were last swept (`sweep_history`).
     swept: Instant,
 }
@@ -80,7 +78,6 @@ impl History {
             recoveries: reader::Recoveries::default(),
             claims: HashMap::new(),
             moved: HashMap::new(),
-            stamped: Vec::new(),
             swept: Instant::now(),
         }
     }

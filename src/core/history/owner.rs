@@ -14,7 +14,7 @@ use crate::cluster::frame::Frame;
 use crate::config::HistoryRule;
 use crate::history::stream::Stream;
 use crate::history::streams::{new_epoch, Dropped};
-use crate::mailbox::{CoreMsg, Reply};
+use crate::mailbox::{CoreMsg, Reply, ReplyRx};
 use crate::op::{Ask, HandedStream, Page, PageEntry, Position, Reader, Unstamped};
 use crate::ws::message::{stream_push_frame, StreamAt};
 use crate::ws::MessageId;
@@ -71,12 +71,16 @@ impl Core {
         let key = (&*system, &*group);
         let (push, _, dropped) = self.history.streams.stamp(key, &rule, now, encode);
         self.note_history(dropped);
-        self.tell_every_core(|| CoreMsg::Group {
+        let group_send = || CoreMsg::Group {
             system: system.clone(),
             group: group.clone(),
             frame: push.clone(),
             stream: true,
-        });
+        };
+        // The other cores' mailboxes have the push before the caller has its
+        // answer: its next send, to any group, comes after it on every core.
+        self.tell_other_cores(group_send);
+        self.send_outboxes();
         let (waiting, partial) = self.ask_peers(&|req| Frame::Group {
             req,
             system: system.to_string(),
@@ -84,9 +88,22 @@ impl Core {
             frame: push.clone(),
             stream: true,
         });
+        self.answer_when_taken(reply, waiting, partial);
+        // This core's own members last: nothing else runs here before them,
+        // and the caller need not wait for them.
+        self.handle(group_send());
+    }
+
+    /// Answers a stamped send now, or once every peer node in `waiting`
+    /// took it (partial when one did not in time).
+    fn answer_when_taken(
+        &self,
+        reply: Reply<Result<bool, ApiError>>,
+        waiting: Vec<ReplyRx<Frame>>,
+        partial: bool,
+    ) {
         if waiting.is_empty() {
-            // Answered once the other cores have it (`answer_stamped`).
-            self.history.stamped.push((reply, partial));
+            let _ = reply.send(Ok(partial));
             return;
         }
         let Some(core) = self.this.upgrade() else {
@@ -200,16 +217,6 @@ impl Core {
                     frame: k.push.plain.clone(),
                 })
                 .collect(),
-        }
-    }
-
-    /// Answers the sends numbered since the last flush, now that the other
-    /// cores of this node have their pushes in their mailboxes: a caller
-    /// that sends again after the answer finds its next push behind this one
-    /// on every core, whatever the group (docs/architecture.md, step 6).
-    pub(in crate::core) fn answer_stamped(&mut self) {
-        for (reply, partial) in self.history.stamped.drain(..) {
-            let _ = reply.send(Ok(partial));
         }
     }
 

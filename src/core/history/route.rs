@@ -86,11 +86,6 @@ pub async fn to_stream(
                 hops: 0,
             };
             Core::to_core(core, c, msg).map_err(|_| ApiError::Busy)?;
-            if c == core.borrow().id {
-                // Numbered here: the caller's answer is written after its
-                // flush, which hands the other cores their pushes.
-                core.borrow_mut().answer_stamped();
-            }
             rx.await.map_err(|_| ApiError::Busy)?
         }
         Owner::Node(node) => {
