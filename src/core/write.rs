@@ -1,17 +1,19 @@
 //! Writing to the connections of a core.
 //!
 //! Writes are batched: `enqueue` only appends to a connection's queue and
-//! marks it dirty; `flush` (called once per mailbox batch, batch of API
-//! calls or read) sends the other cores' outboxes and writes the links, and
-//! leaves the dirty queues to a flusher task of the core, which writes them
-//! with one write each, at most [`FLUSH_SLICE`] at once; between two slices
-//! the core takes in what has arrived: requests, mailbox batches, link
-//! frames. The request that flushed writes its answer before the first
-//! slice: an answer never waits for 256 writes. When publishes come faster
-//! than the core can write, the queues not written yet take the next frames
-//! too, and one `sendmsg` carries several (docs/architecture.md, performance
-//! rule 8); at light load the first slice runs in the same turn of the
-//! runtime, with no timer. A queue
+//! marks it dirty; a flush (once per mailbox batch, batch of API calls or
+//! read) sends the other cores' outboxes, writes the links, and writes the
+//! dirty queues with one write each, at most [`FLUSH_SLICE`] at once. What
+//! is left is written by a flusher task of the core, a slice at a time, and
+//! between two slices the core takes in what has arrived: requests, mailbox
+//! batches, link frames; a slice ends early when mail comes. An API answer
+//! or a mailbox batch flushes with `flush_later`, which leaves even the first
+//! slice to the flusher task: the answer, and the tasks the batch's replies
+//! woke, go before 256 writes. When publishes come faster than the core can
+//! write, the queues not written yet take the next frames too, and one
+//! `sendmsg` carries several (docs/architecture.md, performance rule 8); at
+//! light load a push still leaves in the same turn of the runtime, with no
+//! timer. A queue
 //! that keeps growing before any of that comes — through a long run of
 //! fan-outs, such as the notices of a crowd cut at once — is written as it
 //! grows, every [`WRITE_STEP`].
@@ -242,11 +244,27 @@ impl Core {
             .is_some_and(|c| c.out.would_exceed(len, limit))
     }
 
-    /// Sends what other cores and the links wait for, and has the flusher
-    /// task write the dirty connections: in this turn of the runtime, after
-    /// the task that called this (an answer it writes next goes first).
+    /// Sends what other cores and the links wait for, writes the oldest
+    /// [`FLUSH_SLICE`] dirty connections, one write each, and leaves the
+    /// rest to the flusher task: for a caller whose answer is among those
+    /// writes (an upgrade's 101, a client message's ack).
     pub fn flush(&mut self) {
+        self.write_round();
+        self.keep_flushing();
+    }
+
+    /// Sends what other cores and the links wait for, and leaves every
+    /// dirty connection to the flusher task: in this turn of the runtime,
+    /// after the task that called this and those already woken — an API
+    /// answer, a task woken by a reply — so an answer never waits for 256
+    /// writes.
+    pub fn flush_later(&mut self) {
         self.send_pending();
+        self.keep_flushing();
+    }
+
+    /// Starts the flusher task when dirty connections are left and none runs.
+    fn keep_flushing(&mut self) {
         if !self.writer.dirty.is_empty() && !self.writer.flushing {
             self.writer.flushing = true;
             monoio::spawn(flusher(self.this.clone(), self.writer.yield_socket.clone()));

@@ -131,7 +131,7 @@ async fn drain_mailbox(core: CoreRef, mailbox: Rc<MailboxRx>) {
         let more = {
             let mut c = core.borrow_mut();
             let more = c.take_some_mail(BATCH);
-            c.flush();
+            c.flush_later();
             more
         };
         // Mail still waiting: the next batch after the sockets, the

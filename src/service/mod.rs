@@ -336,13 +336,13 @@ async fn close_after_refusal(core: &CoreRef, stream: &TcpStream, out: &mut Bytes
 }
 
 /// Starts writing the pushes the answered requests queued on this core (the
-/// core's flush: the other cores get theirs now, the sockets are written by
-/// its flusher task once this task yields; one write
+/// core's `flush_later`: the other cores get theirs now, the sockets are
+/// written by its flusher task once this task yields; one write
 /// per connection for a whole batch of pipelined requests), then writes the
 /// answers in `out`; false when the peer is gone, or has not read them within
 /// `api.request_timeout` (the connection is then closed).
 async fn flush_and_answer(core: &CoreRef, stream: &TcpStream, out: &mut BytesMut) -> bool {
-    core.borrow_mut().flush();
+    core.borrow_mut().flush_later();
     if out.is_empty() {
         return true;
     }
