@@ -46,7 +46,7 @@
 #
 # Usage: scripts/bench-vs-nchan.sh [--quick] [--rounds R] [--idle N] [--subscribers N]
 #                                   [--messages M] [--payload B] [--workloads "a b c d e"]
-#                                   [--peers "nchan uws"] [--keep]
+#                                   [--peers "nchan uws"] [--workers W] [--keep]
 #                                   [--deflate [--json-sizes "1000 100"]]
 #   default: 19,000 idle connections, 10,000 subscribers, 50 messages, workloads a–e,
 #            3 rounds (each figure is the median of its rounds); about 8 minutes with
@@ -56,6 +56,8 @@
 #   --workloads: the fan-out workloads to run ("" for the idle figures only)
 #   --peers: the servers measured beside shardcast, nchan and/or uws (default both); the
 #            first is the baseline of the ratio columns (--peers "uws nchan": shardcast/uws)
+#   --workers: shardcast's server.workers (default 2: one per core here); 1 gives it
+#            the one thread uWebSockets.js has, the other core left to the load generator
 #   --keep:  keep the work directory (configs, logs, JSON results)
 #   --deflate: the permessage-deflate comparison (above) instead of workloads a–e;
 #            default workloads "a", idle connections with deflate only; the baseline of
@@ -82,6 +84,7 @@ FAN_M=50
 PAYLOAD=64
 WORKLOADS=""
 PEERS="nchan uws"
+WORKERS=2
 ROUNDS=""
 KEEP=0
 QUICK=0
@@ -98,6 +101,7 @@ while [ "$#" -gt 0 ]; do
     --payload) PAYLOAD="$2"; shift 2 ;;
     --workloads) WORKLOADS="$2"; shift 2 ;;
     --peers) PEERS="$2"; shift 2 ;;
+    --workers) WORKERS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --deflate) DEFLATE=1; shift ;;
     --json-sizes) JSON_SIZES="$2"; shift 2 ;;
@@ -216,7 +220,7 @@ start_shardcast() {
   cat >"$dir/shardcast.toml" <<EOF
 [server]
 http_addr = "127.0.0.1:$PORT"
-workers = 2
+workers = $WORKERS
 data_dir = "$dir/data"
 shutdown_timeout = "2s"
 
@@ -225,6 +229,8 @@ systems = ["bench"]
 
 [ws]
 compression = ${1:-true}
+# Session resume on, as the shipped conf/shardcast.toml has it.
+resume_window = "30s"
 
 [log]
 level = "warn"
@@ -409,7 +415,7 @@ echo "shardcast vs ${PEERS// /, } — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, kernel $(uname -r), ${cpu_model:-unknown CPU}"
 echo "load average (1 min) after each measurement: $(sort -n "$WORK/load" | awk 'NR == 1 { lo = $1 } { hi = $1; s[NR] = $1 }
   END { printf "%s–%s, median %s", lo, hi, s[int((NR + 1) / 2)] }') (the benchmark's own processes count in it)"
-echo "servers: shardcast $("$SHARDCAST" --version | awk '{print $2}') (2 workers)"
+echo "servers: shardcast $("$SHARDCAST" --version | awk '{print $2}') ($WORKERS workers)"
 if has_peer nchan; then
   nchan_version=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')
   echo "         nchan: nginx $("$NGINX" -v 2>&1 | sed 's|.*nginx/||') + nchan $nchan_version (2 worker processes)"
