@@ -120,7 +120,7 @@ impl Core {
                 None => partial = true,
             }
         }
-        self.flush();
+        self.flush_later();
         (waiting, partial)
     }
 }

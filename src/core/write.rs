@@ -250,7 +250,7 @@ impl Core {
     /// writes (an upgrade's 101, a client message's ack).
     pub fn flush(&mut self) {
         self.write_round();
-        self.keep_flushing();
+        self.keep_flushing(true);
     }
 
     /// Sends what other cores and the links wait for, and leaves every
@@ -260,14 +260,17 @@ impl Core {
     /// writes.
     pub fn flush_later(&mut self) {
         self.send_pending();
-        self.keep_flushing();
+        self.keep_flushing(false);
     }
 
-    /// Starts the flusher task when dirty connections are left and none runs.
-    fn keep_flushing(&mut self) {
+    /// Starts the flusher task when dirty connections are left and none
+    /// runs; `wrote`: a slice was just written, so the task lets the core's
+    /// I/O in before its first.
+    fn keep_flushing(&mut self, wrote: bool) {
         if !self.writer.dirty.is_empty() && !self.writer.flushing {
             self.writer.flushing = true;
-            monoio::spawn(flusher(self.this.clone(), self.writer.yield_socket.clone()));
+            let (this, yield_socket) = (self.this.clone(), self.writer.yield_socket.clone());
+            monoio::spawn(flusher(this, yield_socket, wrote));
         }
     }
 
@@ -444,7 +447,14 @@ impl Core {
 /// Writes the dirty connections `flush` left, a slice at a time; between
 /// two slices the core takes in whatever has arrived, so that the frames it
 /// queues join the queues still waiting.
-async fn flusher(core: std::rc::Weak<std::cell::RefCell<Core>>, yield_socket: Option<YieldSocket>) {
+async fn flusher(
+    core: std::rc::Weak<std::cell::RefCell<Core>>,
+    yield_socket: Option<YieldSocket>,
+    wrote: bool,
+) {
+    if wrote {
+        let_others_in(yield_socket.as_ref()).await;
+    }
     loop {
         {
             let Some(core) = core.upgrade() else { return };
