@@ -39,8 +39,10 @@ use crate::ws::{CloseReason, Push};
 /// its sockets again.
 pub const FLUSH_SLICE: usize = 256;
 
-/// Writes between two looks at the mailbox during a slice.
-const MAIL_CHECK: usize = 16;
+/// Writes between two looks at the mailbox during a slice (a look is two
+/// atomic loads; 16 let a send to another core's stream wait long enough to
+/// halve a one-in-flight publisher's rate in some runs, `bench-history.sh`).
+const MAIL_CHECK: usize = 4;
 
 /// What the core's writing keeps between two flushes.
 pub(super) struct Writer {
