@@ -25,6 +25,10 @@ use shardcast::ws::deflate::{compress::LEVEL, compressed_text, inflate::inflate,
 use shardcast::ws::message::push_frame;
 use shardcast::ws::{MessageId, MessageIdGen};
 
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu_ns;
+
 const LEVELS: [u32; 3] = [1, 2, 6];
 /// The table also has level 4, the cheapest of zlib-ng's "medium" strategy.
 const TABLE_LEVELS: [u32; 4] = [1, 2, 4, 6];
@@ -147,17 +151,6 @@ fn deflate(z: &mut Compress, payload: &[u8], out: &mut Vec<u8>) -> usize {
     z.compress_vec(payload, out, FlushCompress::Sync)
         .expect("room enough");
     out.len() - TAIL.len()
-}
-
-/// CPU time of this thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Per payload and level: compressed bytes, ratio, µs per message and ns per

@@ -42,6 +42,10 @@ use shardcast::node::{Node, Systems};
 use shardcast::registry::SystemEntry;
 use shardcast::ws::message::push_frame;
 
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu_ns;
+
 /// Connections of the one core.
 const CONNS: usize = 5_000;
 /// The system of the shipped configuration.
@@ -132,17 +136,6 @@ async fn push_and_flush(core: &CoreRef, pushes: usize, data: &str) {
     while core.borrow().flushing() {
         let_others_in(yield_socket.as_ref()).await;
     }
-}
-
-/// CPU time of this thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn bench_flush(c: &mut Criterion) {
