@@ -46,7 +46,8 @@
 #
 # Usage: scripts/bench-vs-nchan.sh [--quick] [--rounds R] [--idle N] [--subscribers N]
 #                                   [--messages M] [--payload B] [--workloads "a b c d e"]
-#                                   [--peers "nchan uws"] [--workers W] [--keep]
+#                                   [--peers "nchan uws"] [--workers W] [--same-bytes]
+#                                   [--keep]
 #                                   [--deflate [--json-sizes "1000 100"]]
 #   default: 19,000 idle connections, 10,000 subscribers, 50 messages, workloads a–e,
 #            3 rounds (each figure is the median of its rounds); about 8 minutes with
@@ -58,6 +59,11 @@
 #            first is the baseline of the ratio columns (--peers "uws nchan": shardcast/uws)
 #   --workers: shardcast's server.workers (default 2: one per core here); 1 gives it
 #            the one thread uWebSockets.js has, the other core left to the load generator
+#   --same-bytes: each peer also runs as a second column, PEER-sized, whose bodies are
+#            as long as shardcast's frame payload (the body in its 76-byte JSON
+#            envelope), so that every server of that column sends the same bytes per
+#            delivery (the "wire bytes" row shows it): what a write costs each server,
+#            apart from what shardcast's envelope adds; without --deflate only
 #   --keep:  keep the work directory (configs, logs, JSON results)
 #   --deflate: the permessage-deflate comparison (above) instead of workloads a–e;
 #            default workloads "a", idle connections with deflate only; the baseline of
@@ -89,6 +95,10 @@ ROUNDS=""
 KEEP=0
 QUICK=0
 DEFLATE=0
+SAME_BYTES=0
+# What shardcast's push frame adds around a body sent to a system (docs/api.md §3):
+# {"messageId":"<16 hex>","sendUserId":"","code":0,"msg":"","data":"<body>"}
+ENVELOPE=76
 JSON_SIZES="1000 100"
 DEFLATE_OFFER=${DEFLATE_OFFER:-"permessage-deflate; server_no_context_takeover; client_max_window_bits"}
 while [ "$#" -gt 0 ]; do
@@ -102,6 +112,7 @@ while [ "$#" -gt 0 ]; do
     --workloads) WORKLOADS="$2"; shift 2 ;;
     --peers) PEERS="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
+    --same-bytes) SAME_BYTES=1; shift ;;
     --keep) KEEP=1; shift ;;
     --deflate) DEFLATE=1; shift ;;
     --json-sizes) JSON_SIZES="$2"; shift 2 ;;
@@ -143,6 +154,13 @@ if [ "$DEFLATE" -eq 1 ]; then
   done
 else
   SERVERS="shardcast $PEERS"
+  if [ "$SAME_BYTES" -eq 1 ]; then
+    for peer in $PEERS; do SERVERS="$SERVERS $peer-sized"; done
+  fi
+fi
+if [ "$SAME_BYTES" -eq 1 ] && [ "$DEFLATE" -eq 1 ]; then
+  echo "bench-vs-nchan: --same-bytes is for the workloads without --deflate" >&2
+  exit 2
 fi
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -298,9 +316,9 @@ start_server() {
   case "$1" in
     shardcast|shardcast-deflate|shardcast-plain) start_shardcast true ;;
     shardcast-nocomp) start_shardcast false ;;
-    nchan|nchan-plain) start_nchan off ;;
+    nchan|nchan-plain|nchan-sized) start_nchan off ;;
     nchan-deflate) start_nchan on ;;
-    uws|uws-plain) start_uws ;;
+    uws|uws-plain|uws-sized) start_uws ;;
     *) echo "bench-vs-nchan: unknown server $1" >&2; return 1 ;;
   esac
 }
@@ -349,6 +367,8 @@ bench() {
     read -r -a publish <<<"$(workload_args "${workload%%-*}")"
     if [ "${workload#*-}" != "$workload" ]; then
       body=(--payload-json "${workload#*-}")
+    elif [ "${server#*-}" = sized ]; then
+      body=(--payload "$((PAYLOAD + ENVELOPE))")
     else
       body=(--payload "$PAYLOAD")
     fi
@@ -393,6 +413,7 @@ columns() {
   local server
   for server in $2; do
     case "$1-$DEFLATE-$server" in
+      idle-0-*-sized) ;;
       idle-1-*-deflate|idle-0-*|fanout-*) echo "$server" ;;
     esac
   done
@@ -424,6 +445,9 @@ if has_peer uws; then
   echo "         uws: $(UWS_PEER_DIR=$UWS_DIR "$UWS_DIR/node" scripts/uws-peer/server.js --version) (1 thread)"
 fi
 echo "load: shardcast-bench on the same machine, $ROUNDS round(s)"
+if [ "$SAME_BYTES" -eq 1 ]; then
+  echo "bodies: $PAYLOAD B; *-sized columns: $((PAYLOAD + ENVELOPE)) B, shardcast's frame payload"
+fi
 if [ "$DEFLATE" -eq 1 ]; then
   echo "permessage-deflate: the generator offers \"$DEFLATE_OFFER\""
   echo "to *-deflate and shardcast-nocomp (ws.compression = false), nothing to *-plain;"
