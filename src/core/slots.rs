@@ -89,6 +89,13 @@ impl<T> Slots<T> {
         e.value.as_deref().map(|v| (ConnAddr { slot, gen }, v))
     }
 
+    /// Where the entry of `addr`'s slot lives, to ask the CPU for it ahead
+    /// of a `get` (`core/write.rs`): an address only, nothing is read.
+    pub fn entry_ptr(&self, addr: ConnAddr) -> Option<*const u8> {
+        let e = self.entries.get(addr.slot as usize)?;
+        Some((e as *const Entry<T>).cast())
+    }
+
     pub fn remove(&mut self, addr: ConnAddr) -> Option<Box<T>> {
         let slot = addr.slot;
         let e = self.entries.get_mut(slot as usize)?;
