@@ -47,7 +47,7 @@
 # Usage: scripts/bench-vs-nchan.sh [--quick] [--rounds R] [--idle N] [--subscribers N]
 #                                   [--messages M] [--payload B] [--workloads "a b c d e"]
 #                                   [--peers "nchan uws"] [--workers W] [--same-bytes]
-#                                   [--keep]
+#                                   [--generator-nice N] [--keep]
 #                                   [--deflate [--json-sizes "1000 100"]]
 #   default: 19,000 idle connections, 10,000 subscribers, 50 messages, workloads a–e,
 #            3 rounds (each figure is the median of its rounds); about 8 minutes with
@@ -64,6 +64,11 @@
 #            envelope), so that every server of that column sends the same bytes per
 #            delivery (the "wire bytes" row shows it): what a write costs each server,
 #            apart from what shardcast's envelope adds; without --deflate only
+#   --generator-nice N: the load generator runs at niceness N (e.g. -5; below 0 needs
+#            root): with N < 0 it takes the CPU it needs before the server under test
+#            does, as clients on their own machines would, instead of an equal share of
+#            the cores with each busy server thread (a server with two threads leaves it
+#            a third of this machine's two cores, one with one thread half)
 #   --keep:  keep the work directory (configs, logs, JSON results)
 #   --deflate: the permessage-deflate comparison (above) instead of workloads a–e;
 #            default workloads "a", idle connections with deflate only; the baseline of
@@ -96,6 +101,7 @@ KEEP=0
 QUICK=0
 DEFLATE=0
 SAME_BYTES=0
+GENERATOR_NICE=""
 # What shardcast's push frame adds around a body sent to a system (docs/api.md §3):
 # {"messageId":"<16 hex>","sendUserId":"","code":0,"msg":"","data":"<body>"}
 ENVELOPE=76
@@ -113,6 +119,7 @@ while [ "$#" -gt 0 ]; do
     --peers) PEERS="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
     --same-bytes) SAME_BYTES=1; shift ;;
+    --generator-nice) GENERATOR_NICE="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --deflate) DEFLATE=1; shift ;;
     --json-sizes) JSON_SIZES="$2"; shift 2 ;;
@@ -162,6 +169,10 @@ if [ "$SAME_BYTES" -eq 1 ] && [ "$DEFLATE" -eq 1 ]; then
   echo "bench-vs-nchan: --same-bytes is for the workloads without --deflate" >&2
   exit 2
 fi
+
+# How the load generator is started: with a time limit, and at --generator-nice.
+GENERATOR=(timeout --foreground 900)
+if [ -n "$GENERATOR_NICE" ]; then GENERATOR=(nice -n "$GENERATOR_NICE" "${GENERATOR[@]}"); fi
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 START_SECS=$SECONDS
@@ -376,17 +387,17 @@ bench() {
   if offers "$server"; then offer=(--deflate "$DEFLATE_OFFER"); fi
   case "${server%%-*}-${kind%%-*}" in
     shardcast-idle)
-      timeout --foreground 900 "$BENCH" idle --json --label "$server" --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
+      "${GENERATOR[@]}" "$BENCH" idle --json --label "$server" --url "ws://127.0.0.1:$PORT/ws?systemId=bench" \
         --connections "$IDLE_N" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
     nchan-idle|uws-idle)
-      timeout --foreground 900 "$BENCH" idle --json --label "$server" --url "ws://127.0.0.1:$PORT/sub/idle" --no-welcome \
+      "${GENERATOR[@]}" "$BENCH" idle --json --label "$server" --url "ws://127.0.0.1:$PORT/sub/idle" --no-welcome \
         --connections "$IDLE_N" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
     shardcast-fanout)
-      timeout --foreground 900 "$BENCH" fanout --json --label "$server" --api "http://127.0.0.1:$PORT" --system bench \
+      "${GENERATOR[@]}" "$BENCH" fanout --json --label "$server" --api "http://127.0.0.1:$PORT" --system bench \
         --mode system --subscribers "$FAN_N" --messages "$FAN_M" "${body[@]}" \
         "${publish[@]}" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
     nchan-fanout|uws-fanout)
-      timeout --foreground 900 "$BENCH" generic --json --label "$server" --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
+      "${GENERATOR[@]}" "$BENCH" generic --json --label "$server" --subscribe "ws://127.0.0.1:$PORT/sub/bench" \
         --publish "http://127.0.0.1:$PORT/pub/bench" --subscribers "$FAN_N" --messages "$FAN_M" \
         "${body[@]}" "${publish[@]}" "${offer[@]}" --server-pid "$SERVER_PID" >"$out" ;;
   esac
@@ -444,7 +455,7 @@ fi
 if has_peer uws; then
   echo "         uws: $(UWS_PEER_DIR=$UWS_DIR "$UWS_DIR/node" scripts/uws-peer/server.js --version) (1 thread)"
 fi
-echo "load: shardcast-bench on the same machine, $ROUNDS round(s)"
+echo "load: shardcast-bench on the same machine, $ROUNDS round(s)${GENERATOR_NICE:+, at niceness $GENERATOR_NICE}"
 if [ "$SAME_BYTES" -eq 1 ]; then
   echo "bodies: $PAYLOAD B; *-sized columns: $((PAYLOAD + ENVELOPE)) B, shardcast's frame payload"
 fi
