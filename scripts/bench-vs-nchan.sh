@@ -102,7 +102,7 @@ QUICK=0
 DEFLATE=0
 SAME_BYTES=0
 GENERATOR_NICE=""
-# What shardcast's push frame adds around a body sent to a system (docs/api.md §3):
+# What shardcast's push frame adds around a body sent to a system (docs/api.md §2, "Pushes and notices"):
 # {"messageId":"<16 hex>","sendUserId":"","code":0,"msg":"","data":"<body>"}
 ENVELOPE=76
 JSON_SIZES="1000 100"
