@@ -160,6 +160,24 @@ mod tests {
     }
 
     #[test]
+    fn members_are_walked_in_slot_order() {
+        // docs/architecture.md rule 2: a fan-out reads connections in the
+        // order they were accepted, whatever order they joined in.
+        let mut ix = GroupIndex::default();
+        let s = rc("s");
+        let slots = [907, 3, 512, 64, 5000, 1, 77];
+        for slot in slots {
+            ix.add_conn(&s, slot);
+            ix.join("s", &rc("g"), slot);
+        }
+        let mut sorted = slots.to_vec();
+        sorted.sort_unstable();
+        let walked = |a| ix.members(a).collect::<Vec<_>>();
+        assert_eq!(walked(Audience::System("s")), sorted);
+        assert_eq!(walked(Audience::Group("s", "g")), sorted);
+    }
+
+    #[test]
     fn removal_cleans_every_set() {
         let mut ix = GroupIndex::default();
         let s = rc("s");
