@@ -13,10 +13,9 @@
 //! write, the queues not written yet take the next frames too, and one
 //! `sendmsg` carries several (docs/architecture.md, performance rule 8); at
 //! light load a push still leaves in the same turn of the runtime, with no
-//! timer. A queue
-//! that keeps growing before any of that comes — through a long run of
-//! fan-outs, such as the notices of a crowd cut at once — is written as it
-//! grows, every [`WRITE_STEP`].
+//! timer. A queue that keeps growing before any of that comes — through a
+//! long run of fan-outs, such as the notices of a crowd cut at once — is
+//! written as it grows, every [`WRITE_STEP`].
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
